@@ -33,6 +33,8 @@ class Flags:
             if not match:
                 continue
             names, rest = match.groups()
+            if "has been removed" in rest:  # newer builds list removed flags, then reject them
+                continue
             for name in _FLAG.findall(names):
                 table.setdefault(name, rest.strip())
         return cls(table)
@@ -40,8 +42,13 @@ class Flags:
     def has(self, flag: str) -> bool:
         return flag in self.table
 
+    def deprecated(self, flag: str) -> bool:
+        return "deprecated" in self.table.get(flag, "").lower()
+
     def first(self, *candidates: str) -> str | None:
-        return next((c for c in candidates if c in self.table), None)
+        """The first supported candidate, preferring ones the binary does not call deprecated."""
+        present = [c for c in candidates if c in self.table]
+        return next((c for c in present if not self.deprecated(c)), present[0] if present else None)
 
     def help(self, flag: str) -> str:
         return self.table.get(flag, "")
@@ -94,6 +101,16 @@ def _on_off(flags: Flags, flag: str, value: bool) -> str:
     return ("on" if value else "off") if "on|off" in flags.help(flag) else ("1" if value else "0")
 
 
+def _no_mmap(flags: Flags, old_flag: str, *old_value: str) -> list[str]:
+    """Load the model without mmap: `--load-mode none` where the build has it (it deprecated,
+    then removed, -mmp / --no-mmap), else the old flag."""
+    if flags.has("--load-mode"):
+        return ["--load-mode", "none"]
+    if flags.has(old_flag):
+        return [old_flag, *old_value]
+    return []
+
+
 @attrs.frozen
 class BenchParams:
     """One llama-bench invocation in halo's terms, before translation to a binary's flags."""
@@ -118,10 +135,7 @@ def bench_argv(cmd: ToolCommand, flags: Flags, params: BenchParams,
     if fa:
         argv += [fa, _on_off(flags, fa, defaults.flash_attn)]
     if not defaults.mmap:
-        if flags.has("--load-mode"):  # llama.cpp >= b8xxx replaced -mmp with --load-mode
-            argv += ["--load-mode", "none"]
-        elif flags.has("-mmp"):
-            argv += ["-mmp", "0"]
+        argv += _no_mmap(flags, "-mmp", "0")
     if defaults.ubatch:
         argv += ["-ub", str(defaults.ubatch)]
     if params.threads:
@@ -129,7 +143,7 @@ def bench_argv(cmd: ToolCommand, flags: Flags, params: BenchParams,
     return argv
 
 
-def test_name(n_prompt: int, n_gen: int, n_depth: int) -> str:
+def bench_test_name(n_prompt: int, n_gen: int, n_depth: int) -> str:
     """llama-bench's own naming: pp512, tg128, pp512+tg128, with ' @ d4096' for depth."""
     if n_prompt and n_gen:
         name = f"pp{n_prompt}+tg{n_gen}"
@@ -184,7 +198,7 @@ def parse_bench_line(line: str, *, model: str, backend: str) -> BenchResult:
     return BenchResult(
         model=model,
         backend=backend,
-        test=test_name(n_prompt, n_gen, n_depth),
+        test=bench_test_name(n_prompt, n_gen, n_depth),
         n_prompt=n_prompt,
         n_gen=n_gen,
         n_depth=n_depth,
@@ -208,3 +222,61 @@ def parse_bench_line(line: str, *, model: str, backend: str) -> BenchResult:
         build_number=_int(rec.get("build_number")),
         test_time=str(rec.get("test_time") or ""),
     )
+
+
+@attrs.frozen
+class ServerParams:
+    """One llama-server invocation in halo's terms (the seed's measured best flags by default)."""
+
+    model_path: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ctx: int = 131072
+    parallel: int = 1
+    cache_type_k: str = "q4_0"
+    cache_type_v: str = "q4_0"
+    ngram: bool = False  # n-gram speculation: ngram-simple, draft max 64 / min 4
+    draft_max: int = 64
+    draft_min: int = 4
+    no_think: bool = False  # reasoning budget 0
+    api_key: str | None = None
+    threads: int | None = None
+    extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+def _require(flags: Flags, tool: str, *candidates: str) -> str:
+    found = flags.first(*candidates)
+    if found is None:
+        raise Unavailable(f"this {tool} supports none of {', '.join(candidates)}; it is too old or too new for halo")
+    return found
+
+
+def server_argv(cmd: ToolCommand, flags: Flags, params: ServerParams,
+                defaults: BackendDefaults) -> list[str]:
+    """The full llama-server argv for this binary. llama.cpp renamed --draft-max to
+    --spec-draft-n-max and replaced --no-mmap with --load-mode; both generations work."""
+    argv = [*cmd.argv, "-m", params.model_path, "--host", params.host, "--port", str(params.port),
+            "-c", str(params.ctx), _require(flags, "llama-server", "-np", "--parallel"),
+            str(params.parallel)]
+    if flags.has("-ngl"):
+        argv += ["-ngl", str(defaults.n_gpu_layers)]
+    fa = flags.first("-fa", "--flash-attn")
+    if fa and "on|off" in flags.help(fa):
+        argv += [fa, "on" if defaults.flash_attn else "off"]
+    elif fa and defaults.flash_attn:  # older builds: a bare switch
+        argv += [fa]
+    if not defaults.mmap:
+        argv += _no_mmap(flags, "--no-mmap")
+    argv += [_require(flags, "llama-server", "-ctk", "--cache-type-k"), params.cache_type_k,
+             _require(flags, "llama-server", "-ctv", "--cache-type-v"), params.cache_type_v]
+    if params.ngram:
+        argv += ["--spec-type", "ngram-simple",
+                 _require(flags, "llama-server", "--spec-draft-n-max", "--draft-max"), str(params.draft_max),
+                 _require(flags, "llama-server", "--spec-draft-n-min", "--draft-min"), str(params.draft_min)]
+    if params.no_think:
+        argv += [_require(flags, "llama-server", "--reasoning-budget"), "0"]
+    if params.api_key:
+        argv += ["--api-key", params.api_key]
+    if params.threads:
+        argv += ["-t", str(params.threads)]
+    return argv + list(params.extra)

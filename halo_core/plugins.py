@@ -117,7 +117,7 @@ class PluginHost:
         owners: dict[tuple[str, str], str] = {}
         for hook_name, kind in _HOOK_KINDS.items():
             hook = getattr(self.pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # registration order
+            for impl in hook.get_hookimpls():  # registration order
                 plugin_name = impl.plugin_name
 
                 def register(obj, _kind=kind, _plugin=plugin_name):

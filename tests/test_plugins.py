@@ -1,0 +1,168 @@
+"""The plugin host: entry-point loading, validation, allow/deny lists, `halo plugins`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+
+from halo_core import Availability, Backend, PluginHost, ToolCommand, hookimpl
+from halo_core.errors import UnknownName
+
+
+def _backend_plugin(*names: str) -> types.SimpleNamespace:
+    """A plugin object registering one trivial Backend per name."""
+    def make(backend_name):
+        class B(Backend):
+            name = backend_name
+
+            def availability(self):
+                return Availability(True)
+
+            def command(self, tool):
+                return ToolCommand([tool])
+        return B()
+
+    @hookimpl
+    def register_backends(register):
+        for n in names:
+            register(make(n))
+
+    return types.SimpleNamespace(register_backends=register_backends)
+
+
+def test_builtins_load_through_entry_points():
+    host = PluginHost.from_entry_points()
+    infos = {i.name: i for i in host.info()}
+    assert {"native", "pypi", "file"} <= set(infos)
+    assert infos["native"].source == "builtin"
+    assert infos["native"].distribution == "halo-llm"
+    assert infos["native"].registers == {"backends": ("native",)}
+    assert infos["pypi"].registers == {"model_sources": ("pypi",)}
+    assert all(i.error is None for i in infos.values())
+
+
+def test_registered_plugin_is_listed_and_found():
+    host = PluginHost()
+    host.register(_backend_plugin("alpha", "beta"), "twobackends")
+    try:
+        assert sorted(host.backends()) == ["alpha", "beta"]
+        info = host.info()[0]
+        assert info.name == "twobackends"
+        assert info.registers == {"backends": ("alpha", "beta")}
+        assert info.hooks == ("register_backends",)
+    finally:
+        host.unregister("twobackends")
+    assert host.backends() == {}
+
+
+def test_unknown_backend_names_the_known_ones():
+    host = PluginHost()
+    host.register(_backend_plugin("alpha"), "p")
+    with pytest.raises(UnknownName, match=r"^unknown backend 'gamma' \(known: alpha\)$"):
+        host.backend("gamma")
+
+
+def test_duplicate_name_is_an_error_of_the_second_plugin(capsys):
+    host = PluginHost()
+    host.register(_backend_plugin("alpha"), "first")
+    host.register(_backend_plugin("alpha"), "second")
+    assert list(host.backends()) == ["alpha"]
+    errors = {i.name: i.error for i in host.info()}
+    assert errors["first"] is None
+    assert errors["second"] == "register_backends failed: Backend 'alpha' is already registered by 'first'"
+    assert "plugin 'second'" in capsys.readouterr().err
+
+
+def test_misspelt_hook_is_rejected_with_a_suggestion():
+    @hookimpl
+    def register_backend(register):  # missing "s"
+        pass
+
+    host = PluginHost()
+    host.register(types.SimpleNamespace(register_backend=register_backend), "typo")
+    info = host.info()[0]
+    assert info.error == "unknown hook 'register_backend' (did you mean register_backends?)"
+    assert not host.pm.has_plugin("typo")
+    host.pm.check_pending()  # nothing unvalidated is left behind
+
+
+def test_registering_the_wrong_type_is_reported():
+    @hookimpl
+    def register_backends(register):
+        register("not a backend")
+
+    host = PluginHost()
+    host.register(types.SimpleNamespace(register_backends=register_backends), "wrong")
+    assert host.backends() == {}
+    assert "which is not a Backend" in host.info()[0].error
+
+
+@pytest.fixture
+def fake_dist(tmp_path):
+    """A distribution on sys.path whose `halo` entry points we choose (as pip would install)."""
+    def make(name: str, entry_points: dict[str, str], modules: dict[str, str]):
+        dist = tmp_path / f"{name.replace('-', '_')}-1.2.3.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
+        lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+        (dist / "entry_points.txt").write_text(f"[halo]\n{lines}\n")
+        for mod, source in modules.items():
+            (tmp_path / f"{mod}.py").write_text(source)
+        return tmp_path
+    return make
+
+
+BROKEN = "raise ImportError('needs libfoo')\n"
+GOOD = """
+from halo_core import Availability, Backend, ToolCommand, hookimpl
+
+class Extra(Backend):
+    name = "extra"
+    def availability(self):
+        return Availability(False, "extra is a test double", "nothing to do")
+    def command(self, tool):
+        return ToolCommand([tool])
+
+@hookimpl
+def register_backends(register):
+    register(Extra())
+"""
+
+
+def test_cli_lists_third_party_and_survives_a_broken_plugin(fake_dist, halo):
+    path = fake_dist("halo-thirdparty", {"extra": "halo_extra_mod", "broken": "halo_broken_mod"},
+                     {"halo_extra_mod": GOOD, "halo_broken_mod": BROKEN})
+    done = halo("plugins", "--json", env={"PYTHONPATH": str(path)})
+    assert done.returncode == 0, done.stderr
+    infos = {i["name"]: i for i in json.loads(done.stdout)}
+    assert infos["extra"]["source"] == "entry-point"
+    assert infos["extra"]["distribution"] == "halo-thirdparty"
+    assert infos["extra"]["version"] == "1.2.3"
+    assert infos["extra"]["registers"] == {"backends": ["extra"]}
+    assert infos["broken"]["error"] == "import failed: ImportError: needs libfoo"
+    assert "plugin 'broken' not loaded: import failed: ImportError: needs libfoo" in done.stderr
+    assert {"native", "pypi", "file"} <= set(infos)
+
+    done = halo("backends", "--json", env={"PYTHONPATH": str(path)})
+    rows = {r["name"]: r for r in json.loads(done.stdout)}
+    assert rows["extra"]["available"] is False
+    assert rows["extra"]["reason"] == "extra is a test double"
+
+
+def test_allow_and_deny_lists(fake_dist, halo):
+    path = fake_dist("halo-thirdparty", {"extra": "halo_extra_mod"}, {"halo_extra_mod": GOOD})
+    done = halo("plugins", "--json", env={"PYTHONPATH": str(path), "HALO_LOAD_PLUGINS": "extra,pypi"})
+    assert sorted(i["name"] for i in json.loads(done.stdout)) == ["extra", "pypi"]
+    done = halo("plugins", "--json", env={"PYTHONPATH": str(path), "HALO_DISABLE_PLUGINS": "extra"})
+    names = {i["name"] for i in json.loads(done.stdout)}
+    assert "extra" not in names and "native" in names
+
+
+def test_plugins_table(halo):
+    done = halo("plugins")
+    assert done.returncode == 0
+    assert "native" in done.stdout and "backends: native" in done.stdout
+    assert "model_sources: pypi" in done.stdout
