@@ -38,6 +38,7 @@ class _RunWriter:
         self.state = {"spec": attrs.asdict(run.spec), "status": run.status, "error": "",
                       "started_at": _now(), "finished_at": None,
                       "models": [attrs.asdict(m) for m in models], "commands": []}
+        write_json(run.path / "results.json", run.results)
         self.flush()
 
     def command(self, model: LocalModel, backend: str, argv: list[str], env: dict) -> None:

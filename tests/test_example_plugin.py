@@ -16,7 +16,7 @@ def plugin_site(tmp_path_factory):
     """pip install examples/halo-taskset (without dependencies: halo is already here)."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target),
+                    "--target", str(target),
                     str(ROOT / "examples" / "halo-taskset")], check=True)
     assert list(target.glob("halo_taskset-*.dist-info"))
     return target

@@ -1,0 +1,55 @@
+"""halo-taskset: a third-party halo backend, published as its own package.
+
+It runs the same llama.cpp binaries as halo's `native` backend, but pinned to the CPU cores in
+$HALO_TASKSET_CPUS (default "0") with util-linux `taskset`: useful to measure how llama.cpp
+scales with cores, or to keep a benchmark off the cores another job is using.
+
+    pip install ./examples/halo-taskset
+    halo plugins                      # lists "taskset"
+    halo bench run --backend taskset  # llama-bench under taskset -c 0
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from halo_core import Availability, Backend, ToolCommand, get_host, hookimpl
+from halo_core.errors import Unavailable
+
+
+def _cpus() -> str:
+    return os.environ.get("HALO_TASKSET_CPUS", "0")
+
+
+class TasksetBackend(Backend):
+    name = "taskset"
+    description = "native llama.cpp pinned to $HALO_TASKSET_CPUS with taskset"
+
+    def _native(self) -> Backend:
+        return get_host().backend("native")
+
+    def availability(self) -> Availability:
+        if shutil.which("taskset") is None:
+            return Availability(False, "taskset not found", "install util-linux")
+        return self._native().availability()
+
+    def command(self, tool: str) -> ToolCommand:
+        taskset = shutil.which("taskset")
+        if taskset is None:
+            raise Unavailable("taskset not found; install util-linux")
+        inner = self._native().command(tool)
+        # flags belong to the inner binary, so its cache key is ours too
+        return ToolCommand([taskset, "-c", _cpus(), *inner.argv], env=inner.env,
+                           cache_key=inner.cache_key)
+
+    def defaults(self):
+        return self._native().defaults()
+
+    def provenance(self) -> dict[str, str]:
+        return {"taskset_cpus": _cpus(), **self._native().provenance()}
+
+
+@hookimpl
+def register_backends(register):
+    register(TasksetBackend())
