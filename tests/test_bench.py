@@ -113,39 +113,32 @@ def _wrapped(tmp_path: Path, llama_bin_dir: Path, body: str) -> Path:
     return folder
 
 
-def test_crash_half_way_keeps_what_finished(halo, smoke_model, tmp_path, llama_bin_dir):
-    folder = _wrapped(tmp_path, llama_bin_dir,
-                      'echo "ggml: fatal error in the tg kernel" >&2\n'
-                      '"$real" "$@" | head -n 1\nkill -SEGV $$\n')
-    done = halo("bench", "run", "-m", str(smoke_model.path), *SMALL, "--tag", "crash",
+CRASH = ('echo "ggml: fatal error in the tg kernel" >&2\n'
+         '"$real" "$@" | head -n 1\nkill -SEGV $$\n')
+GARBAGE = ('"$real" "$@" | { IFS= read -r l; printf "%s\\n" "$l"; '
+           'echo "<html>502 Bad Gateway</html>"; cat >/dev/null; }\n')
+
+
+@pytest.mark.parametrize("body, error", [
+    (CRASH, "llama-bench was killed by SIGSEGV (SmolLM2-135M-Instruct.Q4_1 on native): "
+            "ggml: fatal error in the tg kernel; 1 result(s) kept in "),
+    (GARBAGE, "llama-bench printed output halo cannot parse (SmolLM2-135M-Instruct.Q4_1 on native): "
+              "not JSON: '<html>502 Bad Gateway</html>'; 1 result(s) kept in "),
+], ids=["crash", "garbage"])
+def test_failure_half_way_keeps_what_finished(halo, smoke_model, tmp_path, llama_bin_dir, body, error):
+    folder = _wrapped(tmp_path, llama_bin_dir, body)
+    done = halo("bench", "run", "-m", str(smoke_model.path), *SMALL, "--tag", "broken",
                 "--llama-cpp-dir", str(folder))
     assert done.returncode == 1
-    last = _last_line(done.stderr)
-    assert last.startswith("Error: llama-bench was killed by SIGSEGV (SmolLM2-135M-Instruct.Q4_1 on native): ")
     assert "Traceback" not in done.stderr
+    last = _last_line(done.stderr)
+    assert last.startswith("Error: " + error), last
     run_dir = _run_dir_from(last)
     state = json.loads((run_dir / "run.json").read_text())
     assert state["status"] == "failed" and state["error"] == last.removeprefix("Error: ")
     results = json.loads((run_dir / "results.json").read_text())
     assert [r["test"] for r in results] == ["pp64"] and results[0]["avg_ts"] > 0
     assert len((run_dir / "raw.jsonl").read_text().splitlines()) == 1
-    assert "ggml: fatal error in the tg kernel" in (run_dir / "bench.log").read_text()
-
-
-def test_garbage_half_way_keeps_what_finished(halo, smoke_model, tmp_path, llama_bin_dir):
-    folder = _wrapped(tmp_path, llama_bin_dir,
-                      '"$real" "$@" | { IFS= read -r l; printf "%s\\n" "$l"; '
-                      'echo "<html>502 Bad Gateway</html>"; cat >/dev/null; }\n')
-    done = halo("bench", "run", "-m", str(smoke_model.path), *SMALL, "--tag", "garbage",
-                "--llama-cpp-dir", str(folder))
-    assert done.returncode == 1
-    last = _last_line(done.stderr)
-    assert last.startswith("Error: llama-bench printed output halo cannot parse "
-                           "(SmolLM2-135M-Instruct.Q4_1 on native): not JSON: '<html>502 Bad Gateway</html>'; "
-                           "1 result(s) kept in ")
-    run_dir = _run_dir_from(last)
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
-    assert [r["test"] for r in json.loads((run_dir / "results.json").read_text())] == ["pp64"]
 
 
 def test_real_llama_bench_failing_on_a_truncated_model(halo, smoke_model, tmp_path):
