@@ -65,11 +65,15 @@ class PluginHost:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if (allow is not None and ep.name not in allow) or ep.name in deny:
                 continue
-            if self.pm.has_plugin(ep.name):
-                continue
             dist = ep.dist.metadata["Name"] if ep.dist is not None else None
             origin = _Origin(dist, ep.dist.version if ep.dist is not None else None,
                              "builtin" if dist == SELF_DISTRIBUTION else "entry-point")
+            if ep.name in self._origins:
+                first = self._origins[ep.name].distribution
+                if first != dist:  # the same distribution can be seen twice on sys.path
+                    print(f"halo: warning: plugin '{ep.name}' of {dist} not loaded: the name "
+                          f"is taken by {first}", file=sys.stderr)
+                continue
             try:
                 module = ep.load()
             except Exception as exc:  # a broken plugin must not take the CLI down
