@@ -1,66 +1,155 @@
-"""`halo bench run` as a library call: llama-bench per (model, backend), records streamed to disk.
-
-Run directory ($HALO_HOME/runs/bench/<tag>-<timestamp>/):
-  run.json      spec, status (running | complete | failed | interrupted), error, commands
-  system.json   machine and backend provenance
-  raw.jsonl     llama-bench's JSONL records, appended as each test finishes
-  results.json  the parsed BenchResult records so far (rewritten atomically after each one)
-  bench.log     llama-bench's stderr
-"""
+"""`halo bench run` as a library call: the bench matrix, its resumable execution, and the
+records it streams into the run directory (see runs.py for the files)."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 import attrs
 
 from .errors import HaloError, ToolFailed, Unavailable
+from .hw import configured_bandwidth, roofline_pct
 from .interfaces import Backend
-from .llamacpp import BenchParams, bench_argv, parse_bench_line, probe_flags
+from .llamacpp import BenchParams, bench_argv, bench_test_name, parse_bench_line, probe_flags
+from .metrics import MetricsSampler
 from .models import fetch_model
 from .plugins import PluginHost, get_host
-from .records import BenchResult, BenchRun, BenchSpec, LocalModel
-from .runner import Process, describe_exit, tail_of
-from .store import append_line, new_run_dir, write_json
+from .records import BenchResult, BenchRun, BenchSpec, FailedCell, LocalModel
+from .runner import Process, describe_exit
+from .runs import latest_with_tag, load_cells, load_run, spec_from_dict, spec_to_dict, write_results_snapshot
+from .store import append_line, new_run_dir, to_json, write_json
 from .sysinfo import system_state
+
+LONG_CONTEXT_PROMPT = 2048
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class _RunWriter:
-    """Keeps run.json and results.json in step with a BenchRun."""
+def ctx_prompt_for(spec: BenchSpec, depth: int) -> int:
+    """The long-context test's prompt: 2048 tokens, raised to depth/16 above 32K depth so the
+    prompt stays a meaningful share of the context (as the seed's baseline does)."""
+    if spec.ctx_prompt:
+        return spec.ctx_prompt
+    return max(LONG_CONTEXT_PROMPT, depth // 16) if depth > 32768 else LONG_CONTEXT_PROMPT
 
-    def __init__(self, run: BenchRun, models: list[LocalModel]):
-        self.run = run
-        self.state = {"spec": attrs.asdict(run.spec), "status": run.status, "error": "",
-                      "started_at": _now(), "finished_at": None,
-                      "models": [attrs.asdict(m) for m in models], "commands": []}
-        write_json(run.path / "results.json", run.results)
+
+@attrs.frozen
+class Group:
+    """One llama-bench process: a model on a backend, one kv pair, one kind of test, and the
+    values llama-bench sweeps itself (depths)."""
+
+    model: LocalModel
+    backend: Backend = attrs.field(eq=False)
+    kind: str  # "std" (pp/tg at depth 0) or "ctx" (long context at each depth)
+    pp: int
+    tg: int
+    depths: tuple[int, ...]
+    reps: int
+    type_k: str
+    type_v: str
+    batch: int | None
+    ubatch: int | None
+
+    def cell(self, test: str) -> str:
+        return "|".join([self.model.name, self.backend.name, self.kind, f"{self.type_k}:{self.type_v}",
+                         f"b{self.batch or ''}", f"ub{self.ubatch or ''}", test])
+
+    def tests(self) -> list[tuple[str, int, int, int]]:
+        """(name, n_prompt, n_gen, n_depth) of every test this group asks for."""
+        out = []
+        for depth in self.depths or (0,):
+            if self.pp:
+                out.append((bench_test_name(self.pp, 0, depth), self.pp, 0, depth))
+            if self.tg:
+                out.append((bench_test_name(0, self.tg, depth), 0, self.tg, depth))
+        return out
+
+    def cells(self) -> list[str]:
+        return [self.cell(name) for name, *_ in self.tests()]
+
+    def narrowed(self, done: set[str]) -> "Group | None":
+        """This group cut down to what is not done yet, or None when all is done."""
+        missing = [t for t in self.tests() if self.cell(t[0]) not in done]
+        if not missing:
+            return None
+        return attrs.evolve(self, pp=self.pp if any(t[1] for t in missing) else 0,
+                            tg=self.tg if any(t[2] for t in missing) else 0,
+                            depths=tuple(sorted({t[3] for t in missing})) if self.depths else ())
+
+    def describe(self) -> str:
+        kv = self.type_k if self.type_k == self.type_v else f"{self.type_k}/{self.type_v}"
+        extra = f" kv {kv}" if kv != "f16" else ""
+        extra += f" b{self.batch}" if self.batch else ""
+        extra += f" ub{self.ubatch}" if self.ubatch and self.kind == "std" else ""
+        tests = ", ".join(name for name, *_ in self.tests())
+        return f"{self.model.name} on {self.backend.name}{extra}: {tests}"
+
+
+def plan(spec: BenchSpec, models: list[LocalModel], backends: list[Backend]) -> list[Group]:
+    """Every llama-bench process of the matrix, in the order they run."""
+    groups = []
+    for model in models:
+        for backend in backends:
+            for type_k, type_v in spec.kv_types:
+                common = dict(model=model, backend=backend, type_k=type_k, type_v=type_v,
+                              batch=spec.batch)
+                if spec.standard and (spec.pp or spec.tg):
+                    groups.append(Group(kind="std", pp=spec.pp, tg=spec.tg, depths=(),
+                                        reps=spec.reps, ubatch=spec.ubatch, **common))
+                by_prompt: dict[int, list[int]] = {}
+                for depth in spec.depths:
+                    by_prompt.setdefault(ctx_prompt_for(spec, depth), []).append(depth)
+                for prompt, depths in by_prompt.items():
+                    groups.append(Group(kind="ctx", pp=prompt, tg=spec.tg, depths=tuple(depths),
+                                        reps=spec.ctx_reps,
+                                        ubatch=spec.ubatch or backend.defaults().ubatch, **common))
+    return groups
+
+
+class _Recorder:
+    """Writes a run's state as it changes: run.json atomically, results.jsonl appended."""
+
+    def __init__(self, run: BenchRun, state: dict):
+        self.run, self.state = run, state
+        self.done = {r.cell for r in run.results}
         self.flush()
 
-    def command(self, model: LocalModel, backend: str, argv: list[str], env: dict) -> None:
-        self.state["commands"].append({"model": model.name, "backend": backend,
-                                       "argv": argv, "env": env})
+    def flush(self) -> None:
+        write_json(self.run.path / "run.json", self.state)
+
+    def command(self, group: Group, argv: list[str], env: dict) -> None:
+        self.state["commands"].append({"group": group.describe(), "argv": argv, "env": env,
+                                       "started_at": _now()})
         self.flush()
 
-    def result(self, result: BenchResult) -> None:
+    def result(self, raw_line: str, result: BenchResult) -> None:
+        append_line(self.run.path / "raw.jsonl", raw_line)
+        append_line(self.run.path / "results.jsonl", json.dumps(
+            {"status": "ok", "result": json.loads(to_json(result))}))
         self.run.results.append(result)
-        write_json(self.run.path / "results.json", self.run.results)
+        self.run.failures = [f for f in self.run.failures if f.cell != result.cell]
+        self.done.add(result.cell)
+        write_results_snapshot(self.run)
+
+    def failure(self, failure: FailedCell) -> None:
+        append_line(self.run.path / "results.jsonl", json.dumps(
+            {"status": "failed", "failure": json.loads(to_json(failure))}))
+        self.run.failures.append(failure)
 
     def finish(self, status: str, error: str = "") -> None:
         self.run.status, self.run.error = status, error
         self.state.update(status=status, error=error, finished_at=_now())
         self.flush()
 
-    def flush(self) -> None:
-        write_json(self.run.path / "run.json", self.state)
 
-
-def _check_backends(spec: BenchSpec, host: PluginHost) -> list[Backend]:
-    backends = [host.backend(name) for name in spec.backends]
+def _check_backends(names, host: PluginHost) -> list[Backend]:
+    backends = [host.backend(name) for name in names]
     for backend in backends:
         availability = backend.availability()
         if not availability.available:
@@ -68,55 +157,124 @@ def _check_backends(spec: BenchSpec, host: PluginHost) -> list[Backend]:
     return backends
 
 
-def run_bench(spec: BenchSpec, *, host: PluginHost | None = None,
-              on_result: Callable[[BenchResult], None] | None = None,
-              on_status: Callable[[str], None] | None = None) -> BenchRun:
-    """Run llama-bench for every (model, backend) of `spec` and return the finished run.
+def _open_run(spec: BenchSpec, resume: str | Path | None, resume_tag: bool) -> tuple[BenchRun, dict]:
+    """A new run directory, or the one to resume with what it already holds."""
+    path = None
+    if resume is not None:
+        path = Path(resume)
+    elif resume_tag:
+        latest = latest_with_tag(spec.tag)
+        if latest is not None and spec_to_dict(load_run(latest).spec) == spec_to_dict(spec):
+            path = latest
+    if path is None:
+        run = BenchRun(path=new_run_dir("bench", spec.tag), spec=spec)
+        write_results_snapshot(run)
+        state = {"spec": spec_to_dict(spec), "status": "running", "error": "",
+                 "started_at": _now(), "finished_at": None, "resumed_at": [], "models": [],
+                 "commands": []}
+        return run, state
+    state = json.loads((path / "run.json").read_text())
+    run = BenchRun(path=path, spec=spec_from_dict(state["spec"]))
+    run.results, _failed = load_cells(path)  # failed cells are tried again
+    write_results_snapshot(run)
+    state.update(status="running", error="", finished_at=None)
+    state.setdefault("resumed_at", []).append(_now())
+    return run, state
 
-    Raises a HaloError subclass on failure; whatever finished before it stays in the run
-    directory, whose path the message names.
+
+def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None,
+              resume_tag: bool = False, host: PluginHost | None = None, root: Path = Path("/"),
+              metrics_interval: float = 1.0,
+              on_result: Callable[[BenchResult], None] | None = None,
+              on_failure: Callable[[FailedCell], None] | None = None,
+              on_status: Callable[[str], None] | None = None) -> BenchRun:
+    """Run (or resume) the bench matrix of `spec` and return the run.
+
+    `resume` names a run directory to continue (its saved spec is used); `resume_tag` continues
+    the latest run with the same tag when its spec is the same. Finished cells are skipped.
+    A cell whose llama-bench fails is recorded in `run.failures` and the run goes on; bad
+    input (unknown backend or model, llama.cpp missing) raises a HaloError before anything runs.
     """
     host = host or get_host()
     status = on_status or (lambda _msg: None)
-    backends = _check_backends(spec, host)
+    if resume is not None:
+        spec = load_run(Path(resume)).spec
+    if spec is None:
+        raise HaloError("nothing to run: give a BenchSpec or a run to resume")
+    backends = _check_backends(spec.backends, host)
     models = []
     for ref in spec.models:
         status(f"resolving model {ref}")
         models.append(fetch_model(ref, host=host))
 
-    run = BenchRun(path=new_run_dir("bench", spec.tag), spec=spec)
-    system = system_state()
-    system["backends"] = {b.name: b.provenance() for b in backends}
-    write_json(run.path / "system.json", system)
-    writer = _RunWriter(run, models)
+    run, state = _open_run(spec, resume, resume_tag)
+    state["models"] = [json.loads(to_json(m)) for m in models]
+    if not (run.path / "system.json").exists():
+        system = system_state(root)
+        system["backends"] = {b.name: b.provenance() for b in backends}
+        write_json(run.path / "system.json", system)
+    recorder = _Recorder(run, state)
+    bandwidth = configured_bandwidth()
+    groups = plan(run.spec, models, backends)
+    todo = [g for g in (group.narrowed(recorder.done) for group in groups) if g is not None]
+    if len(todo) < len(groups):
+        status(f"resuming {run.path.name}: {len(groups) - len(todo)} of {len(groups)} groups already done")
     try:
-        for model in models:
-            for backend in backends:
-                _bench_one(run, writer, model, backend, spec, status, on_result)
+        with MetricsSampler(run.path / "metrics.csv", root=root, interval=metrics_interval) as sampler:
+            for index, group in enumerate(todo):
+                if index and run.spec.cooldown:
+                    status(f"cooling down {run.spec.cooldown:g}s")
+                    time.sleep(run.spec.cooldown)
+                _run_group(recorder, group, sampler, bandwidth, status, on_result, on_failure)
     except KeyboardInterrupt:
-        writer.finish("interrupted", "interrupted by the user")
+        recorder.finish("interrupted", "interrupted by the user")
         raise
     except HaloError as exc:
-        writer.finish("failed", str(exc))
+        recorder.finish("failed", str(exc))
         raise
     except BaseException as exc:
-        writer.finish("failed", f"{type(exc).__name__}: {exc}")
+        recorder.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
-    writer.finish("complete")
+    if run.failures:
+        first = run.failures[0].error
+        total = len(run.failures) + len(run.results)
+        recorder.finish("partial" if run.results else "failed",
+                        f"{len(run.failures)} of {total} cells failed: {first}")
+    else:
+        recorder.finish("complete")
     return run
 
 
-def _bench_one(run: BenchRun, writer: _RunWriter, model: LocalModel, backend: Backend,
-               spec: BenchSpec, status, on_result) -> None:
+def _log_tail(path: Path, offset: int, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandwidth,
+               status, on_result, on_failure) -> None:
+    run = recorder.run
+    backend, model = group.backend, group.model
     cmd = backend.command("llama-bench")
     flags = probe_flags(cmd, "llama-bench")
-    params = BenchParams(backend.map_path(model.path), spec.pp, spec.tg, spec.reps, spec.threads)
+    params = BenchParams(backend.map_path(model.path), group.pp, group.tg, group.reps,
+                         run.spec.threads, group.depths, group.type_k, group.type_v,
+                         group.batch, group.ubatch)
     argv = bench_argv(cmd, flags, params, backend.defaults())
-    writer.command(model, backend.name, argv, dict(cmd.env))
+    recorder.command(group, argv, dict(cmd.env))
     log_path = run.path / "bench.log"
+    with open(log_path, "a") as log:
+        log.write(f"=== {_now()} {' '.join(argv)}\n")
+    offset = log_path.stat().st_size
     where = f"{model.name} on {backend.name}"
-    status(f"llama-bench: {where}")
-    kept = lambda: f"{len(run.results)} result(s) kept in {run.path}"  # noqa: E731
+    pending = [c for c in group.cells() if c not in recorder.done]
+    status(f"llama-bench: {group.describe()}")
+    error = ""
+    window_start = time.time()
     with Process(argv, env=cmd.env, log_path=log_path) as proc:
         for line in proc.lines():
             if not line.strip():
@@ -124,16 +282,41 @@ def _bench_one(run: BenchRun, writer: _RunWriter, model: LocalModel, backend: Ba
             try:
                 result = parse_bench_line(line, model=model.name, backend=backend.name)
             except ValueError as exc:
-                raise ToolFailed(f"llama-bench printed output halo cannot parse ({where}): {exc}; "
-                                 f"{kept()}") from None
-            append_line(run.path / "raw.jsonl", line)
-            writer.result(result)
+                error = f"llama-bench printed output halo cannot parse ({where}): {exc}"
+                break
+            now = time.time()
+            cell = group.cell(result.test)
+            if cell in recorder.done:  # a resumed group re-ran a finished cell: keep the first
+                window_start = now
+                continue
+            power = sampler.average(sampler.power_column, window_start, now) if sampler.power_column else None
+            result = attrs.evolve(
+                result, cell=cell, power_w=power,
+                tokens_per_joule=round(result.avg_ts / power, 3) if power else None,
+                bandwidth_pct=roofline_pct(result.avg_ts, result.model_size, bandwidth)
+                if result.n_gen and not result.n_prompt else None)
+            recorder.result(line, result)
+            if cell in pending:
+                pending.remove(cell)
             if on_result:
                 on_result(result)
             status(f"llama-bench: {where}: {result.test} done")
-        code = proc.wait()
-    if code != 0:
-        tail = tail_of(log_path, 20)
-        last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
-        raise ToolFailed(f"llama-bench {describe_exit(code)} ({where}): {last.strip()}; {kept()}",
-                         returncode=code, log_tail=tail)
+            window_start = now
+        else:
+            code = proc.wait()
+            if code != 0:
+                tail = _log_tail(log_path, offset)
+                last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
+                error = f"llama-bench {describe_exit(code)} ({where}): {last.strip()}"
+            elif pending:
+                error = f"llama-bench finished without reporting these tests ({where})"
+    if error or pending:
+        tail = _log_tail(log_path, offset)
+        names = {group.cell(name): name for name, *_ in group.tests()}
+        kv = group.type_k if group.type_k == group.type_v else f"{group.type_k}/{group.type_v}"
+        for cell in pending:
+            failure = FailedCell(cell, model.name, backend.name, names.get(cell, cell), kv,
+                                 error or "llama-bench did not report this test", tail)
+            recorder.failure(failure)
+            if on_failure:
+                on_failure(failure)

@@ -101,6 +101,13 @@ def _on_off(flags: Flags, flag: str, value: bool) -> str:
     return ("on" if value else "off") if "on|off" in flags.help(flag) else ("1" if value else "0")
 
 
+def _require(flags: Flags, tool: str, *candidates: str) -> str:
+    found = flags.first(*candidates)
+    if found is None:
+        raise Unavailable(f"this {tool} supports none of {', '.join(candidates)}; it is too old or too new for halo")
+    return found
+
+
 def _no_mmap(flags: Flags, old_flag: str, *old_value: str) -> list[str]:
     """Load the model without mmap: `--load-mode none` where the build has it (it deprecated,
     then removed, -mmp / --no-mmap), else the old flag."""
@@ -120,6 +127,11 @@ class BenchParams:
     tg: int = 128
     reps: int = 5
     threads: int | None = None
+    depths: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    type_k: str = "f16"
+    type_v: str = "f16"
+    batch: int | None = None
+    ubatch: int | None = None
 
 
 def bench_argv(cmd: ToolCommand, flags: Flags, params: BenchParams,
@@ -129,6 +141,8 @@ def bench_argv(cmd: ToolCommand, flags: Flags, params: BenchParams,
         raise Unavailable("this llama-bench cannot print JSONL (-o jsonl); use a llama.cpp build from 2024 or later")
     argv = [*cmd.argv, "-m", params.model_path, "-p", str(params.pp), "-n", str(params.tg),
             "-r", str(params.reps), "-o", "jsonl"]
+    if params.depths and any(params.depths):
+        argv += [_require(flags, "llama-bench", "-d", "--n-depth"), ",".join(map(str, params.depths))]
     if flags.has("-ngl"):
         argv += ["-ngl", str(defaults.n_gpu_layers)]
     fa = flags.first("-fa", "--flash-attn")
@@ -136,8 +150,13 @@ def bench_argv(cmd: ToolCommand, flags: Flags, params: BenchParams,
         argv += [fa, _on_off(flags, fa, defaults.flash_attn)]
     if not defaults.mmap:
         argv += _no_mmap(flags, "-mmp", "0")
-    if defaults.ubatch:
-        argv += ["-ub", str(defaults.ubatch)]
+    if (params.type_k, params.type_v) != ("f16", "f16"):
+        argv += [_require(flags, "llama-bench", "-ctk", "--cache-type-k"), params.type_k,
+                 _require(flags, "llama-bench", "-ctv", "--cache-type-v"), params.type_v]
+    if params.batch:
+        argv += ["-b", str(params.batch)]
+    if params.ubatch:
+        argv += ["-ub", str(params.ubatch)]
     if params.threads:
         argv += ["-t", str(params.threads)]
     return argv
@@ -242,13 +261,6 @@ class ServerParams:
     api_key: str | None = None
     threads: int | None = None
     extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-
-
-def _require(flags: Flags, tool: str, *candidates: str) -> str:
-    found = flags.first(*candidates)
-    if found is None:
-        raise Unavailable(f"this {tool} supports none of {', '.join(candidates)}; it is too old or too new for halo")
-    return found
 
 
 def server_argv(cmd: ToolCommand, flags: Flags, params: ServerParams,

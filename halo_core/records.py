@@ -67,7 +67,11 @@ class LocalModel:
 
 @attrs.frozen
 class BenchResult:
-    """One llama-bench test (one line of its JSONL), normalised across llama.cpp builds."""
+    """One llama-bench test (one line of its JSONL), normalised across llama.cpp builds.
+
+    `cell` identifies what was asked for (model, backend, kv, batch, test) so runs can be
+    resumed and compared; power and roofline figures are filled in where halo knows them.
+    """
 
     model: str
     backend: str
@@ -94,6 +98,10 @@ class BenchResult:
     build_commit: str = ""
     build_number: int | None = None
     test_time: str = ""
+    cell: str = ""
+    power_w: float | None = None  # average over the test, from the metrics sampler
+    tokens_per_joule: float | None = None
+    bandwidth_pct: float | None = None  # tg only: % of the memory-bandwidth limit
 
     @property
     def kv(self) -> str:
@@ -101,8 +109,37 @@ class BenchResult:
 
 
 @attrs.frozen
+class FailedCell:
+    """A cell whose llama-bench crashed, timed out or printed garbage."""
+
+    cell: str
+    model: str
+    backend: str
+    test: str
+    kv: str
+    error: str
+    log_tail: str = ""
+
+
+def _kv_pairs(value) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in value:
+        if isinstance(item, str):
+            k, _, v = item.partition(":")
+            pairs.append((k, v or k))
+        else:
+            pairs.append(tuple(item))
+    return tuple(pairs)
+
+
+@attrs.frozen
 class BenchSpec:
-    """What `halo bench run` measures: models x backends, each one llama-bench process."""
+    """What `halo bench run` measures: models x backends x kv types x batch sizes, with the
+    standard pp/tg test and, when `depths` is set, a long-context test at each depth.
+
+    One llama-bench process runs per (model, backend, kv pair, test kind); llama-bench sweeps
+    the depths of the long-context test itself.
+    """
 
     models: tuple[str, ...] = attrs.field(converter=_tuple)
     backends: tuple[str, ...] = attrs.field(default=("native",), converter=_tuple)
@@ -111,6 +148,14 @@ class BenchSpec:
     reps: int = 5
     tag: str = "run"
     threads: int | None = None
+    kv_types: tuple[tuple[str, str], ...] = attrs.field(default=(("f16", "f16"),), converter=_kv_pairs)
+    batch: int | None = None
+    ubatch: int | None = None
+    depths: tuple[int, ...] = attrs.field(default=(), converter=_tuple)
+    ctx_prompt: int | None = None  # long-context prompt; None: 2048, or depth/16 above 32K
+    ctx_reps: int = 3
+    cooldown: float = 0.0
+    standard: bool = True  # the pp/tg test at depth 0
 
     @models.validator
     def _check_models(self, _attr, value):
@@ -124,9 +169,10 @@ class BenchRun:
 
     path: Path
     spec: BenchSpec
-    status: str = "running"  # running | complete | failed
+    status: str = "running"  # running | complete | partial | failed | interrupted
     error: str = ""
     results: list[BenchResult] = attrs.field(factory=list)
+    failures: list[FailedCell] = attrs.field(factory=list)
 
 
 @attrs.frozen

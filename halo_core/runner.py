@@ -5,11 +5,22 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections import deque
 from pathlib import Path
 from typing import Iterator, Mapping
 
 from .errors import ToolFailed
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGKILL the tool if halo dies, even by SIGKILL (no orphaned benches)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def describe_exit(code: int) -> str:
@@ -47,6 +58,7 @@ class Process:
             self.proc = subprocess.Popen(
                 self.argv, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
                 env=merged, cwd=cwd, start_new_session=True, text=True, bufsize=1,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         except OSError as exc:
             self._log.close()

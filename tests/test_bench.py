@@ -120,10 +120,11 @@ GARBAGE = ('"$real" "$@" | { IFS= read -r l; printf "%s\\n" "$l"; '
 
 
 @pytest.mark.parametrize("body, error", [
-    (CRASH, "llama-bench was killed by SIGSEGV (SmolLM2-135M-Instruct.Q4_1 on native): "
+    (CRASH, "1 of 2 cells failed: llama-bench was killed by SIGSEGV (SmolLM2-135M-Instruct.Q4_1 on native): "
             "ggml: fatal error in the tg kernel; 1 result(s) kept in "),
-    (GARBAGE, "llama-bench printed output halo cannot parse (SmolLM2-135M-Instruct.Q4_1 on native): "
-              "not JSON: '<html>502 Bad Gateway</html>'; 1 result(s) kept in "),
+    (GARBAGE, "1 of 2 cells failed: llama-bench printed output halo cannot parse "
+              "(SmolLM2-135M-Instruct.Q4_1 on native): not JSON: '<html>502 Bad Gateway</html>'; "
+              "1 result(s) kept in "),
 ], ids=["crash", "garbage"])
 def test_failure_half_way_keeps_what_finished(halo, smoke_model, tmp_path, llama_bin_dir, body, error):
     folder = _wrapped(tmp_path, llama_bin_dir, body)
@@ -135,7 +136,8 @@ def test_failure_half_way_keeps_what_finished(halo, smoke_model, tmp_path, llama
     assert last.startswith("Error: " + error), last
     run_dir = _run_dir_from(last)
     state = json.loads((run_dir / "run.json").read_text())
-    assert state["status"] == "failed" and state["error"] == last.removeprefix("Error: ")
+    assert state["status"] == "partial"
+    assert state["error"] == last.removeprefix("Error: ").rsplit("; ", 1)[0]
     results = json.loads((run_dir / "results.json").read_text())
     assert [r["test"] for r in results] == ["pp64"] and results[0]["avg_ts"] > 0
     assert len((run_dir / "raw.jsonl").read_text().splitlines()) == 1
@@ -148,10 +150,14 @@ def test_real_llama_bench_failing_on_a_truncated_model(halo, smoke_model, tmp_pa
     done = halo("bench", "run", "-m", str(broken), *SMALL)
     assert done.returncode == 1
     last = _last_line(done.stderr)
-    assert re.match(r"Error: llama-bench exited with code \d+ \(truncated on native\): .+; "
-                    r"0 result\(s\) kept in \S+$", last), last
+    assert re.match(r"Error: 2 of 2 cells failed: llama-bench exited with code \d+ \(truncated on native\): "
+                    r".+; 0 result\(s\) kept in \S+$", last), last
     run_dir = _run_dir_from(last)
     assert json.loads((run_dir / "results.json").read_text()) == []
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    failed = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [f["failure"]["test"] for f in failed] == ["pp64", "tg16"]
+    assert all(f["status"] == "failed" and f["failure"]["log_tail"] for f in failed)
     assert (run_dir / "bench.log").stat().st_size > 0
 
 

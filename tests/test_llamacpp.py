@@ -54,12 +54,15 @@ def test_real_llama_bench_uses_load_mode_not_mmp(new_bench):
 
 
 def test_old_llama_bench_uses_mmp_and_numeric_fa():
-    argv = bench_argv(CMD, OLD_BENCH, BenchParams("/m.gguf"), BackendDefaults(ubatch=512))
+    argv = bench_argv(CMD, OLD_BENCH, BenchParams("/m.gguf", ubatch=512, depths=(0, 4096),
+                                                  type_k="q8_0", type_v="q4_0"), BackendDefaults())
     assert _value(argv, "-mmp") == "0"
     assert "--load-mode" not in argv
     assert _value(argv, "-fa") == "1"
     assert _value(argv, "-ub") == "512"
     assert _value(argv, "-ngl") == "99"
+    assert _value(argv, "-d") == "0,4096"
+    assert (_value(argv, "-ctk"), _value(argv, "-ctv")) == ("q8_0", "q4_0")
 
 
 def test_deprecated_and_removed_flags_lose():

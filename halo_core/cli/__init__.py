@@ -58,9 +58,10 @@ def backends(as_json):
 
 
 from .bench import bench  # noqa: E402
+from .hw import hw, monitor  # noqa: E402
 from .models import models  # noqa: E402
 
-for _group in (bench, models):
+for _group in (bench, hw, models, monitor):
     cli.add_command(_group)
 
 

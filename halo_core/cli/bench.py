@@ -1,64 +1,234 @@
-"""`halo bench`: benchmark llama.cpp (llama-bench) across models and backends."""
+"""`halo bench`: benchmark llama.cpp (llama-bench) across models, backends and settings."""
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from ..bench import run_bench
-from ..records import BenchResult, BenchSpec
+from ..compare import compare_runs
+from ..errors import HaloError
+from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
+from ..runs import list_runs, load_run, resolve_run
 from .common import emit_json, err_console, split_list
+
+KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 
 
 @click.group()
 def bench():
-    """Benchmark llama.cpp (llama-bench) across models and backends."""
+    """Benchmark llama.cpp (llama-bench) across models, backends and settings."""
 
 
-def results_table(results: list[BenchResult]) -> Table:
-    table = Table("model", "backend", "kv", "test", "t/s", title="llama-bench")
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def results_table(results: list[BenchResult], title: str = "llama-bench") -> Table:
+    extras = {
+        "W": any(r.power_w is not None for r in results),
+        "t/J": any(r.tokens_per_joule is not None for r in results),
+        "% BW": any(r.bandwidth_pct is not None for r in results),
+    }
+    table = Table("model", "backend", "kv", "test", "t/s", *[k for k, v in extras.items() if v],
+                  title=title)
     for r in results:
-        table.add_row(r.model, r.backend, r.kv, r.test, f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}")
+        row = [r.model, r.backend, r.kv, r.test, f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"]
+        if extras["W"]:
+            row.append(_fmt(r.power_w, ".1f"))
+        if extras["t/J"]:
+            row.append(_fmt(r.tokens_per_joule, ".2f"))
+        if extras["% BW"]:
+            row.append(_fmt(r.bandwidth_pct, ".1f", "%"))
+        table.add_row(*row)
     return table
 
 
-@bench.command("run")
-@click.option("-m", "--model", "models_", multiple=True, default=("smoke",), show_default=True,
-              help="Model: alias, SOURCE:REF or GGUF path (repeat or comma-separate).")
-@click.option("--backend", "backends_", multiple=True, default=("native",), show_default=True,
-              help="Backend name (repeat or comma-separate).")
-@click.option("--pp", type=click.IntRange(min=0), default=512, show_default=True,
-              help="Prompt tokens for the pp test (0 skips it).")
-@click.option("--tg", type=click.IntRange(min=0), default=128, show_default=True,
-              help="Generated tokens for the tg test (0 skips it).")
-@click.option("--reps", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Repetitions of each test.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (-t).")
-@click.option("--tag", default="run", show_default=True, help="Name prefix of the run directory.")
-@click.option("--llama-cpp-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder with llama.cpp binaries (same as $HALO_LLAMA_CPP_DIR).")
-@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
-def bench_run(models_, backends_, pp, tg, reps, threads, tag, llama_cpp_dir, as_json):
-    """Run llama-bench and save the run under $HALO_HOME/runs/bench/."""
+def _parse_ints(value: str | None, option: str) -> tuple[int, ...]:
+    if not value:
+        return ()
+    try:
+        numbers = tuple(int(v) for v in split_list((value,)))
+    except ValueError:
+        raise click.UsageError(f"{option} takes comma-separated whole numbers, not {value!r}") from None
+    if any(n < 0 for n in numbers):
+        raise click.UsageError(f"{option} values must be >= 0")
+    return numbers
+
+
+def _parse_kv(value: str | None) -> tuple[tuple[str, str], ...]:
+    if not value:
+        return (("f16", "f16"),)
+    pairs = []
+    for item in split_list((value,)):
+        k, _, v = item.partition(":")
+        v = v or k
+        for t in (k, v):
+            if t not in KV_TYPES:
+                raise click.UsageError(f"unknown KV cache type '{t}' in --kv-types (known: {', '.join(KV_TYPES)})")
+        pairs.append((k, v))
+    return tuple(pairs)
+
+
+def matrix_options(default_tag: str, default_context: int | None):
+    """The options `bench run` and `bench baseline` share."""
+    def decorate(f):
+        options = [
+            click.option("-m", "--model", "--models", "models_", multiple=True, default=("smoke",),
+                         show_default=True, help="Models: alias, SOURCE:REF or GGUF path (repeat or comma-separate)."),
+            click.option("--backend", "--backends", "backends_", multiple=True, default=("native",),
+                         show_default=True, help="Backends (repeat or comma-separate)."),
+            click.option("--pp", type=click.IntRange(min=0), default=512, show_default=True,
+                         help="Prompt tokens of the standard test (0 skips pp)."),
+            click.option("--tg", type=click.IntRange(min=0), default=128, show_default=True,
+                         help="Generated tokens, standard and long-context tests (0 skips tg)."),
+            click.option("--reps", "-r", type=click.IntRange(min=1), default=5, show_default=True,
+                         help="Repetitions of each standard test."),
+            click.option("--context", "-d", "context", type=click.IntRange(min=1), default=default_context,
+                         show_default=True, help="Long-context test at this depth (pp2048, 3 reps)."),
+            click.option("--depths", default=None,
+                         help="Long-context tests at each depth, e.g. 0,4096,8192,16384,32768."),
+            click.option("--ctx-prompt", type=click.IntRange(min=1), default=None,
+                         help="Prompt tokens of the long-context test (default 2048; depth/16 above 32K)."),
+            click.option("--skip-longctx", is_flag=True, help="No long-context tests."),
+            click.option("--kv-types", default=None,
+                         help="KV cache sweep: TYPE or K:V, comma-separated (e.g. f16,q8_0,q4_0:q8_0)."),
+            click.option("-b", "--batch", type=click.IntRange(min=1), default=None, help="Batch size (-b)."),
+            click.option("-ub", "--ubatch", type=click.IntRange(min=1), default=None,
+                         help="Micro-batch size (-ub); long-context tests default to the backend's."),
+            click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (-t)."),
+            click.option("--cooldown", type=click.FloatRange(min=0), default=0, show_default=True,
+                         help="Seconds to wait between llama-bench processes."),
+            click.option("--tag", default=default_tag, show_default=True,
+                         help="Run name prefix; an explicit tag resumes its latest run when the spec is the same."),
+            click.option("--resume", "resume", default=None, metavar="RUN",
+                         help="Continue this run (path, name or tag) with its own spec."),
+            click.option("--llama-cpp-dir", type=click.Path(file_okay=False), default=None,
+                         help="Folder with llama.cpp binaries (same as $HALO_LLAMA_CPP_DIR)."),
+            click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
+                         show_default=True, help="Sysroot for sensors and machine facts."),
+            click.option("--json", "as_json", is_flag=True, help="Print the run as JSON."),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
+def _execute(ctx: click.Context, *, models_, backends_, pp, tg, reps, context, depths, ctx_prompt, skip_longctx,
+             kv_types, batch, ubatch, threads, cooldown, tag, resume, llama_cpp_dir, root, as_json):
     if pp == 0 and tg == 0:
         raise click.UsageError("--pp and --tg cannot both be 0")
     if llama_cpp_dir:
         os.environ["HALO_LLAMA_CPP_DIR"] = os.path.abspath(llama_cpp_dir)
+    all_depths = _parse_ints(depths, "--depths")
+    if context and not all_depths:
+        all_depths = (context,)
     spec = BenchSpec(models=split_list(models_), backends=split_list(backends_), pp=pp, tg=tg,
-                     reps=reps, tag=tag, threads=threads)
+                     reps=reps, tag=tag, threads=threads, kv_types=_parse_kv(kv_types),
+                     batch=batch, ubatch=ubatch, depths=() if skip_longctx else all_depths,
+                     ctx_prompt=ctx_prompt, cooldown=cooldown)
+    explicit_tag = ctx.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
+    resume_path = resolve_run(resume) if resume else None
+
+    def show_result(r: BenchResult) -> None:
+        err_console.print(f"  {r.model} · {r.backend} · {r.kv} · {r.test}: "
+                          f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f} t/s")
+
+    def show_failure(f: FailedCell) -> None:
+        err_console.print(f"  [red]FAILED[/red] {f.model} · {f.backend} · {f.kv} · {f.test}: {f.error}",
+                          markup=True, highlight=False)
+
     with err_console.status("starting", spinner="dots") as spinner:
-        run = run_bench(
-            spec,
-            on_status=lambda msg: spinner.update(msg),
-            on_result=lambda r: err_console.print(
-                f"  {r.model} · {r.backend} · {r.test}: {r.avg_ts:.2f} ± {r.stddev_ts:.2f} t/s"),
-        )
+        run = run_bench(None if resume_path else spec, resume=resume_path,
+                        resume_tag=explicit_tag or ctx.info_name == "baseline", root=root,
+                        on_status=lambda msg: spinner.update(msg), on_result=show_result,
+                        on_failure=show_failure)
     if as_json:
-        emit_json({"path": run.path, "status": run.status, "spec": run.spec,
-                   "results": run.results})
+        emit_json({"path": run.path, "status": run.status, "error": run.error, "spec": run.spec,
+                   "results": run.results, "failures": run.failures})
+    else:
+        Console().print(results_table(run.results))
+        click.echo(f"saved: {run.path}")
+    if run.failures:
+        raise HaloError(f"{run.error}; {len(run.results)} result(s) kept in {run.path}")
+
+
+@bench.command("run")
+@matrix_options(default_tag="run", default_context=None)
+@click.pass_context
+def bench_run(ctx, **options):
+    """Run llama-bench over the matrix and save the run under $HALO_HOME/runs/bench/."""
+    _execute(ctx, **options)
+
+
+@bench.command("baseline")
+@matrix_options(default_tag="baseline", default_context=32768)
+@click.pass_context
+def bench_baseline(ctx, **options):
+    """The seed's baseline capture: pp512/tg128 (5 reps) and pp2048 at 32K depth (3 reps)."""
+    _execute(ctx, **options)
+
+
+@bench.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def bench_list(as_json):
+    """List bench runs, oldest first."""
+    rows = []
+    for path in list_runs():
+        try:
+            run = load_run(path)
+        except HaloError:
+            continue
+        rows.append({"name": path.name, "path": str(path), "status": run.status,
+                     "models": list(run.spec.models), "backends": list(run.spec.backends),
+                     "results": len(run.results), "failed": len(run.failures)})
+    if as_json:
+        emit_json(rows)
         return
-    Console().print(results_table(run.results))
-    click.echo(f"saved: {run.path}")
+    table = Table("run", "status", "models", "backends", "cells ok", "failed")
+    for row in rows:
+        table.add_row(row["name"], row["status"], ", ".join(row["models"]), ", ".join(row["backends"]),
+                      str(row["results"]), str(row["failed"]))
+    Console().print(table)
+
+
+@bench.command("show")
+@click.argument("run_ref", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def bench_show(run_ref, as_json):
+    """Show one run: its results, failures and status (RUN: path, name or tag)."""
+    run: BenchRun = load_run(resolve_run(run_ref))
+    if as_json:
+        emit_json(run)
+        return
+    console = Console()
+    console.print(results_table(run.results, title=f"{run.path.name} ({run.status})"))
+    for f in run.failures:
+        console.print(f"FAILED {f.model} · {f.backend} · {f.kv} · {f.test}: {f.error}", highlight=False)
+    click.echo(f"path: {run.path}")
+
+
+@bench.command("compare")
+@click.argument("before")
+@click.argument("after")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def bench_compare(before, after, as_json):
+    """Per-cell t/s before and after, % change, and whether it is beyond noise."""
+    deltas = compare_runs(load_run(resolve_run(before)), load_run(resolve_run(after)))
+    if as_json:
+        emit_json(deltas)
+        return
+    table = Table("model", "backend", "kv", "test", "before t/s", "after t/s", "change", "verdict")
+    colors = {"faster": "green", "slower": "red"}
+    for d in deltas:
+        change = "-" if d.change_pct is None else f"{d.change_pct:+.1f}%"
+        verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
+        table.add_row(d.model, d.backend, d.kv, d.test, _fmt(d.before_ts, ".2f"),
+                      _fmt(d.after_ts, ".2f"), change, verdict)
+    Console().print(table)

@@ -1,0 +1,113 @@
+"""Before/after comparison of two bench runs, cell by cell, with a noise test.
+
+A change is called significant when Welch's t-test on the per-repetition samples
+(`samples_ts`) gives p < 0.05 *and* the means differ by more than 1%; otherwise it is
+"within noise". Cells without at least two samples on each side cannot be tested.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import mean, variance
+
+import attrs
+
+from .records import BenchResult, BenchRun
+
+ALPHA = 0.05
+MIN_CHANGE_PCT = 1.0
+
+
+@attrs.frozen
+class CellDelta:
+    model: str
+    backend: str
+    kv: str
+    test: str
+    before_ts: float | None
+    after_ts: float | None
+    change_pct: float | None
+    p_value: float | None
+    verdict: str  # faster | slower | within noise | untested | only before | only after
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (Lentz's method)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-12:
+            break
+    return h
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log(1 - x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1 - x) / b
+
+
+def welch_p(before: list[float], after: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test, or None with fewer than two samples a side."""
+    if len(before) < 2 or len(after) < 2:
+        return None
+    va, vb = variance(before) / len(before), variance(after) / len(after)
+    diff = mean(after) - mean(before)
+    if va + vb == 0:
+        return 0.0 if diff else 1.0
+    t = diff / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(before) - 1) + vb ** 2 / (len(after) - 1))
+    return _incomplete_beta(df / 2, 0.5, df / (df + t * t))
+
+
+def _key(r: BenchResult) -> tuple:
+    return (r.model, r.backend, r.kv, r.test, r.n_batch, r.n_ubatch)
+
+
+def compare_runs(before: BenchRun, after: BenchRun) -> list[CellDelta]:
+    """One CellDelta per cell present in either run, in the before run's order."""
+    a = {_key(r): r for r in before.results}
+    b = {_key(r): r for r in after.results}
+    keys = list(a) + [k for k in b if k not in a]
+    out = []
+    for key in keys:
+        ra, rb = a.get(key), b.get(key)
+        model, backend, kv, test = key[:4]
+        if ra is None or rb is None:
+            out.append(CellDelta(model, backend, kv, test, ra and ra.avg_ts, rb and rb.avg_ts,
+                                 None, None, "only after" if ra is None else "only before"))
+            continue
+        change = 100.0 * (rb.avg_ts - ra.avg_ts) / ra.avg_ts if ra.avg_ts else None
+        p = welch_p(list(ra.samples_ts), list(rb.samples_ts))
+        if p is None:
+            verdict = "untested"
+        elif p < ALPHA and change is not None and abs(change) > MIN_CHANGE_PCT:
+            verdict = "faster" if change > 0 else "slower"
+        else:
+            verdict = "within noise"
+        out.append(CellDelta(model, backend, kv, test, ra.avg_ts, rb.avg_ts,
+                             None if change is None else round(change, 2),
+                             None if p is None else round(p, 4), verdict))
+    return out

@@ -1,0 +1,205 @@
+"""Hardware metrics sampled during long runs, read through a sysroot (default "/").
+
+Columns exist only for sensors that exist: GPU busy %, VRAM and GTT used, GPU temperature and
+power (amdgpu sysfs and its hwmon), CPU busy %, memory used, CPU package power (RAPL powercap)
+and CPU temperature (k10temp / coretemp hwmon). `halo monitor` runs the sampler on its own;
+every bench run writes metrics.csv beside its results.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from .sysinfo import meminfo
+
+Reader = Callable[[], float | None]
+
+
+def _number(path: Path) -> float | None:
+    try:
+        return float(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def amdgpu_devices(root: Path) -> list[Path]:
+    """/sys/class/drm/cardN/device folders of AMD GPUs (vendor 0x1002), in card order."""
+    found = []
+    for card in sorted((root / "sys/class/drm").glob("card[0-9]*")):
+        device = card / "device"
+        if "-" in card.name or not device.is_dir():
+            continue
+        try:
+            vendor = (device / "vendor").read_text().strip()
+        except OSError:
+            continue
+        if vendor.lower() == "0x1002":
+            found.append(device)
+    return found
+
+
+def _hwmon(folder: Path) -> Path | None:
+    return next(iter(sorted(folder.glob("hwmon/hwmon*"))), None)
+
+
+def _hwmon_named(root: Path, names: tuple[str, ...]) -> Path | None:
+    for mon in sorted((root / "sys/class/hwmon").glob("hwmon*")):
+        try:
+            if mon.joinpath("name").read_text().strip() in names:
+                return mon
+        except OSError:
+            continue
+    return None
+
+
+class _CpuBusy:
+    def __init__(self, root: Path):
+        self.path = root / "proc/stat"
+        self.last = self._read()
+
+    def _read(self):
+        try:
+            fields = [float(x) for x in self.path.read_text().splitlines()[0].split()[1:]]
+        except (OSError, ValueError, IndexError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+
+    def __call__(self) -> float | None:
+        now = self._read()
+        last, self.last = self.last, now
+        if now is None or last is None or now[0] <= last[0]:
+            return None
+        return round(100.0 * (1 - (now[1] - last[1]) / (now[0] - last[0])), 1)
+
+
+class _EnergyRate:
+    """Watts from a cumulative microjoule counter (RAPL), handling wrap-around."""
+
+    def __init__(self, counter: Path, max_range: Path):
+        self.counter, self.max = counter, _number(max_range)
+        self.last = (time.monotonic(), _number(counter))
+
+    def __call__(self) -> float | None:
+        now = (time.monotonic(), _number(self.counter))
+        last, self.last = self.last, now
+        if now[1] is None or last[1] is None or now[0] <= last[0]:
+            return None
+        delta = now[1] - last[1]
+        if delta < 0 and self.max:
+            delta += self.max
+        return round(delta / 1e6 / (now[0] - last[0]), 2)
+
+
+def sensors(root: Path = Path("/")) -> dict[str, Reader]:
+    """The readers available on this host (or sysroot), by CSV column name."""
+    root = Path(root)
+    readers: dict[str, Reader] = {}
+    devices = amdgpu_devices(root)
+    if devices:
+        dev = devices[0]
+        for column, name, scale in (("gpu_busy_pct", "gpu_busy_percent", 1),
+                                    ("vram_used_bytes", "mem_info_vram_used", 1),
+                                    ("gtt_used_bytes", "mem_info_gtt_used", 1)):
+            if (dev / name).exists():
+                readers[column] = lambda p=dev / name, s=scale: _number(p)
+        mon = _hwmon(dev)
+        if mon is not None:
+            if (mon / "temp1_input").exists():
+                readers["gpu_temp_c"] = lambda p=mon / "temp1_input": _scaled(p, 1e-3)
+            power = next((mon / n for n in ("power1_average", "power1_input") if (mon / n).exists()), None)
+            if power is not None:
+                readers["gpu_power_w"] = lambda p=power: _scaled(p, 1e-6)
+    if (root / "proc/stat").exists():
+        readers["cpu_busy_pct"] = _CpuBusy(root)
+    if (root / "proc/meminfo").exists():
+        def mem_used(r=root):
+            info = meminfo(r)
+            if "MemTotal" in info and "MemAvailable" in info:
+                return float(info["MemTotal"] - info["MemAvailable"])
+            return None
+        readers["mem_used_bytes"] = mem_used
+    rapl = root / "sys/class/powercap/intel-rapl:0"
+    if (rapl / "energy_uj").exists() and os.access(rapl / "energy_uj", os.R_OK):
+        readers["cpu_power_w"] = _EnergyRate(rapl / "energy_uj", rapl / "max_energy_range_uj")
+    cpu_mon = _hwmon_named(root, ("k10temp", "coretemp", "zenpower"))
+    if cpu_mon is not None and (cpu_mon / "temp1_input").exists():
+        readers["cpu_temp_c"] = lambda p=cpu_mon / "temp1_input": _scaled(p, 1e-3)
+    return readers
+
+
+def _scaled(path: Path, factor: float) -> float | None:
+    value = _number(path)
+    return None if value is None else round(value * factor, 3)
+
+
+POWER_COLUMNS = ("gpu_power_w", "cpu_power_w")
+"""Where a row's power comes from, in order: amdgpu's hwmon power (on an APU such as Strix
+Halo it is the whole package), else the CPU package power from RAPL."""
+
+
+class MetricsSampler:
+    """Samples every `interval` seconds into a CSV file from a background thread.
+
+    Use as a context manager; `average(column, start, end)` summarises a time window
+    (wall-clock seconds, as time.time()).
+    """
+
+    def __init__(self, path: Path, *, root: Path = Path("/"), interval: float = 1.0):
+        self.path, self.interval = Path(path), interval
+        self.readers = sensors(root)
+        self.columns = ["time", *self.readers]
+        self.rows: list[dict[str, float | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="halo-metrics", daemon=True)
+        self._lock = threading.Lock()
+
+    @property
+    def power_column(self) -> str | None:
+        return next((c for c in POWER_COLUMNS if c in self.readers), None)
+
+    def sample(self) -> dict[str, float | None]:
+        row: dict[str, float | None] = {"time": round(time.time(), 3)}
+        for column, read in self.readers.items():
+            try:
+                row[column] = read()
+            except Exception:  # a sensor that vanished mid-run is a gap, not a crash
+                row[column] = None
+        return row
+
+    def _loop(self) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with open(self.path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns)
+            if new:
+                writer.writeheader()
+            while True:
+                row = self.sample()
+                with self._lock:
+                    self.rows.append(row)
+                writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+                fh.flush()
+                if self._stop.wait(self.interval):
+                    break
+
+    def __enter__(self) -> "MetricsSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def average(self, column: str, start: float, end: float) -> float | None:
+        """Mean of `column` over [start, end]; the nearest samples when none fall inside."""
+        with self._lock:
+            points = [(r["time"], r.get(column)) for r in self.rows if r.get(column) is not None]
+        inside = [v for t, v in points if start <= t <= end]
+        if not inside:
+            inside = [v for t, v in points if start - self.interval <= t <= end + self.interval]
+        return round(sum(inside) / len(inside), 3) if inside else None
