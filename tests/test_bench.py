@@ -128,7 +128,7 @@ GARBAGE = ('"$real" "$@" | { IFS= read -r l; printf "%s\\n" "$l"; '
 ], ids=["crash", "garbage"])
 def test_failure_half_way_keeps_what_finished(halo, smoke_model, tmp_path, llama_bin_dir, body, error):
     folder = _wrapped(tmp_path, llama_bin_dir, body)
-    done = halo("bench", "run", "-m", str(smoke_model.path), *SMALL, "--tag", "broken",
+    done = halo("bench", "run", "-m", str(smoke_model.path), *SMALL, "--tag", f"broken-{len(body)}",
                 "--llama-cpp-dir", str(folder))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
