@@ -232,3 +232,16 @@ def bench_compare(before, after, as_json):
         table.add_row(d.model, d.backend, d.kv, d.test, _fmt(d.before_ts, ".2f"),
                       _fmt(d.after_ts, ".2f"), change, verdict)
     Console().print(table)
+
+
+@bench.command("report")
+@click.argument("run_refs", nargs=-1, required=True, metavar="RUN...")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for index.html and the PNGs (default: <last run>/report).")
+def bench_report(run_refs, output):
+    """Write a self-contained HTML report (and PNG charts) of one or more runs."""
+    from ..report import write_report
+
+    runs = [load_run(resolve_run(ref)) for ref in run_refs]
+    page = write_report(runs, output or runs[-1].path / "report")
+    click.echo(str(page))

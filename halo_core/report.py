@@ -1,0 +1,148 @@
+"""`halo bench report`: one self-contained HTML page (charts inline as SVG) plus a PNG of
+each chart, from one or more bench runs."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .errors import HaloError
+from .records import BenchResult, BenchRun
+from .store import safe_name, write_atomic
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise HaloError("halo bench report needs matplotlib: pip install 'halo-llm[report]'") from None
+    return plt
+
+
+def _label(r: BenchResult) -> str:
+    return f"{r.model} · {r.backend}"
+
+
+def _charts(results: list[BenchResult]):
+    """(id, title, figure) for each chart the results support."""
+    plt = _pyplot()
+    charts = []
+    standard = [r for r in results if r.n_depth == 0 and "|ctx|" not in r.cell]
+    by_test: dict[str, list[BenchResult]] = defaultdict(list)
+    for r in standard:
+        by_test[r.test].append(r)
+    for test, rows in by_test.items():
+        labels = list(dict.fromkeys(_label(r) for r in rows))
+        kvs = list(dict.fromkeys(r.kv for r in rows))
+        fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(labels) * max(1, len(kvs)) / 2), 4))
+        width = 0.8 / len(kvs)
+        for i, kv in enumerate(kvs):
+            values = {_label(r): r for r in rows if r.kv == kv}
+            xs = [j + i * width for j in range(len(labels))]
+            ys = [values[l].avg_ts if l in values else 0 for l in labels]
+            errs = [values[l].stddev_ts if l in values else 0 for l in labels]
+            ax.bar(xs, ys, width, yerr=errs, capsize=3, label=f"kv {kv}")
+        ax.set_xticks([j + width * (len(kvs) - 1) / 2 for j in range(len(labels))], labels,
+                      rotation=15, ha="right", fontsize=8)
+        ax.set_ylabel("tokens / s")
+        ax.set_title(f"{test}: t/s by model × backend × KV cache")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        charts.append((f"bars-{safe_name(test)}", f"{test} by backend, model and KV cache", fig))
+    depth_rows = [r for r in results if "|ctx|" in r.cell or r.n_depth]
+    for kind, pick in (("pp", lambda r: r.n_prompt and not r.n_gen), ("tg", lambda r: r.n_gen and not r.n_prompt)):
+        rows = [r for r in depth_rows if pick(r)]
+        depths = {r.n_depth for r in rows}
+        if len(depths) < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        series: dict[str, list[BenchResult]] = defaultdict(list)
+        for r in rows:
+            series[f"{_label(r)} · kv {r.kv}"].append(r)
+        for name, points in series.items():
+            points.sort(key=lambda r: r.n_depth)
+            ax.errorbar([p.n_depth for p in points], [p.avg_ts for p in points],
+                        yerr=[p.stddev_ts for p in points], marker="o", capsize=3, label=name)
+        ax.set_xlabel("context depth (tokens)")
+        ax.set_ylabel("tokens / s")
+        ax.set_title(f"{kind}: t/s vs context depth")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        charts.append((f"depth-{kind}", f"{kind} t/s vs context depth", fig))
+    return charts
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _provenance(run: BenchRun) -> str:
+    try:
+        system = json.loads((run.path / "system.json").read_text())
+    except (OSError, ValueError):
+        system = {}
+    facts = [("status", run.status), ("cpu", system.get("cpu")), ("kernel", system.get("kernel")),
+             ("memory", f"{system['mem_total_bytes'] / 2**30:.1f} GiB" if system.get("mem_total_bytes") else None)]
+    for name, backend in (system.get("backends") or {}).items():
+        build = backend.get("llama_cpp_build") or backend.get("found_through")
+        facts.append((f"backend {name}", build))
+    items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts if v)
+    return f"<h3>{html.escape(run.path.name)}</h3><ul>{items}</ul>"
+
+
+def _table(results: list[BenchResult]) -> str:
+    head = ["run", "model", "backend", "kv", "test", "t/s", "± sd", "W", "t/J", "% BW"]
+    rows = []
+    for run_name, r in results:
+        cells = [run_name, r.model, r.backend, r.kv, r.test, f"{r.avg_ts:.2f}", f"{r.stddev_ts:.2f}",
+                 "" if r.power_w is None else f"{r.power_w:.1f}",
+                 "" if r.tokens_per_joule is None else f"{r.tokens_per_joule:.2f}",
+                 "" if r.bandwidth_pct is None else f"{r.bandwidth_pct:.1f}"]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return ("<table id='results'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+figure{margin:1.5em 0;border:1px solid #ddd;padding:.5em}figcaption{font-weight:600}
+figure svg{max-width:100%;height:auto}table{border-collapse:collapse;font-size:.85em}
+td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f3f3f3}"""
+
+
+def write_report(runs: list[BenchRun], out_dir: Path) -> Path:
+    """Write index.html (self-contained) and one PNG per chart into out_dir; return the page."""
+    results = [r for run in runs for r in run.results]
+    if not results:
+        raise HaloError("nothing to report: the runs hold no results")
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for chart_id, title, fig in _charts(results):
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
+        write_atomic(out_dir / f"{chart_id}.png", png.getvalue())
+        figures.append(f"<figure class='chart' id='{chart_id}'><figcaption>{html.escape(title)}</figcaption>"
+                       f"{_svg(fig)}</figure>")
+        plt.close(fig)
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>halo bench report</title>"
+            f"<style>{STYLE}</style></head><body><h1>halo bench report</h1>"
+            f"<p>halo {__version__}, written {stamp}, {len(runs)} run(s), {len(results)} result(s).</p>"
+            + "".join(_provenance(run) for run in runs)
+            + "<h2>Charts</h2>" + "".join(figures)
+            + "<h2>All results</h2>" + _table([(run.path.name, r) for run in runs for r in run.results])
+            + "</body></html>")
+    write_atomic(out_dir / "index.html", page)
+    return out_dir / "index.html"
