@@ -144,7 +144,7 @@ def _hashes(path: Path) -> tuple[str, str]:
 
 
 def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 class _ProgressFile:
@@ -211,7 +211,8 @@ class HfSource(ModelSource):
             if meta is None or not path.is_file() or path.stat().st_size != meta.get("size"):
                 return None
             metas.append(meta)
-        return LocalModel(_model_name(parts[0]), ref, paths[0], sum(m["size"] for m in metas),
+        first = f"hf:{_repo}/{parts[0]}"  # any part names the whole model
+        return LocalModel(_model_name(parts[0]), first, paths[0], sum(m["size"] for m in metas),
                           metas[0].get("sha256", ""), self.name)
 
     def remove(self, ref: str) -> list[Path]:
@@ -343,9 +344,11 @@ class HfSource(ModelSource):
         self._verify(ref, repo, file, path, part, part_meta, meta)
 
     def _interrupted(self, ref: str, part: Path, exc: Exception) -> ModelError:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
         first = (str(exc).strip().splitlines() or [""])[0]
+        reason = f"HTTP {status}" if status else f"{type(exc).__name__}: {first}"
         size = part.stat().st_size if part.exists() else 0
-        return ModelError(f"download of {ref} interrupted ({type(exc).__name__}: {first}); "
+        return ModelError(f"download of {ref} interrupted ({reason}); "
                           f"{size / 1e6:.1f} MB kept, run the same command again to resume")
 
     def _verify(self, ref, repo, file, path, part, part_meta, meta) -> None:
