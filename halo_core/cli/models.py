@@ -11,6 +11,7 @@ from rich.table import Table
 from ..fit import KV_TYPES, fit_model
 from ..models import fetch_model, list_models, remove_model
 from ..records import FitReport
+from ..store import human_size
 from .common import emit_json
 
 
@@ -20,7 +21,7 @@ def models():
 
 
 def _size(n: int | None) -> str:
-    return "-" if n is None else f"{n / 1e9:.2f} GB"
+    return "-" if n is None else human_size(n)
 
 
 @models.command("list")

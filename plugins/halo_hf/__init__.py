@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 from halo_core import CatalogEntry, LocalModel, ModelSource, __version__, hookimpl
 from halo_core.errors import ModelError
-from halo_core.store import halo_home, write_json
+from halo_core.store import halo_home, human_size, write_json
 
 from .catalog import file_problem, parse_catalog, repo_problem, unsafe_path
 
@@ -143,10 +143,6 @@ def _hashes(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
-
 class _ProgressFile:
     """Reports bytes written so far to a halo progress callback; the rest is the real file."""
 
@@ -250,8 +246,8 @@ class HfSource(ModelSource):
                 missing += (meta.size or 0) - self._resumable(path, meta.etag)
         free = _free_space(paths[0].parent)
         if missing > free:
-            raise ModelError(f"not enough disk space for {ref}: {_gb(missing)} to download, "
-                             f"{_gb(free)} free in {models_dir()}")
+            raise ModelError(f"not enough disk space for {ref}: {human_size(missing)} to download, "
+                             f"{human_size(free)} free in {models_dir()}")
 
         total = sum(m.size or 0 for m in metas) or None
         done = 0
@@ -317,7 +313,7 @@ class HfSource(ModelSource):
         if urlparse(url).netloc != urlparse(_endpoint()).netloc:
             headers.pop("authorization", None)  # a CDN gets no token, as in huggingface_hub
         verb = f"resuming at {resume / 1e6:.1f} MB" if resume else "downloading"
-        print(f"halo: {verb} {repo}/{file} ({_gb(meta.size or 0)})", file=sys.stderr)
+        print(f"halo: {verb} {repo}/{file} ({human_size(meta.size or 0)})", file=sys.stderr)
         with open(part, "r+b" if part.exists() else "wb") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
