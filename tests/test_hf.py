@@ -78,7 +78,9 @@ def test_interrupted_download_resumes_on_the_next_pull(hub, home, capsys):
     assert model.path.read_bytes() == data and not part.exists()
     gets = hub.seen("GET")
     assert len(gets) == 3 and gets[2].headers["range"] == f"bytes={CHUNK}-"
-    assert f"halo: resuming at 10.5 MB {REPO}/tiny.gguf" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"halo: resuming at 10.5 MB {REPO}/tiny.gguf (12.5 MB)\n" in err
+    assert f"halo: checking {REPO}/tiny.gguf against the Hub's hash\n" in err
     assert _files(home)[-2:] == ["halo-test/tiny-GGUF/tiny.gguf", "halo-test/tiny-GGUF/tiny.gguf.json"]
 
 
@@ -233,7 +235,8 @@ def test_models_cli_with_json(hub, home, halo):
     assert done.returncode == 0, done.stderr
     (pulled,) = json.loads(done.stdout)
     assert pulled["ref"] == REF and pulled["size"] == len(data) and pulled["source"] == "hf"
-    assert done.stderr == f"halo: downloading {REPO}/tiny.gguf (1.5 MB)\n"  # no bar without a tty
+    assert done.stderr == (f"halo: downloading {REPO}/tiny.gguf (1.5 MB)\n"  # no bar without a tty
+                           f"halo: checking {REPO}/tiny.gguf against the Hub's hash\n")
 
     done = halo("models", "list", "--downloaded", "--json", env=env)
     rows = {row["name"]: row for row in json.loads(done.stdout)}
@@ -275,3 +278,18 @@ def test_bench_runs_a_model_named_by_an_hf_reference(hub, home, halo, smoke_mode
     assert run["status"] == "complete"
     assert [r["test"] for r in run["results"]] == ["pp16", "tg4"]
     assert {r["model"] for r in run["results"]} == {"smol"}
+
+
+def test_a_file_already_there_is_checked_and_kept_instead_of_downloaded(hub, home):
+    """Files from `hf download --local-dir` (no sidecar) are adopted when they hash right."""
+    data = _data(300_000)
+    hub.add(REPO, "tiny.gguf", data)
+    path = home / "models" / REPO / "tiny.gguf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    assert halo_core.fetch_model(REF).sha256 == hashlib.sha256(data).hexdigest()
+    assert hub.seen("GET") == []
+    (path.parent / "tiny.gguf.json").unlink()
+    path.write_bytes(data[:-1] + b"!")  # same size, other bytes: downloaded again
+    assert halo_core.fetch_model(REF).path.read_bytes() == data
+    assert len(hub.seen("GET")) == 1

@@ -255,7 +255,8 @@ class HfSource(ModelSource):
             saved = _read_json(_sidecar(path)) or {}
             if not (path.is_file() and saved.get("etag") == meta.etag
                     and saved.get("size") == path.stat().st_size):
-                self._download(ref, repo, part, path, meta, progress, done, total)
+                if not self._adopt(ref, repo, part, path, meta):
+                    self._download(ref, repo, part, path, meta, progress, done, total)
             done += path.stat().st_size
         model = self.local(ref)
         assert model is not None
@@ -347,27 +348,44 @@ class HfSource(ModelSource):
         return ModelError(f"download of {ref} interrupted ({reason}); "
                           f"{size / 1e6:.1f} MB kept, run the same command again to resume")
 
-    def _verify(self, ref, repo, file, path, part, part_meta, meta) -> None:
-        sha256, sha1 = _hashes(part)
-        etag = meta.etag.lower()
+    def _check(self, repo: str, file: str, path: Path, etag: str) -> tuple[bool, str, str, str]:
+        """(matches, hash kind, its value, sha256) of a local file against the Hub's ETag."""
+        print(f"halo: checking {repo}/{file} against the Hub's hash", file=sys.stderr)
+        sha256, sha1 = _hashes(path)
+        etag = etag.lower()
         if re.fullmatch(r"[0-9a-f]{64}", etag):
-            ok, kind, got = sha256 == etag, "sha256", sha256
-        elif re.fullmatch(r"[0-9a-f]{40}", etag):
-            ok, kind, got = sha1 == etag, "git sha1", sha1
-        else:
-            ok, kind, got = True, "", ""
-            print(f"halo: warning: {repo}/{file}: the Hub's ETag '{meta.etag}' is no hash; "
-                  "only the size was checked", file=sys.stderr)
+            return sha256 == etag, "sha256", sha256, sha256
+        if re.fullmatch(r"[0-9a-f]{40}", etag):
+            return sha1 == etag, "git sha1", sha1, sha256
+        print(f"halo: warning: {repo}/{file}: the Hub's ETag '{etag}' is no hash; "
+              "only the size was checked", file=sys.stderr)
+        return True, "", "", sha256
+
+    def _save(self, ref, repo, file, path: Path, meta, sha256: str) -> None:
+        write_json(_sidecar(path), {"ref": ref, "repo": repo, "file": file,
+                                    "commit": meta.commit_hash, "etag": meta.etag,
+                                    "sha256": sha256, "size": path.stat().st_size})
+
+    def _adopt(self, ref, repo, file, path: Path, meta) -> bool:
+        """Keep a file that is already there without a sidecar (e.g. from `hf download
+        --local-dir`) when it is the Hub's file; the caller downloads it otherwise."""
+        if not path.is_file() or meta.size is None or path.stat().st_size != meta.size:
+            return False
+        ok, kind, _got, sha256 = self._check(repo, file, path, meta.etag)
+        if ok and kind:
+            self._save(ref, repo, file, path, meta, sha256)
+        return ok and bool(kind)
+
+    def _verify(self, ref, repo, file, path, part, part_meta, meta) -> None:
+        ok, kind, got, sha256 = self._check(repo, file, part, meta.etag)
         if not ok:
             part.unlink(missing_ok=True)
             part_meta.unlink(missing_ok=True)
             _prune(path.parent, models_dir())
             raise ModelError(f"{repo}/{file} is corrupt: its {kind} is {got}, the Hub says "
-                             f"{etag}; the download was deleted")
+                             f"{meta.etag.lower()}; the download was deleted")
         os.replace(part, path)
-        write_json(_sidecar(path), {"ref": ref, "repo": repo, "file": file,
-                                    "commit": meta.commit_hash, "etag": meta.etag,
-                                    "sha256": sha256, "size": path.stat().st_size})
+        self._save(ref, repo, file, path, meta, sha256)
         part_meta.unlink(missing_ok=True)
 
 
