@@ -200,14 +200,14 @@ class HfSource(ModelSource):
         return repo, parts, [models_dir() / repo / part for part in parts]
 
     def local(self, ref: str) -> LocalModel | None:
-        _repo, parts, paths = self._targets(ref)
+        repo, parts, paths = self._targets(ref)
         metas = []
         for path in paths:
             meta = _read_json(_sidecar(path))
             if meta is None or not path.is_file() or path.stat().st_size != meta.get("size"):
                 return None
             metas.append(meta)
-        first = f"hf:{_repo}/{parts[0]}"  # any part names the whole model
+        first = f"hf:{repo}/{parts[0]}"  # any part names the whole model
         return LocalModel(_model_name(parts[0]), first, paths[0], sum(m["size"] for m in metas),
                           metas[0].get("sha256", ""), self.name)
 
