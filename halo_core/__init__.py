@@ -22,24 +22,31 @@ from .records import (
     BenchResult,
     BenchRun,
     BenchSpec,
+    CatalogEntry,
     Change,
     Check,
     Endpoint,
     EvalResult,
     EvalSample,
+    FitReport,
+    GpuMemory,
     LocalModel,
+    ModelListing,
     PluginInfo,
     ToolCommand,
 )
 from .plugins import PluginHost, get_host, set_host
-from .models import fetch_model
+from .models import fetch_model, list_models, local_model, remove_model
+from .fit import fit_model
 from .bench import run_bench
 
 __all__ = [
     "__version__", "hookimpl",
     "Backend", "EvalSuite", "ModelSource", "Tuner",
-    "Availability", "BackendDefaults", "BenchResult", "BenchRun", "BenchSpec", "Change", "Check",
-    "Endpoint", "EvalResult", "EvalSample", "LocalModel", "PluginInfo", "ToolCommand",
+    "Availability", "BackendDefaults", "BenchResult", "BenchRun", "BenchSpec", "CatalogEntry",
+    "Change", "Check", "Endpoint", "EvalResult", "EvalSample", "FitReport", "GpuMemory",
+    "LocalModel", "ModelListing", "PluginInfo", "ToolCommand",
     "HaloError", "ModelError", "PluginError", "ToolFailed", "Unavailable", "UnknownName",
-    "PluginHost", "get_host", "set_host", "fetch_model", "run_bench",
+    "PluginHost", "get_host", "set_host", "fetch_model", "fit_model", "list_models",
+    "local_model", "remove_model", "run_bench",
 ]

@@ -9,9 +9,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable, ClassVar
 
+from .errors import ModelError
 from .records import (
     Availability,
     BackendDefaults,
+    CatalogEntry,
     Change,
     Check,
     Endpoint,
@@ -102,11 +104,15 @@ class ModelSource(ABC):
             register(NasSource())
 
     References of the form "NAME:rest" go to the source called NAME; bare names are looked
-    up in every source's `aliases()`; anything else is offered to `handles()` in turn.
+    up in every source's `aliases()`; anything else is offered to `handles()` in turn. When
+    several sources claim one alias, the lowest `alias_priority` wins, then the source name
+    that sorts first. `catalog()` feeds `halo models list`, `remove()` feeds `halo models rm`.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    alias_priority: ClassVar[int] = 100
+    """Lower wins when two sources claim one alias (the embedded `smoke` model uses 10)."""
 
     @abstractmethod
     def fetch(self, ref: str, progress: Progress | None = None) -> LocalModel:
@@ -123,6 +129,17 @@ class ModelSource(ABC):
     def local(self, ref: str) -> LocalModel | None:
         """The model if it is already on this machine, without fetching anything."""
         return None
+
+    def catalog(self) -> list[CatalogEntry]:
+        """Named models this source offers, for `halo models list` (usually its aliases)."""
+        return []
+
+    def remove(self, ref: str) -> list[Path]:
+        """Delete the local copy of `ref` and return the paths removed.
+
+        The default refuses: a source deletes only what it downloaded itself.
+        """
+        raise ModelError(f"the {self.name} source does not delete models")
 
 
 class Tuner(ABC):

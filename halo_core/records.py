@@ -66,6 +66,76 @@ class LocalModel:
 
 
 @attrs.frozen
+class CatalogEntry:
+    """One named model a ModelSource offers (a line of configs/models.conf for `hf`)."""
+
+    name: str
+    ref: str
+    source: str
+    categories: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    size_gb: float | None = None  # as the catalog states it, before any download
+    description: str = ""
+
+
+@attrs.frozen
+class ModelListing:
+    """A catalog entry as `halo models list` shows it: downloaded or not, and which source wins
+    its name when several claim it."""
+
+    name: str
+    ref: str
+    source: str
+    categories: tuple[str, ...] = attrs.field(converter=_tuple)
+    size_gb: float | None
+    description: str
+    downloaded: bool
+    path: Path | None = None
+    size: int | None = None  # bytes on disk when downloaded
+    shadowed_by: str | None = None  # the source that answers for `name` instead of this one
+
+
+@attrs.frozen
+class GpuMemory:
+    """Memory the GPU can address: VRAM + GTT from amdgpu sysfs, else the RAM in /proc/meminfo."""
+
+    total: int
+    source: str  # "amdgpu" | "meminfo"
+    vram: int = 0
+    gtt: int = 0
+    card: str | None = None
+
+
+@attrs.frozen
+class FitReport:
+    """Whether a model's weights plus its KV cache (and recurrent state) fit in GPU memory."""
+
+    model: str
+    path: Path = attrs.field(converter=Path)
+    arch: str
+    ctx: int
+    parallel: int
+    type_k: str
+    type_v: str
+    n_layer: int
+    n_head: int
+    n_head_kv: tuple[int, ...] = attrs.field(converter=_tuple)  # per layer
+    head_dim_k: int
+    head_dim_v: int
+    kv_layers: int  # layers that keep a KV cache
+    swa_layers: int  # of those, sliding-window layers (cache capped near the window)
+    n_swa: int
+    recurrent_layers: int
+    weights_bytes: int
+    kv_bytes: int
+    recurrent_bytes: int
+    total_bytes: int
+    memory: GpuMemory
+    fits: bool
+    headroom_bytes: int
+    notes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+
+
+@attrs.frozen
 class BenchResult:
     """One llama-bench test (one line of its JSONL), normalised across llama.cpp builds.
 

@@ -74,6 +74,11 @@ def append_line(path: Path, line: str) -> None:
         os.fsync(fh.fileno())
 
 
+def human_size(n: int) -> str:
+    """Bytes for people: "188.7 MB", "21.03 GB" (decimal units, as disks and the Hub count)."""
+    return f"{n / 1e9:.2f} GB" if abs(n) >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

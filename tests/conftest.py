@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 
-for var in ("HALO_LLAMA_CPP_DIR", "HALO_LOAD_PLUGINS", "HALO_DISABLE_PLUGINS"):
+for var in ("HALO_LLAMA_CPP_DIR", "HALO_LOAD_PLUGINS", "HALO_DISABLE_PLUGINS", "HF_TOKEN",
+            "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN"):
     os.environ.pop(var, None)
+# Nothing listens on port 9: a test that forgets the fake hub fails fast instead of reaching
+# the real Hugging Face Hub; no token file of the machine's user is read.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="halo-test-hf-home-")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,4 +71,25 @@ def write_tool(path: Path, body: str) -> Path:
     """An executable script (a crashing or lying llama-bench around the real one)."""
     path.write_text("#!/usr/bin/env bash\n" + body)
     path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A fake Hugging Face Hub on 127.0.0.1 (tests/hub.py), with HF_ENDPOINT pointing at it."""
+    from hub import FakeHub
+
+    fake = FakeHub()
+    monkeypatch.setenv("HF_ENDPOINT", fake.url)
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh $HALO_HOME for one test."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("HALO_HOME", str(path))
     return path

@@ -89,7 +89,8 @@ def test_unknown_model(halo):
     done = halo("bench", "run", "--model", "no-such-model")
     assert done.returncode == 1
     assert _last_line(done.stderr) == ("Error: unknown model 'no-such-model': not a file, an alias "
-                                       "(smoke) or SOURCE:REF (sources: file, pypi)")
+                                       "(22 known: halo models list) or SOURCE:REF "
+                                       "(sources: file, hf, pypi)")
 
 
 def test_llama_cpp_missing(halo, tmp_path):

