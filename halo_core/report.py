@@ -102,17 +102,21 @@ def _provenance(run: BenchRun) -> str:
     return f"<h3>{html.escape(run.path.name)}</h3><ul>{items}</ul>"
 
 
-def _table(results: list[BenchResult]) -> str:
-    head = ["run", "model", "backend", "kv", "test", "t/s", "± sd", "W", "t/J", "% BW"]
-    rows = []
-    for run_name, r in results:
-        cells = [run_name, r.model, r.backend, r.kv, r.test, f"{r.avg_ts:.2f}", f"{r.stddev_ts:.2f}",
-                 "" if r.power_w is None else f"{r.power_w:.1f}",
-                 "" if r.tokens_per_joule is None else f"{r.tokens_per_joule:.2f}",
-                 "" if r.bandwidth_pct is None else f"{r.bandwidth_pct:.1f}"]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return ("<table id='results'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head)
-            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+def _table(results: list[tuple[str, BenchResult]]) -> str:
+    columns = [
+        ("run", lambda n, r: n), ("model", lambda n, r: r.model), ("backend", lambda n, r: r.backend),
+        ("kv", lambda n, r: r.kv), ("test", lambda n, r: r.test),
+        ("t/s", lambda n, r: f"{r.avg_ts:.2f}"), ("± sd", lambda n, r: f"{r.stddev_ts:.2f}"),
+        ("W", lambda n, r: None if r.power_w is None else f"{r.power_w:.1f}"),
+        ("t/J", lambda n, r: None if r.tokens_per_joule is None else f"{r.tokens_per_joule:.2f}"),
+        ("% BW", lambda n, r: None if r.bandwidth_pct is None else f"{r.bandwidth_pct:.1f}"),
+    ]
+    table = [[get(n, r) for _h, get in columns] for n, r in results]
+    keep = [i for i in range(len(columns)) if any(row[i] is not None for row in table)]
+    head = "".join(f"<th>{html.escape(columns[i][0])}</th>" for i in keep)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[i] or '')}</td>" for i in keep) + "</tr>"
+                   for row in table)
+    return f"<table id='results'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}

@@ -248,3 +248,17 @@ def test_list_and_show(halo, smoke_model):
     assert rows[name]["status"] == "complete" and rows[name]["results"] == 1
     shown = _json(halo("bench", "show", "listed", "--json"))
     assert shown["path"] == out["path"] and [r["test"] for r in shown["results"]] == ["pp16"]
+
+
+def test_category_and_max_size_pick_downloaded_catalog_models(hub, home, halo, smoke_model):
+    hub.add("unsloth/Qwen3.5-0.8B-GGUF", "Qwen3.5-0.8B-Q8_0.gguf", smoke_model.path.read_bytes())
+    env = {"HALO_HOME": str(home), "HF_ENDPOINT": hub.url}
+    assert halo("models", "pull", "qwen3.5-0.8b-q8", env=env).returncode == 0
+    out = _json(halo("bench", "run", "--category", "smoke", "--max-size", "1", "--pp", "16", "--tg", "0",
+                     "--reps", "1", "--json", env=env))
+    assert list(out["spec"]["models"]) == ["qwen3.5-0.8b-q8"]
+    assert [r["model"] for r in out["results"]] == ["Qwen3.5-0.8B-Q8_0"]
+    done = halo("bench", "run", "--category", "smoke", "--max-size", "0.01", env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: no downloaded catalog model matches --category smoke --max-size 0.01 (see `halo models list`)")

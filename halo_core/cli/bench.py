@@ -13,6 +13,7 @@ from rich.table import Table
 from ..bench import run_bench
 from ..compare import compare_runs
 from ..errors import HaloError
+from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
 from ..runs import list_runs, load_run, resolve_run
 from .common import emit_json, err_console, split_list
@@ -79,8 +80,13 @@ def matrix_options(default_tag: str, default_context: int | None):
     """The options `bench run` and `bench baseline` share."""
     def decorate(f):
         options = [
-            click.option("-m", "--model", "--models", "models_", multiple=True, default=("smoke",),
-                         show_default=True, help="Models: alias, SOURCE:REF or GGUF path (repeat or comma-separate)."),
+            click.option("-m", "--model", "--models", "models_", multiple=True,
+                         help="Models: catalog name, SOURCE:REF or GGUF path (repeat or comma-separate); "
+                              "default: smoke, or the --category/--max-size selection."),
+            click.option("--category", "-c", default=None,
+                         help="Add every downloaded catalog model of these categories (comma-separated)."),
+            click.option("--max-size", "-s", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help="Only catalog models up to this many GB."),
             click.option("--backend", "--backends", "backends_", multiple=True, default=("native",),
                          show_default=True, help="Backends (repeat or comma-separate)."),
             click.option("--pp", type=click.IntRange(min=0), default=512, show_default=True,
@@ -120,7 +126,29 @@ def matrix_options(default_tag: str, default_context: int | None):
     return decorate
 
 
-def _execute(ctx: click.Context, *, models_, backends_, pp, tg, reps, context, depths, ctx_prompt, skip_longctx,
+def select_models(models_: tuple[str, ...], category: str | None, max_size: float | None) -> tuple[str, ...]:
+    """Explicit models, plus the downloaded catalog models the filters pick (the seed's
+    --category/--max-size); `smoke` when nothing is named."""
+    chosen = list(split_list(models_))
+    if category or max_size:
+        picked = []
+        categories = split_list((category,)) if category else (None,)
+        for cat in categories:
+            for m in list_models(category=cat, downloaded=True):
+                size_gb = m.size / 1e9 if m.size else m.size_gb
+                if m.shadowed_by or (max_size and size_gb and size_gb > max_size):
+                    continue
+                if m.name not in picked and m.name not in chosen:
+                    picked.append(m.name)
+        if not picked and not chosen:
+            raise HaloError(f"no downloaded catalog model matches"
+                            f"{' --category ' + category if category else ''}"
+                            f"{f' --max-size {max_size:g}' if max_size else ''} (see `halo models list`)")
+        chosen += picked
+    return tuple(chosen) or ("smoke",)
+
+
+def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, tg, reps, context, depths, ctx_prompt, skip_longctx,
              kv_types, batch, ubatch, threads, cooldown, tag, resume, llama_cpp_dir, root, as_json):
     if pp == 0 and tg == 0:
         raise click.UsageError("--pp and --tg cannot both be 0")
@@ -129,7 +157,7 @@ def _execute(ctx: click.Context, *, models_, backends_, pp, tg, reps, context, d
     all_depths = _parse_ints(depths, "--depths")
     if context and not all_depths:
         all_depths = (context,)
-    spec = BenchSpec(models=split_list(models_), backends=split_list(backends_), pp=pp, tg=tg,
+    spec = BenchSpec(models=select_models(models_, category, max_size), backends=split_list(backends_), pp=pp, tg=tg,
                      reps=reps, tag=tag, threads=threads, kv_types=_parse_kv(kv_types),
                      batch=batch, ubatch=ubatch, depths=() if skip_longctx else all_depths,
                      ctx_prompt=ctx_prompt, cooldown=cooldown)
