@@ -59,8 +59,9 @@ def backends(as_json):
 
 from .bench import bench  # noqa: E402
 from .models import models  # noqa: E402
+from .tune import audit, rollback, tune, verify  # noqa: E402
 
-for _group in (bench, models):
+for _group in (bench, models, audit, verify, tune, rollback):
     cli.add_command(_group)
 
 
