@@ -27,7 +27,9 @@ def _root_arg(root: Path) -> str:
 
 
 def _gib(n: int | None) -> str:
-    return "?" if n is None else f"{n / GIB:.1f} GiB"
+    if n is None:
+        return "?"
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / (1 << 20):.0f} MiB"
 
 
 def checks_table(checks: list[Check]) -> Table:
@@ -56,9 +58,6 @@ def audit(root, as_json):
         return
     f = report.facts
     gpu = f.amd_gpu
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
     rows = [
         ("host", f"{f.cpu_model or '?'} · {f.os_name or f.os_id or '?'}" + ("" if f.live else f" · sysroot {root}")),
         ("memory", f"{_gib(f.installed_ram)} installed · {_gib(f.mem_total)} seen by the OS · "
@@ -74,13 +73,23 @@ def audit(root, as_json):
         ("software", f"Vulkan ICDs: {', '.join(f.vulkan_icds) or 'none'} · ROCm {f.rocm or 'none'} · "
                      f"toolboxes: {', '.join(f.toolboxes) if f.toolboxes else ('none' if f.toolboxes is not None else '?')}"),
     ]
-    for name, value in rows:
-        facts.add_row(name, escape(value))
     console = Console()
-    console.print(facts)
-    console.print(checks_table(list(report.checks)))
+    for name, value in rows:  # one line each: the whole audit fits one screen
+        console.print(f"[bold]{name:<9}[/]{escape(value)}", no_wrap=True, overflow="ellipsis")
+    console.print()
+    tuner_w = max((len(c.tuner) for c in report.checks), default=0)
+    name_w = max((len(c.name) for c in report.checks), default=0)
+    for c in report.checks:
+        console.print(f"[{STYLE[c.status]}]{c.status}[/]  {c.tuner:<{tuner_w}}  {c.name:<{name_w}}  "
+                      f"{escape(c.detail)}", no_wrap=True, overflow="ellipsis")
     passed, total = report.score
-    console.print(f"score {passed}/{total} · {_summary(list(report.checks))}")
+    per_tuner = {}
+    for c in report.checks:
+        done, count = per_tuner.get(c.tuner, (0, 0))
+        per_tuner[c.tuner] = (done + (c.status == "PASS"), count + 1)
+    console.print(f"\n[bold]score {passed}/{total}[/] · "
+                  + " · ".join(f"{t} {d}/{n}" for t, (d, n) in per_tuner.items())
+                  + " · fixes: halo verify" + _root_arg(root))
 
 
 @click.command()

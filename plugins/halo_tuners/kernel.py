@@ -13,7 +13,7 @@ from pathlib import Path
 
 from halo_core import Change, Check, Tuner
 from halo_core.errors import TuneError
-from halo_core.hostfacts import GIB, PAGE_SIZE, kernel_version, read_facts, read_text
+from halo_core.hostfacts import GIB, PAGE_SIZE, firmware_version, kernel_version, read_facts, read_text
 from halo_core.records import HostFacts
 
 from . import grub
@@ -131,8 +131,6 @@ class KernelTuner(Tuner):
                                        f"needs (ROCm 7.2.1, GPU memory fixes)", how)
 
     def _firmware(self, root: Path, facts: HostFacts) -> Check:
-        from halo_core.hostfacts import firmware_version
-
         version = firmware_version(root)
         if version is None:
             return Check("firmware", "WARN", "linux-firmware version unreadable (no dpkg, pacman "
@@ -237,14 +235,21 @@ class VramTuner(Tuner):
     def _gtt(self, root: Path, facts: HostFacts, gtt: int | None) -> Check:
         if gtt is None:
             return Check("gtt-size", "WARN", "GTT size unreadable (mem_info_gtt_total)")
-        limit = facts.ttm_pages_limit
-        seen = f"GTT {gib(gtt)}" + (f", ttm.pages_limit {_pages_gib(limit)}" if limit else "")
+        limit = facts.ttm_pages_limit * PAGE_SIZE if facts.ttm_pages_limit else None
+        seen = f"GTT {gib(gtt)}" + (f", ttm.pages_limit {gib(limit)}" if limit else "")
         want = recommended_pages(facts)
+        pending = grub.params(read_text(root, grub.GRUB_FILE) or "").get("ttm.pages_limit")
+        how = "reboot" if pending and pending != facts.cmdline_params.get("ttm.pages_limit") \
+            else fix(root, "kernel") + ", then reboot"
+        if limit and abs(gtt - limit) > 0.01 * limit:
+            why = ("amdgpu.gttsize (deprecated) sets it instead" if "amdgpu.gttsize" in facts.cmdline_params
+                   else "they should match")
+            return Check("gtt-size", "FAIL", f"{seen}: {why}", how)
+        if facts.mem_total and gtt > facts.mem_total:
+            return Check("gtt-size", "FAIL", f"{seen}: more than the {gib(facts.mem_total)} the OS "
+                                             f"has (lower the BIOS VRAM carve-out)", how)
         if want and gtt >= want * PAGE_SIZE * 0.9:
             return Check("gtt-size", "PASS", f"{seen}: the GPU can use {gib(gtt)} of "
                                              f"{gib(facts.installed_ram)} RAM")
-        if limit and abs(gtt - limit * PAGE_SIZE) > 0.01 * gtt and "amdgpu.gttsize" in facts.cmdline_params:
-            why = "amdgpu.gttsize on the command line caps it"
-        else:
-            why = f"below the {_pages_gib(want)} recommended for {gib(facts.installed_ram)} RAM"
-        return Check("gtt-size", "FAIL", f"{seen}: {why}", fix(root, "kernel") + ", then reboot")
+        return Check("gtt-size", "FAIL", f"{seen}: below the {_pages_gib(want)} recommended for "
+                                         f"{gib(facts.installed_ram)} RAM", how)
