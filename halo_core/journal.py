@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import signal
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -38,7 +37,9 @@ from .records import Change, JournalInfo, TunePlan, Verdict
 from .runner import run_capture
 from .store import append_line, halo_home, write_atomic, write_json
 
-CRASH_ENV = "HALO_TEST_CRASH_AFTER"  # kill the process (SIGKILL) after N changes are done
+# For crash tests: SIGKILL this process once N changes are done ("3"), or half-way through the
+# next one, after its backup and `begin` are journaled but before it is made ("2.5").
+CRASH_ENV = "HALO_TEST_CRASH_AFTER"
 COMMAND_TIMEOUT = 600
 
 OPEN = ("applying", "rolling-back")
@@ -245,11 +246,15 @@ class Journal:
         before = current_value(self.root, change) if change.kind in ("sysfs", "sysctl") else None
         self.event("begin", i=i, backups=self._backup(i, change_paths(change, self.live)),
                    value=before)
+        self._crash_point(self._done_here + 0.5)
         ran = self._do(change)
         self.event("done", i=i, ran=ran)
         self._done_here += 1
+        self._crash_point(self._done_here)
+
+    def _crash_point(self, where: float) -> None:
         crash_after = os.environ.get(CRASH_ENV)
-        if crash_after and self._done_here >= int(crash_after):
+        if crash_after and float(crash_after) == where:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _do(self, change: Change) -> bool:
@@ -338,8 +343,3 @@ def _run(argv) -> None:
         last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or [""]
         raise ToolFailed(f"{' '.join(argv)} exited with code {done.returncode}: {last[0]}".rstrip(": "),
                          returncode=done.returncode)
-
-
-def remove_journal(journal: Journal) -> None:
-    """Delete a journal directory (only for ones that changed nothing)."""
-    shutil.rmtree(journal.path, ignore_errors=True)

@@ -239,3 +239,30 @@ def snapshot(root: Path) -> dict[str, tuple]:
             else:
                 out[rel] = ("file", path.read_bytes(), path.stat().st_mode & 0o7777)
     return out
+
+
+# -- pytest fixtures (import them into a test module to use them) ------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def rpm_on_path(tmp_path, monkeypatch):
+    bin_dir = fake_rpm(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir
+
+
+@pytest.fixture
+def fedora_root(tmp_path, rpm_on_path) -> Path:
+    return fedora(tmp_path / "fedora")
+
+
+@pytest.fixture
+def ubuntu_root(tmp_path) -> Path:
+    return ubuntu(tmp_path / "ubuntu")
+
+
+@pytest.fixture
+def intel_root(tmp_path) -> Path:
+    return intel(tmp_path / "intel")
