@@ -168,7 +168,7 @@ def _check_can_write(root: Path, live: bool) -> None:
     journal = _open_journal(root)
     if journal is not None:
         raise TuneError(f"journal {journal.path.name} was interrupted while "
-                        f"{journal.status.replace('-', ' ')}: run `halo rollback"
+                        f"{journal.status.replace('-', ' ')}: run `{'sudo ' if live else ''}halo rollback"
                         f"{'' if live else ' --root ' + str(root)}` to finish undoing it first")
 
 
@@ -272,7 +272,8 @@ def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Stat
                             f"(journal {journal.path.name})") from exc
         if baseline is not None:
             journal.event("measure", step=None, phase="final", **baseline)
-        journal.update(status="applied", pending_measure=pending)
+        left = journal.info().applied  # measured steps that made things worse are undone
+        journal.update(status="applied" if left else "rolled-back", pending_measure=pending)
         return journal.info()
 
 
@@ -307,7 +308,7 @@ def resume(root: Path = Path("/"), *, on_status: Status | None = None,
         if verdict.worse:
             status(f"rolling back {step}: {verdict.detail}")
             _undo_or_raise(journal, [i for name in pending for i in journal.step_changes(name)])
-        journal.update(pending_measure=[])
+        journal.update(pending_measure=[], status="applied" if journal.info().applied else "rolled-back")
         return journal.info()
 
 
