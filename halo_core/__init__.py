@@ -13,10 +13,11 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
-from .errors import HaloError, ModelError, PluginError, ToolFailed, Unavailable, UnknownName
+from .errors import HaloError, ModelError, PluginError, ToolFailed, TuneError, Unavailable, UnknownName
 from .hookspecs import hookimpl
 from .interfaces import Backend, EvalSuite, ModelSource, Tuner
 from .records import (
+    AuditReport,
     Availability,
     BackendDefaults,
     BenchResult,
@@ -27,9 +28,16 @@ from .records import (
     Endpoint,
     EvalResult,
     EvalSample,
+    GpuFacts,
+    HostFacts,
+    JournalInfo,
     LocalModel,
+    MeasureSpec,
     PluginInfo,
     ToolCommand,
+    TunePlan,
+    TuneStep,
+    Verdict,
 )
 from .plugins import PluginHost, get_host, set_host
 from .models import fetch_model
@@ -40,6 +48,8 @@ __all__ = [
     "Backend", "EvalSuite", "ModelSource", "Tuner",
     "Availability", "BackendDefaults", "BenchResult", "BenchRun", "BenchSpec", "Change", "Check",
     "Endpoint", "EvalResult", "EvalSample", "LocalModel", "PluginInfo", "ToolCommand",
-    "HaloError", "ModelError", "PluginError", "ToolFailed", "Unavailable", "UnknownName",
+    "AuditReport", "GpuFacts", "HostFacts", "JournalInfo", "MeasureSpec", "TunePlan", "TuneStep",
+    "Verdict",
+    "HaloError", "ModelError", "PluginError", "ToolFailed", "TuneError", "Unavailable", "UnknownName",
     "PluginHost", "get_host", "set_host", "fetch_model", "run_bench",
 ]
