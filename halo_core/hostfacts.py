@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from .records import GpuFacts, HostFacts
+from .sysinfo import meminfo
 from .runner import run_capture
 from .errors import ToolFailed
 
@@ -87,16 +88,6 @@ def installed_ram(mem_total: int | None, carveout: int | None) -> int | None:
     total = mem_total + (carveout or 0)
     step = 4 * GIB
     return -(-total // step) * step
-
-
-def _meminfo(root: Path) -> dict[str, int]:
-    out = {}
-    for line in (read_text(root, "/proc/meminfo") or "").splitlines():
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            out[key] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
-    return out
 
 
 def _cpuinfo(root: Path) -> dict[str, str]:
@@ -242,7 +233,7 @@ def read_facts(root: Path = Path("/"), *, ask_tools: bool = True) -> HostFacts:
     rpm, power limits, toolboxes) are left None.
     """
     root = Path(root)
-    mem = _meminfo(root)
+    mem = meminfo(root)
     cpu = _cpuinfo(root)
     gpus = _gpus(root)
     release = os_release(root)

@@ -89,8 +89,8 @@ def current_value(root: Path, change: Change) -> str | None:
     if change.kind == "link":
         return os.readlink(path) if path.is_symlink() else None
     try:
-        if change.kind == "file":
-            return None if path.is_symlink() else path.read_bytes().decode()
+        if change.kind == "file":  # through a symlink, as tuners read it; applying replaces the link
+            return path.read_bytes().decode()
         if change.kind in ("sysfs", "sysctl"):
             return selected(path.read_text())
     except (FileNotFoundError, NotADirectoryError):

@@ -112,8 +112,8 @@ def verify(ctx, root, only, as_json):
         ctx.exit(1)
 
 
-def _print_verdicts(info: JournalInfo) -> None:
-    for v in info.verdicts:
+def _print_verdicts(info: JournalInfo, *, last: bool = False) -> None:
+    for v in info.verdicts[-1:] if last else info.verdicts:
         mark = "rolled back" if v.worse else "kept"
         click.echo(f"measured {v.step}: {mark}: {v.detail}")
 
@@ -153,7 +153,7 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
         if as_json:
             emit_json(info)
             return
-        _print_verdicts(info)
+        _print_verdicts(info, last=True)
         return
     plan = lib.plan(root, split_list(only) or None, settings=settings, force=force)
     if not (do_apply or measure):

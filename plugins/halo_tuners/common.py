@@ -53,3 +53,11 @@ def file_change(tuner: str, root: Path, path: str, after: str | None, descriptio
         return []
     return [Change(tuner, "file", path, description, before=before, after=after, mode=mode,
                    needs_reboot=needs_reboot)]
+
+
+def setting(tuner: str, settings, key: str) -> str | None:
+    """The one setting a tuner takes (None when not given); any other key is an error."""
+    unknown = sorted(set(settings) - {key})
+    if unknown:
+        raise TuneError(f"tuner '{tuner}' has no setting '{unknown[0]}' (it has: {key})")
+    return settings.get(key)

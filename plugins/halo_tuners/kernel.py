@@ -17,7 +17,7 @@ from halo_core.hostfacts import GIB, PAGE_SIZE, firmware_version, kernel_version
 from halo_core.records import HostFacts
 
 from . import grub
-from .common import fix, gib, read_exact
+from .common import fix, gib, read_exact, setting
 
 RESERVE = 5 * GIB  # what the seed leaves to the OS (64 GB -> 59 GiB of GTT)
 MIN_RESERVE = 4 * GIB  # the least a --set kernel.gtt_gib may leave
@@ -51,16 +51,13 @@ class KernelTuner(Tuner):
         self.gtt_gib = gtt_gib
 
     def configure(self, settings):
-        unknown = set(settings) - {"gtt_gib"}
-        if unknown:
-            raise TuneError(f"tuner 'kernel' has no setting '{sorted(unknown)[0]}' (it has: gtt_gib)")
-        if "gtt_gib" not in settings:
+        value = setting(self.name, settings, "gtt_gib")
+        if value is None:
             return self
         try:
-            value = float(settings["gtt_gib"])
+            return KernelTuner(float(value))
         except ValueError:
-            raise TuneError(f"kernel.gtt_gib={settings['gtt_gib']} is not a number of GiB") from None
-        return KernelTuner(value)
+            raise TuneError(f"kernel.gtt_gib={value} is not a number of GiB") from None
 
     def target_pages(self, facts: HostFacts) -> int:
         if not facts.installed_ram:

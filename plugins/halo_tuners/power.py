@@ -26,7 +26,7 @@ from halo_core.hostfacts import (
     which,
 )
 
-from .common import data_text, file_change, fix, read_exact
+from .common import data_text, file_change, fix, read_exact, setting
 
 SYSCTL_CONF = "/etc/sysctl.d/99-llm-inference.conf"
 THP_CONF = "/etc/tmpfiles.d/halo-thp.conf"
@@ -75,12 +75,9 @@ class PowerTuner(Tuner):
         self.watts = watts
 
     def configure(self, settings):
-        unknown = set(settings) - {"watts"}
-        if unknown:
-            raise TuneError(f"tuner 'power' has no setting '{sorted(unknown)[0]}' (it has: watts)")
-        if "watts" not in settings:
+        value = setting(self.name, settings, "watts")
+        if value is None:
             return self
-        value = settings["watts"]
         if not value.isdigit() or not 15 <= int(value) <= 120:
             raise TuneError(f"power.watts={value} is outside 15-120 W")
         return PowerTuner(int(value))
