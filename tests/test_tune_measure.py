@@ -80,7 +80,7 @@ def test_measured_apply_then_resume_after_the_reboot(fedora_root, smoke_model, l
 
 def test_cli_measure(halo, fedora_root, smoke_model, llama_bin_dir):
     done = halo("tune", "--root", str(fedora_root), "--only", "tuned", "--measure",
-                "--pp", "32", "--tg", "8", "--reps", "2")
+                "--pp", "32", "--tg", "8", "--reps", "2", "--threads", "1")
     assert done.returncode == 0, done.stderr
     line = next(l for l in done.stdout.splitlines() if l.startswith("measured tuned: "))
     assert line.startswith(("measured tuned: kept: within noise or better: pp32 ",

@@ -134,10 +134,11 @@ def _print_verdicts(info: JournalInfo, *, last: bool = False) -> None:
 @click.option("--pp", type=click.IntRange(min=0), default=512, show_default=True)
 @click.option("--tg", type=click.IntRange(min=0), default=128, show_default=True)
 @click.option("--reps", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the bench.")
 @click.option("--min-effect", type=click.FloatRange(0, 1), default=0.05, show_default=True,
               help="Smallest relative slowdown that counts as worse.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, reps,
+def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, reps, threads,
          min_effect, as_json):
     """Show the tuning plan as a diff (dry run), or apply it as a transaction."""
     if resume and not measure:
@@ -166,7 +167,8 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
             click.echo(f"dry run: nothing written. Apply with: {sudo}halo tune{_root_arg(root)}"
                        f"{' --only ' + ','.join(split_list(only)) if only else ''} --apply")
         return
-    spec = MeasureSpec(model=model, pp=pp, tg=tg, reps=reps, min_effect=min_effect) if measure else None
+    spec = MeasureSpec(model=model, pp=pp, tg=tg, reps=reps, threads=threads,
+                       min_effect=min_effect) if measure else None
     if not as_json:
         click.echo(lib.render_plan(plan), nl=False)
     info = lib.apply(plan, measure=spec, on_status=status)
