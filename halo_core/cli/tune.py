@@ -155,6 +155,8 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
             emit_json(info)
             return
         _print_verdicts(info, last=True)
+        if info.verdicts and info.verdicts[-1].worse:
+            click.echo("reboot again to bring back the previous kernel parameters")
         return
     plan = lib.plan(root, split_list(only) or None, settings=settings, force=force)
     if not (do_apply or measure):
