@@ -13,10 +13,11 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
-from .errors import HaloError, ModelError, PluginError, ToolFailed, Unavailable, UnknownName
+from .errors import HaloError, ModelError, PluginError, ToolFailed, TuneError, Unavailable, UnknownName
 from .hookspecs import hookimpl
 from .interfaces import Backend, EvalSuite, ModelSource, Tuner
 from .records import (
+    AuditReport,
     Availability,
     BackendDefaults,
     BenchResult,
@@ -29,11 +30,18 @@ from .records import (
     EvalResult,
     EvalSample,
     FitReport,
+    GpuFacts,
     GpuMemory,
+    HostFacts,
+    JournalInfo,
     LocalModel,
+    MeasureSpec,
     ModelListing,
     PluginInfo,
     ToolCommand,
+    TunePlan,
+    TuneStep,
+    Verdict,
 )
 from .plugins import PluginHost, get_host, set_host
 from .models import fetch_model, list_models, local_model, remove_model
@@ -46,7 +54,9 @@ __all__ = [
     "Availability", "BackendDefaults", "BenchResult", "BenchRun", "BenchSpec", "CatalogEntry",
     "Change", "Check", "Endpoint", "EvalResult", "EvalSample", "FitReport", "GpuMemory",
     "LocalModel", "ModelListing", "PluginInfo", "ToolCommand",
-    "HaloError", "ModelError", "PluginError", "ToolFailed", "Unavailable", "UnknownName",
+    "AuditReport", "GpuFacts", "HostFacts", "JournalInfo", "MeasureSpec", "TunePlan", "TuneStep",
+    "Verdict",
+    "HaloError", "ModelError", "PluginError", "ToolFailed", "TuneError", "Unavailable", "UnknownName",
     "PluginHost", "get_host", "set_host", "fetch_model", "fit_model", "list_models",
     "local_model", "remove_model", "run_bench",
 ]

@@ -34,3 +34,8 @@ class ToolFailed(HaloError):
 
 class PluginError(HaloError):
     """A plugin registered something malformed (a duplicate or missing name)."""
+
+
+class TuneError(HaloError):
+    """A tuning plan that must not be applied (bad value, malformed file, wrong host), or a
+    journal that cannot be applied or rolled back as asked."""

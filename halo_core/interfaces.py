@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Mapping
 
-from .errors import ModelError
+from .errors import ModelError, TuneError
 from .records import (
     Availability,
     BackendDefaults,
@@ -179,11 +179,25 @@ class Tuner(ABC):
 
     @abstractmethod
     def plan(self, root: Path) -> list[Change]:
-        """REQUIRED. The changes this tuner would make; empty when nothing needs doing."""
+        """REQUIRED. The changes this tuner would make; empty when nothing needs doing.
+
+        Read the current state through `root` and plan only what differs, so that planning
+        again after an apply returns []. Raise halo_core.errors.TuneError (one line) for a
+        value or file that must not be written; nothing is applied then.
+        """
 
     def guidance(self, root: Path) -> str:
         """Advice for what halo cannot change itself (BIOS settings)."""
         return ""
+
+    def configure(self, settings: Mapping[str, str]) -> "Tuner":
+        """A tuner using `settings` (from `halo tune --set NAME.KEY=VALUE`), or TuneError.
+
+        The default accepts none; a tuner with settings returns a configured copy.
+        """
+        if settings:
+            raise TuneError(f"tuner '{self.name}' has no setting '{next(iter(settings))}'")
+        return self
 
 
 class EvalSuite(ABC):

@@ -247,16 +247,33 @@ class BenchRun:
 
 @attrs.frozen
 class Change:
-    """One reversible system change a Tuner plans: a file edit, a sysfs/sysctl write, a command."""
+    """One reversible system change a Tuner plans; the core applies it through the journal.
+
+    kind and what the fields mean:
+
+    - "file": `target` is an absolute host path ("/etc/default/grub"); `before` / `after` are
+      the whole contents (None: the file is absent / is deleted); `mode` is the permission
+      of a file the change creates (an existing file keeps its own).
+    - "link": a symlink at `target` pointing to `after` (None: removed); `before` likewise.
+    - "sysfs": `target` is a kernel file ("/sys/kernel/mm/transparent_hugepage/enabled");
+      `before` / `after` are values ("madvise" / "always").
+    - "sysctl": `target` is a key ("vm.swappiness") under /proc/sys; values as for sysfs.
+    - "command": `argv` runs on apply and `undo` on rollback (either may be empty); `writes`
+      names the files the command rewrites, which the journal backs up and rollback restores.
+      Commands never run against a sysroot (`--root DIR`): they are journaled and printed.
+    """
 
     tuner: str
-    kind: str  # "file" | "sysfs" | "sysctl" | "command"
+    kind: str  # "file" | "link" | "sysfs" | "sysctl" | "command"
     target: str
     description: str
     before: str | None = None
     after: str | None = None
     undo: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     needs_reboot: bool = False
+    argv: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    writes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    mode: int | None = None
 
 
 @attrs.frozen
@@ -267,6 +284,126 @@ class Check:
     status: str  # "PASS" | "WARN" | "FAIL"
     detail: str
     fix: str = ""
+    tuner: str = ""  # filled in by the core: the tuner that made the check
+
+
+@attrs.frozen
+class GpuFacts:
+    """One DRM card as amdgpu's sysfs shows it (sizes in bytes; None where unreadable)."""
+
+    card: str
+    vendor: str  # "0x1002" for AMD
+    device: str  # "0x1586" for Strix Halo's Radeon 8060S
+    driver: str = ""
+    vram_total: int | None = None
+    vram_used: int | None = None
+    gtt_total: int | None = None
+    gtt_used: int | None = None
+
+
+@attrs.frozen
+class HostFacts:
+    """What is in effect on a machine, read through a sysroot (default "/").
+
+    `live` is True when the sysroot is the running system, the only case in which halo also
+    asks tools (ryzenadj -i, rpm, podman) rather than reading files.
+    """
+
+    root: Path = attrs.field(converter=Path)
+    live: bool
+    cpu_model: str = ""
+    cpu_vendor: str = ""
+    mem_total: int | None = None
+    mem_available: int | None = None
+    installed_ram: int | None = None  # MemTotal + the BIOS VRAM carve-out, rounded up to 4 GiB
+    kernel: str = ""
+    cmdline: str = ""
+    os_id: str = ""
+    os_like: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    os_name: str = ""
+    gpus: tuple[GpuFacts, ...] = attrs.field(default=(), converter=_tuple)
+    ttm_pages_limit: int | None = None  # /sys/module/ttm/parameters/pages_limit
+    tuned_profile: str | None = None
+    thp_enabled: str | None = None
+    thp_defrag: str | None = None
+    sysctls: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
+    power_limits: Mapping[str, float] | None = None  # watts, from `ryzenadj -i` (live, root)
+    firmware: str | None = None  # linux-firmware package version
+    vulkan_icds: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    rocm: str | None = None
+    toolboxes: tuple[str, ...] | None = None
+    boot_id: str = ""
+
+    @property
+    def amd_gpu(self) -> GpuFacts | None:
+        return next((g for g in self.gpus if g.vendor == "0x1002"), None)
+
+    @property
+    def is_amd_apu(self) -> bool:
+        """An AMD CPU with an amdgpu device: the machines halo's tuners are written for."""
+        return self.cpu_vendor == "AuthenticAMD" and self.amd_gpu is not None
+
+    @property
+    def cmdline_params(self) -> dict[str, str]:
+        """The kernel command line as {name: value} ("" for bare flags); the last one wins."""
+        params: dict[str, str] = {}
+        for token in self.cmdline.split():
+            key, _, value = token.partition("=")
+            params[key] = value
+        return params
+
+
+@attrs.frozen
+class TuneStep:
+    """One tuner's part of a plan: its changes and the advice it gives for what it cannot do."""
+
+    tuner: str
+    changes: tuple[Change, ...] = attrs.field(converter=_tuple)
+    guidance: str = ""
+
+    @property
+    def needs_reboot(self) -> bool:
+        return any(c.needs_reboot for c in self.changes)
+
+
+@attrs.frozen
+class TunePlan:
+    """What `halo tune` would do on a sysroot: one step per selected tuner, in order."""
+
+    root: Path = attrs.field(converter=Path)
+    live: bool
+    steps: tuple[TuneStep, ...] = attrs.field(converter=_tuple)
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        return tuple(c for step in self.steps for c in step.changes)
+
+
+@attrs.frozen
+class Verdict:
+    """Before/after bench comparison of one tuning step (deltas are relative: -0.1 = 10% slower)."""
+
+    step: str
+    worse: bool
+    deltas: Mapping[str, float]
+    detail: str
+
+
+@attrs.frozen
+class JournalInfo:
+    """One transaction in $HALO_HOME/journal/: what it changed and where it stands."""
+
+    id: str
+    path: Path = attrs.field(converter=Path)
+    root: Path = attrs.field(converter=Path)
+    status: str  # applying | applied | rolling-back | rolled-back
+    created_at: str
+    changes: int
+    applied: int
+    undone: int
+    pending_measure: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    error: str = ""
+    verdicts: tuple[Verdict, ...] = attrs.field(default=(), converter=_tuple)
 
 
 @attrs.frozen
@@ -311,3 +448,34 @@ class PluginInfo:
     hooks: tuple[str, ...] = attrs.field(converter=_tuple)
     registers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
     error: str | None = None
+
+
+@attrs.frozen
+class MeasureSpec:
+    """The fixed bench `halo tune --measure` runs before and after each step.
+
+    A step is "worse beyond noise" when, for some llama-bench test, the mean drops by more
+    than `min_effect` (relative) and by more than twice the larger standard deviation, and no
+    sample after the step is as fast as the slowest sample before it.
+    """
+
+    model: str = "smoke"
+    backend: str = "native"
+    pp: int = 512
+    tg: int = 128
+    reps: int = 5
+    threads: int | None = None
+    min_effect: float = 0.05
+
+
+@attrs.frozen
+class AuditReport:
+    """`halo audit`: the host facts and every tuner's verify checks."""
+
+    facts: HostFacts
+    checks: tuple[Check, ...] = attrs.field(converter=_tuple)
+
+    @property
+    def score(self) -> tuple[int, int]:
+        """(checks that PASS, all checks)."""
+        return sum(c.status == "PASS" for c in self.checks), len(self.checks)

@@ -28,15 +28,21 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a whole file so readers see the old content or the new one, never a mix."""
+def write_atomic(path: Path, data: str | bytes, *, mode: int | None = None,
+                 owner: tuple[int, int] | None = None) -> None:
+    """Write a whole file so readers see the old content or the new one, never a mix.
+
+    `mode` (permission bits) defaults to the usual 0666 & ~umask; `owner` is (uid, gid).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
+    open_mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, mode) as fh:
+        os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes 0600
+        if owner is not None and (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != owner:
+            os.fchown(fd, *owner)
+        with os.fdopen(fd, open_mode) as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

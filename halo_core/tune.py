@@ -1,0 +1,352 @@
+"""`halo audit`, `verify`, `tune` and `rollback` as library calls.
+
+The tuners come from plugins (`get_host().all("tuners")`); this module plans with them,
+validates, applies through the journal (journal.py), measures, and rolls back.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import attrs
+
+from .bench import run_bench
+from .errors import HaloError, TuneError, UnknownName
+from .hostfacts import is_live, read_facts
+from .interfaces import Tuner
+from .journal import OPEN, Journal, locked
+from .plugins import PluginHost, get_host
+from .records import (
+    AuditReport,
+    BenchSpec,
+    Change,
+    Check,
+    JournalInfo,
+    MeasureSpec,
+    TunePlan,
+    TuneStep,
+    Verdict,
+)
+
+Status = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def select_tuners(only: Iterable[str] | None = None, *, host: PluginHost | None = None) -> list[Tuner]:
+    """The registered tuners in registration order, or those named in `only` (in that order)."""
+    registered = (host or get_host()).all("tuners")
+    if not only:
+        return list(registered.values())
+    picked = []
+    for name in only:
+        if name not in registered:
+            raise UnknownName("tuner", name, list(registered))
+        picked.append(registered[name])
+    return picked
+
+
+def verify(root: Path = Path("/"), only: Iterable[str] | None = None, *,
+           host: PluginHost | None = None) -> list[Check]:
+    """Every selected tuner's checks of what is in effect, each tagged with its tuner."""
+    checks = []
+    for tuner in select_tuners(only, host=host):
+        checks += [attrs.evolve(c, tuner=tuner.name) for c in tuner.verify(Path(root))]
+    return checks
+
+
+def audit(root: Path = Path("/"), *, host: PluginHost | None = None) -> AuditReport:
+    """Host facts plus every tuner's checks: `halo audit`."""
+    return AuditReport(read_facts(Path(root)), verify(root, host=host))
+
+
+def parse_settings(items: Iterable[str]) -> dict[str, dict[str, str]]:
+    """["kernel.gtt_gib=48"] -> {"kernel": {"gtt_gib": "48"}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        tuner, dot, key = name.partition(".")
+        if not (eq and dot and tuner and key):
+            raise TuneError(f"bad setting '{item}': write TUNER.KEY=VALUE, e.g. kernel.gtt_gib=48")
+        out.setdefault(tuner, {})[key] = value
+    return out
+
+
+def plan(root: Path = Path("/"), only: Iterable[str] | None = None, *,
+         settings: Iterable[str] = (), force: bool = False,
+         host: PluginHost | None = None) -> TunePlan:
+    """What `halo tune` would change: validated, nothing written.
+
+    Raises TuneError for a host that is not an AMD APU (unless `force`), a setting or value
+    a tuner rejects, or two tuners that would change the same target.
+    """
+    root = Path(root)
+    facts = read_facts(root)
+    if not facts.is_amd_apu and not force:
+        gpu = "an AMD GPU" if facts.amd_gpu else "no amdgpu device"
+        raise TuneError(f"this host is not an AMD APU (CPU: {facts.cpu_model or 'unknown'}; "
+                        f"{gpu}): halo tune is made for AMD APUs such as Strix Halo; "
+                        f"pass --force to tune it anyway")
+    tuners = select_tuners(only, host=host)
+    by_name = {t.name: t for t in tuners}
+    for name, values in parse_settings(settings).items():
+        if name not in by_name:
+            raise TuneError(f"setting for tuner '{name}', which is not selected "
+                            f"(selected: {', '.join(by_name) or 'none'})")
+        by_name[name] = by_name[name].configure(values)
+    steps, owners = [], {}
+    for tuner in by_name.values():
+        changes = tuple(tuner.plan(root))
+        for change in changes:
+            key = (change.kind, change.target)
+            if change.kind != "command" and owners.setdefault(key, tuner.name) != tuner.name:
+                raise TuneError(f"tuners '{owners[key]}' and '{tuner.name}' both change "
+                                f"{change.target}: apply them one at a time with --only")
+        steps.append(TuneStep(tuner.name, changes, tuner.guidance(root)))
+    return TunePlan(root, is_live(root), steps)
+
+
+# -- showing a plan ----------------------------------------------------------------------
+
+def _show_change(change: Change, live: bool) -> list[str]:
+    if change.kind == "file":
+        before = (change.before or "").splitlines(keepends=True)
+        after = (change.after or "").splitlines(keepends=True)
+        old = change.target if change.before is not None else "/dev/null"
+        new = change.target if change.after is not None else "/dev/null"
+        lines = [line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                 for line in difflib.unified_diff(before, after, old, new)]
+        return "".join(lines).splitlines()
+    if change.kind == "link":
+        if change.after is None:
+            return [f"- link {change.target} -> {change.before}"]
+        return [f"+ link {change.target} -> {change.after}"]
+    if change.kind in ("sysfs", "sysctl"):
+        return [f"~ {change.target}: {change.before} -> {change.after}"]
+    lines = []
+    note = "" if live else "   (recorded, not run: --root)"
+    if change.argv:
+        lines.append(f"$ {' '.join(change.argv)}{note}")
+    if change.undo:
+        lines.append(f"  rollback runs: {' '.join(change.undo)}")
+    return lines
+
+
+def render_plan(plan: TunePlan) -> str:
+    """The plan as a diff: unified diffs for files, `~` for values, `$` for commands."""
+    out = []
+    for step in plan.steps:
+        head = f"# {step.tuner}: " + (f"{len(step.changes)} change(s)" if step.changes else "nothing to change")
+        if step.needs_reboot:
+            head += " (takes effect after a reboot)"
+        out.append(head)
+        for change in step.changes:
+            out.append(f"# {change.description}")
+            out += _show_change(change, plan.live)
+        if step.guidance:
+            out += [f"! {line}" for line in step.guidance.splitlines()]
+        out.append("")
+    return "\n".join(out)
+
+
+# -- applying ----------------------------------------------------------------------------
+
+def _open_journal(root: Path) -> Journal | None:
+    return next((j for j in Journal.all(root) if j.status in OPEN), None)
+
+
+def _check_can_write(root: Path, live: bool) -> None:
+    if live and os.geteuid() != 0:
+        raise TuneError("applying changes to this machine writes /etc and /sys: run it as root "
+                        "(sudo), or pass --root DIR to work on a copy")
+    journal = _open_journal(root)
+    if journal is not None:
+        raise TuneError(f"journal {journal.path.name} was interrupted while "
+                        f"{journal.status.replace('-', ' ')}: run `{'sudo ' if live else ''}halo rollback"
+                        f"{'' if live else ' --root ' + str(root)}` to finish undoing it first")
+
+
+def _bench(spec: MeasureSpec, label: str, host: PluginHost | None, status: Status) -> dict:
+    status(f"measuring ({label})")
+    run = run_bench(BenchSpec(models=(spec.model,), backends=(spec.backend,), pp=spec.pp,
+                              tg=spec.tg, reps=spec.reps, tag=f"tune-{label}",
+                              threads=spec.threads), host=host)
+    return {"run": str(run.path),
+            "results": [{"test": r.test, "avg_ts": r.avg_ts, "stddev_ts": r.stddev_ts,
+                         "samples_ts": list(r.samples_ts)} for r in run.results]}
+
+
+def _spread(result: dict) -> tuple[float, float, float, float]:
+    """(mean, stddev, slowest sample, fastest sample) of one test, from its samples if any."""
+    samples = result.get("samples_ts") or []
+    if len(samples) >= 2:
+        mean = sum(samples) / len(samples)
+        sd = math.sqrt(sum((s - mean) ** 2 for s in samples) / (len(samples) - 1))
+        return mean, sd, min(samples), max(samples)
+    mean, sd = result["avg_ts"], result.get("stddev_ts") or 0.0
+    return mean, sd, mean - sd, mean + sd
+
+
+def compare(step: str, before: list[dict], after: list[dict], min_effect: float = 0.05) -> Verdict:
+    """Is `after` worse than `before` beyond noise? (rule: see MeasureSpec)."""
+    deltas, worse = {}, []
+    after_by_test = {r["test"]: r for r in after}
+    for b in before:
+        a = after_by_test.get(b["test"])
+        if a is None:
+            continue
+        mean_b, sd_b, slow_b, _ = _spread(b)
+        mean_a, sd_a, _, fast_a = _spread(a)
+        if mean_b <= 0:
+            continue
+        delta = (mean_a - mean_b) / mean_b
+        deltas[b["test"]] = delta
+        drop = mean_b - mean_a
+        if delta < -min_effect and drop > 2 * max(sd_a, sd_b) and fast_a < slow_b:
+            worse.append(f"{b['test']} {mean_b:.2f} -> {mean_a:.2f} t/s ({delta:+.1%})")
+    if worse:
+        detail = "worse beyond noise: " + ", ".join(worse)
+    else:
+        detail = "within noise or better: " + (", ".join(f"{t} {d:+.1%}" for t, d in deltas.items()) or "no common tests")
+    return Verdict(step, bool(worse), deltas, detail)
+
+
+def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Status | None = None,
+          host: PluginHost | None = None) -> JournalInfo | None:
+    """Apply a plan as one journaled transaction; None when there is nothing to change.
+
+    Any error rolls back what was applied. With `measure`, the bench runs before the first
+    step and after each step; a step worse beyond noise is rolled back on the spot, and steps
+    that need a reboot wait for `resume()` after it.
+    """
+    status = on_status or _quiet
+    root = plan.root
+    with locked():
+        _check_can_write(root, plan.live)
+        if not plan.changes:
+            return None
+        baseline = _bench(measure, "baseline", host, status) if measure else None
+        journal = Journal.create(plan, boot_id=read_facts(root).boot_id,
+                                 measure=attrs.asdict(measure) if measure else None)
+        if baseline:
+            journal.event("measure", step=None, phase="baseline", **baseline)
+        pending = []
+        try:
+            for step in plan.steps:
+                if not step.changes:
+                    continue
+                status(f"applying {step.tuner}")
+                for i in journal.step_changes(step.tuner):
+                    journal.apply(i)
+                if measure is None:
+                    continue
+                if step.needs_reboot:
+                    pending.append(step.tuner)
+                    continue
+                after = _bench(measure, step.tuner, host, status)
+                journal.event("measure", step=step.tuner, phase="after", **after)
+                verdict = compare(step.tuner, baseline["results"], after["results"], measure.min_effect)
+                journal.event("verdict", **attrs.asdict(verdict))
+                if verdict.worse:
+                    status(f"rolling back {step.tuner}: {verdict.detail}")
+                    _undo_or_raise(journal, journal.step_changes(step.tuner))
+                else:
+                    baseline = after
+        except (HaloError, OSError, KeyboardInterrupt) as exc:
+            message = str(exc) if isinstance(exc, HaloError) else f"{type(exc).__name__}: {exc}"
+            journal.update(status="rolling-back", error=message)
+            errors = journal.undo()
+            if errors:
+                raise TuneError(f"{message}; rollback left changes in place ({errors[0]}): "
+                                f"run `halo rollback` again once fixed") from exc
+            journal.update(status="rolled-back")
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise TuneError(f"{message}; everything this run changed was rolled back "
+                            f"(journal {journal.path.name})") from exc
+        if baseline is not None:
+            journal.event("measure", step=None, phase="final", **baseline)
+        left = journal.info().applied  # measured steps that made things worse are undone
+        journal.update(status="applied" if left else "rolled-back", pending_measure=pending)
+        return journal.info()
+
+
+def _undo_or_raise(journal: Journal, indexes: list[int] | None = None) -> None:
+    errors = journal.undo(indexes)
+    if errors:
+        raise TuneError(f"rollback of journal {journal.path.name} failed: {errors[0]}")
+
+
+def resume(root: Path = Path("/"), *, on_status: Status | None = None,
+           host: PluginHost | None = None) -> JournalInfo:
+    """After the reboot: measure the steps that waited for it, roll them back when worse."""
+    status = on_status or _quiet
+    root = Path(root)
+    with locked():
+        journal = next((j for j in Journal.all(root) if j.header.get("pending_measure")
+                        and j.status == "applied"), None)
+        if journal is None:
+            raise TuneError(f"nothing to resume: no journal of {root} waits for a measurement "
+                            f"after a reboot")
+        pending = journal.header["pending_measure"]
+        if read_facts(root).boot_id == journal.header.get("boot_id"):
+            raise TuneError(f"the {', '.join(pending)} changes of journal {journal.path.name} take "
+                            f"effect after a reboot: reboot, then run halo tune --measure --resume")
+        spec = MeasureSpec(**journal.header["measure"])
+        before = next(e for e in reversed(journal.events("measure")) if e["phase"] == "final")
+        after = _bench(spec, "+".join(pending), host, status)
+        step = "+".join(pending)
+        journal.event("measure", step=step, phase="after-reboot", **after)
+        verdict = compare(step, before["results"], after["results"], spec.min_effect)
+        journal.event("verdict", **attrs.asdict(verdict))
+        if verdict.worse:
+            status(f"rolling back {step}: {verdict.detail}")
+            _undo_or_raise(journal, [i for name in pending for i in journal.step_changes(name)])
+        journal.update(pending_measure=[], status="applied" if journal.info().applied else "rolled-back")
+        return journal.info()
+
+
+def journals(root: Path | None = None) -> list[JournalInfo]:
+    """Every journal (of one sysroot when given), newest first."""
+    return [j.info() for j in Journal.all(root)]
+
+
+def rollback(root: Path = Path("/"), journal_id: str | None = None) -> JournalInfo:
+    """Undo the newest transaction on `root` that is not rolled back yet (or finish one a
+    crash interrupted): files come back byte for byte, values and commands are reversed."""
+    root = Path(root)
+    with locked():
+        candidates = [j for j in Journal.all(root) if j.status != "rolled-back"]
+        if not candidates:
+            raise TuneError(f"nothing to roll back: no applied journal for {root.resolve()}")
+        journal = candidates[0]
+        if journal_id is not None and journal.path.name != journal_id:
+            if any(j.path.name == journal_id for j in candidates):
+                raise TuneError(f"journal {journal.path.name} is newer than {journal_id}: "
+                                f"roll it back first")
+            raise TuneError(f"no journal {journal_id} to roll back for {root.resolve()}")
+        if journal.live and os.geteuid() != 0:
+            raise TuneError("rolling back changes to this machine writes /etc and /sys: "
+                            "run it as root (sudo)")
+        journal.update(status="rolling-back")
+        errors = journal.undo()
+        if errors:
+            raise TuneError(f"rollback of journal {journal.path.name} left {len(errors)} "
+                            f"change(s) in place ({errors[0]}): fix that and run halo rollback again")
+        journal.update(status="rolled-back")
+        return journal.info()
+
+
+def needs_reboot(info: JournalInfo) -> bool:
+    journal = Journal(info.path)
+    return any(journal.changes[i].needs_reboot for i in journal.begun())
+
+
+__all__ = ["audit", "verify", "plan", "apply", "resume", "rollback", "journals", "render_plan",
+           "compare", "parse_settings", "select_tuners"]

@@ -1,0 +1,22 @@
+"""halo's built-in tuners: `tuned`, `kernel`, `vram`, `power` (see docs/tuning.md).
+
+Each reads the machine through a sysroot and returns Change records; halo's core applies them
+through its journal, so every one of them can be rolled back.
+"""
+
+from __future__ import annotations
+
+from halo_core import hookimpl
+
+from .kernel import KernelTuner, VramTuner
+from .power import PowerTuner
+from .tuned import TunedTuner
+
+__all__ = ["KernelTuner", "PowerTuner", "TunedTuner", "VramTuner"]
+
+
+@hookimpl
+def register_tuners(register):
+    # the order tuning is applied in: the seed's phase 1 (tuned, kernel, BIOS), then phase 2
+    for tuner in (TunedTuner(), KernelTuner(), VramTuner(), PowerTuner()):
+        register(tuner)

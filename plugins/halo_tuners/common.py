@@ -1,0 +1,63 @@
+"""What the built-in tuners share: configuration files, exact reads, fix commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from halo_core.errors import TuneError
+from halo_core.hostfacts import GIB, host_path, is_live
+from halo_core.records import Change
+
+# halo_tuners/configs is a symlink to the source tree's configs/tuning/ (editable installs);
+# a wheel holds real copies of the files there (see pyproject.toml's package-data)
+DATA_DIRS = (Path(__file__).resolve().parent / "configs",)
+
+
+def data_text(name: str) -> str:
+    """One of halo's tuning files from configs/tuning/."""
+    for folder in DATA_DIRS:
+        if (folder / name).is_file():
+            return (folder / name).read_text()
+    raise TuneError(f"halo's tuning file {name} is missing (looked in "
+                    f"{', '.join(str(d) for d in DATA_DIRS)}): reinstall halo")
+
+
+def read_exact(root: Path, path: str) -> str | None:
+    """A host file's exact text (None when absent); a file that is not UTF-8 is an error."""
+    try:
+        return host_path(root, path).read_bytes().decode()
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        raise TuneError(f"{path} is not UTF-8 text; halo will not edit it") from None
+    except OSError as exc:
+        raise TuneError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def fix(root: Path, tuner: str) -> str:
+    """The command that applies one tuner on this sysroot."""
+    if is_live(root):
+        return f"sudo halo tune --only {tuner} --apply"
+    return f"halo tune --root {root} --only {tuner} --apply"
+
+
+def gib(n: int | None) -> str:
+    return "?" if n is None else f"{n / GIB:.1f} GiB"
+
+
+def file_change(tuner: str, root: Path, path: str, after: str | None, description: str,
+                *, mode: int = 0o644, needs_reboot: bool = False) -> list[Change]:
+    """[a file Change] when `path` does not hold `after` yet, else []."""
+    before = read_exact(root, path)
+    if before == after:
+        return []
+    return [Change(tuner, "file", path, description, before=before, after=after, mode=mode,
+                   needs_reboot=needs_reboot)]
+
+
+def setting(tuner: str, settings, key: str) -> str | None:
+    """The one setting a tuner takes (None when not given); any other key is an error."""
+    unknown = sorted(set(settings) - {key})
+    if unknown:
+        raise TuneError(f"tuner '{tuner}' has no setting '{unknown[0]}' (it has: {key})")
+    return settings.get(key)

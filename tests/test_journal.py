@@ -1,0 +1,99 @@
+"""The journal on the live path: commands run and are undone, the files they rewrite come back
+byte for byte, kernel values are written and restored by value, a failing command rolls the
+transaction back."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from halo_core import Change, tune
+from halo_core.errors import ToolFailed, TuneError
+from halo_core.journal import Journal
+from halo_core.records import TunePlan, TuneStep
+
+from conftest import write_tool
+
+
+def live_plan(root, *changes) -> TunePlan:
+    """A plan whose commands really run (live=True) but whose files live in a test folder."""
+    return TunePlan(root, True, [TuneStep("test", changes)])
+
+
+@pytest.fixture
+def tools(tmp_path):
+    append = write_tool(tmp_path / "append", 'printf "%s\\n" "$2" >> "$1"\n')
+    fail = write_tool(tmp_path / "fail", 'echo "it broke" >&2\nexit 3\n')
+    return append, fail
+
+
+def test_a_command_runs_and_rollback_runs_its_undo_and_restores_what_it_wrote(tmp_path, tools):
+    append, _ = tools
+    root = tmp_path / "root"
+    log = root / "var/lib/thing/state"
+    log.parent.mkdir(parents=True)
+    log.write_bytes(b"old\x00bytes\n")
+    log.chmod(0o600)
+    undo_marker = tmp_path / "undone"
+    change = Change("test", "command", "append", "append a line", argv=[str(append), str(log), "ran"],
+                    undo=[str(append), str(undo_marker), "undone"], writes=["/var/lib/thing/state"])
+    journal = Journal.create(live_plan(root, change))
+    journal.apply(0)
+    assert log.read_bytes() == b"old\x00bytes\nran\n"
+    assert journal.events("done")[0]["ran"] is True
+    assert journal.undo() == []
+    assert log.read_bytes() == b"old\x00bytes\n" and log.stat().st_mode & 0o777 == 0o600
+    assert undo_marker.read_text() == "undone\n"
+    assert journal.undo() == []  # undone once only
+    assert undo_marker.read_text() == "undone\n"
+
+
+def test_a_failing_command_is_one_line(tmp_path, tools):
+    _, fail = tools
+    journal = Journal.create(live_plan(tmp_path, Change("test", "command", "fail", "fails", argv=[str(fail)])))
+    with pytest.raises(ToolFailed) as err:
+        journal.apply(0)
+    assert str(err.value) == f"{fail} exited with code 3: it broke"
+
+
+def test_kernel_values_are_written_and_restored_by_value(tmp_path):
+    thp = tmp_path / "sys/kernel/mm/transparent_hugepage/enabled"
+    thp.parent.mkdir(parents=True)
+    thp.write_text("always [madvise] never\n")
+    change = Change("test", "sysfs", "/sys/kernel/mm/transparent_hugepage/enabled", "thp",
+                    before="madvise", after="always")
+    journal = Journal.create(live_plan(tmp_path, change))
+    journal.apply(0)
+    assert thp.read_text() == "always"  # what `echo -n always > .../enabled` writes
+    assert journal.begun()[0]["value"] == "madvise" and journal.begun()[0]["backups"] == []
+    journal.undo()
+    assert thp.read_text() == "madvise"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="applying to the live system needs root")
+def test_a_failing_command_rolls_back_the_whole_transaction(tmp_path, tools):
+    _, fail = tools
+    conf = tmp_path / "etc/thing.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("a = 1\n")
+    plan = live_plan(tmp_path,
+                     Change("test", "file", "/etc/thing.conf", "edit", before="a = 1\n", after="a = 2\n"),
+                     Change("test", "file", "/etc/new.conf", "new", before=None, after="b\n"),
+                     Change("test", "command", "fail", "fails", argv=[str(fail)]))
+    with pytest.raises(TuneError) as err:
+        tune.apply(plan)
+    assert re.fullmatch(rf"{fail} exited with code 3: it broke; everything this run changed was rolled "
+                        rf"back \(journal \S+\)", str(err.value))
+    assert conf.read_text() == "a = 1\n" and not (tmp_path / "etc/new.conf").exists()
+    info = tune.journals(tmp_path)[0]
+    assert (info.status, info.undone, info.error) == ("rolled-back", 3, f"{fail} exited with code 3: it broke")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="runs as a normal user")
+def test_the_live_system_needs_root(tmp_path):
+    with pytest.raises(TuneError) as err:
+        tune.apply(live_plan(tmp_path, Change("test", "command", "true", "x", argv=["true"])))
+    assert str(err.value) == ("applying changes to this machine writes /etc and /sys: run it as root "
+                              "(sudo), or pass --root DIR to work on a copy")
