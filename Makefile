@@ -20,9 +20,10 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(HALO) models pull smoke
-	$(HALO) bench run --model smoke --backend native --tag demo
+	$(HALO) bench run --model smoke --backend native
 
 test: setup
+	scripts/ensure-test-tools
 	$(PY) -m pytest
 
 clean:

@@ -1,0 +1,104 @@
+"""halo bench vs raw llama-bench on the same matrix, side by side in one run.
+
+Prints, per cell, halo's reported t/s and raw llama-bench's, then
+  - t/s ratio  (halo ÷ raw): the median |ratio - 1| should be <= 2% (halo reports what it ran)
+  - wall ratio (halo ÷ raw): should be <= 1.05 (halo adds little around llama-bench)
+Rounds alternate which side goes first, so drift on a noisy machine hits both alike.
+
+    .venv/bin/python benchmarks/bench_overhead.py [--model smoke] [--rounds 2] [--pp 512 --tg 128 --reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def run_halo(args, home: Path) -> tuple[float, dict, list[list[str]]]:
+    argv = [sys.executable, "-m", "halo_core", "bench", "run", "-m", args.model, "--pp", str(args.pp),
+            "--tg", str(args.tg), "--reps", str(args.reps), "--kv-types", args.kv_types, "--json"]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    env = dict(os.environ, HALO_HOME=str(home))
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"halo failed: {done.stderr.strip().splitlines()[-1]}")
+    out = json.loads(done.stdout)
+    commands = [c["argv"] for c in json.loads(Path(out["path"], "run.json").read_text())["commands"]]
+    results = {(r["kv"] if "kv" in r else f"{r['type_k']}/{r['type_v']}", r["test"]): r["avg_ts"]
+               for r in out["results"]}
+    return wall, results, commands
+
+
+def run_raw(commands: list[list[str]]) -> tuple[float, dict]:
+    results = {}
+    start = time.perf_counter()
+    for argv in commands:
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"llama-bench failed: {done.stderr.strip().splitlines()[-1:]}")
+        for line in done.stdout.splitlines():
+            rec = json.loads(line)
+            test = f"pp{rec['n_prompt']}" if rec["n_prompt"] else f"tg{rec['n_gen']}"
+            results[(f"{rec['type_k']}/{rec['type_v']}", test)] = rec["avg_ts"]
+    return time.perf_counter() - start, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smoke")
+    parser.add_argument("--pp", type=int, default=512)
+    parser.add_argument("--tg", type=int, default=128)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--kv-types", default="f16,q8_0")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama-bench threads (-t); one less than the cores keeps halo's own "
+                             "process from competing with the measurement")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="halo-bench-overhead-") as tmp:
+        home = Path(tmp)
+        # warm-up: fetch the model, probe the flags, and learn the exact commands halo runs
+        print("warm-up run (model fetch, flag probe) ...", file=sys.stderr)
+        _wall, _res, commands = run_halo(args, home)
+        halo_walls, raw_walls, ratios, raw_rounds = [], [], [], []
+        for rnd in range(args.rounds):
+            order = ("halo", "raw") if rnd % 2 == 0 else ("raw", "halo")
+            got = {}
+            for side in order:
+                print(f"round {rnd + 1}: {side} ...", file=sys.stderr)
+                got[side] = run_halo(args, home)[:2] if side == "halo" else run_raw(commands)
+            (hw, hres), (rw, rres) = got["halo"], got["raw"]
+            halo_walls.append(hw)
+            raw_walls.append(rw)
+            raw_rounds.append(rres)
+            for key in sorted(rres):
+                if key in hres:
+                    kv = key[0].split("/")
+                    ratios.append(hres[key] / rres[key])
+                    print(f"  round {rnd + 1}  kv {kv[0] if kv[0] == kv[1] else key[0]:<10} {key[1]:<8} "
+                          f"halo {hres[key]:9.2f} t/s   raw {rres[key]:9.2f} t/s   ratio {hres[key] / rres[key]:.3f}")
+        deviation = statistics.median(abs(r - 1) for r in ratios)
+        # the machine's own noise: raw llama-bench against itself, round after round
+        floor = [abs(b[k] / a[k] - 1) for a, b in zip(raw_rounds, raw_rounds[1:]) for k in a if k in b]
+        wall_ratio = sum(halo_walls) / sum(raw_walls)
+        print(f"cells compared: {len(ratios)} over {args.rounds} round(s)")
+        print(f"t/s ratio halo/raw: median {statistics.median(ratios):.3f}, "
+              f"median |ratio - 1| = {100 * deviation:.2f}% (target <= 2%)")
+        if floor:
+            print(f"noise floor: raw vs raw between rounds, median |ratio - 1| = {100 * statistics.median(floor):.2f}%")
+        print(f"wall time halo/raw: {sum(halo_walls):.1f}s / {sum(raw_walls):.1f}s = {wall_ratio:.3f} (target <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()
