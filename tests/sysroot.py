@@ -197,6 +197,42 @@ def intel(root: Path) -> Path:
     return root
 
 
+PROC_STAT = """cpu  4705 150 1120 1600000 350 0 60 0 0 0
+cpu0 2400 75 560 800000 170 0 30 0 0 0
+cpu1 2305 75 560 800000 180 0 30 0 0 0
+intr 1201145 0 9 0 0 0 0 0 0 1 0 0 0 0 0 0 0 0 0 0
+ctxt 2450101
+btime 1764000000
+processes 10234
+"""
+
+
+def sensors(root: Path, *, card: str = "card1", gpu_power_w: float | None = 65.0,
+            hwmon: bool = True, rapl: bool = True) -> Path:
+    """The sensors the metrics sampler reads, added to a sysroot: amdgpu busy % and hwmon
+    (temperature, package power), RAPL package energy, k10temp, /proc/stat."""
+    dev = f"/sys/class/drm/{card}/device"
+    write(root, f"{dev}/gpu_busy_percent", "87\n")
+    if hwmon:
+        write(root, f"{dev}/hwmon/hwmon5/name", "amdgpu\n")
+        write(root, f"{dev}/hwmon/hwmon5/temp1_input", "52000\n")
+        if gpu_power_w is not None:
+            write(root, f"{dev}/hwmon/hwmon5/power1_average", f"{int(gpu_power_w * 1e6)}\n")
+    if rapl:
+        write(root, "/sys/class/powercap/intel-rapl:0/name", "package-0\n")
+        write(root, "/sys/class/powercap/intel-rapl:0/energy_uj", "1000000\n")
+        write(root, "/sys/class/powercap/intel-rapl:0/max_energy_range_uj", "65532610987\n")
+    write(root, "/sys/class/hwmon/hwmon2/name", "k10temp\n")
+    write(root, "/sys/class/hwmon/hwmon2/temp1_input", "61250\n")
+    write(root, "/proc/stat", PROC_STAT)
+    return root
+
+
+def strix_halo(root: Path, **options) -> Path:
+    """The Fedora Strix Halo sysroot with every sensor the sampler reads."""
+    return sensors(fedora(root), **options)
+
+
 def fake_rpm(bin_dir: Path) -> Path:
     """An `rpm` that answers `rpm --root ROOT -q ... linux-firmware` from a file in the sysroot."""
     bin_dir.mkdir(parents=True, exist_ok=True)
