@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -70,21 +71,28 @@ def cpu_model(root: Path = Path("/")) -> str:
 
 
 def system_state(root: Path = Path("/")) -> dict:
-    """Provenance for a run directory: halo, Python, kernel, CPU, memory."""
+    """Provenance for a run directory: halo, Python, kernel and its command line, CPU, memory,
+    GPUs with their VRAM/GTT totals, firmware, and the rest of the host facts."""
     from . import __version__
+    from .hostfacts import read_facts
+    from .store import to_json
 
-    mem = meminfo(root)
+    facts = read_facts(root)
+    host = json.loads(to_json(facts))
     return {
         "captured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "halo_version": __version__,
         "python": sys.version.split()[0],
         "hostname": platform.node(),
-        "os": platform.platform(),
-        "kernel": platform.release(),
-        "kernel_cmdline": _read(root, "proc/cmdline"),
-        "cpu": cpu_model(root),
+        "os": facts.os_name or platform.platform(),
+        "kernel": facts.kernel or platform.release(),
+        "kernel_cmdline": facts.cmdline,
+        "cpu": facts.cpu_model or cpu_model(root),
         "cpu_count": os.cpu_count(),
-        "mem_total_bytes": mem.get("MemTotal"),
-        "mem_available_bytes": mem.get("MemAvailable"),
+        "mem_total_bytes": facts.mem_total,
+        "mem_available_bytes": facts.mem_available,
         "gpu_memory": attrs.asdict(gpu_memory(root)),
+        "gpus": host["gpus"],
+        "firmware": facts.firmware,
+        "host": host,
     }

@@ -18,7 +18,7 @@ from halo_core.compare import welch_p
 from halo_core.metrics import MetricsSampler, sensors
 from halo_core.runs import read_jsonl
 
-from sysroot import strix_halo
+from sysroot import FEDORA_KERNEL, FEDORA_MEM_KB, strix_halo
 
 
 def _json(done: subprocess.CompletedProcess) -> dict:
@@ -216,6 +216,12 @@ def test_bench_with_metrics_power_and_roofline(halo, smoke_model, tmp_path):
         assert r["tokens_per_joule"] == pytest.approx(r["avg_ts"] / 65.0, abs=1e-3)
     assert pp["bandwidth_pct"] is None
     assert tg["bandwidth_pct"] == pytest.approx(100 * tg["avg_ts"] * tg["model_size"] / 10e9, abs=0.05)
+    system = json.loads(Path(out["path"], "system.json").read_text())  # provenance, via the sysroot
+    assert system["cpu"] == "AMD RYZEN AI MAX+ 395 w/ Radeon 8060S"
+    assert system["kernel"] == FEDORA_KERNEL and "rhgb quiet" in system["kernel_cmdline"]
+    assert system["gpus"][0]["vram_total"] == 512 << 20 and system["gpus"][0]["device"] == "0x1586"
+    assert system["mem_total_bytes"] == FEDORA_MEM_KB * 1024
+    assert system["backends"]["native"]["llama_cpp_build"] == "b11434"
     csv_rows = Path(out["path"], "metrics.csv").read_text().splitlines()
     assert csv_rows[0].startswith("time,gpu_busy_pct,") and len(csv_rows) >= 2
     table = halo("bench", "show", out["path"])
