@@ -60,7 +60,7 @@ class ServerSpec:
 
 @attrs.frozen
 class ServerInfo:
-    """A server halo started, as its pid file records it."""
+    """A server (or a bench) halo started, as its pid file records it."""
 
     pid: int
     start_ticks: int  # /proc/PID/stat field 22: tells this process from a later one with its pid
@@ -200,9 +200,13 @@ def stop_process(info: ServerInfo, grace: float = 10.0) -> bool:
     """SIGTERM the recorded process group, SIGKILL after `grace`; False if it was not running."""
     if not is_running(info):
         return False
+    try:  # a server leads its own process group; a bench's halo process may not
+        group = os.getpgid(info.pid) == info.pid
+    except ProcessLookupError:
+        return False
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(info.pid, sig)
+            (os.killpg if group else os.kill)(info.pid, sig)
         except ProcessLookupError:
             break
         except PermissionError as exc:
@@ -349,6 +353,20 @@ def _wait_ready(server: Server, spec: ServerSpec, status) -> None:
 def servers() -> list[tuple[ServerInfo, bool]]:
     """Every server pid file with whether its process still runs."""
     return [(info, is_running(info)) for info in read_pid_files() if info.kind == "server"]
+
+
+def record_bench(run_path: Path, backends: list) -> Path:
+    """A pid file for this halo process while it runs llama-bench (`halo flush` stops it)."""
+    pid = os.getpid()
+    pid_file = run_dir() / f"bench-{pid}.json"
+    containers = [b.provenance().get("container") for b in backends]
+    info = ServerInfo(pid=pid, start_ticks=start_ticks(pid) or 0, argv=sys.argv, host="", port=0,
+                      url="", model="", backend=",".join(b.name for b in backends),
+                      container=next((c for c in containers if c), None),
+                      log=str(run_path / "bench.log"), started=_now(), pid_file=str(pid_file),
+                      kind="bench")
+    write_json(pid_file, info)
+    return pid_file
 
 
 def stop_servers(port: int | None = None) -> list[ServerInfo]:
