@@ -71,7 +71,12 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
         fields = {k: v for k, v in common.items() if v is not None}
         spec = ServerSpec(model=model, backend=backend or "native", **fields)
     status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
-    server = start_server(spec, detach=detach, on_status=status)
+    try:
+        server = start_server(spec, detach=detach, on_status=status)
+    except ToolFailed as exc:
+        if exc.log_tail:
+            click.echo(f"llama-server log (last lines):\n{exc.log_tail}", err=True)
+        raise
     info = server.info
     if as_json:
         emit_json(info)
