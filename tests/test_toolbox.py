@@ -128,3 +128,28 @@ def test_real_bench_in_each_family(halo, toolbox, smoke_model, backend, containe
     assert model_arg == expected
     system = json.loads((Path(run["path"]) / "system.json").read_text())
     assert system["backends"][backend]["container"] == container
+
+
+def test_bench_setup(halo, toolbox, smoke_model, monkeypatch):
+    monkeypatch.setenv("TOOLBOX_SHIM_CONTAINERS", "llama-vulkan-radv,llama-rocm-7.14")
+    done = halo("bench", "setup", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    rows = {b["name"]: b for b in report["backends"]}
+    assert report["ready"] is True
+    assert (rows["vulkan-radv"]["need"], rows["vulkan-radv"]["available"]) == ("required", True)
+    assert rows["vulkan-radv"]["llama_cpp"] == rows["native"]["llama_cpp"]  # the shim runs the native build
+    # any ROCm container meets "a ROCm image": the named 7.2.1 becomes optional
+    assert (rows["rocm-7.14"]["need"], rows["rocm-7.14"]["available"]) == ("optional", True)
+    assert (rows["rocm-7.2.1"]["need"], rows["rocm-7.2.1"]["available"]) == ("optional", False)
+    assert rows["rocm-7.2.1"]["llama_cpp"] == ""
+    models = {m["name"]: m for m in report["models"]}
+    assert models["smoke"]["downloaded"] is True
+    assert models["qwen3.5-35b-a3b-q4"]["downloaded"] is False
+
+    monkeypatch.setenv("TOOLBOX_SHIM_CONTAINERS", "fedora-toolbox-43")
+    done = halo("bench", "setup")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        "setup incomplete: required backend(s) missing: rocm-7.2.1, vulkan-radv")
+    assert "toolbox create llama-vulkan-radv --image" in done.stdout

@@ -186,6 +186,7 @@ class ToolboxBackend(Backend):
         self.container, self.family, self.found, self.known = container, family, found, known
         self.problem = problem  # why the container cannot be listed (toolbox missing or failing)
         self.name = container[len("llama-"):] if container.startswith("llama-") else container
+        self.need = known.need if known else "optional"
         self.description = f"toolbox {container} ({family.name}, {family.bin_dir})"
 
     def _hint(self) -> str:
@@ -245,6 +246,11 @@ def discover(conf: Conf | None = None) -> list[ToolboxBackend]:
         family = conf.family_of(name)
         if family is not None and name not in backends:
             backends[name] = ToolboxBackend(name, family, None, entry, problem)
+    present = {b.family.name for b in backends.values() if b.found is not None}
+    for backend in backends.values():
+        # "a ROCm image" is required, not that one: a present sibling of the family will do
+        if backend.need == "required" and backend.found is None and backend.family.name in present:
+            backend.need = "optional"
     return list(backends.values())
 
 
