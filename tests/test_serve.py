@@ -216,3 +216,24 @@ def test_flush(halo, home, toolbox, smoke_model, tmp_path, cleanup):
     report = json.loads(done.stdout)
     assert (report["stopped"], report["containers"]) == ([], [])
     assert report["gpu"] == [{"card": "card1", "vram_used": 300 << 20, "gtt_used": 18 << 30}]
+
+
+def test_foreground_server_that_dies_exits_1(smoke_model, cleanup):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "halo_core", "serve", str(smoke_model.path),
+                             "--port", str(port), "-c", "2048"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("Ctrl-C"):
+                break
+        [info] = serve_mod.read_pid_files()
+        os.kill(info.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == 1
+        err = proc.stderr.read()
+        assert "llama-server log (last lines):" in err
+        assert err.strip().splitlines()[-1].startswith("Error: llama-server was killed by SIGKILL: ")
+        assert serve_mod.read_pid_files() == []
+    finally:
+        proc.kill()
+        proc.wait()

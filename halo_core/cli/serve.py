@@ -5,14 +5,16 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import HaloError, ToolFailed
-from ..serve import KV_TYPES, ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, serve as start_server
-from ..serve import servers, stop_servers
+from ..errors import ToolFailed
+from ..runner import describe_exit, tail_of
+from ..serve import KV_TYPES, ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
+from ..serve import serve as start_server
 from .common import emit_json, err_console
 
 
@@ -109,11 +111,9 @@ def _stay_attached(server) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     server.stop()
-    from ..runner import describe_exit, tail_of
-    from pathlib import Path
-
     tail = tail_of(Path(server.info.log), 15)
     last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
+    click.echo(f"llama-server log (last lines):\n{tail}", err=True)
     raise ToolFailed(f"llama-server {describe_exit(code)}: {last.strip()} (log: {server.info.log})")
 
 
