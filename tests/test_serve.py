@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -234,6 +235,33 @@ def test_foreground_server_that_dies_exits_1(smoke_model, cleanup):
         assert "llama-server log (last lines):" in err
         assert err.strip().splitlines()[-1].startswith("Error: llama-server was killed by SIGKILL: ")
         assert serve_mod.read_pid_files() == []
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_flush_stops_a_running_bench(halo, home, toolbox, smoke_model, tmp_path):
+    root = strix_halo(tmp_path / "root")
+    proc = subprocess.Popen([sys.executable, "-m", "halo_core", "bench", "run", "--backend",
+                             "rocm-7.2.1", "--model", str(smoke_model.path), "--pp", "16",
+                             "--tg", "4", "--reps", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(
+                "--help" not in line for line in (toolbox.read_text().splitlines()
+                                                  if toolbox.exists() else [])):
+            time.sleep(0.2)
+        [info] = serve_mod.read_pid_files()
+        assert (info.kind, info.pid, info.container) == ("bench", proc.pid, "llama-rocm-7.2.1")
+        done = halo("flush", "--root", str(root), "--keep-containers")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[0] == f"stopped bench pid {proc.pid}"
+        assert proc.wait(timeout=30) == 1
+        [run_dir] = (home / "runs" / "bench").iterdir()
+        state = json.loads((run_dir / "run.json").read_text())
+        assert (state["status"], state["error"]) == ("interrupted", "interrupted by the user")
+        assert list((home / "run").glob("*.json")) == []
     finally:
         proc.kill()
         proc.wait()

@@ -17,7 +17,7 @@ from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
 from ..runs import list_runs, load_run, resolve_run
 from ..setup import bench_setup
-from .common import emit_json, err_console, split_list
+from .common import emit_json, err_console, sigterm_as_interrupt, split_list
 
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 
@@ -173,7 +173,7 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
         err_console.print(f"  [red]FAILED[/red] {f.model} · {f.backend} · {f.kv} · {f.test}: {f.error}",
                           markup=True, highlight=False)
 
-    with err_console.status("starting", spinner="dots") as spinner:
+    with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
         run = run_bench(None if resume_path else spec, resume=resume_path,
                         resume_tag=explicit_tag or ctx.info_name == "baseline", root=root,
                         on_status=lambda msg: spinner.update(msg), on_result=show_result,

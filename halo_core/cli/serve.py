@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ..errors import ToolFailed
 from ..runner import describe_exit, tail_of
 from ..serve import KV_TYPES, ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
 from ..serve import serve as start_server
-from .common import emit_json, err_console
+from .common import emit_json, err_console, sigterm_as_interrupt
 
 
 class DefaultRunGroup(click.Group):
@@ -98,18 +97,13 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
 
 def _stay_attached(server) -> None:
     """Wait for the server; Ctrl-C or SIGTERM stops it, a death exits 1 with the log tail."""
-    def on_term(_sig, _frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        code = server.wait()
+        with sigterm_as_interrupt():
+            code = server.wait()
     except KeyboardInterrupt:
         server.stop()
         err_console.print("server stopped")
         return
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     server.stop()
     tail = tail_of(Path(server.info.log), 15)
     last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
