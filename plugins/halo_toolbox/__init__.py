@@ -142,7 +142,6 @@ def parse_list(text: str) -> list[Container]:
                       ("CONTAINER ID", "CONTAINER NAME", "CREATED", "STATUS", "IMAGE NAME")]
             continue
         if not line.strip():
-            starts = None if starts is None else starts
             continue
         if line.startswith("IMAGE ID"):
             starts = None
