@@ -74,17 +74,23 @@ def test_detach_chat_status_stop(halo, smoke_model, cleanup):
     assert halo("serve", "stop").stdout == "no running server started by halo\n"
 
 
-def test_foreground_ctrl_c_stops_the_server(smoke_model, cleanup):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "halo_core", "serve", str(smoke_model.path),
+def serve_foreground(model: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
+    """`halo serve MODEL` attached, read up to its "Ctrl-C stops the server" line."""
+    proc = subprocess.Popen([sys.executable, "-m", "halo_core", "serve", str(model),
                              "--port", str(port), "-c", "2048"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("Ctrl-C"):
+            break
+    return proc, seen
+
+
+def test_foreground_ctrl_c_stops_the_server(smoke_model, cleanup):
+    port = free_port()
+    proc, seen = serve_foreground(smoke_model.path, port)
     try:
-        seen = []
-        for line in proc.stdout:
-            seen.append(line)
-            if line.startswith("Ctrl-C"):
-                break
         assert seen[0].startswith(f"serving {smoke_model.path} on native"), seen
         [info] = serve_mod.read_pid_files()
         assert chat(port).status_code == 200
@@ -220,14 +226,8 @@ def test_flush(halo, home, toolbox, smoke_model, tmp_path, cleanup):
 
 
 def test_foreground_server_that_dies_exits_1(smoke_model, cleanup):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "halo_core", "serve", str(smoke_model.path),
-                             "--port", str(port), "-c", "2048"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, _seen = serve_foreground(smoke_model.path, free_port())
     try:
-        for line in proc.stdout:
-            if line.startswith("Ctrl-C"):
-                break
         [info] = serve_mod.read_pid_files()
         os.kill(info.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == 1
