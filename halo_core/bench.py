@@ -21,6 +21,7 @@ from .plugins import PluginHost, get_host
 from .records import BenchResult, BenchRun, BenchSpec, FailedCell, LocalModel
 from .runner import Process, describe_exit
 from .runs import latest_with_tag, load_cells, load_run, spec_from_dict, spec_to_dict, write_results_snapshot
+from .serve import record_bench
 from .store import append_line, new_run_dir, to_json, write_json
 from .sysinfo import system_state
 
@@ -214,6 +215,7 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
         system["backends"] = {b.name: b.provenance() for b in backends}
         write_json(run.path / "system.json", system)
     recorder = _Recorder(run, state)
+    pid_file = record_bench(run.path, backends)
     bandwidth = configured_bandwidth()
     groups = plan(run.spec, models, backends)
     todo = [g for g in (group.narrowed(recorder.done) for group in groups) if g is not None]
@@ -235,6 +237,8 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
     except BaseException as exc:
         recorder.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        pid_file.unlink(missing_ok=True)
     if run.failures:
         first = run.failures[0].error
         total = len(run.failures) + len(run.results)

@@ -57,6 +57,8 @@ class Backend(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    need: ClassVar[str] = ""
+    """For `halo bench setup`: "required", "optional", or "" (not a setup item)."""
 
     @abstractmethod
     def availability(self) -> Availability:

@@ -93,3 +93,16 @@ def home(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "home"
     monkeypatch.setenv("HALO_HOME", str(path))
     return path
+
+
+@pytest.fixture
+def toolbox(tmp_path, monkeypatch, llama_bin_dir) -> Path:
+    """The `toolbox` test shim (tests/toolbox_shim.py) first on PATH; returns its call log."""
+    import toolbox_shim
+
+    toolbox_shim.install(tmp_path / "shim-bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'shim-bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("TOOLBOX_SHIM_LLAMA_DIR", str(llama_bin_dir))
+    log = tmp_path / "toolbox-calls.jsonl"
+    monkeypatch.setenv("TOOLBOX_SHIM_LOG", str(log))
+    return log

@@ -16,7 +16,8 @@ from ..errors import HaloError
 from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
 from ..runs import list_runs, load_run, resolve_run
-from .common import emit_json, err_console, split_list
+from ..setup import bench_setup
+from .common import emit_json, err_console, sigterm_as_interrupt, split_list
 
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 
@@ -172,7 +173,7 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
         err_console.print(f"  [red]FAILED[/red] {f.model} · {f.backend} · {f.kv} · {f.test}: {f.error}",
                           markup=True, highlight=False)
 
-    with err_console.status("starting", spinner="dots") as spinner:
+    with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
         run = run_bench(None if resume_path else spec, resume=resume_path,
                         resume_tag=explicit_tag or ctx.info_name == "baseline", root=root,
                         on_status=lambda msg: spinner.update(msg), on_result=show_result,
@@ -201,6 +202,35 @@ def bench_run(ctx, **options):
 def bench_baseline(ctx, **options):
     """The seed's baseline capture: pp512/tg128 (5 reps) and pp2048 at 32K depth (3 reps)."""
     _execute(ctx, **options)
+
+
+@bench.command("setup")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def bench_setup_cmd(as_json):
+    """Backends required and optional for benchmarking, present or missing (with the command
+    that creates each), the llama.cpp build inside each, and which catalog models are here."""
+    report = bench_setup()
+    if as_json:
+        emit_json({"ready": report.ready, "backends": report.backends, "models": report.models})
+        return
+    table = Table("need", "backend", "state", "llama.cpp / how to create it", title="backends")
+    order = {"required": 0, "optional": 1, "": 2}
+    for b in sorted(report.backends, key=lambda b: (order.get(b.need, 2), b.name)):
+        table.add_row(b.need or "-", b.name, "present" if b.available else "missing",
+                      b.llama_cpp if b.available else (b.reason if not b.hint or b.hint in b.reason
+                                                       else f"{b.reason}; {b.hint}"))
+    console = Console()
+    console.print(table)
+    models = Table("model", "downloaded", "size", "categories", title="catalog models")
+    for m in report.models:
+        size = f"{m.size / 1e9:.1f} GB" if m.size else (f"{m.size_gb:g} GB" if m.size_gb else "-")
+        models.add_row(m.name, "yes" if m.downloaded else "no", size, ",".join(m.categories))
+    console.print(models)
+    have = sum(m.downloaded for m in report.models)
+    click.echo(f"{have} of {len(report.models)} catalog models downloaded (halo models pull NAME)")
+    missing = [b.name for b in report.backends if b.need == "required" and not b.available]
+    click.echo("setup complete: every required backend is present" if not missing
+               else f"setup incomplete: required backend(s) missing: {', '.join(missing)}")
 
 
 @bench.command("list")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+
 import click
 from rich.console import Console
 
@@ -28,3 +31,16 @@ def emit_json(value) -> None:
 def split_list(values: tuple[str, ...]) -> tuple[str, ...]:
     """--backend a,b --backend c -> (a, b, c)."""
     return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (`halo flush`, `kill`) ends the block like Ctrl-C, so cleanup runs."""
+    def on_term(_sig, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,163 @@
+"""`halo serve`: start llama-server (foreground or --detach), `status`, `stop`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import ToolFailed
+from ..runner import describe_exit, tail_of
+from ..serve import KV_TYPES, ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
+from ..serve import serve as start_server
+from .common import emit_json, err_console, sigterm_as_interrupt
+
+
+class DefaultRunGroup(click.Group):
+    """`halo serve MODEL` means `halo serve run MODEL`; `status` and `stop` are subcommands."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultRunGroup)
+def serve():
+    """Serve a model with llama-server: `halo serve MODEL`, `halo serve --preset NAME`,
+    `halo serve status`, `halo serve stop`."""
+
+
+@serve.command(context_settings={"ignore_unknown_options": True})
+@click.argument("model", required=False)
+@click.option("--preset", help="A preset from configs/serve-presets.ini (see `halo serve presets`).")
+@click.option("--backend", default=None, help="Backend to run llama-server on (default: native).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("-c", "--ctx", type=click.IntRange(min=256), default=None, help="Context size [default: 131072].")
+@click.option("-np", "--parallel", type=click.IntRange(min=1), default=None, help="Parallel request slots [default: 1].")
+@click.option("--cache-type", type=click.Choice(KV_TYPES), default="q4_0", show_default=True,
+              help="K/V cache type.")
+@click.option("--ngram", is_flag=True, default=None, help="n-gram speculation (ngram-simple, draft 64/4).")
+@click.option("--no-think", is_flag=True, default=None, help="Reasoning budget 0.")
+@click.option("--api-key", default=None, help="Require this key (needed for a non-loopback --host).")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without --api-key.")
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for /health.")
+@click.option("--detach", is_flag=True, help="Leave the server running in the background (pid file).")
+@click.option("--json", "as_json", is_flag=True, help="Print the server record as JSON once ready.")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no_think, api_key,
+        insecure, threads, timeout, detach, as_json, extra):
+    """Start llama-server for MODEL (or --preset) and wait until it is ready.
+
+    Anything after `--` goes to llama-server as it is.
+    """
+    if bool(model) == bool(preset):
+        raise click.UsageError("give a MODEL or --preset NAME (one of them)")
+    try:
+        check_bind(host, api_key, insecure)
+    except UnsafeBind as exc:
+        raise click.UsageError(str(exc)) from None
+    common = dict(host=host, port=port, ctx=ctx, parallel=parallel, cache_type=cache_type,
+                  ngram=ngram, no_think=no_think, api_key=api_key, insecure=insecure,
+                  threads=threads, ready_timeout=timeout, extra=tuple(extra))
+    if preset:
+        spec = preset_spec(preset, backend=backend, **common)
+    else:
+        fields = {k: v for k, v in common.items() if v is not None}
+        spec = ServerSpec(model=model, backend=backend or "native", **fields)
+    status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    try:
+        server = start_server(spec, detach=detach, on_status=status)
+    except ToolFailed as exc:
+        if exc.log_tail:
+            click.echo(f"llama-server log (last lines):\n{exc.log_tail}", err=True)
+        raise
+    info = server.info
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"serving {spec.model} on {info.backend}: {info.url}/v1 (pid {info.pid})")
+        click.echo(f"command: {shlex.join(info.argv)}")
+        click.echo(f"log: {info.log}")
+    if detach:
+        if not as_json:
+            click.echo(f"detached; stop it with: halo serve stop --port {info.port}")
+        return
+    if not as_json:
+        click.echo("Ctrl-C stops the server")
+    sys.stdout.flush()
+    _stay_attached(server)
+
+
+def _stay_attached(server) -> None:
+    """Wait for the server; Ctrl-C or SIGTERM stops it, a death exits 1 with the log tail."""
+    try:
+        with sigterm_as_interrupt():
+            code = server.wait()
+    except KeyboardInterrupt:
+        server.stop()
+        err_console.print("server stopped")
+        return
+    server.stop()
+    tail = tail_of(Path(server.info.log), 15)
+    last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
+    click.echo(f"llama-server log (last lines):\n{tail}", err=True)
+    raise ToolFailed(f"llama-server {describe_exit(code)}: {last.strip()} (log: {server.info.log})")
+
+
+@serve.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status(as_json):
+    """The servers halo started and whether each still runs."""
+    rows = servers()
+    if as_json:
+        emit_json([{"running": alive, **_info_dict(info)} for info, alive in rows])
+        return
+    if not rows:
+        click.echo("no servers started by halo")
+        return
+    table = Table("port", "pid", "state", "backend", "model", "url", "started")
+    for info, alive in rows:
+        table.add_row(str(info.port), str(info.pid), "running" if alive else "gone",
+                      info.backend, info.model, f"{info.url}/v1", info.started)
+    Console().print(table)
+
+
+def _info_dict(info) -> dict:
+    import json
+
+    from ..store import to_json
+
+    return json.loads(to_json(info))
+
+
+@serve.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Only the server on this port.")
+def stop(port):
+    """Stop the servers halo started (from their pid files)."""
+    stopped = stop_servers(port)
+    if not stopped:
+        click.echo("no running server started by halo" + (f" on port {port}" if port else ""))
+        return
+    for info in stopped:
+        click.echo(f"stopped pid {info.pid} (port {info.port}, {info.backend})")
+
+
+@serve.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def presets(as_json):
+    """List the serve presets (configs/serve-presets.ini + $HALO_HOME/serve-presets.ini)."""
+    items = list(load_presets().values())
+    if as_json:
+        emit_json(items)
+        return
+    table = Table("preset", "model", "ctx", "parallel", "description")
+    for p in items:
+        table.add_row(p.name, p.model, str(p.ctx), str(p.parallel), p.description)
+    Console().print(table)

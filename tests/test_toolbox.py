@@ -1,0 +1,155 @@
+"""The toolbox backends, end to end through the `toolbox` test shim (tests/toolbox_shim.py):
+real `toolbox list` parsing, real llama-bench and llama-server from the native build."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import halo_toolbox
+from halo_core import PluginHost
+
+# what real toolbox (tabwriter, two spaces) prints, images first
+TOOLBOX_LIST = """\
+IMAGE ID      IMAGE NAME                                           CREATED
+1b8b3d0c1d4e  docker.io/kyuz0/amd-strix-halo-toolboxes:rocm-7.2.4  2 weeks ago
+
+CONTAINER ID  CONTAINER NAME         CREATED       STATUS   IMAGE NAME
+5e3f8c1a9b2d  llama-rocm-7.2.4       2 weeks ago   exited   docker.io/kyuz0/amd-strix-halo-toolboxes:rocm-7.2.4
+\x1b[32m0a1b2c3d4e5f  llama-vulkan-radv      3 months ago  running  docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-radv\x1b[0m
+77aa88bb99cc  fedora-toolbox-43      5 days ago    created  registry.fedoraproject.org/fedora-toolbox:43
+"""
+
+
+def test_parse_list_reads_the_containers_table():
+    rows = halo_toolbox.parse_list(TOOLBOX_LIST)
+    assert [(c.id, c.name, c.created, c.status) for c in rows] == [
+        ("5e3f8c1a9b2d", "llama-rocm-7.2.4", "2 weeks ago", "exited"),
+        ("0a1b2c3d4e5f", "llama-vulkan-radv", "3 months ago", "running"),
+        ("77aa88bb99cc", "fedora-toolbox-43", "5 days ago", "created"),
+    ]
+    assert rows[1].image == "docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-radv"
+
+
+def test_families_come_from_the_conf():
+    conf = halo_toolbox.load_conf()
+    assert conf.family_of("llama-vulkan-radv").env == (("AMD_VULKAN_ICD", "RADV"),
+                                                         ("RADV_PERFTEST", "nogttspill"))
+    assert conf.family_of("llama-vulkan-amdvlk").env[0] == ("AMD_VULKAN_ICD", "AMDVLK")
+    rocm = conf.family_of("llama-rocm-7.14")
+    assert (rocm.name, rocm.bin_dir, rocm.ubatch, rocm.env) == (
+        "rocm", "/usr/local/bin", 2048, (("ROCBLAS_USE_HIPBLASLT", "1"),))
+    assert conf.family_of("llama-therock-nightly").name == "rocm"
+    assert conf.family_of("fedora-toolbox-43") is None
+
+
+def test_bad_conf_line_names_file_and_line():
+    with pytest.raises(halo_toolbox.ConfError) as exc:
+        halo_toolbox.parse_conf("# c\nfamily|x|llama-x*|/usr/bin|big|\n", "my.conf")
+    assert str(exc.value) == "my.conf:2: UBATCH must be a whole number, not 'big'"
+
+
+def test_user_conf_adds_a_family(home, toolbox, monkeypatch):
+    home.mkdir(parents=True)
+    (home / "toolboxes.conf").write_text(
+        "family|vulkan-test|llama-rocm-7.14|/usr/sbin|256|GGML_VK_TEST=1\n")
+    monkeypatch.setenv("TOOLBOX_SHIM_CONTAINERS", "llama-rocm-7.14")
+    backends = {b.name: b for b in halo_toolbox.discover()}
+    assert backends["rocm-7.14"].family.name == "vulkan-test"
+    assert backends["rocm-7.14"].defaults().ubatch == 256
+
+
+def test_map_path():
+    assert halo_toolbox.host_path("/home/me/models/x.gguf") == "/home/me/models/x.gguf"
+    assert halo_toolbox.host_path("/var/models/x.gguf") == "/run/host/var/models/x.gguf"
+    assert halo_toolbox.host_path("/tmp/x.gguf") == "/run/host/tmp/x.gguf"
+
+
+def test_backends_through_the_shim(halo, toolbox):
+    done = halo("backends", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {r["name"]: r for r in json.loads(done.stdout)}
+    # discovered by family: the shim lists llama-rocm-7.14, which no conf line names
+    for name in ("vulkan-radv", "rocm-7.2.1", "rocm-7.14"):
+        assert rows[name]["available"], rows[name]
+    assert "fedora-toolbox-43" not in rows and "toolbox-43" not in rows
+    assert rows["rocm-7.2"] == {
+        "name": "rocm-7.2", "available": False,
+        "description": "toolbox llama-rocm-7.2 (rocm, /usr/local/bin)",
+        "reason": "container llama-rocm-7.2 missing: create it with `toolbox create llama-rocm-7.2 "
+                  "--image docker.io/kyuz0/amd-strix-halo-toolboxes:rocm-7.2`",
+        "hint": "create it with `toolbox create llama-rocm-7.2 "
+                "--image docker.io/kyuz0/amd-strix-halo-toolboxes:rocm-7.2`"}
+
+
+def test_toolbox_not_installed(halo, tmp_path):
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    done = halo("backends", "--json", env={"PATH": str(bare)})
+    rows = {r["name"]: r for r in json.loads(done.stdout)}
+    assert rows["vulkan-radv"]["available"] is False
+    assert rows["vulkan-radv"]["reason"] == "toolbox not installed: sudo dnf install toolbox"
+    done = halo("bench", "run", "--backend", "vulkan-radv", "--model", "smoke",
+                env={"PATH": str(bare)})
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(
+        "Error: backend 'vulkan-radv' is unavailable: toolbox not installed: sudo dnf install toolbox")
+
+
+def _calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend, container, env", [
+    ("vulkan-radv", "llama-vulkan-radv", ["AMD_VULKAN_ICD=RADV", "RADV_PERFTEST=nogttspill"]),
+    ("rocm-7.2.1", "llama-rocm-7.2.1", ["ROCBLAS_USE_HIPBLASLT=1"]),
+])
+def test_real_bench_in_each_family(halo, toolbox, smoke_model, backend, container, env):
+    done = halo("bench", "run", "--backend", backend, "--model", "smoke", "--pp", "16",
+                "--tg", "4", "--reps", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["status"] == "complete"
+    assert [(r["backend"], r["test"]) for r in run["results"]] == [(backend, "pp16"), (backend, "tg4")]
+    bench_calls = [c for c in _calls(toolbox) if "--help" not in c["argv"]]
+    assert len(bench_calls) == 1
+    call = bench_calls[0]
+    assert call["container"] == container
+    bin_dir = "/usr/sbin" if backend.startswith("vulkan") else "/usr/local/bin"
+    assert call["argv"][:len(env) + 2] == ["env", *env, f"{bin_dir}/llama-bench"]
+    model_arg = call["argv"][call["argv"].index("-m") + 1]
+    expected = str(smoke_model.path)
+    if not expected.startswith("/home/"):
+        expected = "/run/host" + expected
+    assert model_arg == expected
+    system = json.loads((Path(run["path"]) / "system.json").read_text())
+    assert system["backends"][backend]["container"] == container
+
+
+def test_bench_setup(halo, toolbox, smoke_model, monkeypatch):
+    monkeypatch.setenv("TOOLBOX_SHIM_CONTAINERS", "llama-vulkan-radv,llama-rocm-7.14")
+    done = halo("bench", "setup", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    rows = {b["name"]: b for b in report["backends"]}
+    assert report["ready"] is True
+    assert (rows["vulkan-radv"]["need"], rows["vulkan-radv"]["available"]) == ("required", True)
+    assert rows["vulkan-radv"]["llama_cpp"] == rows["native"]["llama_cpp"]  # the shim runs the native build
+    # any ROCm container meets "a ROCm image": the named 7.2.1 becomes optional
+    assert (rows["rocm-7.14"]["need"], rows["rocm-7.14"]["available"]) == ("optional", True)
+    assert (rows["rocm-7.2.1"]["need"], rows["rocm-7.2.1"]["available"]) == ("optional", False)
+    assert rows["rocm-7.2.1"]["llama_cpp"] == ""
+    models = {m["name"]: m for m in report["models"]}
+    assert models["smoke"]["downloaded"] is True
+    assert models["qwen3.5-35b-a3b-q4"]["downloaded"] is False
+
+    monkeypatch.setenv("TOOLBOX_SHIM_CONTAINERS", "fedora-toolbox-43")
+    done = halo("bench", "setup")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        "setup incomplete: required backend(s) missing: rocm-7.2.1, vulkan-radv")
+    assert "toolbox create llama-vulkan-radv --image" in done.stdout
