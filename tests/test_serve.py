@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apu_sysroot import strix_halo, write
+from sysroot import strix_halo, write
 from conftest import write_tool
 from halo_core import serve as serve_mod
 from halo_core.serve import ServerInfo, check_bind, load_presets, start_ticks
@@ -213,7 +213,7 @@ def test_flush(halo, home, toolbox, smoke_model, tmp_path, cleanup):
         f"already gone: bench pid {os.getpid()}",
         "container llama-vulkan-radv: stopped",
         "page cache: dropped",
-        "GPU memory in use (card1): VRAM 300 MiB, GTT 18.00 GiB",
+        "GPU memory in use (card1): VRAM 98 MiB, GTT 21 MiB",
     ]
     assert start_ticks(server.pid) is None
     assert podman_log.read_text() == "stop llama-vulkan-radv\n"
@@ -222,7 +222,7 @@ def test_flush(halo, home, toolbox, smoke_model, tmp_path, cleanup):
     done = halo("flush", "--root", str(root), "--json")
     report = json.loads(done.stdout)
     assert (report["stopped"], report["containers"]) == ([], [])
-    assert report["gpu"] == [{"card": "card1", "vram_used": 300 << 20, "gtt_used": 18 << 30}]
+    assert report["gpu"] == [{"card": "card1", "vram_used": 98 << 20, "gtt_used": 21 << 20}]
 
 
 def test_foreground_server_that_dies_exits_1(smoke_model, cleanup):
