@@ -58,11 +58,12 @@ def backends(as_json):
 
 
 from .bench import bench  # noqa: E402
+from .eval import eval  # noqa: E402
 from .hw import hw, monitor  # noqa: E402
 from .models import models  # noqa: E402
 from .tune import audit, rollback, tune, verify  # noqa: E402
 
-for _group in (bench, hw, models, monitor, audit, verify, tune, rollback):
+for _group in (bench, eval, hw, models, monitor, audit, verify, tune, rollback):
     cli.add_command(_group)
 
 
