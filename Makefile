@@ -12,7 +12,7 @@ HALO   := $(VENV)/bin/halo
 
 $(VENV)/.installed: pyproject.toml scripts/ensure-llama-cpp
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,eval]'
 	scripts/ensure-llama-cpp $(PY)
 	touch $@
 
