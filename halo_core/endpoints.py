@@ -86,7 +86,7 @@ def detect(endpoint: str | None = None, model: str | None = None, *,
         for kind, base, path in candidates:
             response, detail = _get(client, base + path)
             ok = response is not None and response.status_code == 200
-            if ok and kind == "openai" and "llama.cpp" in response.text:
+            if ok and kind == "openai" and ("llamacpp" in response.text or "llama.cpp" in response.text):
                 kind = "llama-server"
             ids = _model_ids(client, base) if ok else []
             if ok and not (model or ids):
