@@ -271,15 +271,16 @@ def test_a_sample_that_keeps_failing_is_recorded_as_failed(halo, server):
 
 def test_ctrl_c_leaves_a_run_that_resume_finishes(halo, server, tmp_path):
     env = dict(os.environ, COLUMNS="200")
+    root = Path(os.environ["HALO_HOME"], "runs", "eval")
+    earlier = set(root.glob("*"))
     proc = subprocess.Popen([sys.executable, "-m", "halo_core", "eval", "--suite", "ifeval",
                              "--endpoint", server, "--concurrency", "1", *FAST],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     journal = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and journal is None:
-        runs = sorted(Path(os.environ["HALO_HOME"], "runs", "eval").glob("ifeval-*"),
-                      key=lambda p: p.stat().st_mtime)
-        candidate = runs[-1] / "completions.jsonl" if runs else None
+        runs = [p for p in root.glob("ifeval-*") if p not in earlier]
+        candidate = runs[0] / "completions.jsonl" if runs else None
         if candidate and candidate.is_file() and candidate.read_text().count("\n") >= 2:
             journal = candidate
         time.sleep(0.1)

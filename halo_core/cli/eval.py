@@ -92,6 +92,8 @@ def eval(ctx, suite, endpoint, model, limit, concurrency, timeout, retries, max_
     if as_json:
         emit_json({"path": run.path, "status": run.status, "error": run.error,
                    "endpoint": run.endpoint, "scores": run.scores})
+        if run.status != "complete":
+            sys.exit(1)
         return
     Console().print(_scores_table(run))
     click.echo(f"run: {run.path}")
