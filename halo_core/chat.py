@@ -62,6 +62,7 @@ class ChatClient:
         self.journal, self.progress = journal, progress
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.wall: dict[str, float] = {}  # suite -> seconds spent waiting on replies
 
     # -- the journal ---------------------------------------------------------------------
 
@@ -137,6 +138,7 @@ class ChatClient:
             self.progress(suite, finished, total)
         if not todo:
             return {r.id: replies[r.id] for r in requests}
+        started = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="halo-chat")
         limits = httpx.Limits(max_connections=self.concurrency,
                               max_keepalive_connections=self.concurrency)
@@ -160,6 +162,7 @@ class ChatClient:
                         self._record(suite, future.result())
                 raise
             pool.shutdown(wait=True)
+        self.wall[suite] = self.wall.get(suite, 0.0) + time.monotonic() - started
         return {r.id: replies[r.id] for r in requests}
 
 

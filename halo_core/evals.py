@@ -292,7 +292,8 @@ def _run_suite(run: EvalRun, suite: EvalSuite, endpoint: Endpoint, client: ChatC
     samples_file.unlink(missing_ok=True)
     for sample in result.samples:
         append_line(samples_file, json.dumps(json.loads(to_json(sample))))
-    run.scores[suite.name] = {**_summary(result), "seconds": round(time.monotonic() - started, 1)}
+    run.scores[suite.name] = {**_summary(result), "seconds": round(time.monotonic() - started, 1),
+                              "generation_seconds": round(client.wall.get(suite.name, 0.0), 2)}
     shown = ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items())
     say(f"{suite.name}: {shown} ({len(result.samples)} samples)")
 
