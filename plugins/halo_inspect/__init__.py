@@ -171,6 +171,95 @@ class IFEval(EvalSuite):
         return EvalResult(self.name, scores, out, framework_version=_version("inspect-ai"))
 
 
+
+def bfcl_data_dir() -> Path | None:
+    """The BFCL data shipped in the bfcl-eval package (found without importing it)."""
+    spec = importlib.util.find_spec("bfcl_eval")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return data if (data / "BFCL_v4_simple_python.json").is_file() else None
+
+
+def ensure_bfcl_cache(data: Path) -> Path:
+    """$HALO_HOME/cache/inspect_evals with BFCL/ linked to the packaged data, so inspect_evals
+    finds it and does not git-clone gorilla."""
+    cache = halo_home() / "cache" / "inspect_evals"
+    link = cache / "BFCL"
+    cache.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(data, target_is_directory=True)
+    return cache
+
+
+class BFCL(EvalSuite):
+    name = "bfcl"
+    description = "Berkeley Function-Calling Leaderboard (tool use), inspect_evals/bfcl"
+
+    def availability(self) -> Availability:
+        for module, dist in (("inspect_ai", "inspect-ai"), ("inspect_evals", "inspect-evals"),
+                             ("openai", "openai")):
+            if importlib.util.find_spec(module) is None:
+                return Availability(False, f"{dist} is not installed", INSTALL)
+        if bfcl_data_dir() is None:
+            return Availability(False, "the BFCL data (package bfcl-eval) is not installed",
+                                "pip install --no-deps bfcl-eval (its full requirements pull torch)")
+        return Availability(True)
+
+    def run(self, endpoint, *, limit=None, workdir=None, context=None) -> EvalResult:
+        """inspect_evals/bfcl drives generation itself (tool calls through inspect's OpenAI
+        client) in a child process, with --max-connections = halo's concurrency; a rerun or
+        --resume runs the suite again whole."""
+        import subprocess
+        import sys
+
+        workdir = Path(workdir)
+        categories = (context.dataset if context and context.dataset else "simple_python")
+        concurrency = context.client.concurrency if context else 1
+        log_dir = workdir / "logs"
+        argv = [sys.executable, "-m", "inspect_ai", "eval", "inspect_evals/bfcl",
+                "-T", f"categories={categories}", "--model", f"openai-api/halo/{endpoint.model}",
+                "--log-dir", str(log_dir), "--max-connections", str(concurrency),
+                "--display", "plain", "--no-log-images"]
+        if limit:
+            argv += ["--limit", str(limit)]
+        if context and context.max_tokens:
+            argv += ["--max-tokens", str(context.max_tokens)]
+        timeout = context.client.timeout if context else 300
+        argv += ["--timeout", str(int(timeout))]
+        env = {**os.environ, "HALO_BASE_URL": f"{endpoint.base_url}/v1",
+               "HALO_API_KEY": endpoint.api_key or "none",
+               "INSPECT_EVALS_CACHE_DIR": str(ensure_bfcl_cache(bfcl_data_dir())),
+               "INSPECT_EVAL_LOG_FILE_PATTERN": "{task}_{id}"}
+        if context:
+            context.log(f"inspect eval inspect_evals/bfcl ({categories})")
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=max(600, 20 * timeout))
+        (workdir / "inspect.log").write_text(proc.stdout + proc.stderr)
+        logs = sorted(log_dir.glob("*.eval"))
+        if proc.returncode != 0 or not logs:
+            tail = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1]
+            raise HaloError(f"inspect eval bfcl failed (exit {proc.returncode}): {tail}")
+        from inspect_ai.log import read_eval_log
+
+        log = read_eval_log(str(logs[-1]))
+        if log.status != "success":
+            raise HaloError(f"inspect eval bfcl ended {log.status}: {log.error.message if log.error else ''}")
+        metrics = log.results.scores[0].metrics
+        scores = {name: float(m.value) for name, m in metrics.items()
+                  if isinstance(m.value, (int, float)) and "stderr" not in name
+                  and not name.endswith("_sterr") and 0.0 <= float(m.value) <= 1.0}
+        out = []
+        for sample in log.samples or []:
+            score = next(iter(sample.scores.values())) if sample.scores else None
+            value = score.value if score is not None else 0
+            numeric = 1.0 if value in ("C", True) else 0.0 if value in ("I", False, None) else float(value)
+            out.append(EvalSample(str(sample.id), numeric, numeric >= 1.0,
+                                  error=sample.error.message if sample.error else "",
+                                  detail={"answer": str(score.answer if score else "")[:500]}))
+        return EvalResult(self.name, scores, out, framework_version=_version("inspect-evals"))
+
+
 @hookimpl
 def register_eval_suites(register):
     register(IFEval())
+    register(BFCL())
