@@ -303,3 +303,62 @@ def test_ctrl_c_leaves_a_run_that_resume_finishes(halo, server, tmp_path):
     assert sorted((r["id"] for r in samples(path, "ifeval")), key=int) == [str(i) for i in range(1, 9)]
     state = json.loads((path / "run.json").read_text())
     assert state["status"] == "complete" and len(state["resumed_at"]) == 1
+
+
+class NeedsFramework(EvalSuite):
+    name = "needs-framework"
+    presets = ("mine",)
+
+    def availability(self):
+        return Availability(False, "frameworkx is not installed", "pip install 'halo-llm[eval]'")
+
+    def run(self, endpoint, *, limit=None, workdir=None, context=None):
+        raise AssertionError("an unavailable suite must not run")
+
+
+class _Plugins:
+    @hookimpl
+    def register_eval_suites(self, register):
+        register(JoinsQuick())
+        register(NeedsFramework())
+
+
+def test_a_suite_without_its_framework_is_skipped_with_the_install_hint(server):
+    from halo_core.errors import Unavailable
+    from halo_core.evals import EvalSpec, run_eval
+
+    host = PluginHost()
+    host.register(_Plugins(), "third")
+    run = run_eval(EvalSpec(suites=resolve_suites("mine", host), selection="mine"),
+                   endpoint=server, host=host)
+    assert run.status == "complete"
+    assert run.scores["needs-framework"] == {
+        "status": "skipped", "error": "frameworkx is not installed; pip install 'halo-llm[eval]'",
+        "scores": {}}
+    assert run.scores["third-party"]["scores"] == {"accuracy": 1.0}
+    with pytest.raises(Unavailable) as info:
+        run_eval(EvalSpec(suites=["needs-framework"]), endpoint=server, host=host)
+    assert str(info.value) == ("suite 'needs-framework' is unavailable: frameworkx is not "
+                               "installed; pip install 'halo-llm[eval]'")
+
+
+def test_eval_without_a_suite_is_a_usage_error(halo):
+    result = halo("eval")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: give --suite (quick, code, tooluse, full or a suite name) or --resume RUN")
+
+
+def test_bfcl_on_the_data_shipped_in_bfcl_eval(halo, server):
+    from halo_inspect import bfcl_data_dir
+
+    if bfcl_data_dir() is None:
+        pytest.skip("bfcl-eval is not installed (pip install --no-deps bfcl-eval)")
+    result = halo("eval", "--suite", "tooluse", "--limit", "1", "--endpoint", server, *FAST, "--json")
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(result.stdout)["scores"]["bfcl"]
+    assert entry["status"] == "complete" and entry["samples"] == 1
+    assert 0.0 <= entry["scores"]["accuracy"] <= 1.0
+    path = run_dir(result.stdout)
+    assert [r["id"] for r in samples(path, "bfcl")] == ["simple_python_0"]
+    assert len(list((path / "bfcl" / "logs").glob("*.eval"))) == 1
