@@ -238,35 +238,34 @@ def test_quick_preset_end_to_end(halo, server):
     assert [r["suite"] for r in compared] == ["humaneval+", "ifeval"]
 
 
-def test_retries_5xx_then_succeeds(halo, server):
-    proxy = FlakyProxy(server, lambda n, body: n <= 2, status=503)
+def through_proxy(halo, server, fail, status, *args) -> Path:
+    """`halo eval --suite ifeval ARGS` through a FlakyProxy; the run directory."""
+    proxy = FlakyProxy(server, fail, status=status)
     try:
-        result = halo("eval", "--suite", "ifeval", "--limit", "1", "--endpoint", proxy.url,
-                      "--concurrency", "1", *FAST, "--json")
+        result = halo("eval", "--suite", "ifeval", "--endpoint", proxy.url, *FAST, "--json", *args)
     finally:
         proxy.close()
     assert result.returncode == 0, result.stderr
-    path = run_dir(result.stdout)
+    return run_dir(result.stdout)
+
+
+def test_retries_5xx_then_succeeds(halo, server):
+    path = through_proxy(halo, server, lambda n, body: n <= 2, 503, "--limit", "1",
+                         "--concurrency", "1")
     (reply,) = [json.loads(l) for l in (path / "completions.jsonl").read_text().splitlines()]
     assert reply["attempts"] == 3 and reply["error"] == "" and reply["content"]
     assert samples(path, "ifeval")[0]["error"] == ""
 
 
 def test_a_sample_that_keeps_failing_is_recorded_as_failed(halo, server):
-    proxy = FlakyProxy(server, lambda n, body: b"haiku about autumn" in body, status=500)
-    try:
-        result = halo("eval", "--suite", "ifeval", "--limit", "4", "--endpoint", proxy.url,
-                      "--retries", "1", *FAST, "--json")
-    finally:
-        proxy.close()
-    assert result.returncode == 0, result.stderr
-    path = run_dir(result.stdout)
+    path = through_proxy(halo, server, lambda n, body: b"haiku about autumn" in body, 500,
+                         "--limit", "4", "--retries", "1")
     rows = {r["id"]: r for r in samples(path, "ifeval")}
     assert sorted(rows) == ["1", "2", "3", "4"]
     assert rows["4"]["error"] == "HTTP 500: failing" and rows["4"]["passed"] is False
     assert rows["4"]["score"] == 0.0
     assert all(rows[k]["error"] == "" for k in "123")
-    assert json.loads(result.stdout)["scores"]["ifeval"]["failed"] == 1
+    assert json.loads((path / "scores.json").read_text())["ifeval"]["failed"] == 1
 
 
 def test_ctrl_c_leaves_a_run_that_resume_finishes(halo, server, tmp_path):

