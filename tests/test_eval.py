@@ -273,14 +273,15 @@ def test_ctrl_c_leaves_a_run_that_resume_finishes(halo, server, tmp_path):
     root = Path(os.environ["HALO_HOME"], "runs", "eval")
     earlier = set(root.glob("*"))
     proc = subprocess.Popen([sys.executable, "-m", "halo_core", "eval", "--suite", "ifeval",
-                             "--endpoint", server, "--concurrency", "1", *FAST],
+                             "--endpoint", server, "--concurrency", "1", "--limit", "5",
+                             "--max-tokens", "16"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     journal = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and journal is None:
         runs = [p for p in root.glob("ifeval-*") if p not in earlier]
         candidate = runs[0] / "completions.jsonl" if runs else None
-        if candidate and candidate.is_file() and candidate.read_text().count("\n") >= 2:
+        if candidate and candidate.is_file() and candidate.read_text().count("\n") >= 1:
             journal = candidate
         time.sleep(0.1)
     assert journal is not None, "no reply was journalled in 120 s"
@@ -292,14 +293,14 @@ def test_ctrl_c_leaves_a_run_that_resume_finishes(halo, server, tmp_path):
     state = json.loads((path / "run.json").read_text())
     assert state["status"] == "interrupted"
     before = [json.loads(l)["id"] for l in journal.read_text().splitlines()]
-    assert 2 <= len(before) < 8
+    assert 1 <= len(before) < 5
 
     result = halo("eval", "--resume", path.name, "--json")
     assert result.returncode == 0, result.stderr
     ids = [json.loads(l)["id"] for l in journal.read_text().splitlines()]
     assert ids[:len(before)] == before and sorted(ids) == sorted(set(ids))  # nothing sent twice
-    assert sorted(ids, key=int) == [str(i) for i in range(1, 9)]
-    assert sorted((r["id"] for r in samples(path, "ifeval")), key=int) == [str(i) for i in range(1, 9)]
+    assert sorted(ids, key=int) == [str(i) for i in range(1, 6)]
+    assert sorted((r["id"] for r in samples(path, "ifeval")), key=int) == [str(i) for i in range(1, 6)]
     state = json.loads((path / "run.json").read_text())
     assert state["status"] == "complete" and len(state["resumed_at"]) == 1
 
