@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
 
 from .errors import ModelError, TuneError
+
+if TYPE_CHECKING:
+    from .chat import EvalContext
 from .records import (
     Availability,
     BackendDefaults,
@@ -216,7 +219,7 @@ class EvalSuite(ABC):
             def availability(self):
                 return Availability(True)
 
-            def run(self, endpoint, *, limit=None, workdir=None):
+            def run(self, endpoint, *, limit=None, workdir=None, context=None):
                 r = httpx.post(f"{endpoint.base_url}/v1/chat/completions", json={
                     "model": endpoint.model,
                     "messages": [{"role": "user", "content": "Say OK"}]})
@@ -236,10 +239,20 @@ class EvalSuite(ABC):
     def availability(self) -> Availability:
         """REQUIRED. Whether the suite's framework and data are here; if not, how to install."""
 
+    presets: ClassVar[tuple[str, ...]] = ()
+    """Presets this suite joins (`halo eval --suite quick`), beside configs/eval-presets.toml."""
+
     @abstractmethod
-    def run(self, endpoint: Endpoint, *, limit: int | None = None,
-            workdir: Path | None = None) -> EvalResult:
-        """REQUIRED. Run the suite (at most `limit` samples) and return scores and samples."""
+    def run(self, endpoint: Endpoint, *, limit: int | None = None, workdir: Path | None = None,
+            context: "EvalContext | None" = None) -> EvalResult:
+        """REQUIRED. Run the suite (at most `limit` samples) and return scores and samples.
+
+        `workdir` is the suite's folder in the run directory (framework logs go there).
+        `context` (halo_core.chat.EvalContext, given by `halo eval`) offers `chat(requests)`:
+        halo's parallel, retried, resumable client; use it rather than your own HTTP calls so
+        --concurrency and --resume work. A sample that could not run is returned with `error`
+        set, never left out.
+        """
 
 
 INTERFACES: dict[str, type] = {

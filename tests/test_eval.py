@@ -1,0 +1,364 @@
+"""`halo eval` against a REAL llama-server serving the smoke model: detection, the quick preset
+end to end with real scores (evalplus, inspect-ai), retries through a failing proxy, failed
+samples, and Ctrl-C + --resume. Nothing of halo is mocked; the proxy stands in for a flaky
+network, and the data is what ships in PyPI packages or with halo (no hub)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
+from halo_core.endpoints import detect
+from halo_core.evals import presets, resolve_suites
+from halo_core.plugins import PluginHost
+
+pytestmark = pytest.mark.slow
+FAST = ("--max-tokens", "48")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(llama_bin_dir: Path, model_path: Path, port: int, parallel: int = 4):
+    proc = subprocess.Popen(
+        [str(llama_bin_dir / "llama-server"), "-m", str(model_path), "--host", "127.0.0.1",
+         "--port", str(port), "-np", str(parallel), "-c", str(2048 * parallel)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama-server exited {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError("llama-server did not become healthy in 120 s")
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(llama_bin_dir, smoke_model):
+    port = free_port()
+    proc = start_server(llama_bin_dir, smoke_model.path, port)
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
+
+
+class FlakyProxy:
+    """Forwards to `target`, but answers chat requests with HTTP `status` while `fail(body)`
+    says so (a flaky server or a sample the server always rejects)."""
+
+    def __init__(self, target: str, fail, status: int = 503):
+        self.requests = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _forward(self, method: str):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.endswith("/chat/completions"):
+                    proxy.requests += 1
+                    if fail(proxy.requests, body):
+                        self.send_response(status)
+                        self.send_header("Content-Length", "7")
+                        self.end_headers()
+                        self.wfile.write(b"failing")
+                        return
+                r = httpx.request(method, target + self.path, content=body or None, timeout=300,
+                                  headers={"Content-Type": "application/json"})
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_POST(self):
+                self._forward("POST")
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def run_dir(stdout: str) -> Path:
+    return Path(json.loads(stdout)["path"])
+
+
+def samples(path: Path, suite: str) -> list[dict]:
+    return [json.loads(line) for line in (path / suite / "samples.jsonl").read_text().splitlines()]
+
+
+# -- detection -------------------------------------------------------------------------------
+
+def test_no_server_is_a_clear_error(halo):
+    closed = f"http://127.0.0.1:{free_port()}"
+    result = halo("eval", "--suite", "quick", "--limit", "1",
+                  env={"HALO_LLAMA_SERVER_URL": closed, "HALO_OLLAMA_URL": closed + "/"})
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"Error: no OpenAI-compatible server found (tried {closed}/health (ConnectError")
+    assert f"{closed}/api/tags (ConnectError" in line
+    assert line.endswith("start one with `halo serve --model MODEL` or `ollama serve`, "
+                         "or pass --endpoint URL")
+
+
+def test_detects_llama_server_on_a_chosen_port(server, monkeypatch):
+    monkeypatch.setenv("HALO_LLAMA_SERVER_URL", server)
+    found, probes = detect()
+    assert found is not None and found.kind == "llama-server"
+    assert found.base_url == server and found.model.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert [(p.kind, p.ok) for p in probes] == [("llama-server", True)]
+    # --endpoint wins over the defaults, and --model over /v1/models
+    monkeypatch.setenv("HALO_LLAMA_SERVER_URL", "http://127.0.0.1:9")
+    found, probes = detect(server + "/v1", "chosen")
+    assert (found.base_url, found.model, found.kind) == (server, "chosen", "llama-server")
+    assert len(probes) == 1 and probes[0].url == f"{server}/v1/models"
+
+
+def test_detects_llama_server_on_the_default_port(llama_bin_dir, smoke_model, monkeypatch):
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", 8080))
+        except OSError:
+            pytest.skip("port 8080 is taken on this machine; the chosen-port test covers detection")
+    monkeypatch.delenv("HALO_LLAMA_SERVER_URL", raising=False)
+    monkeypatch.setenv("HALO_OLLAMA_URL", "http://127.0.0.1:9")
+    proc = start_server(llama_bin_dir, smoke_model.path, 8080, parallel=1)
+    try:
+        found, probes = detect()
+    finally:
+        stop(proc)
+    assert found.kind == "llama-server" and found.base_url == "http://127.0.0.1:8080"
+    assert probes[0].url == "http://127.0.0.1:8080/health" and probes[0].ok
+
+
+# -- presets ---------------------------------------------------------------------------------
+
+class JoinsQuick(EvalSuite):
+    name = "third-party"
+    presets = ("quick", "mine")
+
+    def availability(self):
+        return Availability(True)
+
+    def run(self, endpoint, *, limit=None, workdir=None, context=None):
+        return EvalResult(self.name, {"accuracy": 1.0}, [EvalSample("1", 1.0, True)])
+
+
+class _Plugin:
+    @hookimpl
+    def register_eval_suites(self, register):
+        register(JoinsQuick())
+
+
+def test_presets_are_data_and_a_suite_joins_by_attribute():
+    host = PluginHost.from_entry_points()
+    host.register(_Plugin(), "third")
+    table = presets(host)
+    assert table["quick"] == ["humaneval+", "ifeval", "third-party"]
+    assert table["tooluse"] == ["bfcl"] and table["mine"] == ["third-party"]
+    assert set(table["full"]) >= {"humaneval+", "mbpp+", "ifeval", "third-party"}
+    assert resolve_suites("mine,ifeval,third-party", host) == ["third-party", "ifeval"]
+
+
+def test_unknown_suite_is_an_error(halo):
+    result = halo("eval", "--suite", "nope", "--endpoint", "http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "Error: unknown suite or preset 'nope' (presets: code, full, quick, tooluse; suites: ")
+
+
+# -- real runs -------------------------------------------------------------------------------
+
+def test_quick_preset_end_to_end(halo, server):
+    result = halo("eval", "--suite", "quick", "--limit", "3", "--endpoint", server,
+                  "--max-tokens", "128", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    path = Path(out["path"])
+    assert out["status"] == "complete"
+    assert path.parent.name == "eval" and path.name.startswith("quick-SmolLM2-135M-Instruct.Q4_1-")
+    for suite, folder, headline in (("humaneval+", "humanevalplus", "pass@1"),
+                                    ("ifeval", "ifeval", "final_acc")):
+        entry = out["scores"][suite]
+        assert entry["status"] == "complete" and entry["samples"] == 3
+        assert 0.0 <= entry["scores"][headline] <= 1.0
+        assert all(0.0 <= v <= 1.0 for v in entry["scores"].values())
+        rows = samples(path, folder)
+        assert len(rows) == 3 and all(r["error"] == "" for r in rows)
+    assert [r["id"] for r in samples(path, "humanevalplus")] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
+    meta = json.loads((path / "metadata.json").read_text())
+    assert meta["props"]["total_slots"] == 4 and meta["concurrency"] == 4
+    assert meta["frameworks"]["evalplus"] == "0.3.1" and "inspect-ai" in meta["frameworks"]
+    assert (path / "humanevalplus" / "solutions_eval_results.json").is_file()
+    (log,) = (path / "ifeval" / "logs").glob("*.eval")
+    from inspect_ai.log import read_eval_log
+
+    assert read_eval_log(str(log)).status == "success"
+    assert (path / "metrics.csv").read_text().startswith("time,")
+
+    listed = halo("eval", "list", "--json")
+    assert path.name in [r["name"] for r in json.loads(listed.stdout)]
+    shown = halo("eval", "show", path.name, "--samples")
+    assert shown.returncode == 0 and "HumanEval/2" in shown.stdout and "status: complete" in shown.stdout
+    compared = json.loads(halo("eval", "compare", path.name, str(path), "--json").stdout)
+    assert [r["suite"] for r in compared] == ["humaneval+", "ifeval"]
+
+
+def through_proxy(halo, server, fail, status, *args) -> Path:
+    """`halo eval --suite ifeval ARGS` through a FlakyProxy; the run directory."""
+    proxy = FlakyProxy(server, fail, status=status)
+    try:
+        result = halo("eval", "--suite", "ifeval", "--endpoint", proxy.url, *FAST, "--json", *args)
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stderr
+    return run_dir(result.stdout)
+
+
+def test_retries_5xx_then_succeeds(halo, server):
+    path = through_proxy(halo, server, lambda n, body: n <= 2, 503, "--limit", "1",
+                         "--concurrency", "1")
+    (reply,) = [json.loads(l) for l in (path / "completions.jsonl").read_text().splitlines()]
+    assert reply["attempts"] == 3 and reply["error"] == "" and reply["content"]
+    assert samples(path, "ifeval")[0]["error"] == ""
+
+
+def test_a_sample_that_keeps_failing_is_recorded_as_failed(halo, server):
+    path = through_proxy(halo, server, lambda n, body: b"haiku about autumn" in body, 500,
+                         "--limit", "4", "--retries", "1")
+    rows = {r["id"]: r for r in samples(path, "ifeval")}
+    assert sorted(rows) == ["1", "2", "3", "4"]
+    assert rows["4"]["error"] == "HTTP 500: failing" and rows["4"]["passed"] is False
+    assert rows["4"]["score"] == 0.0
+    assert all(rows[k]["error"] == "" for k in "123")
+    assert json.loads((path / "scores.json").read_text())["ifeval"]["failed"] == 1
+
+
+def test_ctrl_c_leaves_a_run_that_resume_finishes(halo, server, tmp_path):
+    env = dict(os.environ, COLUMNS="200")
+    root = Path(os.environ["HALO_HOME"], "runs", "eval")
+    earlier = set(root.glob("*"))
+    proc = subprocess.Popen([sys.executable, "-m", "halo_core", "eval", "--suite", "ifeval",
+                             "--endpoint", server, "--concurrency", "1", "--limit", "5",
+                             "--max-tokens", "16"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    journal = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and journal is None:
+        runs = [p for p in root.glob("ifeval-*") if p not in earlier]
+        candidate = runs[0] / "completions.jsonl" if runs else None
+        if candidate and candidate.is_file() and candidate.read_text().count("\n") >= 1:
+            journal = candidate
+        time.sleep(0.1)
+    assert journal is not None, "no reply was journalled in 120 s"
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "continue it with `halo eval --resume RUN`" in err
+    path = journal.parent
+    state = json.loads((path / "run.json").read_text())
+    assert state["status"] == "interrupted"
+    before = [json.loads(l)["id"] for l in journal.read_text().splitlines()]
+    assert 1 <= len(before) < 5
+
+    result = halo("eval", "--resume", path.name, "--json")
+    assert result.returncode == 0, result.stderr
+    ids = [json.loads(l)["id"] for l in journal.read_text().splitlines()]
+    assert ids[:len(before)] == before and sorted(ids) == sorted(set(ids))  # nothing sent twice
+    assert sorted(ids, key=int) == [str(i) for i in range(1, 6)]
+    assert sorted((r["id"] for r in samples(path, "ifeval")), key=int) == [str(i) for i in range(1, 6)]
+    state = json.loads((path / "run.json").read_text())
+    assert state["status"] == "complete" and len(state["resumed_at"]) == 1
+
+
+class NeedsFramework(EvalSuite):
+    name = "needs-framework"
+    presets = ("mine",)
+
+    def availability(self):
+        return Availability(False, "frameworkx is not installed", "pip install 'halo-llm[eval]'")
+
+    def run(self, endpoint, *, limit=None, workdir=None, context=None):
+        raise AssertionError("an unavailable suite must not run")
+
+
+class _Plugins:
+    @hookimpl
+    def register_eval_suites(self, register):
+        register(JoinsQuick())
+        register(NeedsFramework())
+
+
+def test_a_suite_without_its_framework_is_skipped_with_the_install_hint(server):
+    from halo_core.errors import Unavailable
+    from halo_core.evals import EvalSpec, run_eval
+
+    host = PluginHost()
+    host.register(_Plugins(), "third")
+    run = run_eval(EvalSpec(suites=resolve_suites("mine", host), selection="mine"),
+                   endpoint=server, host=host)
+    assert run.status == "complete"
+    assert run.scores["needs-framework"] == {
+        "status": "skipped", "error": "frameworkx is not installed; pip install 'halo-llm[eval]'",
+        "scores": {}}
+    assert run.scores["third-party"]["scores"] == {"accuracy": 1.0}
+    with pytest.raises(Unavailable) as info:
+        run_eval(EvalSpec(suites=["needs-framework"]), endpoint=server, host=host)
+    assert str(info.value) == ("suite 'needs-framework' is unavailable: frameworkx is not "
+                               "installed; pip install 'halo-llm[eval]'")
+
+
+def test_eval_without_a_suite_is_a_usage_error(halo):
+    result = halo("eval")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: give --suite (quick, code, tooluse, full or a suite name) or --resume RUN")
+
+
+def test_bfcl_on_the_data_shipped_in_bfcl_eval(halo, server):
+    from halo_inspect import bfcl_data_dir
+
+    if bfcl_data_dir() is None:
+        pytest.skip("bfcl-eval is not installed (pip install --no-deps bfcl-eval)")
+    result = halo("eval", "--suite", "tooluse", "--limit", "1", "--endpoint", server, *FAST, "--json")
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(result.stdout)["scores"]["bfcl"]
+    assert entry["status"] == "complete" and entry["samples"] == 1
+    assert 0.0 <= entry["scores"]["accuracy"] <= 1.0
+    path = run_dir(result.stdout)
+    assert [r["id"] for r in samples(path, "bfcl")] == ["simple_python_0"]
+    assert len(list((path / "bfcl" / "logs").glob("*.eval"))) == 1
