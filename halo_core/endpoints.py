@@ -103,5 +103,5 @@ def require(endpoint: str | None = None, model: str | None = None) -> tuple[Endp
     if found is None:
         tried = "; ".join(f"{p.url} ({p.detail})" for p in probes)
         raise NoServer(f"no OpenAI-compatible server found (tried {tried}); start one with "
-                       f"`halo serve --model MODEL` or `ollama serve`, or pass --endpoint URL")
+                       f"`halo serve MODEL` or `ollama serve`, or pass --endpoint URL")
     return found, probes

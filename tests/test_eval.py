@@ -131,7 +131,7 @@ def test_no_server_is_a_clear_error(halo):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"Error: no OpenAI-compatible server found (tried {closed}/health (ConnectError")
     assert f"{closed}/api/tags (ConnectError" in line
-    assert line.endswith("start one with `halo serve --model MODEL` or `ollama serve`, "
+    assert line.endswith("start one with `halo serve MODEL` or `ollama serve`, "
                          "or pass --endpoint URL")
 
 
