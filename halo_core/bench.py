@@ -11,7 +11,7 @@ from typing import Callable
 
 import attrs
 
-from .errors import HaloError, ToolFailed, Unavailable
+from .errors import HaloError, Unavailable
 from .hw import configured_bandwidth, roofline_pct
 from .interfaces import Backend
 from .llamacpp import BenchParams, bench_argv, bench_test_name, parse_bench_line, probe_flags

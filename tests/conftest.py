@@ -15,6 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 
+# the sysroot fixtures (tests/sysroot.py), available to every test module
+from sysroot import fedora_root, intel_root, rpm_on_path, ubuntu_root  # noqa: E402,F401
+
 for var in ("HALO_LLAMA_CPP_DIR", "HALO_LOAD_PLUGINS", "HALO_DISABLE_PLUGINS", "HF_TOKEN",
             "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN"):
     os.environ.pop(var, None)

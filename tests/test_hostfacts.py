@@ -14,7 +14,7 @@ from halo_core.hostfacts import (
     selected,
 )
 
-from sysroot import FEDORA_MEM_KB, UBUNTU_MEM_KB, fedora_root, intel_root, rpm_on_path, ubuntu_root  # noqa: F401
+from sysroot import FEDORA_MEM_KB, UBUNTU_MEM_KB
 
 RYZENADJ_INFO = """\
 CPU Family: Strix Halo

@@ -12,7 +12,7 @@ import pytest
 from halo_core.journal import Journal
 
 import sysroot
-from sysroot import fedora_root, intel_root, rpm_on_path, snapshot, ubuntu_root  # noqa: F401
+from sysroot import snapshot
 
 
 def test_verify_json_and_exit_code(halo, ubuntu_root):

@@ -17,7 +17,7 @@ from halo_core.plugins import PluginHost
 from halo_core.records import MeasureSpec
 
 import sysroot
-from sysroot import fedora_root, rpm_on_path, snapshot  # noqa: F401
+from sysroot import snapshot
 
 SMALL = MeasureSpec(pp=32, tg=8, reps=2, threads=1)
 

@@ -14,7 +14,7 @@ from halo_core.journal import Journal
 from halo_core.plugins import PluginHost
 
 import sysroot
-from sysroot import fedora_root, intel_root, rpm_on_path, snapshot, ubuntu_root  # noqa: F401
+from sysroot import snapshot
 
 
 def statuses(root, only=None) -> dict[str, str]:
