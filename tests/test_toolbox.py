@@ -4,13 +4,11 @@ real `toolbox list` parsing, real llama-bench and llama-server from the native b
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 import halo_toolbox
-from halo_core import PluginHost
 
 # what real toolbox (tabwriter, two spaces) prints, images first
 TOOLBOX_LIST = """\
