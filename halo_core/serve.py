@@ -24,13 +24,13 @@ import attrs
 import httpx
 
 from .errors import HaloError, ToolFailed
+from .fit import KV_TYPES
 from .llamacpp import ServerParams, probe_flags, server_argv
 from .models import fetch_model
 from .plugins import PluginHost, get_host
 from .runner import _die_with_parent, describe_exit, tail_of
 from .store import halo_home, write_json
 
-KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 
 
 class UnsafeBind(HaloError):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,19 @@ def run_halo(*args: str, env: dict | None = None, timeout: float = 600) -> subpr
 @pytest.fixture
 def halo():
     return run_halo
+
+
+def wait_until(probe, timeout: float, what: str, interval: float = 0.05):
+    """Call `probe` until it returns something truthy and return that; fail the test when
+    `timeout` seconds pass first. The one polling loop the tests use."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what} within {timeout:g}s")
+        time.sleep(interval)
 
 
 def write_tool(path: Path, body: str) -> Path:

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import halo_core
 from halo_core import BenchSpec
 from halo_core.store import to_json
 
-from conftest import write_tool
+from conftest import wait_until, write_tool
 
 SMALL = ["--pp", "64", "--tg", "16", "--reps", "2"]
 
@@ -177,15 +176,11 @@ def test_ctrl_c_leaves_an_interrupted_run_and_no_orphan(smoke_model, tmp_path):
                              str(smoke_model.path), "--pp", "64", "--tg", "256", "--reps", "3",
                              "--tag", "sigint"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    results = None
-    while time.monotonic() < deadline:
+    def first_record():
         found = list(home.glob("runs/bench/sigint-*/results.json"))
-        if found and json.loads(found[0].read_text()):
-            results = found[0]
-            break
-        time.sleep(0.2)
-    assert results is not None, "the first record never arrived"
+        return found[0] if found and json.loads(found[0].read_text()) else None
+
+    results = wait_until(first_record, 120, "the first record did not arrive")
     state = json.loads((results.parent / "run.json").read_text())
     assert state["status"] == "running"
     proc.send_signal(signal.SIGINT)

@@ -18,6 +18,7 @@ from halo_core.compare import welch_p
 from halo_core.metrics import MetricsSampler, sensors
 from halo_core.runs import read_jsonl
 
+from conftest import wait_until
 from sysroot import FEDORA_KERNEL, FEDORA_MEM_KB, strix_halo
 
 
@@ -80,15 +81,11 @@ def test_resume_after_sigkill(smoke_model, tmp_path, how):
             "--pp", "32", "--tg", "16", "--reps", "2", "--kv-types", "f16,q8_0,q4_0",
             "--tag", "resumable"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    run_dir = None
-    while time.monotonic() < deadline:
+    def into_second_process():
         found = list(home.glob("runs/bench/resumable-*"))
-        if found and len(_cells(found[0])) >= 3:  # into the second llama-bench process
-            run_dir = found[0]
-            break
-        time.sleep(0.05)
-    assert run_dir is not None, "no progress before the deadline"
+        return found[0] if found and len(_cells(found[0])) >= 3 else None
+
+    run_dir = wait_until(into_second_process, 300, "no 3 cells finished")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {row["result"]["cell"]: row["result"]["avg_ts"]
@@ -96,10 +93,9 @@ def test_resume_after_sigkill(smoke_model, tmp_path, how):
     assert 3 <= len(before) < 6
     json.loads((run_dir / "results.json").read_text())  # never a torn file
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
-    gone = time.monotonic() + 10  # the kernel delivers the parent-death signal right away
-    while subprocess.run(["pgrep", "-f", str(smoke_model.path)], capture_output=True).returncode == 0:
-        assert time.monotonic() < gone, "llama-bench outlived a SIGKILLed halo"
-        time.sleep(0.05)
+    # the kernel delivers the parent-death signal right away
+    wait_until(lambda: subprocess.run(["pgrep", "-f", str(smoke_model.path)], capture_output=True).returncode == 1, 10,
+               "llama-bench outlived a SIGKILLed halo")
 
     again = args if how == "tag" else args[:-2] + ["--resume", str(run_dir)]
     done = subprocess.run(again, env=env, capture_output=True, text=True, timeout=300)
@@ -190,7 +186,7 @@ def test_sensors_from_a_sysroot(tmp_path):
     feeder.start()
     try:
         with MetricsSampler(tmp_path / "m.csv", root=root, interval=0.1) as sampler:
-            time.sleep(0.8)
+            wait_until(lambda: len(sampler.rows) >= 6, 10, "the sampler did not take 6 samples")
     finally:
         stop.set()
         feeder.join()

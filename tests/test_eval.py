@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,8 @@ from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
 from halo_core.endpoints import detect
 from halo_core.evals import presets, resolve_suites
 from halo_core.plugins import PluginHost
+
+from conftest import wait_until
 
 pytestmark = pytest.mark.slow
 FAST = ("--max-tokens", "48")
@@ -39,18 +40,20 @@ def start_server(llama_bin_dir: Path, model_path: Path, port: int, parallel: int
         [str(llama_bin_dir / "llama-server"), "-m", str(model_path), "--host", "127.0.0.1",
          "--port", str(port), "-np", str(parallel), "-c", str(2048 * parallel)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    def healthy():
         if proc.poll() is not None:
             raise RuntimeError(f"llama-server exited {proc.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError("llama-server did not become healthy in 120 s")
+            return False
+
+    try:
+        wait_until(healthy, 120, "llama-server did not become healthy", interval=0.3)
+    except BaseException:
+        proc.terminate()
+        raise
+    return proc
 
 
 def stop(proc) -> None:
@@ -276,15 +279,12 @@ def test_ctrl_c_leaves_a_run_that_resume_finishes(halo, server, tmp_path):
                              "--endpoint", server, "--concurrency", "1", "--limit", "5",
                              "--max-tokens", "16"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    journal = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and journal is None:
+    def journalled():
         runs = [p for p in root.glob("ifeval-*") if p not in earlier]
         candidate = runs[0] / "completions.jsonl" if runs else None
-        if candidate and candidate.is_file() and candidate.read_text().count("\n") >= 1:
-            journal = candidate
-        time.sleep(0.1)
-    assert journal is not None, "no reply was journalled in 120 s"
+        return candidate if candidate and candidate.is_file() and candidate.read_text().count("\n") >= 1 else None
+
+    journal = wait_until(journalled, 120, "no reply was journalled", interval=0.1)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -10,14 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from sysroot import strix_halo, write
-from conftest import write_tool
+from conftest import wait_until, write_tool
 from halo_core import serve as serve_mod
 from halo_core.serve import ServerInfo, check_bind, load_presets, start_ticks
 
@@ -247,11 +246,9 @@ def test_flush_stops_a_running_bench(halo, home, toolbox, smoke_model, tmp_path)
                              "--tg", "4", "--reps", "100000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any(
-                "--help" not in line for line in (toolbox.read_text().splitlines()
-                                                  if toolbox.exists() else [])):
-            time.sleep(0.2)
+        wait_until(lambda: toolbox.exists() and any(
+            "--help" not in line for line in toolbox.read_text().splitlines()),
+            120, "the bench never ran through the toolbox", interval=0.2)
         [info] = serve_mod.read_pid_files()
         assert (info.kind, info.pid, info.container) == ("bench", proc.pid, "llama-rocm-7.2.1")
         done = halo("flush", "--root", str(root), "--keep-containers")

@@ -12,13 +12,13 @@ from rich.table import Table
 from ..bench import run_bench
 from ..compare import compare_runs
 from ..errors import HaloError
+from ..fit import KV_TYPES
 from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
 from ..runs import list_runs, load_run, resolve_run
 from ..setup import bench_setup
 from .common import emit_json, err_console, sigterm_as_interrupt, split_list
 
-KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 
 
 @click.group()

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from ..errors import ToolFailed
 from ..runner import describe_exit, tail_of
-from ..serve import KV_TYPES, ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
+from ..fit import KV_TYPES
+from ..serve import ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
 from ..serve import serve as start_server
 from .common import emit_json, err_console, sigterm_as_interrupt
 
@@ -40,7 +41,7 @@ def serve():
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("-c", "--ctx", type=click.IntRange(min=256), default=None, help="Context size [default: 131072].")
 @click.option("-np", "--parallel", type=click.IntRange(min=1), default=None, help="Parallel request slots [default: 1].")
-@click.option("--cache-type", type=click.Choice(KV_TYPES), default="q4_0", show_default=True,
+@click.option("--cache-type", type=click.Choice(tuple(KV_TYPES)), default="q4_0", show_default=True,
               help="K/V cache type.")
 @click.option("--ngram", is_flag=True, default=None, help="n-gram speculation (ngram-simple, draft 64/4).")
 @click.option("--no-think", is_flag=True, default=None, help="Reasoning budget 0.")
