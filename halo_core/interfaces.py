@@ -242,6 +242,9 @@ class EvalSuite(ABC):
     presets: ClassVar[tuple[str, ...]] = ()
     """Presets this suite joins (`halo eval --suite quick`), beside configs/eval-presets.toml."""
 
+    frameworks: ClassVar[tuple[str, ...]] = ()
+    """Distributions the suite runs on (e.g. "evalplus"); their versions go in the run's metadata."""
+
     @abstractmethod
     def run(self, endpoint: Endpoint, *, limit: int | None = None, workdir: Path | None = None,
             context: "EvalContext | None" = None) -> EvalResult:

