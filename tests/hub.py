@@ -1,7 +1,8 @@
 """A local stand-in for the Hugging Face Hub's resolve endpoint, on 127.0.0.1, and a tiny GGUF
 writer: the only fakes the hf tests use (the real Hub cannot be reached from tests).
 
-It answers HEAD and GET on /{owner}/{repo}/resolve/{revision}/{file} the way the Hub does:
+It answers HEAD and GET on /{owner}/{repo}/resolve/{revision}/{file} (and on
+/datasets/{owner}/{repo}/... for dataset repos) the way the Hub does:
 X-Repo-Commit, ETag (the sha256 for LFS files, the git blob sha1 otherwise), X-Linked-Etag and
 X-Linked-Size for LFS files, Content-Length, Accept-Ranges and 206 answers to Range requests,
 X-Error-Code on 404/401. With `redirect=True` an LFS file is served like the Hub does it: the
@@ -96,7 +97,7 @@ class FakeHub:
         if cdn:
             entry = self.files.get((cdn[1], cdn[2]))
             return self._body(req, entry, head) if entry else self._error(req, 404, "EntryNotFound")
-        match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+        match = re.fullmatch(r"/(?:datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if not match:
             return self._error(req, 404, None)
         repo, file = match[1], match[3]

