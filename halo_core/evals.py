@@ -218,7 +218,7 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
     concurrency = spec.concurrency or slot_count(props) or 1
 
     if resume is None:
-        tag = f"{spec.selection or '+'.join(spec.suites)}-{found.model.rsplit('/', 1)[-1]}"
+        tag = f"{safe_suite(spec.selection or '+'.join(spec.suites))}-{found.model.rsplit('/', 1)[-1]}"
         path = new_run_dir("eval", tag.removesuffix(".gguf"))
         state = {"spec": json.loads(to_json(spec)), "status": "running", "error": "",
                  "endpoint": json.loads(to_json(found)), "started_at": _now(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,13 @@ def run_halo(*args: str, env: dict | None = None, timeout: float = 600) -> subpr
 @pytest.fixture
 def halo():
     return run_halo
+
+
+def ctrl_c_works() -> None:
+    """preexec_fn for a child the test will Ctrl-C: SIGINT back to its default. A shell without
+    job control starts background jobs (`pytest &`) with SIGINT ignored, and children inherit
+    that, so the child would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until(probe, timeout: float, what: str, interval: float = 0.05):

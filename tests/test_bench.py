@@ -16,7 +16,7 @@ import halo_core
 from halo_core import BenchSpec
 from halo_core.store import to_json
 
-from conftest import wait_until, write_tool
+from conftest import ctrl_c_works, wait_until, write_tool
 
 SMALL = ["--pp", "64", "--tg", "16", "--reps", "2"]
 
@@ -175,7 +175,7 @@ def test_ctrl_c_leaves_an_interrupted_run_and_no_orphan(smoke_model, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "halo_core", "bench", "run", "-m",
                              str(smoke_model.path), "--pp", "64", "--tg", "256", "--reps", "3",
                              "--tag", "sigint"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_works)
     def first_record():
         found = list(home.glob("runs/bench/sigint-*/results.json"))
         return found[0] if found and json.loads(found[0].read_text()) else None

@@ -23,7 +23,7 @@ from halo_core.endpoints import detect
 from halo_core.evals import presets, resolve_suites
 from halo_core.plugins import PluginHost
 
-from conftest import wait_until
+from conftest import ctrl_c_works, wait_until
 
 pytestmark = pytest.mark.slow
 FAST = ("--max-tokens", "48")
@@ -75,12 +75,15 @@ def server(llama_bin_dir, smoke_model):
 class FlakyProxy:
     """Forwards to `target`, but answers chat requests with HTTP `status` while `fail(body)`
     says so (a flaky server or a sample the server always rejects); GET paths in `canned`
-    get their canned (status, body) instead (e.g. to look like ollama)."""
+    get their canned (status, body) instead (e.g. to look like ollama); chat requests wait
+    `delay(body)` seconds first when `delay` is given (a server too slow to answer)."""
 
-    def __init__(self, target: str, fail, status: int = 503, canned: dict | None = None):
+    def __init__(self, target: str, fail, status: int = 503, canned: dict | None = None,
+                 delay=None):
         self.requests = 0
         proxy = self
         canned = canned or {}
+        stalls = threading.Event()  # never set: a stalled request waits `delay(body)` seconds
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -90,6 +93,8 @@ class FlakyProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path.endswith("/chat/completions"):
                     proxy.requests += 1
+                    if delay is not None:
+                        stalls.wait(delay(body))
                     if fail(proxy.requests, body):
                         self.send_response(status)
                         self.send_header("Content-Length", "7")
@@ -363,6 +368,24 @@ def test_a_sample_that_keeps_failing_is_recorded_as_failed(halo, server):
     assert json.loads((path / "scores.json").read_text())["ifeval"]["failed"] == 1
 
 
+def test_a_request_past_the_timeout_is_retried_then_recorded_as_failed(halo, server):
+    proxy = FlakyProxy(server, lambda n, body: False,
+                       delay=lambda body: 20 if b"haiku about autumn" in body else 0)
+    try:
+        result = halo("eval", "--suite", "ifeval", "--endpoint", proxy.url, *FAST, "--json",
+                      "--limit", "4", "--timeout", "1", "--retries", "1")
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stderr
+    path = run_dir(result.stdout)
+    replies = {r["id"]: r for r in map(json.loads, (path / "completions.jsonl").read_text().splitlines())}
+    assert replies["4"]["error"].startswith("ReadTimeout") and replies["4"]["attempts"] == 2
+    assert 1.0 <= replies["4"]["seconds"] < 20  # gave up on its own clock, not the server's
+    rows = {r["id"]: r for r in samples(path, "ifeval")}
+    assert rows["4"]["error"].startswith("ReadTimeout") and rows["4"]["passed"] is False
+    assert all(rows[k]["error"] == "" for k in "123")
+
+
 def test_ctrl_c_leaves_a_run_that_resume_finishes(halo, server, tmp_path):
     env = dict(os.environ, COLUMNS="200")
     root = Path(os.environ["HALO_HOME"], "runs", "eval")
@@ -370,7 +393,8 @@ def test_ctrl_c_leaves_a_run_that_resume_finishes(halo, server, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "halo_core", "eval", "--suite", "ifeval",
                              "--endpoint", server, "--concurrency", "1", "--limit", "5",
                              "--max-tokens", "16"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=ctrl_c_works)
     def journalled():
         runs = [p for p in root.glob("ifeval-*") if p not in earlier]
         candidate = runs[0] / "completions.jsonl" if runs else None

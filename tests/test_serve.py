@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from sysroot import strix_halo, write
-from conftest import wait_until, write_tool
+from conftest import ctrl_c_works, wait_until, write_tool
 from halo_core import serve as serve_mod
 from halo_core.serve import ServerInfo, check_bind, load_presets, start_ticks
 
@@ -77,7 +77,8 @@ def serve_foreground(model: Path, port: int) -> tuple[subprocess.Popen, list[str
     """`halo serve MODEL` attached, read up to its "Ctrl-C stops the server" line."""
     proc = subprocess.Popen([sys.executable, "-m", "halo_core", "serve", str(model),
                              "--port", str(port), "-c", "2048"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_works)
     seen = []
     for line in proc.stdout:
         seen.append(line)

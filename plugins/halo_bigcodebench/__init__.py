@@ -51,7 +51,12 @@ def hub_tasks(subset: str) -> list[dict]:
     """BigCodeBench from the HF Hub, through bigcodebench's own loader (and its cache)."""
     from bigcodebench.data import get_bigcodebench
 
-    return list(get_bigcodebench(subset=subset).values())
+    try:
+        return list(get_bigcodebench(subset=subset).values())
+    except Exception as exc:  # datasets / hub errors of every kind
+        raise HaloError(f"could not load BigCodeBench ({subset}) from the Hugging Face Hub: "
+                        f"{type(exc).__name__}: {exc}; pass --dataset bigcodebench=FILE.jsonl "
+                        f"for a local copy") from exc
 
 
 class BigCodeBench(EvalSuite):

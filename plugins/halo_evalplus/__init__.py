@@ -141,7 +141,11 @@ class HumanEvalPlus(_EvalPlusSuite):
         if choice == "plus":
             from evalplus.data import get_human_eval_plus
 
-            return list(get_human_eval_plus().values())
+            try:
+                return list(get_human_eval_plus().values())
+            except Exception as exc:  # wget / network errors of every kind
+                raise HaloError(f"could not download HumanEval+ (evalplus): {type(exc).__name__}: "
+                                f"{exc}; pass --dataset humaneval+=FILE.jsonl for a local copy") from exc
         return [t for t in map(from_human_eval, read_records(choice, "humaneval+ dataset"))
                 if t is not None]
 
@@ -157,7 +161,12 @@ class MbppPlus(_EvalPlusSuite):
             # (which JSON cannot carry to the scoring child; it converts them again there)
             from evalplus.data.mbpp import _ready_mbpp_plus_path
 
-            return read_records(_ready_mbpp_plus_path(), "MBPP+")
+            try:
+                path = _ready_mbpp_plus_path()
+            except Exception as exc:  # wget / network errors of every kind
+                raise HaloError(f"could not download MBPP+ (evalplus): {type(exc).__name__}: {exc}; "
+                                f"pass --dataset mbpp+=FILE.jsonl for a local copy") from exc
+            return read_records(path, "MBPP+")
         return read_records(choice, "mbpp+ dataset")
 
 
