@@ -86,6 +86,22 @@ def resolve_suites(selection: str, host: PluginHost | None = None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def describe_suites(host: PluginHost | None = None) -> list[dict]:
+    """Every registered suite: availability, presets it is in, data, framework versions."""
+    host = host or get_host()
+    table = presets(host)
+    rows = []
+    for name, suite in sorted(host.all("eval_suites").items()):
+        availability = suite.availability()
+        rows.append({"name": name, "description": suite.description,
+                     "available": availability.available,
+                     "reason": "" if availability.available else str(availability),
+                     "presets": sorted(p for p, members in table.items() if name in members),
+                     "data": getattr(suite, "data", ""),
+                     "frameworks": framework_versions([suite])})
+    return rows
+
+
 # -- records ---------------------------------------------------------------------------------
 
 @attrs.frozen
@@ -311,5 +327,5 @@ def compare(paths: list[Path]) -> list[dict]:
             for s in suites]
 
 
-__all__ = ["EvalRun", "EvalSpec", "Probe", "compare", "list_runs", "load_run", "load_samples",
+__all__ = ["EvalRun", "EvalSpec", "Probe", "compare", "describe_suites", "list_runs", "load_run", "load_samples",
            "presets", "resolve_run", "resolve_suites", "run_eval"]

@@ -245,6 +245,9 @@ class EvalSuite(ABC):
     frameworks: ClassVar[tuple[str, ...]] = ()
     """Distributions the suite runs on (e.g. "evalplus"); their versions go in the run's metadata."""
 
+    data: ClassVar[str] = ""
+    """Where the default data comes from, and whether that needs the network (`halo eval suites`)."""
+
     @abstractmethod
     def run(self, endpoint: Endpoint, *, limit: int | None = None, workdir: Path | None = None,
             context: "EvalContext | None" = None) -> EvalResult:

@@ -458,6 +458,26 @@ def test_a_suite_without_its_framework_is_skipped_with_the_install_hint(server):
                                "installed; pip install 'halo-llm[eval]'")
 
 
+def test_eval_suites_lists_availability_presets_and_data(halo):
+    from halo_core.evals import describe_suites
+
+    rows = {r["name"]: r for r in json.loads(halo("eval", "suites", "--json").stdout)}
+    assert set(rows) == {"humaneval+", "mbpp+", "ifeval", "bfcl", "bigcodebench"}
+    assert all(r["available"] for r in rows.values()), rows  # make installs every framework
+    assert rows["humaneval+"]["presets"] == ["code", "full", "quick"]
+    assert rows["bigcodebench"]["presets"] == ["code", "full"]
+    assert "(network)" in rows["bigcodebench"]["data"] and "(offline)" in rows["bfcl"]["data"]
+    assert rows["mbpp+"]["frameworks"] == {"evalplus": "0.3.1"}
+
+    host = PluginHost()
+    host.register(_Plugins(), "third")
+    third = {r["name"]: r for r in describe_suites(host)}
+    assert third["needs-framework"]["available"] is False
+    assert third["needs-framework"]["reason"] == ("frameworkx is not installed; "
+                                                  "pip install 'halo-llm[eval]'")
+    assert third["third-party"]["presets"] == ["full", "mine", "quick"]
+
+
 def test_eval_without_a_suite_is_a_usage_error(halo):
     result = halo("eval")
     assert result.returncode == 2

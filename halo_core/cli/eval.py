@@ -68,6 +68,7 @@ def eval(ctx, suite, endpoint, model, limit, concurrency, timeout, retries, max_
     halo eval --suite quick              humaneval+ and ifeval against a detected server
     halo eval --suite code --limit 20    the code suites on 20 samples each
     halo eval list | show RUN | compare RUN RUN
+    halo eval suites                     what is installed, presets, where data comes from
     """
     if ctx.invoked_subcommand is not None:
         if suite or resume:
@@ -99,6 +100,22 @@ def eval(ctx, suite, endpoint, model, limit, concurrency, timeout, retries, max_
     click.echo(f"run: {run.path}")
     if run.status != "complete":
         raise HaloError(f"run {run.status}: {run.error}")
+
+
+@eval.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def suites(as_json):
+    """The registered suites: available here or not (and how to install), presets, data."""
+    rows = evals.describe_suites()
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("suite", "available", "presets", "default data", "frameworks")
+    for row in rows:
+        table.add_row(row["name"], "yes" if row["available"] else f"no: {row['reason']}",
+                      ", ".join(row["presets"]), row["data"],
+                      ", ".join(f"{d} {v}" for d, v in row["frameworks"].items()))
+    Console().print(table)
 
 
 @eval.command("list")

@@ -61,6 +61,8 @@ def hub_tasks(subset: str) -> list[dict]:
 
 class BigCodeBench(EvalSuite):
     name = "bigcodebench"
+    data = ("BigCodeBench-Hard from the HF Hub (network), full: all 1,140 tasks; or a local "
+            "FILE. Real tasks import ~70 libraries")
     frameworks = ("bigcodebench", "datasets")
     description = "BigCodeBench-Instruct: library-heavy Python tasks, pass@1, scored by bigcodebench"
 

@@ -67,7 +67,6 @@ def human_eval_tasks() -> list[dict]:
 class _EvalPlusSuite(EvalSuite):
     dataset = ""  # evalplus's name: humaneval | mbpp
     frameworks = ("evalplus",)
-    entry = ""
 
     def availability(self) -> Availability:
         return needs(("evalplus", "evalplus"))
@@ -126,6 +125,8 @@ class HumanEvalPlus(_EvalPlusSuite):
     name = "humaneval+"
     description = "HumanEval(+) Python function synthesis, pass@1, scored by evalplus"
     dataset = "humaneval"
+    data = ("HumanEval from the human-eval package, base tests only (offline); "
+            "plus: HumanEval+ from evalplus's GitHub release (network)")
     frameworks = ("evalplus", "human-eval")
 
     def availability(self) -> Availability:
@@ -154,6 +155,7 @@ class MbppPlus(_EvalPlusSuite):
     name = "mbpp+"
     description = "MBPP+ basic Python programming, pass@1, scored by evalplus"
     dataset = "mbpp"
+    data = "MBPP+ from evalplus's GitHub release (network); or a local FILE"
 
     def tasks(self, choice):
         if choice in (None, "", "plus"):

