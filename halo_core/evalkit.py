@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, NoReturn
 
 from .errors import HaloError
 from .records import Availability
@@ -76,3 +77,19 @@ def score_in_child(module: str, args: list[str], *, env: dict[str, str], log: Pa
     if proc.returncode != 0:
         tail = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
         raise HaloError(f"{what} failed (exit {proc.returncode}): {tail} (log: {log})")
+
+
+def child_main(main: Callable[[], None]) -> NoReturn:
+    """The body of a scoring child (`score_in_child`): run `main`, print what went wrong on
+    stderr, and leave with os._exit, so the frameworks' watchdog threads and process pools
+    cannot hold the exit (evalplus's keeps an unfinished child alive for 20 s)."""
+    try:
+        main()
+    except BaseException as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    else:
+        code = 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -73,3 +73,18 @@ def test_evalplus_child_scores_good_wrong_and_hostile_code(tmp_path):
     assert status["Mbpp/9002"][0] in ("fail", "timeout")  # the endless loop was stopped
     assert status["Mbpp/9003"][0] == "fail"  # os.remove is disabled in evalplus's sandbox
     assert canary.read_text() == "keep"
+
+
+def test_a_failing_scoring_child_is_one_clear_error(tmp_path):
+    from halo_core.errors import HaloError
+
+    problems = tmp_path / "problems.jsonl"
+    write_records(problems, read_records(DATA / "mbppplus-sample.jsonl"))
+    with pytest.raises(HaloError) as info:
+        score_in_child("halo_evalplus.score", ["mbpp", str(tmp_path / "missing.jsonl"), "0"],
+                       env={"MBPP_OVERRIDE_PATH": str(problems)}, log=tmp_path / "evalplus.log",
+                       timeout=300, what="evalplus scoring")
+    message = str(info.value)
+    assert message.startswith("evalplus scoring failed (exit 1): ") and "\n" not in message
+    assert message.endswith(f"(log: {tmp_path / 'evalplus.log'})")
+    assert (tmp_path / "evalplus.log").read_text().strip()

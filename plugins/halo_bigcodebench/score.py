@@ -3,8 +3,7 @@
 Reads WORKDIR/replies.jsonl (task_id, raw_solution), writes WORKDIR/solutions.jsonl (the
 sanitized code) and lets `bigcodebench.evaluate.evaluate(execution="local")` write
 solutions_eval_results.json and solutions_pass_at_k.json beside it. Run with
-BIGCODEBENCH_OVERRIDE_PATH set to the tasks (bigcodebench reads it at import). Exits with
-os._exit so bigcodebench's watchdog thread and process pools cannot hold the exit.
+BIGCODEBENCH_OVERRIDE_PATH set to the tasks (bigcodebench reads it at import).
 """
 
 import json
@@ -39,12 +38,6 @@ def main(workdir: Path, memory_mb: int) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(Path(sys.argv[1]), int(sys.argv[2]))
-    except BaseException as exc:  # report, then leave without waiting on bigcodebench's threads
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(1)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    from halo_core.evalkit import child_main
+
+    child_main(lambda: main(Path(sys.argv[1]), int(sys.argv[2])))
