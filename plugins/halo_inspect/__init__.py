@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 
 from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
@@ -109,8 +110,10 @@ def _score_with_inspect(records: list[dict], completions: dict[str, str], errors
         for r in records]
     task = Task(dataset=MemoryDataset(samples, name="ifeval"), solver=replayed(),
                 scorer=if_verifiable_scorer(), name="ifeval")
-    (log,) = inspect_eval(task, model="none/none", log_dir=str(log_dir), display="none",
-                          log_level="warning")
+    with warnings.catch_warnings():  # if_metric's stderr of a tiny sample: numpy "Mean of empty slice"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        (log,) = inspect_eval(task, model="none/none", log_dir=str(log_dir), display="none",
+                              log_level="warning")
     if log.status != "success":
         raise HaloError(f"inspect eval ended {log.status}: {log.error.message if log.error else ''}")
     return log
