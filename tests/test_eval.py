@@ -93,8 +93,9 @@ class FlakyProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path.endswith("/chat/completions"):
                     proxy.requests += 1
-                    if delay is not None:
+                    if delay is not None and delay(body):
                         stalls.wait(delay(body))
+                        return  # the client has given up by now: hang up without an answer
                     if fail(proxy.requests, body):
                         self.send_response(status)
                         self.send_header("Content-Length", "7")
@@ -103,11 +104,14 @@ class FlakyProxy:
                         return
                 r = httpx.request(method, target + self.path, content=body or None, timeout=300,
                                   headers={"Content-Type": "application/json"})
-                self.send_response(r.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(r.content)))
-                self.end_headers()
-                self.wfile.write(r.content)
+                try:
+                    self.send_response(r.status_code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(r.content)))
+                    self.end_headers()
+                    self.wfile.write(r.content)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
 
             def do_GET(self):
                 if self.path in canned:
@@ -369,18 +373,21 @@ def test_a_sample_that_keeps_failing_is_recorded_as_failed(halo, server):
 
 
 def test_a_request_past_the_timeout_is_retried_then_recorded_as_failed(halo, server):
+    """--timeout 5 against a server that never answers sample 4 (8-token replies to the others
+    take well under a second, so 5 s leaves a wide margin on a loaded machine)."""
     proxy = FlakyProxy(server, lambda n, body: False,
-                       delay=lambda body: 20 if b"haiku about autumn" in body else 0)
+                       delay=lambda body: 60 if b"haiku about autumn" in body else 0)
     try:
-        result = halo("eval", "--suite", "ifeval", "--endpoint", proxy.url, *FAST, "--json",
-                      "--limit", "4", "--timeout", "1", "--retries", "1")
+        result = halo("eval", "--suite", "ifeval", "--endpoint", proxy.url, "--max-tokens", "8",
+                      "--json", "--limit", "4", "--concurrency", "2", "--timeout", "5",
+                      "--retries", "1")
     finally:
         proxy.close()
     assert result.returncode == 0, result.stderr
     path = run_dir(result.stdout)
     replies = {r["id"]: r for r in map(json.loads, (path / "completions.jsonl").read_text().splitlines())}
     assert replies["4"]["error"].startswith("ReadTimeout") and replies["4"]["attempts"] == 2
-    assert 1.0 <= replies["4"]["seconds"] < 20  # gave up on its own clock, not the server's
+    assert 10.0 <= replies["4"]["seconds"] < 60  # two 5 s attempts on its own clock, not the server's
     rows = {r["id"]: r for r in samples(path, "ifeval")}
     assert rows["4"]["error"].startswith("ReadTimeout") and rows["4"]["passed"] is False
     assert all(rows[k]["error"] == "" for k in "123")
