@@ -19,6 +19,7 @@ from typing import Callable, NoReturn
 
 from .errors import HaloError
 from .records import Availability
+from .store import write_atomic
 
 INSTALL = "pip install 'halo-llm[eval]'"
 
@@ -55,7 +56,8 @@ def read_records(path: Path | str, what: str = "dataset") -> list[dict]:
 
 
 def write_records(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    """`rows` as JSON Lines, written atomically."""
+    write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def score_in_child(module: str, args: list[str], *, env: dict[str, str], log: Path,
