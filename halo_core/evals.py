@@ -97,7 +97,7 @@ def describe_suites(host: PluginHost | None = None) -> list[dict]:
                      "available": availability.available,
                      "reason": "" if availability.available else str(availability),
                      "presets": sorted(p for p, members in table.items() if name in members),
-                     "data": getattr(suite, "data", ""),
+                     "data": suite.data,
                      "frameworks": framework_versions([suite])})
     return rows
 
@@ -177,7 +177,7 @@ def safe_suite(name: str) -> str:
 
 def framework_versions(suites: list[EvalSuite]) -> dict[str, str]:
     """Installed versions of the distributions the suites name in their `frameworks`."""
-    dists = dict.fromkeys(d for suite in suites for d in getattr(suite, "frameworks", ()) or ())
+    dists = dict.fromkeys(d for suite in suites for d in suite.frameworks)
     return {d: v for d in dists if (v := dist_version(d))}
 
 

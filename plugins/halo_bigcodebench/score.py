@@ -6,30 +6,24 @@ solutions_eval_results.json and solutions_pass_at_k.json beside it. Run with
 BIGCODEBENCH_OVERRIDE_PATH set to the tasks (bigcodebench reads it at import).
 """
 
-import json
 import os
 import sys
 from pathlib import Path
+
+from halo_core.evalkit import child_main, read_records, write_records
 
 
 def main(workdir: Path, memory_mb: int) -> None:
     from bigcodebench.evaluate import evaluate
     from bigcodebench.sanitize import sanitize
 
-    problems = {}
-    with open(os.environ["BIGCODEBENCH_OVERRIDE_PATH"], encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                task = json.loads(line)
-                problems[task["task_id"]] = task
+    entry_points = {t["task_id"]: t["entry_point"]
+                    for t in read_records(os.environ["BIGCODEBENCH_OVERRIDE_PATH"], "tasks")}
     samples = workdir / "solutions.jsonl"
-    with open(workdir / "replies.jsonl", encoding="utf-8") as src, open(samples, "w") as dst:
-        for line in src:
-            reply = json.loads(line)
-            entry_point = problems[reply["task_id"]]["entry_point"]
-            code = sanitize(reply["raw_solution"], entry_point) if reply["raw_solution"] else ""
-            dst.write(json.dumps({"task_id": reply["task_id"], "solution": code,
-                                  "raw_solution": reply["raw_solution"]}) + "\n")
+    write_records(samples, [
+        {"task_id": r["task_id"], "raw_solution": r["raw_solution"],
+         "solution": sanitize(r["raw_solution"], entry_points[r["task_id"]]) if r["raw_solution"] else ""}
+        for r in read_records(workdir / "replies.jsonl", "replies")])
     for stale in ("solutions_eval_results.json", "solutions_pass_at_k.json"):
         (workdir / stale).unlink(missing_ok=True)  # evaluate() would stop to ask about them
     evaluate("instruct", "full", samples=str(samples), execution="local", pass_k="1",
@@ -38,6 +32,4 @@ def main(workdir: Path, memory_mb: int) -> None:
 
 
 if __name__ == "__main__":
-    from halo_core.evalkit import child_main
-
     child_main(lambda: main(Path(sys.argv[1]), int(sys.argv[2])))
