@@ -47,6 +47,7 @@ from .plugins import PluginHost, get_host, set_host
 from .models import fetch_model, list_models, local_model, remove_model
 from .fit import fit_model
 from .bench import run_bench
+from .servebench import ServeBenchSpec, run_serve_bench
 
 __all__ = [
     "__version__", "hookimpl",
@@ -58,5 +59,5 @@ __all__ = [
     "Verdict",
     "HaloError", "ModelError", "PluginError", "ToolFailed", "TuneError", "Unavailable", "UnknownName",
     "PluginHost", "get_host", "set_host", "fetch_model", "fit_model", "list_models",
-    "local_model", "remove_model", "run_bench",
+    "local_model", "remove_model", "run_bench", "ServeBenchSpec", "run_serve_bench",
 ]

@@ -125,28 +125,34 @@ figure svg{max-width:100%;height:auto}table{border-collapse:collapse;font-size:.
 td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f3f3f3}"""
 
 
+def write_page(out_dir: Path, title: str, summary: str, provenance_html: str, charts,
+               body_html: str) -> Path:
+    """Write index.html (self-contained: `charts`, (id, title, figure) each, inline as SVG)
+    and one PNG per chart into out_dir; return the page."""
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for chart_id, chart_title, fig in charts:
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
+        write_atomic(out_dir / f"{chart_id}.png", png.getvalue())
+        figures.append(f"<figure class='chart' id='{chart_id}'><figcaption>{html.escape(chart_title)}</figcaption>"
+                       f"{_svg(fig)}</figure>")
+        plt.close(fig)
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<p>halo {__version__}, written {stamp}, {html.escape(summary)}</p>" + provenance_html
+            + "<h2>Charts</h2>" + "".join(figures) + body_html + "</body></html>")
+    write_atomic(out_dir / "index.html", page)
+    return out_dir / "index.html"
+
+
 def write_report(runs: list[BenchRun], out_dir: Path) -> Path:
     """Write index.html (self-contained) and one PNG per chart into out_dir; return the page."""
     results = [r for run in runs for r in run.results]
     if not results:
         raise HaloError("nothing to report: the runs hold no results")
-    plt = _pyplot()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = []
-    for chart_id, title, fig in _charts(results):
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=110)
-        write_atomic(out_dir / f"{chart_id}.png", png.getvalue())
-        figures.append(f"<figure class='chart' id='{chart_id}'><figcaption>{html.escape(title)}</figcaption>"
-                       f"{_svg(fig)}</figure>")
-        plt.close(fig)
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>halo bench report</title>"
-            f"<style>{STYLE}</style></head><body><h1>halo bench report</h1>"
-            f"<p>halo {__version__}, written {stamp}, {len(runs)} run(s), {len(results)} result(s).</p>"
-            + "".join(_provenance(run) for run in runs)
-            + "<h2>Charts</h2>" + "".join(figures)
-            + "<h2>All results</h2>" + _table([(run.path.name, r) for run in runs for r in run.results])
-            + "</body></html>")
-    write_atomic(out_dir / "index.html", page)
-    return out_dir / "index.html"
+    return write_page(out_dir, "halo bench report", f"{len(runs)} run(s), {len(results)} result(s).",
+                      "".join(_provenance(run) for run in runs), _charts(results),
+                      "<h2>All results</h2>" + _table([(run.path.name, r) for run in runs for r in run.results]))

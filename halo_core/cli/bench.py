@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import attrs
 import click
 from rich.console import Console
 from rich.table import Table
@@ -16,9 +17,11 @@ from ..fit import KV_TYPES
 from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
 from ..runs import list_runs, load_run, resolve_run
+from ..servebench import (ServeBenchSpec, ServeCell, compare_serve_runs, find_serve_run,
+                          load_serve_run, matrix_server, run_serve_bench)
 from ..setup import bench_setup
 from .common import emit_json, err_console, sigterm_as_interrupt, split_list
-
+from .serve import server_options, server_spec
 
 
 @click.group()
@@ -271,18 +274,42 @@ def bench_show(run_ref, as_json):
     click.echo(f"path: {run.path}")
 
 
+def _serve_runs(refs) -> list | None:
+    """The serve-bench runs `refs` name, None when they name llama-bench runs."""
+    found = [find_serve_run(ref) for ref in refs]
+    if not any(found):
+        return None
+    if not all(found):
+        raise HaloError("cannot mix serve-bench runs (halo bench serve) with llama-bench runs")
+    return [load_serve_run(path) for path in found]
+
+
 @bench.command("compare")
 @click.argument("before")
 @click.argument("after")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def bench_compare(before, after, as_json):
-    """Per-cell t/s before and after, % change, and whether it is beyond noise."""
+    """Per-cell t/s before and after, % change, and whether it is beyond noise (serve-bench
+    runs: t/s and TTFT/ITL/latency percentiles per cell)."""
+    colors = {"faster": "green", "slower": "red"}
+    serve_runs = _serve_runs((before, after))
+    if serve_runs is not None:
+        serve_deltas = compare_serve_runs(*serve_runs)
+        if as_json:
+            emit_json(serve_deltas)
+            return
+        table = Table("cell", "metric", "before", "after", "change", "p", "verdict")
+        for d in serve_deltas:
+            verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
+            table.add_row(d.cell, d.metric, _fmt(d.before, ".2f"), _fmt(d.after, ".2f"),
+                          _fmt(d.change_pct, "+.1f", "%"), _fmt(d.p_value, ".3f"), verdict)
+        Console().print(table)
+        return
     deltas = compare_runs(load_run(resolve_run(before)), load_run(resolve_run(after)))
     if as_json:
         emit_json(deltas)
         return
     table = Table("model", "backend", "kv", "test", "before t/s", "after t/s", "change", "verdict")
-    colors = {"faster": "green", "slower": "red"}
     for d in deltas:
         change = "-" if d.change_pct is None else f"{d.change_pct:+.1f}%"
         verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
@@ -298,7 +325,137 @@ def bench_compare(before, after, as_json):
 def bench_report(run_refs, output):
     """Write a self-contained HTML report (and PNG charts) of one or more runs."""
     from ..report import write_report
+    from ..servereport import write_serve_report
 
+    serve_runs = _serve_runs(run_refs)
+    if serve_runs is not None:
+        click.echo(str(write_serve_report(serve_runs, output or serve_runs[-1].path / "report")))
+        return
     runs = [load_run(resolve_run(ref)) for ref in run_refs]
     page = write_report(runs, output or runs[-1].path / "report")
     click.echo(str(page))
+
+
+def _ms(stat, *fields: str) -> str:
+    return "-" if stat is None else "/".join(f"{getattr(stat, f):.0f}" for f in fields)
+
+
+def serve_table(cells: list[ServeCell], title: str) -> Table:
+    """One row per cell: speeds, latency percentiles (ms), throughput, cache hits, errors."""
+    table = Table("depth", "load", "prompt", "pp t/s", "tg t/s", "TTFR p50", "TTFT p50/95/99",
+                  "ITL p50/95/99", "e2e p50", "req/s", "agg t/s", "cache", "errors", title=title)
+    for c in cells:
+        pp = _fmt(c.pp_ts and c.pp_ts.mean, ".1f") + (" est." if c.pp_source == "estimated" else "")
+        cache = (f"[yellow]{c.cache_hits}/{c.requests} hit, {c.cached_pct:.0f}%[/]" if c.cache_hits else "-")
+        errors = f"[red]{c.errors}[/]" if c.errors else "0"
+        table.add_row(str(c.depth), c.load, _fmt(c.prompt_tokens, "d"), pp,
+                      _fmt(c.tg_ts and c.tg_ts.mean, ".1f"), _ms(c.ttfr_ms, "p50"),
+                      _ms(c.ttft_ms, "p50", "p95", "p99"), _ms(c.itl_ms, "p50", "p95", "p99"),
+                      _ms(c.e2e_ms, "p50"), _fmt(c.req_per_s and c.req_per_s.mean, ".2f"),
+                      _fmt(c.agg_ts and c.agg_ts.mean, ".1f"), cache, errors)
+    return table
+
+
+def _numbers(value: str | None, option: str, kind=int, minimum: float = 1) -> tuple:
+    if not value:
+        return ()
+    try:
+        numbers = tuple(kind(v) for v in split_list((value,)))
+    except ValueError:
+        raise click.UsageError(f"{option} takes comma-separated numbers, not {value!r}") from None
+    if any(n < minimum for n in numbers) or (kind is float and any(n <= 0 for n in numbers)):
+        raise click.UsageError(f"{option} values must be {'> 0' if kind is float else f'>= {minimum}'}")
+    return numbers
+
+
+SERVER_OPTIONS = ("preset", "backend", "ctx", "parallel", "cache_type", "ngram", "no_think", "threads")
+
+
+@bench.command("serve", context_settings={"ignore_unknown_options": True})
+@click.argument("model", required=False)
+@click.option("--endpoint", default=None, metavar="URL",
+              help="Measure this OpenAI-compatible server instead of starting MODEL "
+                   "(neither: the server `halo eval` would detect).")
+@click.option("--model-id", default=None, help="Model name sent in requests (default: the first in /v1/models).")
+@click.option("--api-key", default=None, help="Bearer key for --endpoint.")
+@click.option("--depths", default="0", show_default=True, help="Context depths in tokens, comma-separated.")
+@click.option("--pp", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Prompt tokens after the context.")
+@click.option("--tg", type=click.IntRange(min=2), default=128, show_default=True, help="Generated tokens.")
+@click.option("--concurrency", default=None,
+              help="Concurrent requests, comma-separated levels [default: 1, none with --rate only].")
+@click.option("--rate", default=None, help="Request rates (requests/s, Poisson arrivals), comma-separated.")
+@click.option("--requests", type=click.IntRange(min=1), default=None,
+              help="Requests per round [default: the concurrency; 8 per rate].")
+@click.option("--reps", "-r", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Rounds per cell.")
+@click.option("--prompt-cache", is_flag=True,
+              help="Leave the server's prompt cache on and send one prompt per cell (cells it serves "
+                   "from the cache are flagged).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds one request may take.")
+@click.option("--tag", default="serve", show_default=True,
+              help="Run name prefix; an explicit tag resumes its latest run when the spec is the same.")
+@click.option("--resume", "resume", default=None, metavar="RUN", help="Continue this serve-bench run.")
+@server_options(ctx_default="what the matrix needs", parallel_default="the largest --concurrency")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
+              show_default=True, help="Sysroot for machine facts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency, rate, requests,
+                reps, prompt_cache, timeout, tag, resume, root, as_json, extra, **server):
+    """Benchmark serving: streamed chat completions against an OpenAI-compatible endpoint (or
+    llama-server started for MODEL with `halo serve`'s options) over depths x concurrency
+    levels / request rates; TTFR, TTFT, ITL and latency percentiles, pp/tg t/s, cache hits.
+
+    Anything after `--` goes to the llama-server halo starts.
+    """
+    context = click.get_current_context()  # (`ctx` is -c/--ctx here)
+    given = [name for name in SERVER_OPTIONS
+             if context.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
+    starts = bool(model or server["preset"])
+    if endpoint and starts:
+        raise click.UsageError("give MODEL (or --preset) to start a server, or --endpoint URL, not both")
+    if not starts and (given or extra):
+        raise click.UsageError("server options (--backend, -c, -np, ... or args after --) need MODEL or --preset")
+    rates = _numbers(rate, "--rate", float)
+    levels = _numbers(concurrency, "--concurrency") or (() if rates else (1,))
+    spec = ServeBenchSpec(
+        endpoint=endpoint, model=model_id, api_key=api_key,
+        depths=_numbers(depths, "--depths", minimum=0) or (0,), pp=pp, tg=tg, concurrency=levels,
+        rates=rates, requests=requests, reps=reps, prompt_cache=prompt_cache, tag=tag, timeout=timeout)
+    if starts:
+        fields = {k: v for k, v in server.items() if k not in ("preset", "backend")}
+        if not server["preset"]:  # a plain MODEL: slots and context to fit the matrix
+            parallel, needed = matrix_server(spec)
+            fields.update(parallel=fields["parallel"] or parallel, ctx=fields["ctx"] or needed)
+        spec = attrs.evolve(spec, server=server_spec(model, server["preset"], server["backend"], port=0,
+                                                     extra=tuple(extra), **fields))
+    resume_path = None
+    if resume:
+        resume_path = find_serve_run(resume)
+        if resume_path is None:
+            raise HaloError(f"no serve-bench run '{resume}' (not a run directory, run name or tag)")
+    explicit_tag = context.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
+
+    def show_cell(c: ServeCell) -> None:
+        line = (f"  depth {c.depth} · {c.load}: pp {_fmt(c.pp_ts and c.pp_ts.mean, '.1f')} t/s · "
+                f"tg {_fmt(c.tg_ts and c.tg_ts.mean, '.1f')} t/s · TTFT p50 {_ms(c.ttft_ms, 'p50')} ms · "
+                f"ITL p95 {_ms(c.itl_ms, 'p95')} ms")
+        if c.cache_hits:
+            line += f" · [yellow]{c.cache_hits} cache hit(s)[/]"
+        if c.errors:
+            line += f" · [red]{c.errors} error(s): {c.first_error}[/]"
+        err_console.print(line, highlight=False)
+
+    with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
+        run = run_serve_bench(None if resume_path else spec, resume=resume_path, resume_tag=explicit_tag,
+                              root=root, on_status=lambda msg: spinner.update(msg), on_cell=show_cell)
+    if as_json:
+        emit_json({"path": run.path, "status": run.status, "error": run.error, "endpoint": run.endpoint,
+                   "model": run.model, "spec": run.spec, "cells": run.cells})
+    else:
+        Console().print(serve_table(run.cells, f"{run.model} at {run.endpoint}"))
+        click.echo(f"saved: {run.path}")
+    if run.status != "complete":
+        raise HaloError(f"{run.error}; {sum(1 for c in run.cells if not c.errors)} clean cell(s) kept in {run.path}")
