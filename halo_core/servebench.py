@@ -170,6 +170,7 @@ class ServeCell:
     cache_hits: int  # requests the server served partly from its prompt cache, beyond the
     # chat template's opening that every request shares (RequestRecord.shared_tokens)
     cached_pct: float  # the share of all prompt tokens those hits took from the cache
+    draft_accepted_pct: float | None = None  # speculative decoding: accepted / drafted tokens
     first_error: str = ""
 
     @property
@@ -518,6 +519,8 @@ def summarize(cell: Cell, records: list[RequestRecord]) -> ServeCell:
     beyond = [max(0, (r.cached_tokens or 0) - r.shared_tokens) for r in ok]
     sources = {r.pp_source for r in ok if r.pp_source}
     failed = [r for r in records if not r.ok]
+    drafted = sum((r.timings or {}).get("draft_n", 0) for r in ok)
+    accepted = sum((r.timings or {}).get("draft_n_accepted", 0) for r in ok)
     return ServeCell(
         cell=cell.key, depth=cell.depth, pp=cell.pp, tg=cell.tg, concurrency=cell.concurrency,
         rate=cell.rate, reps=len({r.rep for r in records}), requests=len(records),
@@ -529,6 +532,7 @@ def summarize(cell: Cell, records: list[RequestRecord]) -> ServeCell:
         e2e_ms=Stat.of((r.e2e_s for r in ok), 1000), req_per_s=Stat.of(per_s), agg_ts=Stat.of(agg),
         cache_hits=sum(1 for b in beyond if b),
         cached_pct=round(100.0 * sum(beyond) / sum(prompts), 2) if prompts and sum(prompts) else 0.0,
+        draft_accepted_pct=round(100.0 * accepted / drafted, 1) if drafted else None,
         first_error=failed[0].error if failed else "")
 
 

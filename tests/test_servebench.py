@@ -172,12 +172,16 @@ def test_killed_server_records_errors_and_the_run_resumes(smoke_model, llama_bin
 
 def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     done = halo("bench", "serve", "--endpoint", server, "--depths", "0", "--pp", str(PP), "--tg", str(TG),
-                "--concurrency", "2", "--reps", "1", "--tag", "cli")
+                "--concurrency", "2", "--rate", "4", "--requests", "2", "--reps", "1", "--tag", "cli")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert "TTFT p50/95/99" in done.stdout and "ITL p50/95/99" in done.stdout
+    assert "TTFT ms p50/95/99" in done.stdout and "ITL ms p50/95/99" in done.stdout
     assert lines[-1].startswith("saved: ") and "/runs/serve/cli-" in lines[-1]
-    assert "depth 0 · c2: pp " in done.stderr
+    assert "depth 0 · c2: pp " in done.stderr and "depth 0 · 4 r/s: pp " in done.stderr
+    run = load_serve_run(Path(lines[-1].removeprefix("saved: ")))
+    assert [c.cell for c in run.cells] == ["d0|pp64|tg8|c2", "d0|pp64|tg8|r4"]
+    paced = [r for r in run.requests if r.cell.endswith("r4")]
+    assert paced[0].start_s < 0.01 < paced[1].start_s  # the second arrives at its Poisson time
 
     matrix = str(matrix_run[0].path)
     compared = halo("bench", "compare", matrix, "cli", "--json")
@@ -193,9 +197,11 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "report" / "index.html").read_text()
     assert "TTFT p50 / p95 / p99 vs concurrency" in page and "tg t/s vs context depth" in page
-    assert page.count("<tr>") == 1 + 4 + 1  # header + the cells of both runs
+    assert "TTFT p50 / p95 / p99 vs rate" in page
+    assert page.count("<tr>") == 1 + 4 + 2  # header + the cells of both runs
     assert sorted(p.name for p in (tmp_path / "report").glob("*.png")) == [
-        "depth-pp.png", "depth-tg.png", "itl-concurrency.png", "ttft-concurrency.png"]
+        "depth-pp.png", "depth-tg.png", "itl-concurrency.png", "itl-rate.png", "ttft-concurrency.png",
+        "ttft-rate.png"]
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -246,3 +252,25 @@ def test_compare_calls_a_real_change_and_not_noise(tmp_path):
     few = [np.array([0.1]), np.array([0.2])]
     assert bootstrap_p(few, few, 95) is None
     assert Stat.of([]) is None and Stat.of([2.0]).std == 0.0
+
+
+def test_an_endpoint_without_tokenize_counts_through_usage():
+    """A server that is not llama.cpp (no /props, /tokenize, timings; tests/openai_stub.py):
+    prompts sized from tokens per word measured through `usage`, counted by the server, pp
+    estimated from the time to the first token."""
+    from openai_stub import TEMPLATE, StubServer
+
+    with StubServer(token_delay=0.002) as url:
+        run = run_serve_bench(ServeBenchSpec(endpoint=url, depths=(0, 256), pp=PP, tg=TG, concurrency=(2,),
+                                             reps=2, tag="stub"))
+    assert run.status == "complete" and run.model == "stub"
+    state = json.loads((run.path / "run.json").read_text())
+    assert state["endpoint"] == {"url": url, "model": "stub", "kind": "openai", "token_counts": "usage"}
+    for r in run.requests:
+        depth = int(r.cell.split("|")[0][1:])
+        assert r.ok and r.prompt_counted is None and r.timings is None and r.cached_tokens is None
+        assert abs(r.prompt_tokens - (depth + PP)) <= TEMPLATE  # sized from the measured tokens per word
+        assert r.completion_tokens == TG and len(r.itl_s) == TG - 1
+    for c in run.cells:
+        assert c.pp_source == "estimated" and c.pp_ts.mean > 0 and c.cache_hits == 0
+        assert c.itl_ms.p50 >= 1.5  # the stub's 2 ms per token, seen through the client
