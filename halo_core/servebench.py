@@ -65,15 +65,15 @@ class ServeBenchSpec:
 
     The endpoint is `endpoint`, or the server halo starts from `server` (port 0: a free one;
     `matrix_server` gives the slots and context the matrix needs), or else the one `halo eval`
-    would detect. `requests` per round defaults to the concurrency
-    (REQUESTS_PER_RATE for a rate). `prompt_cache` leaves the server's prompt cache on and sends
-    the same prompt to every request of a cell.
+    would detect. `requests` per round defaults to the concurrency (REQUESTS_PER_RATE for a
+    rate). `prompt_cache` leaves the server's prompt cache on and sends the same prompt to
+    every request of a cell. (An endpoint's API key is no part of the spec: run.json keeps the
+    spec, and a key must not land on disk.)
     """
 
     endpoint: str | None = None
     server: ServerSpec | None = attrs.field(default=None, converter=_server_spec)
     model: str | None = None
-    api_key: str | None = None
     depths: tuple[int, ...] = attrs.field(default=(0,), converter=_tuple)
     pp: int = 512
     tg: int = 128
@@ -253,7 +253,8 @@ def matrix_server(spec: ServeBenchSpec) -> tuple[int, int]:
     return parallel, -(-per_slot * parallel // 256) * 256
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -596,17 +597,14 @@ class _Session:
     """One sitting of a run against a live endpoint: the async client, prompts, the rounds."""
 
     def __init__(self, run: ServeRun, state: dict, base: str, model: str, exact: bool,
-                 status, on_cell):
+                 api_key: str | None, status, on_cell):
         self.run, self.state, self.base, self.model, self.exact = run, state, base, model, exact
-        self.status, self.on_cell = status, on_cell
+        self.api_key, self.status, self.on_cell = api_key, status, on_cell
         self.spec = run.spec
         self.latency = 0.0
 
     def client(self) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {self.spec.api_key}"} if self.spec.api_key else {}
-        return httpx.AsyncClient(base_url=self.base, headers=headers,
-                                 timeout=httpx.Timeout(self.spec.timeout, connect=10.0),
-                                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
+        return _client(self.base, self.api_key, httpx.Timeout(self.spec.timeout, connect=10.0))
 
     def payload(self, messages: list[dict]) -> bytes:
         body = {"model": self.model, "messages": messages, "max_tokens": self.spec.tg,
@@ -734,13 +732,14 @@ def _open_run(spec: ServeBenchSpec, resume: Path | None, resume_tag: bool) -> tu
 
 
 def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | None = None,
-                    resume_tag: bool = False, host: PluginHost | None = None, root: Path = Path("/"),
-                    on_status: Callable[[str], None] | None = None,
+                    resume_tag: bool = False, api_key: str | None = None, host: PluginHost | None = None,
+                    root: Path = Path("/"), on_status: Callable[[str], None] | None = None,
                     on_cell: Callable[[ServeCell], None] | None = None) -> ServeRun:
     """Run (or resume) the serving benchmark of `spec` and return the run.
 
     `resume` names a run directory to continue (its saved spec is used); `resume_tag`
-    continues the latest run with the same tag when its spec is the same. Cells whose last
+    continues the latest run with the same tag when its spec is the same. `api_key` is sent
+    as a bearer token and never saved. Cells whose last
     attempt finished without errors are skipped. When the endpoint stops answering, the run
     ends `partial` (or `failed`) with the requests it recorded. Bad input, a server that does
     not start and an endpoint that does not answer raise a HaloError before a run exists.
@@ -756,14 +755,14 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
     try:
         if spec.server is not None:
             host = host or get_host()
-            server_spec = spec.server if spec.server.port else attrs.evolve(spec.server, port=_free_port())
+            server_spec = spec.server if spec.server.port else attrs.evolve(spec.server, port=free_port())
             log = halo_home() / "run" / f"server-{server_spec.port}.log"
             log_offset = log.stat().st_size if log.exists() else 0
             server = serve(server_spec, host=host, on_status=status)
             base = server.info.url
         else:
             base = spec.endpoint.rstrip("/").removesuffix("/v1") if spec.endpoint else require()[0].base_url
-        base, model, props, models = asyncio.run(_probe(base, spec))
+        base, model, props, models = asyncio.run(_probe(base, spec, api_key))
         run, state = _open_run(spec, Path(resume) if resume is not None else None, resume_tag)
         run.endpoint, run.model = base, model
         exact = bool(props.get("build_info") or props.get("total_slots"))
@@ -778,7 +777,7 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
                 system["backend"] = host.backend(server_spec.backend).provenance()
             write_json(run.path / "system.json", system)
         write_json(run.path / "run.json", state)
-        _measure(run, state, _Session(run, state, base, model, exact, status, on_cell), status)
+        _measure(run, state, _Session(run, state, base, model, exact, api_key, status, on_cell), status)
     finally:
         if server is not None:
             server.stop()
@@ -816,10 +815,15 @@ def _measure(run: ServeRun, state: dict, session: "_Session", status) -> None:
         _finish(run, state, "complete", "")
 
 
-async def _probe(base: str, spec: ServeBenchSpec) -> tuple[str, str, dict, dict]:
+def _client(base: str, api_key: str | None, timeout) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout,
+                             limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
+
+
+async def _probe(base: str, spec: ServeBenchSpec, api_key: str | None) -> tuple[str, str, dict, dict]:
     """(base url, model id, /props or {}, /v1/models) of the endpoint, or a HaloError."""
-    headers = {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10.0) as client:
+    async with _client(base, api_key, 10.0) as client:
         try:
             response = await client.get("/v1/models")
         except httpx.HTTPError as exc:

@@ -106,9 +106,9 @@ class StubServer:
     """The stub in a child process on a free loopback port: `with StubServer() as url: ...`."""
 
     def __init__(self, token_delay: float = 0.0):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        from halo_core.servebench import free_port
+
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__)), "--port", str(self.port),
                                       "--token-delay", str(token_delay)])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 from pathlib import Path
 
@@ -18,18 +17,12 @@ import pytest
 from conftest import wait_until
 from halo_core.serve import ServerSpec, serve
 from halo_core.servebench import (RequestRecord, ServeBenchSpec, ServeRun, Stat, bootstrap_p,
-                                  compare_serve_runs, find_serve_run, load_serve_run, plan,
+                                  compare_serve_runs, find_serve_run, free_port, load_serve_run, plan,
                                   run_serve_bench, summarize)
 
 pytestmark = pytest.mark.slow
 
 PP, TG = 64, 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +200,7 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
 @pytest.mark.parametrize("args, code, message", [
     (["--concurrency", "0"], 2, "--concurrency values must be >= 1"),
     (["--rate", "0"], 2, "--rate values must be > 0"),
-    (["--depths", "a"], 2, "--depths takes comma-separated numbers, not 'a'"),
+    (["--depths", "a"], 2, "--depths takes comma-separated whole numbers, not 'a'"),
     (["smoke", "--endpoint", "http://127.0.0.1:9"], 2, "give MODEL (or --preset) to start a server, or --endpoint URL, not both"),
     (["--endpoint", "http://127.0.0.1:9", "-np", "2"], 2, "server options (--backend, -c, -np, ... or args after --) need MODEL or --preset"),
     (["--endpoint", "http://127.0.0.1:9"], 1, "no OpenAI-compatible server at http://127.0.0.1:9 (ConnectError: "),

@@ -53,15 +53,19 @@ def results_table(results: list[BenchResult], title: str = "llama-bench") -> Tab
     return table
 
 
-def _parse_ints(value: str | None, option: str) -> tuple[int, ...]:
+def _parse_numbers(value: str | None, option: str, kind=int, minimum: int = 0) -> tuple:
+    """Comma-separated whole numbers >= minimum (kind=float: numbers > 0)."""
     if not value:
         return ()
     try:
-        numbers = tuple(int(v) for v in split_list((value,)))
+        numbers = tuple(kind(v) for v in split_list((value,)))
     except ValueError:
-        raise click.UsageError(f"{option} takes comma-separated whole numbers, not {value!r}") from None
-    if any(n < 0 for n in numbers):
-        raise click.UsageError(f"{option} values must be >= 0")
+        what = "whole numbers" if kind is int else "numbers"
+        raise click.UsageError(f"{option} takes comma-separated {what}, not {value!r}") from None
+    if kind is float and any(n <= 0 for n in numbers):
+        raise click.UsageError(f"{option} values must be > 0")
+    if any(n < minimum for n in numbers):
+        raise click.UsageError(f"{option} values must be >= {minimum}")
     return numbers
 
 
@@ -157,7 +161,7 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
         raise click.UsageError("--pp and --tg cannot both be 0")
     if llama_cpp_dir:
         os.environ["HALO_LLAMA_CPP_DIR"] = os.path.abspath(llama_cpp_dir)
-    all_depths = _parse_ints(depths, "--depths")
+    all_depths = _parse_numbers(depths, "--depths")
     if context and not all_depths:
         all_depths = (context,)
     spec = BenchSpec(models=select_models(models_, category, max_size), backends=split_list(backends_), pp=pp, tg=tg,
@@ -360,18 +364,6 @@ def serve_table(cells: list[ServeCell], title: str) -> Table:
     return table
 
 
-def _numbers(value: str | None, option: str, kind=int, minimum: float = 1) -> tuple:
-    if not value:
-        return ()
-    try:
-        numbers = tuple(kind(v) for v in split_list((value,)))
-    except ValueError:
-        raise click.UsageError(f"{option} takes comma-separated numbers, not {value!r}") from None
-    if any(n < minimum for n in numbers) or (kind is float and any(n <= 0 for n in numbers)):
-        raise click.UsageError(f"{option} values must be {'> 0' if kind is float else f'>= {minimum}'}")
-    return numbers
-
-
 SERVER_OPTIONS = ("preset", "backend", "ctx", "parallel", "cache_type", "ngram", "no_think", "threads")
 
 
@@ -381,7 +373,7 @@ SERVER_OPTIONS = ("preset", "backend", "ctx", "parallel", "cache_type", "ngram",
               help="Measure this OpenAI-compatible server instead of starting MODEL "
                    "(neither: the server `halo eval` would detect).")
 @click.option("--model-id", default=None, help="Model name sent in requests (default: the first in /v1/models).")
-@click.option("--api-key", default=None, help="Bearer key for --endpoint.")
+@click.option("--api-key", default=None, help="Bearer key for --endpoint (not saved: give it again to resume).")
 @click.option("--depths", default="0", show_default=True, help="Context depths in tokens, comma-separated.")
 @click.option("--pp", type=click.IntRange(min=1), default=512, show_default=True,
               help="Prompt tokens after the context.")
@@ -422,11 +414,11 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         raise click.UsageError("give MODEL (or --preset) to start a server, or --endpoint URL, not both")
     if not starts and (given or extra):
         raise click.UsageError("server options (--backend, -c, -np, ... or args after --) need MODEL or --preset")
-    rates = _numbers(rate, "--rate", float)
-    levels = _numbers(concurrency, "--concurrency") or (() if rates else (1,))
+    rates = _parse_numbers(rate, "--rate", float)
+    levels = _parse_numbers(concurrency, "--concurrency", minimum=1) or (() if rates else (1,))
     spec = ServeBenchSpec(
-        endpoint=endpoint, model=model_id, api_key=api_key,
-        depths=_numbers(depths, "--depths", minimum=0) or (0,), pp=pp, tg=tg, concurrency=levels,
+        endpoint=endpoint, model=model_id,
+        depths=_parse_numbers(depths, "--depths") or (0,), pp=pp, tg=tg, concurrency=levels,
         rates=rates, requests=requests, reps=reps, prompt_cache=prompt_cache, tag=tag, timeout=timeout)
     if starts:
         fields = {k: v for k, v in server.items() if k not in ("preset", "backend")}
@@ -454,7 +446,8 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
 
     with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
         run = run_serve_bench(None if resume_path else spec, resume=resume_path, resume_tag=explicit_tag,
-                              root=root, on_status=lambda msg: spinner.update(msg), on_cell=show_cell)
+                              api_key=api_key, root=root, on_status=lambda msg: spinner.update(msg),
+                              on_cell=show_cell)
     if as_json:
         emit_json({"path": run.path, "status": run.status, "error": run.error, "endpoint": run.endpoint,
                    "model": run.model, "spec": run.spec, "cells": run.cells})
