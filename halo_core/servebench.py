@@ -167,15 +167,22 @@ class ServeCell:
     e2e_ms: Stat | None
     req_per_s: Stat | None
     agg_ts: Stat | None
-    cache_hits: int  # requests the server served partly from its prompt cache, beyond the
-    # chat template's opening that every request shares (RequestRecord.shared_tokens)
-    cached_pct: float  # the share of all prompt tokens those hits took from the cache
+    # requests the server served partly from its prompt cache, beyond the chat template's
+    # opening every request shares (RequestRecord.shared_tokens), and the share of all prompt
+    # tokens those hits took from the cache
+    cache_hits: int
+    cached_pct: float
     draft_accepted_pct: float | None = None  # speculative decoding: accepted / drafted tokens
     first_error: str = ""
 
     @property
     def load(self) -> str:
-        return f"c{self.concurrency}" if self.concurrency else f"{self.rate:g} r/s"
+        return load_label(self.concurrency, self.rate)
+
+
+def load_label(concurrency: int | None, rate: float | None) -> str:
+    """A cell's load for people: "c4" (concurrent requests) or "2 r/s" (a request rate)."""
+    return f"c{concurrency}" if concurrency else f"{rate:g} r/s"
 
 
 @attrs.define
@@ -210,12 +217,9 @@ class Cell:
     requests: int  # per round
 
     @property
-    def load(self) -> str:
-        return f"c{self.concurrency}" if self.concurrency else f"r{self.rate:g}"
-
-    @property
     def key(self) -> str:
-        return f"d{self.depth}|pp{self.pp}|tg{self.tg}|{self.load}"
+        load = f"c{self.concurrency}" if self.concurrency else f"r{self.rate:g}"
+        return f"d{self.depth}|pp{self.pp}|tg{self.tg}|{load}"
 
 
 def plan(spec: ServeBenchSpec) -> list[Cell]:
@@ -304,21 +308,27 @@ class Prompts:
         self.heads: dict[bool, int] = {}
 
     async def prepare(self, longest: int, seed: int) -> None:
+        """Tokenize the corpus on llama-server, or measure tokens per word through `usage`
+        where it cannot (another server, or a llama-server too old for /apply-template or
+        /tokenize with pieces)."""
         need = 2 * longest + 1024  # a context slice and, apart from it, the prompt's
         chars = 6 * need
-        while True:
-            text = corpus_text(chars, seed)
-            if not self.exact:
-                self.words = text.split(" ")
-                await self._calibrate()
-                return
-            reply = await self._post("/tokenize", {"content": text, "with_pieces": True})
-            pieces = [t["piece"] for t in reply["tokens"]]
-            if len(pieces) >= need:
-                self.pieces = [p if isinstance(p, str) else bytes(p).decode("utf-8", "replace")
-                               for p in pieces]
+        while self.exact:
+            try:
+                await self._post("/apply-template", {"messages": self._messages(None, "x")})
+                tokens = (await self._post("/tokenize", {"content": corpus_text(chars, seed),
+                                                         "with_pieces": True}))["tokens"]
+            except HaloError:
+                tokens = []
+            if not tokens or not isinstance(tokens[0], dict):  # (older builds send ids alone)
+                self.exact = False
+            elif len(tokens) >= need:
+                self.pieces = [t["piece"] if isinstance(t["piece"], str)
+                               else bytes(t["piece"]).decode("utf-8", "replace") for t in tokens]
                 return
             chars *= 2
+        self.words = corpus_text(chars, seed).split(" ")
+        await self._calibrate()
 
     async def _post(self, path: str, body: dict) -> dict:
         response = await self.client.post(path, json=body)
@@ -409,21 +419,36 @@ def _transport_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def _stream(client: httpx.AsyncClient, body: bytes) -> dict:
-    """Send one streamed chat completion and time it; returns the raw observations."""
-    out: dict = {"ok": False, "error": "", "http_status": None, "transport": False, "usage": None,
-                 "timings": None, "finish": "", "ttfr": None, "first": None, "content": None,
-                 "tokens": [], "end": None}
-    done = False
+@attrs.define
+class _Observed:
+    """What the client saw of one request (seconds from sending it) before it is a record."""
+
+    ok: bool = False
+    error: str = ""
+    transport: bool = False  # the connection failed (the endpoint may be down)
+    http_status: int | None = None
+    usage: dict | None = None
+    timings: dict | None = None
+    finish: str = ""
+    ttfr: float | None = None
+    first: float | None = None
+    content: float | None = None
+    tokens: list[float] = attrs.field(factory=list)  # arrival of every chunk carrying a token
+    end: float | None = None
+
+
+async def _stream(client: httpx.AsyncClient, body: bytes) -> _Observed:
+    """Send one streamed chat completion and time it."""
+    seen, done = _Observed(), False
     t0 = time.perf_counter()
     try:
         async with client.stream("POST", "/v1/chat/completions", content=body,
                                  headers={"Content-Type": "application/json"}) as response:
-            out["http_status"] = response.status_code
+            seen.http_status = response.status_code
             if response.status_code != 200:
                 text = (await response.aread()).decode("utf-8", "replace").strip()
-                out["error"] = f"HTTP {response.status_code}: {text[:300]}"
-                return out
+                seen.error = f"HTTP {response.status_code}: {text[:300]}"
+                return seen
             async for line in response.aiter_lines():
                 now = time.perf_counter() - t0
                 if not line.startswith("data:"):
@@ -436,70 +461,64 @@ async def _stream(client: httpx.AsyncClient, body: bytes) -> dict:
                     chunk = json.loads(data)
                 except ValueError:
                     continue
-                if out["ttfr"] is None:
-                    out["ttfr"] = now
+                if seen.ttfr is None:
+                    seen.ttfr = now
                 if chunk.get("error"):
                     error = chunk["error"]
-                    out["error"] = f"server error: {error.get('message', error) if isinstance(error, dict) else error}"
-                    return out
-                out["usage"] = chunk.get("usage") or out["usage"]
-                out["timings"] = chunk.get("timings") or out["timings"]
+                    seen.error = f"server error: {error.get('message', error) if isinstance(error, dict) else error}"
+                    return seen
+                seen.usage = chunk.get("usage") or seen.usage
+                seen.timings = chunk.get("timings") or seen.timings
                 for choice in chunk.get("choices") or ():
                     delta = choice.get("delta") or {}
                     content = delta.get("content")
                     if content or delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls"):
-                        out["tokens"].append(now)
-                        if out["first"] is None:
-                            out["first"] = now
-                        if content and out["content"] is None:
-                            out["content"] = now
-                    if choice.get("finish_reason"):
-                        out["finish"] = choice["finish_reason"]
+                        seen.tokens.append(now)
+                        if seen.first is None:
+                            seen.first = now
+                        if content and seen.content is None:
+                            seen.content = now
+                    seen.finish = choice.get("finish_reason") or seen.finish
     except httpx.HTTPError as exc:
-        out["error"], out["transport"] = _transport_error(exc), True
-        return out
+        seen.error, seen.transport = _transport_error(exc), True
+        return seen
     finally:
-        out["end"] = time.perf_counter() - t0
-    if not out["tokens"]:
-        out["error"] = "the stream carried no token"
-    elif not (done or out["finish"]):
-        out["error"] = f"the stream ended early (after {len(out['tokens'])} tokens)"
+        seen.end = time.perf_counter() - t0
+    if not seen.tokens:
+        seen.error = "the stream carried no token"
+    elif not (done or seen.finish):
+        seen.error = f"the stream ended early (after {len(seen.tokens)} tokens)"
     else:
-        out["ok"] = True
-    return out
+        seen.ok = True
+    return seen
 
 
 def _record(cell: Cell, attempt: str, rep: int, index: int, prompt: Prompt, start: float,
-            raw: dict, latency: float) -> RequestRecord:
-    usage, timings = raw["usage"] or {}, raw["timings"]
-    details = usage.get("prompt_tokens_details") or {}
-    counted = prompt.counted
-    prompt_tokens = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else counted
+            seen: _Observed, latency: float) -> RequestRecord:
+    usage, timings, tokens = seen.usage or {}, seen.timings or {}, seen.tokens
+    prompt_tokens = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else prompt.counted
     completion = usage.get("completion_tokens")
     if not isinstance(completion, int):
-        completion = (timings or {}).get("predicted_n", len(raw["tokens"]) or None)
-    cached = details.get("cached_tokens", (timings or {}).get("cache_n"))
-    tokens = raw["tokens"]
+        completion = timings.get("predicted_n", len(tokens) or None)
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", timings.get("cache_n"))
     pp_ts, pp_source = None, ""
-    if raw["ok"]:
-        if timings and timings.get("prompt_ms") and timings.get("prompt_n"):
+    if seen.ok:
+        if timings.get("prompt_ms") and timings.get("prompt_n"):
             pp_ts, pp_source = timings["prompt_n"] * 1000.0 / timings["prompt_ms"], "server"
-        elif prompt_tokens and raw["first"] and raw["first"] > latency:
-            pp_ts, pp_source = prompt_tokens / (raw["first"] - latency), "estimated"
+        elif prompt_tokens and seen.first and seen.first > latency:
+            pp_ts, pp_source = prompt_tokens / (seen.first - latency), "estimated"
     span = tokens[-1] - tokens[0] if len(tokens) > 1 else 0
-    tg_ts = (completion - 1) / span if raw["ok"] and completion and completion > 1 and span > 0 else None
+    tg_ts = (completion - 1) / span if seen.ok and completion and completion > 1 and span > 0 else None
     r6 = lambda v: None if v is None else round(v, 6)  # noqa: E731
     return RequestRecord(
         cell=cell.key, attempt=attempt, rep=rep, index=index, uid=prompt.uid, start_s=round(start, 6),
-        ok=raw["ok"], error=raw["error"], http_status=raw["http_status"], prompt_counted=counted,
+        ok=seen.ok, error=seen.error, http_status=seen.http_status, prompt_counted=prompt.counted,
         prompt_tokens=prompt_tokens, completion_tokens=completion, cached_tokens=cached,
-        shared_tokens=prompt.shared,
-        ttfr_s=r6(raw["ttfr"]), first_token_s=r6(raw["first"]), ttft_s=r6(raw["content"]),
-        last_token_s=r6(tokens[-1] if tokens else None), e2e_s=r6(raw["end"]),
+        shared_tokens=prompt.shared, ttfr_s=r6(seen.ttfr), first_token_s=r6(seen.first),
+        ttft_s=r6(seen.content), last_token_s=r6(tokens[-1] if tokens else None), e2e_s=r6(seen.end),
         itl_s=tuple(round(b - a, 6) for a, b in zip(tokens, tokens[1:])),
         pp_ts=None if pp_ts is None else round(pp_ts, 3), pp_source=pp_source,
-        tg_ts=None if tg_ts is None else round(tg_ts, 3), finish_reason=raw["finish"] or "",
-        timings=timings)
+        tg_ts=None if tg_ts is None else round(tg_ts, 3), finish_reason=seen.finish, timings=seen.timings)
 
 
 # -- summaries ---------------------------------------------------------------------------------
@@ -596,9 +615,9 @@ def _now() -> str:
 class _Session:
     """One sitting of a run against a live endpoint: the async client, prompts, the rounds."""
 
-    def __init__(self, run: ServeRun, state: dict, base: str, model: str, exact: bool,
+    def __init__(self, run: ServeRun, state: dict, base: str, model: str, llama: bool,
                  api_key: str | None, status, on_cell):
-        self.run, self.state, self.base, self.model, self.exact = run, state, base, model, exact
+        self.run, self.state, self.base, self.model, self.llama = run, state, base, model, llama
         self.api_key, self.status, self.on_cell = api_key, status, on_cell
         self.spec = run.spec
         self.latency = 0.0
@@ -609,7 +628,7 @@ class _Session:
     def payload(self, messages: list[dict]) -> bytes:
         body = {"model": self.model, "messages": messages, "max_tokens": self.spec.tg,
                 "stream": True, "stream_options": {"include_usage": True}}
-        if self.exact:  # llama-server: exactly tg tokens, and no prompt cache unless asked for
+        if self.llama:  # llama-server: exactly tg tokens, and no prompt cache unless asked for
             body["ignore_eos"] = True
             if not self.spec.prompt_cache:
                 body["cache_prompt"] = False
@@ -619,14 +638,14 @@ class _Session:
         async with self.client() as client:
             self.latency = await self._latency(client)
             self.state["latency_ms"] = round(self.latency * 1000, 3)
-            prompts = Prompts(client, self.model, self.exact)
+            prompts = Prompts(client, self.model, exact=self.llama)
             self.status("preparing prompts from halo's corpus")
             await prompts.prepare(max(self.spec.depths) + self.spec.pp, self.spec.seed)
-            self.state["endpoint"]["token_counts"] = "tokenize" if self.exact else "usage"
+            self.state["endpoint"]["token_counts"] = "tokenize" if prompts.exact else "usage"
             self.status("warming up")
             warm = await _stream(client, self.payload([{"role": "user", "content": "Hello"}]))
-            if not warm["ok"]:
-                raise HaloError(f"the endpoint failed a warm-up chat completion: {warm['error']}")
+            if not warm.ok:
+                raise HaloError(f"the endpoint failed a warm-up chat completion: {warm.error}")
             for index, cell in enumerate(cells):
                 await self._cell(client, prompts, cell, f"{index + 1}/{len(cells)}")
 
@@ -646,7 +665,8 @@ class _Session:
         spec, attempt = self.spec, uuid.uuid4().hex[:8]
         records: list[RequestRecord] = []
         for rep in range(spec.reps):
-            self.status(f"cell {position}: depth {cell.depth}, {cell.load}, round {rep + 1}/{spec.reps}")
+            self.status(f"cell {position}: depth {cell.depth}, {load_label(cell.concurrency, cell.rate)}, "
+                        f"round {rep + 1}/{spec.reps}")
             batch = []
             for i in range(cell.requests):
                 uid = "" if spec.prompt_cache else uuid.uuid4().hex[:12]
@@ -656,20 +676,21 @@ class _Session:
                 except httpx.HTTPError as exc:
                     raise EndpointDown(f"the endpoint stopped answering ({_transport_error(exc)})") from None
             rows = await self._round(client, cell, [self.payload(p.messages) for p in batch])
-            new = [_record(cell, attempt, rep, i, batch[i], start, raw, self.latency)
-                   for i, (start, raw) in enumerate(rows)]
+            new = [_record(cell, attempt, rep, i, batch[i], start, seen, self.latency)
+                   for i, (start, seen) in enumerate(rows)]
             records += new
             for r in new:  # after the round: no disk wait while requests are in flight
                 append_line(self.run.path / "requests.jsonl", json.dumps(json.loads(to_json(r))))
-            if any(raw["transport"] for _s, raw in rows) and not await self._alive(client):
+            if any(seen.transport for _s, seen in rows) and not await self._alive(client):
                 self._finish_cell(cell, attempt, records, "errors")
-                first = next(raw["error"] for _s, raw in rows if raw["transport"])
+                first = next(seen.error for _s, seen in rows if seen.transport)
                 raise EndpointDown(f"the endpoint stopped answering ({first})")
         self._finish_cell(cell, attempt, records, "errors" if any(not r.ok for r in records) else "ok")
 
-    async def _round(self, client, cell: Cell, bodies: list[bytes]) -> list[tuple[float, dict]]:
+    async def _round(self, client, cell: Cell, bodies: list[bytes]) -> list[tuple[float, _Observed]]:
         """Every request of one round: `concurrency` in flight at once, or sent at Poisson
-        arrival times for a rate. Returns (send time from the round's start, raw) in order."""
+        arrival times for a rate. Returns (send time from the round's start, what was seen) in
+        request order."""
         t0 = time.perf_counter()
         results: list = [None] * len(bodies)
 
@@ -705,7 +726,9 @@ class _Session:
         append_line(self.run.path / "cells.jsonl",
                     json.dumps({"cell": cell.key, "attempt": attempt, "status": status, "at": _now()}))
         summary = summarize(cell, records)
-        self.run.cells = [c for c in self.run.cells if c.cell != cell.key] + [summary]
+        order = [c.key for c in plan(self.spec)]
+        self.run.cells = sorted([c for c in self.run.cells if c.cell != cell.key] + [summary],
+                                key=lambda c: order.index(c.cell))
         self.run.requests = [r for r in self.run.requests if r.cell != cell.key] + records
         write_json(self.run.path / "results.json", self.run.cells)
         if self.on_cell:
@@ -765,8 +788,8 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
         base, model, props, models = asyncio.run(_probe(base, spec, api_key))
         run, state = _open_run(spec, Path(resume) if resume is not None else None, resume_tag)
         run.endpoint, run.model = base, model
-        exact = bool(props.get("build_info") or props.get("total_slots"))
-        state["endpoint"] = {"url": base, "model": model, "kind": "llama-server" if exact else "openai"}
+        llama = bool(props.get("build_info") or props.get("total_slots"))
+        state["endpoint"] = {"url": base, "model": model, "kind": "llama-server" if llama else "openai"}
         if server is not None:
             state["servers"].append({"argv": list(server.info.argv), "url": base, "pid": server.info.pid,
                                      "log": server.info.log, "started": server.info.started})
@@ -777,7 +800,7 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
                 system["backend"] = host.backend(server_spec.backend).provenance()
             write_json(run.path / "system.json", system)
         write_json(run.path / "run.json", state)
-        _measure(run, state, _Session(run, state, base, model, exact, api_key, status, on_cell), status)
+        _measure(run, state, _Session(run, state, base, model, llama, api_key, status, on_cell), status)
     finally:
         if server is not None:
             server.stop()

@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..bench import run_bench
@@ -441,7 +442,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         if c.cache_hits:
             line += f" · [yellow]{c.cache_hits} cache hit(s)[/]"
         if c.errors:
-            line += f" · [red]{c.errors} error(s): {c.first_error}[/]"
+            line += f" · [red]{c.errors} error(s): {escape(c.first_error)}[/]"
         err_console.print(line, highlight=False)
 
     with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
