@@ -1,6 +1,7 @@
 """`halo bench serve` against a real llama-server on the smoke model: exact prompt token counts
 at depth, concurrency 1 and 4, cache-hit flagging with the prompt cache left on, a server
-killed mid-run (recorded errors) and the run resumed, the CLI, compare and report."""
+killed mid-run (recorded errors) and the run resumed, the CLI, compare and report; and against
+an OpenAI-compatible server that is not llama.cpp (tests/openai_stub.py: no tokenizer there)."""
 
 from __future__ import annotations
 
