@@ -137,10 +137,10 @@ def main() -> None:
         from tokenizers import Tokenizer
 
         text = corpus_text(20_000, seed=1)
-        server = httpx.post(f"{url}/tokenize", json={"content": text}, timeout=60).json()["tokens"]
+        served = httpx.post(f"{url}/tokenize", json={"content": text}, timeout=60).json()["tokens"]
         local = Tokenizer.from_file(str(tokenizer)).encode(text, add_special_tokens=False).ids
         print(f"tokenizer.json from the GGUF vs the server's /tokenize on {len(text)} chars: "
-              f"{len(local)} vs {len(server)} tokens, identical: {local == server}")
+              f"{len(local)} vs {len(served)} tokens, identical: {local == served}")
         model_id = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
         rounds = []
         for rnd in range(args.rounds):
