@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from halo_core import Availability, Backend, ToolCommand, get_host, hookimpl
+from halo_core import Availability, Backend, PluginHost, ToolCommand, hookimpl
 from halo_core.errors import Unavailable
 
 
@@ -26,8 +26,11 @@ class TasksetBackend(Backend):
     name = "taskset"
     description = "native llama.cpp pinned to $HALO_TASKSET_CPUS with taskset"
 
+    def __init__(self, host: PluginHost):
+        self.host = host  # the host halo registered us in: `native` is looked up when needed
+
     def _native(self) -> Backend:
-        return get_host().backend("native")
+        return self.host.backend("native")
 
     def availability(self) -> Availability:
         if shutil.which("taskset") is None:
@@ -51,5 +54,5 @@ class TasksetBackend(Backend):
 
 
 @hookimpl
-def register_backends(register):
-    register(TasksetBackend())
+def register_backends(register, host):
+    register(TasksetBackend(host))
