@@ -35,7 +35,7 @@ class Backend(ABC):
     A complete plugin that runs llama.cpp from a fixed folder::
 
         from pathlib import Path
-        from halo_core import Availability, Backend, ToolCommand, hookimpl
+        from halo_core.plugin_api import Availability, Backend, ToolCommand, hookimpl
 
         class OptLlama(Backend):
             name = "opt"
@@ -71,7 +71,7 @@ class Backend(ABC):
     def command(self, tool: str) -> ToolCommand:
         """REQUIRED. How to start `tool` ("llama-bench", "llama-server"): argv prefix and env.
 
-        Raise halo_core.errors.Unavailable when the tool cannot be found.
+        Raise Unavailable when the tool cannot be found.
         """
 
     def map_path(self, path: Path) -> str:
@@ -93,8 +93,7 @@ class ModelSource(ABC):
     A complete plugin serving GGUFs from a shared folder::
 
         from pathlib import Path
-        from halo_core import LocalModel, ModelSource, hookimpl
-        from halo_core.store import sha256_file
+        from halo_core.plugin_api import LocalModel, ModelSource, hookimpl, sha256_file
 
         class NasSource(ModelSource):
             name = "nas"
@@ -152,7 +151,7 @@ class Tuner(ABC):
 
     A complete plugin::
 
-        from halo_core import Change, Check, Tuner, hookimpl
+        from halo_core.plugin_api import Change, Check, Tuner, hookimpl
 
         class Swappiness(Tuner):
             name = "swappiness"
@@ -187,7 +186,7 @@ class Tuner(ABC):
         """REQUIRED. The changes this tuner would make; empty when nothing needs doing.
 
         Read the current state through `root` and plan only what differs, so that planning
-        again after an apply returns []. Raise halo_core.errors.TuneError (one line) for a
+        again after an apply returns []. Raise TuneError (one line) for a
         value or file that must not be written; nothing is applied then.
         """
 
@@ -211,7 +210,7 @@ class EvalSuite(ABC):
     A complete plugin::
 
         import httpx
-        from halo_core import EvalResult, EvalSample, EvalSuite, Availability, hookimpl
+        from halo_core.plugin_api import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
 
         class Echo(EvalSuite):
             name = "echo"
@@ -254,7 +253,7 @@ class EvalSuite(ABC):
         """REQUIRED. Run the suite (at most `limit` samples) and return scores and samples.
 
         `workdir` is the suite's folder in the run directory (framework logs go there).
-        `context` (halo_core.chat.EvalContext, given by `halo eval`) offers `chat(requests)`:
+        `context` (an EvalContext, given by `halo eval`) offers `chat(requests)`:
         halo's parallel, retried, resumable client; use it rather than your own HTTP calls so
         --concurrency and --resume work. A sample that could not run is returned with `error`
         set, never left out.

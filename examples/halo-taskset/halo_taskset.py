@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 
-from halo_core import Availability, Backend, PluginHost, ToolCommand, hookimpl
-from halo_core.errors import Unavailable
+from halo_core.plugin_api import (
+    Availability, Backend, PluginHost, ToolCommand, Unavailable, hookimpl,
+)
 
 
 def _cpus() -> str:

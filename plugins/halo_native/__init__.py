@@ -12,8 +12,7 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
-from halo_core import Availability, Backend, ToolCommand, hookimpl
-from halo_core.errors import Unavailable
+from halo_core.plugin_api import Availability, Backend, ToolCommand, Unavailable, hookimpl
 
 ENV_DIR = "HALO_LLAMA_CPP_DIR"
 INSTALL_HINT = ("set --llama-cpp-dir / $HALO_LLAMA_CPP_DIR to a llama.cpp build, "

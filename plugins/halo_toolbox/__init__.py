@@ -21,10 +21,10 @@ from pathlib import Path
 
 import attrs
 
-from halo_core import Availability, Backend, BackendDefaults, ToolCommand, hookimpl
-from halo_core.errors import HaloError, Unavailable
-from halo_core.runner import run_capture
-from halo_core.store import halo_home
+from halo_core.plugin_api import (
+    Availability, Backend, BackendDefaults, HaloError, ToolCommand, Unavailable, halo_home,
+    hookimpl, run_capture,
+)
 
 INSTALL_TOOLBOX = "sudo dnf install toolbox"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

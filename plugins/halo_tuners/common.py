@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halo_core.errors import TuneError
-from halo_core.hostfacts import GIB, host_path, is_live
-from halo_core.records import Change
+from halo_core.plugin_api import Change, GIB, TuneError, host_path, is_live
 
 # halo_tuners/configs is a symlink to the source tree's configs/tuning/ (editable installs);
 # a wheel holds real copies of the files there (see pyproject.toml's package-data)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halo_core import Change, Check, Tuner
-from halo_core.errors import TuneError
-from halo_core.hostfacts import GIB, PAGE_SIZE, firmware_version, kernel_version, read_facts, read_text
-from halo_core.records import HostFacts
+from halo_core.plugin_api import (
+    Change, Check, GIB, HostFacts, PAGE_SIZE, TuneError, Tuner, firmware_version,
+    kernel_version, read_facts, read_text,
+)
 
 from . import grub
 from .common import fix, gib, read_exact, setting

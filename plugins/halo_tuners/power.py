@@ -12,18 +12,9 @@ import os
 import re
 from pathlib import Path
 
-from halo_core import Change, Check, Tuner
-from halo_core.errors import TuneError
-from halo_core.hostfacts import (
-    THP_DEFRAG,
-    THP_ENABLED,
-    host_path,
-    power_limits,
-    read_facts,
-    read_text,
-    selected,
-    sysctl_path,
-    which,
+from halo_core.plugin_api import (
+    Change, Check, THP_DEFRAG, THP_ENABLED, TuneError, Tuner, host_path, power_limits,
+    read_facts, read_text, selected, sysctl_path, which,
 )
 
 from .common import data_text, file_change, fix, read_exact, setting

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halo_core import Change, Check, Tuner
-from halo_core.hostfacts import TUNED_PROFILE, host_path, read_text, which
+from halo_core.plugin_api import Change, Check, TUNED_PROFILE, Tuner, host_path, read_text, which
 
 from .common import file_change, fix, read_exact
 
