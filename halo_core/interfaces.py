@@ -86,6 +86,11 @@ class Backend(ABC):
         """Facts recorded with every run: build number, image, binary path."""
         return {}
 
+    def release(self) -> str:
+        """Give back what running tools here left behind, for `halo flush` (a toolbox backend
+        stops its container); one line saying what was done, or "" when there was nothing."""
+        return ""
+
 
 class ModelSource(ABC):
     """Turns a model reference ("pypi:pkg/file.gguf", "smoke", a path) into a local GGUF file.

@@ -69,8 +69,7 @@ class ServerInfo:
     port: int
     url: str
     model: str
-    backend: str
-    container: str | None
+    backend: str  # a bench's backends are comma-separated
     log: str
     started: str
     pid_file: str
@@ -184,13 +183,16 @@ def is_running(info: ServerInfo) -> bool:
     return start_ticks(info.pid) == info.start_ticks
 
 
+_INFO_FIELDS = attrs.fields_dict(ServerInfo)
+
+
 def read_pid_files() -> list[ServerInfo]:
     """Every pid file in $HALO_HOME/run/, oldest first; unreadable ones are skipped."""
     infos = []
     for path in sorted(run_dir().glob("*.json")):
         try:
             data = json.loads(path.read_text())
-            infos.append(ServerInfo(**data))
+            infos.append(ServerInfo(**{k: v for k, v in data.items() if k in _INFO_FIELDS}))
         except (OSError, ValueError, TypeError):
             continue
     return sorted(infos, key=lambda i: i.started)
@@ -314,8 +316,7 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
     info = ServerInfo(
         pid=proc.pid, start_ticks=start_ticks(proc.pid) or 0, argv=argv, host=spec.host,
         port=spec.port, url=_url(spec.host, spec.port), model=str(model.path),
-        backend=backend.name, container=backend.provenance().get("container"),
-        log=str(log_path), started=_now(), pid_file=str(pid_file), detached=detach)
+        backend=backend.name, log=str(log_path), started=_now(), pid_file=str(pid_file), detached=detach)
     write_json(pid_file, info)
     server = Server(info, proc)
     try:
@@ -359,10 +360,8 @@ def record_bench(run_path: Path, backends: list) -> Path:
     """A pid file for this halo process while it runs llama-bench (`halo flush` stops it)."""
     pid = os.getpid()
     pid_file = run_dir() / f"bench-{pid}.json"
-    containers = [b.provenance().get("container") for b in backends]
     info = ServerInfo(pid=pid, start_ticks=start_ticks(pid) or 0, argv=sys.argv, host="", port=0,
                       url="", model="", backend=",".join(b.name for b in backends),
-                      container=next((c for c in containers if c), None),
                       log=str(run_path / "bench.log"), started=_now(), pid_file=str(pid_file),
                       kind="bench")
     write_json(pid_file, info)

@@ -226,6 +226,19 @@ class ToolboxBackend(Backend):
                          created=self.found.created)
         return facts
 
+    def release(self) -> str:
+        """Stop the container: a llama-server that outlived its `toolbox run` ends with it."""
+        if self.found is None:
+            return ""
+        podman = shutil.which("podman")
+        if podman is None:
+            return f"container {self.container}: not stopped (podman not found)"
+        done = run_capture([podman, "stop", self.container], timeout=120)
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            return f"container {self.container}: podman stop failed: {last[0]}"
+        return f"container {self.container}: stopped"
+
 
 def discover(conf: Conf | None = None) -> list[ToolboxBackend]:
     """One backend per listed container of a known family, and one per conf-named container."""
