@@ -21,6 +21,7 @@ from .records import (
     Check,
     Endpoint,
     EvalResult,
+    HostFacts,
     LocalModel,
     ToolCommand,
 )
@@ -194,6 +195,11 @@ class Tuner(ABC):
         again after an apply returns []. Raise TuneError (one line) for a
         value or file that must not be written; nothing is applied then.
         """
+
+    def applies(self, facts: HostFacts) -> Availability:
+        """Whether this tuner is made for the host that `facts` (read through the sysroot)
+        describe; `halo tune` refuses to plan one that is not, unless --force. Default: any host."""
+        return Availability(True)
 
     def guidance(self, root: Path) -> str:
         """Advice for what halo cannot change itself (BIOS settings)."""

@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from halo_core.plugin_api import (
-    Change, Check, GIB, HostFacts, PAGE_SIZE, TuneError, Tuner, firmware_version,
+    Change, Check, GIB, HostFacts, PAGE_SIZE, TuneError, firmware_version,
     kernel_version, read_facts, read_text,
 )
 
 from . import grub
-from .common import fix, gib, read_exact, setting
+from .common import ApuTuner, fix, gib, read_exact, setting
 
 RESERVE = 5 * GIB  # what the seed leaves to the OS (64 GB -> 59 GiB of GTT)
 MIN_RESERVE = 4 * GIB  # the least a --set kernel.gtt_gib may leave
@@ -43,7 +43,7 @@ def _family(facts: HostFacts) -> set[str]:
     return {facts.os_id, *facts.os_like}
 
 
-class KernelTuner(Tuner):
+class KernelTuner(ApuTuner):
     name = "kernel"
     description = "amd_iommu=off and ttm.pages_limit (GTT) on the kernel command line, via GRUB"
 
@@ -193,7 +193,7 @@ class KernelTuner(Tuner):
         return Check("gtt-limit", "PASS", detail)
 
 
-class VramTuner(Tuner):
+class VramTuner(ApuTuner):
     name = "vram"
     description = "BIOS VRAM carve-out guidance and GTT verification (writes nothing)"
 

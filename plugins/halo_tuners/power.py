@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 
 from halo_core.plugin_api import (
-    Change, Check, THP_DEFRAG, THP_ENABLED, TuneError, Tuner, host_path, power_limits,
+    Change, Check, THP_DEFRAG, THP_ENABLED, TuneError, host_path, power_limits,
     read_facts, read_text, selected, sysctl_path, which,
 )
 
-from .common import data_text, file_change, fix, read_exact, setting
+from .common import ApuTuner, data_text, file_change, fix, read_exact, setting
 
 SYSCTL_CONF = "/etc/sysctl.d/99-llm-inference.conf"
 THP_CONF = "/etc/tmpfiles.d/halo-thp.conf"
@@ -58,7 +58,7 @@ def _has_nogttspill(root: Path) -> bool:
     return bool(lines) and "nogttspill" in lines[-1]  # the last assignment wins
 
 
-class PowerTuner(Tuner):
+class PowerTuner(ApuTuner):
     name = "power"
     description = "ryzenadj power limits, VM sysctls, transparent huge pages, RADV_PERFTEST=nogttspill"
 
