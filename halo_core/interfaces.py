@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
 
-from .errors import ModelError, TuneError
+from .errors import HaloError, ModelError, TuneError
 
 if TYPE_CHECKING:
     from .chat import EvalContext
@@ -64,6 +64,9 @@ class Backend(ABC):
     need: ClassVar[str] = ""
     """For `halo bench setup`: "required", "optional", or "" (not a setup item)."""
 
+    option_help: ClassVar[Mapping[str, str]] = {}
+    """The options `configure` takes (`--backend-opt KEY=VALUE`), each with a line of help."""
+
     @abstractmethod
     def availability(self) -> Availability:
         """REQUIRED. Whether this backend can run here, and if not, why and how to fix it."""
@@ -74,6 +77,15 @@ class Backend(ABC):
 
         Raise Unavailable when the tool cannot be found.
         """
+
+    def configure(self, options: Mapping[str, str]) -> "Backend":
+        """A backend using `options`, keys from `option_help` (`--backend-opt KEY=VALUE`).
+
+        The default takes none; a backend with options returns a configured copy.
+        """
+        if options:
+            raise HaloError(f"backend '{self.name}' takes no option '{next(iter(options))}'")
+        return self
 
     def map_path(self, path: Path) -> str:
         """The path under which the tool sees a host file (containers remap /home etc.)."""

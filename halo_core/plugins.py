@@ -6,13 +6,13 @@ import difflib
 import os
 import sys
 from importlib import metadata
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownName
+from .errors import HaloError, PluginError, UnknownName
 from .interfaces import INTERFACES
 from .records import PluginInfo
 
@@ -177,6 +177,18 @@ class PluginHost:
 
     def backend(self, name: str):
         return self.get("backends", name)
+
+    def configured_backends(self, names: Iterable[str], options: Mapping[str, str] | None = None) -> list:
+        """The backends `names`, each configured with the `options` it declares in its
+        `option_help` (`--backend-opt KEY=VALUE`); an option none of them takes is an error."""
+        backends = [self.backend(name) for name in names]
+        options = dict(options or {})
+        for key in options:
+            if not any(key in b.option_help for b in backends):
+                takes = "; ".join(f"{b.name}: {', '.join(b.option_help) or 'none'}" for b in backends)
+                raise HaloError(f"no selected backend takes the option '{key}' ({takes})")
+        return [b.configure(mine) if (mine := {k: v for k, v in options.items() if k in b.option_help})
+                else b for b in backends]
 
     def add_commands(self, cli) -> None:
         """Let each plugin add its commands to the click group `cli`; a failing one is skipped."""

@@ -19,6 +19,7 @@ import time
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import Mapping
 
 import attrs
 import httpx
@@ -266,11 +267,12 @@ def _existing(port: int) -> ServerInfo | None:
 
 
 def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = None,
-          on_status=None) -> Server:
+          backend_options: Mapping[str, str] | None = None, on_status=None) -> Server:
     """Start llama-server for `spec`, wait until /health answers 200, and return it.
 
-    Raises UnsafeBind for a non-loopback host without a key, ToolFailed (with the log tail)
-    when the server dies or does not become ready within spec.ready_timeout.
+    `backend_options` configure the backend (`Backend.configure`). Raises UnsafeBind for a
+    non-loopback host without a key, ToolFailed (with the log tail) when the server dies or
+    does not become ready within spec.ready_timeout.
     """
     status = on_status or (lambda _msg: None)
     check_bind(spec.host, spec.api_key, spec.insecure)
@@ -281,7 +283,7 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
         raise HaloError(f"a server halo started (pid {running.pid}) already uses port {spec.port}: "
                         f"halo serve stop --port {spec.port}")
     host = host or get_host()
-    backend = host.backend(spec.backend)
+    [backend] = host.configured_backends([spec.backend], backend_options)
     availability = backend.availability()
     if not availability.available:
         raise HaloError(f"backend '{backend.name}' is unavailable: {availability.reason}")

@@ -62,6 +62,8 @@ def run_halo(*args: str, env: dict | None = None, timeout: float = 600) -> subpr
     """The installed CLI in a child process, as a user would run it."""
     full_env = dict(os.environ)
     full_env.update(env or {})
+    if env and "PYTHONPATH" in env and os.environ.get("PYTHONPATH"):  # add to it, keep ours
+        full_env["PYTHONPATH"] = f"{env['PYTHONPATH']}{os.pathsep}{os.environ['PYTHONPATH']}"
     full_env.setdefault("COLUMNS", "200")
     return subprocess.run([sys.executable, "-m", "halo_core", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout)

@@ -8,7 +8,7 @@ import types
 import pytest
 
 from halo_core import Availability, Backend, PluginHost, ToolCommand, hookimpl
-from halo_core.errors import UnknownName
+from halo_core.errors import HaloError, UnknownName
 
 
 def _backend_plugin(*names: str) -> types.SimpleNamespace:
@@ -130,6 +130,41 @@ def test_a_lookup_while_registering_is_the_plugins_error(capsys):
         "register_backends failed: asked for a registered object while plugins are still "
         "registering: keep the host and look it up later")}
     assert "plugin 'eager': register_backends failed" in capsys.readouterr().err
+
+
+def test_backend_options_go_to_the_backends_that_take_them():
+    class Tunable(Backend):
+        name = "tunable"
+        option_help = {"flavour": "which flavour"}
+
+        def __init__(self, flavour="plain"):
+            self.flavour = flavour
+
+        def configure(self, options):
+            return Tunable(options["flavour"])
+
+        def availability(self):
+            return Availability(True)
+
+        def command(self, tool):
+            return ToolCommand([tool, self.flavour])
+
+    @hookimpl
+    def register_backends(register):
+        register(Tunable())
+
+    host = PluginHost()
+    host.register(types.SimpleNamespace(register_backends=register_backends), "tunable")
+    host.register(_backend_plugin("alpha"), "plain")
+    tunable, alpha = host.configured_backends(["tunable", "alpha"], {"flavour": "spicy"})
+    assert tunable.command("x").argv == ("x", "spicy")
+    assert alpha is host.backend("alpha") and host.backend("tunable").flavour == "plain"
+    assert host.configured_backends(["alpha"]) == [alpha]
+    with pytest.raises(HaloError, match=r"^no selected backend takes the option 'colour' "
+                                        r"\(tunable: flavour; alpha: none\)$"):
+        host.configured_backends(["tunable", "alpha"], {"colour": "red"})
+    with pytest.raises(HaloError, match=r"^backend 'alpha' takes no option 'flavour'$"):
+        alpha.configure({"flavour": "spicy"})
 
 
 def test_registering_the_wrong_type_is_reported():

@@ -46,14 +46,15 @@ def backends(as_json):
         availability = backend.availability()
         rows.append({"name": name, "description": backend.description,
                      "available": availability.available, "reason": availability.reason,
-                     "hint": availability.hint})
+                     "hint": availability.hint, "options": dict(backend.option_help)})
     if as_json:
         emit_json(rows)
         return
-    table = Table("backend", "available", "description / why not")
+    table = Table("backend", "available", "description / why not", "options (--backend-opt)")
     for row in rows:
         table.add_row(row["name"], "yes" if row["available"] else "no",
-                      row["description"] if row["available"] else row["reason"])
+                      row["description"] if row["available"] else row["reason"],
+                      ", ".join(row["options"]))
     Console().print(table)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -17,7 +16,9 @@ from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
 from ..runs import list_runs, load_run, resolve_run
 from ..setup import bench_setup
-from .common import emit_json, err_console, sigterm_as_interrupt, split_list
+from .common import (
+    backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt, split_list,
+)
 
 
 
@@ -114,8 +115,7 @@ def matrix_options(default_tag: str, default_context: int | None):
                          help="Run name prefix; an explicit tag resumes its latest run when the spec is the same."),
             click.option("--resume", "resume", default=None, metavar="RUN",
                          help="Continue this run (path, name or tag) with its own spec."),
-            click.option("--llama-cpp-dir", type=click.Path(file_okay=False), default=None,
-                         help="Folder with llama.cpp binaries (same as $HALO_LLAMA_CPP_DIR)."),
+            backend_flags,
             click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
                          show_default=True, help="Sysroot for sensors and machine facts."),
             click.option("--json", "as_json", is_flag=True, help="Print the run as JSON."),
@@ -149,11 +149,11 @@ def select_models(models_: tuple[str, ...], category: str | None, max_size: floa
 
 
 def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, tg, reps, context, depths, ctx_prompt, skip_longctx,
-             kv_types, batch, ubatch, threads, cooldown, tag, resume, llama_cpp_dir, root, as_json):
+             kv_types, batch, ubatch, threads, cooldown, tag, resume, backend_opts, llama_cpp_dir, root,
+             as_json):
     if pp == 0 and tg == 0:
         raise click.UsageError("--pp and --tg cannot both be 0")
-    if llama_cpp_dir:
-        os.environ["HALO_LLAMA_CPP_DIR"] = os.path.abspath(llama_cpp_dir)
+    options = backend_options(backend_opts, llama_cpp_dir)
     all_depths = _parse_ints(depths, "--depths")
     if context and not all_depths:
         all_depths = (context,)
@@ -174,7 +174,8 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
 
     with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
         run = run_bench(None if resume_path else spec, resume=resume_path,
-                        resume_tag=explicit_tag or ctx.info_name == "baseline", root=root,
+                        resume_tag=explicit_tag or ctx.info_name == "baseline",
+                        backend_options=options, root=root,
                         on_status=lambda msg: spinner.update(msg), on_result=show_result,
                         on_failure=show_failure)
     if as_json:

@@ -15,7 +15,7 @@ from ..runner import describe_exit, tail_of
 from ..fit import KV_TYPES
 from ..serve import ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
 from ..serve import serve as start_server
-from .common import emit_json, err_console, sigterm_as_interrupt
+from .common import backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt
 
 
 class DefaultRunGroup(click.Group):
@@ -50,10 +50,11 @@ def serve():
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for /health.")
 @click.option("--detach", is_flag=True, help="Leave the server running in the background (pid file).")
+@backend_flags
 @click.option("--json", "as_json", is_flag=True, help="Print the server record as JSON once ready.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no_think, api_key,
-        insecure, threads, timeout, detach, as_json, extra):
+        insecure, threads, timeout, detach, backend_opts, llama_cpp_dir, as_json, extra):
     """Start llama-server for MODEL (or --preset) and wait until it is ready.
 
     Anything after `--` goes to llama-server as it is.
@@ -74,7 +75,8 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
         spec = ServerSpec(model=model, backend=backend or "native", **fields)
     status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     try:
-        server = start_server(spec, detach=detach, on_status=status)
+        server = start_server(spec, detach=detach, on_status=status,
+                              backend_options=backend_options(backend_opts, llama_cpp_dir))
     except ToolFailed as exc:
         if exc.log_tail:
             click.echo(f"llama-server log (last lines):\n{exc.log_tail}", err=True)
