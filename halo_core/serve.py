@@ -24,6 +24,7 @@ from typing import Mapping
 import attrs
 import httpx
 
+from .config import defaults
 from .errors import HaloError, ToolFailed
 from .fit import KV_TYPES
 from .llamacpp import ServerParams, probe_flags, server_argv
@@ -43,7 +44,7 @@ class ServerSpec:
     """What `halo serve` starts: model, backend and llama-server options in halo's terms."""
 
     model: str
-    backend: str = "native"
+    backend: str = attrs.field(factory=lambda: defaults().backend)
     host: str = "127.0.0.1"
     port: int = 8080
     ctx: int = 131072

@@ -25,7 +25,7 @@ def plugin_site(tmp_path_factory):
 def test_halo_plugins_lists_it(halo, plugin_site):
     done = halo("plugins", "--json", env={"PYTHONPATH": str(plugin_site)})
     assert done.returncode == 0, done.stderr
-    infos = {i["name"]: i for i in json.loads(done.stdout)}
+    infos = {i["name"]: i for i in json.loads(done.stdout)["plugins"]}
     assert infos["taskset"]["distribution"] == "halo-taskset"
     assert infos["taskset"]["source"] == "entry-point"
     assert infos["taskset"]["registers"] == {"backends": ["taskset"]}

@@ -215,7 +215,7 @@ def test_cli_lists_third_party_and_survives_a_broken_plugin(fake_dist, halo):
                      {"halo_extra_mod": GOOD, "halo_broken_mod": BROKEN})
     done = halo("plugins", "--json", env={"PYTHONPATH": str(path)})
     assert done.returncode == 0, done.stderr
-    infos = {i["name"]: i for i in json.loads(done.stdout)}
+    infos = {i["name"]: i for i in json.loads(done.stdout)["plugins"]}
     assert infos["extra"]["source"] == "entry-point"
     assert infos["extra"]["distribution"] == "halo-thirdparty"
     assert infos["extra"]["version"] == "1.2.3"
@@ -256,7 +256,7 @@ def test_a_broken_hook_of_any_kind_never_takes_the_cli_down(fake_dist, halo):
     env = {"PYTHONPATH": str(path)}
     done = halo("plugins", "--json", env=env)
     assert done.returncode == 0, done.stderr
-    errors = {i["name"]: i["error"] for i in json.loads(done.stdout)}
+    errors = {i["name"]: i["error"] for i in json.loads(done.stdout)["plugins"]}
     assert {n: errors[n] for n in plugins} == {
         "bad_backends": "register_backends failed: no GPU here",
         "bad_sources": "register_model_sources failed: division by zero",
@@ -278,9 +278,9 @@ def test_a_broken_hook_of_any_kind_never_takes_the_cli_down(fake_dist, halo):
 def test_allow_and_deny_lists(fake_dist, halo):
     path = fake_dist("halo-thirdparty", {"extra": "halo_extra_mod"}, {"halo_extra_mod": GOOD})
     done = halo("plugins", "--json", env={"PYTHONPATH": str(path), "HALO_LOAD_PLUGINS": "extra,pypi"})
-    assert sorted(i["name"] for i in json.loads(done.stdout)) == ["extra", "pypi"]
+    assert sorted(i["name"] for i in json.loads(done.stdout)["plugins"]) == ["extra", "pypi"]
     done = halo("plugins", "--json", env={"PYTHONPATH": str(path), "HALO_DISABLE_PLUGINS": "extra"})
-    names = {i["name"] for i in json.loads(done.stdout)}
+    names = {i["name"] for i in json.loads(done.stdout)["plugins"]}
     assert "extra" not in names and "native" in names
 
 

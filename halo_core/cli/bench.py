@@ -83,13 +83,15 @@ def matrix_options(default_tag: str, default_context: int | None):
         options = [
             click.option("-m", "--model", "--models", "models_", multiple=True,
                          help="Models: catalog name, SOURCE:REF or GGUF path (repeat or comma-separate); "
-                              "default: smoke, or the --category/--max-size selection."),
+                              "default: the --category/--max-size selection, else the default model "
+                              "(`halo plugins` shows it)."),
             click.option("--category", "-c", default=None,
                          help="Add every downloaded catalog model of these categories (comma-separated)."),
             click.option("--max-size", "-s", type=click.FloatRange(min=0, min_open=True), default=None,
                          help="Only catalog models up to this many GB."),
-            click.option("--backend", "--backends", "backends_", multiple=True, default=("native",),
-                         show_default=True, help="Backends (repeat or comma-separate)."),
+            click.option("--backend", "--backends", "backends_", multiple=True,
+                         help="Backends (repeat or comma-separate); default: the default backend "
+                              "(`halo backends` shows it)."),
             click.option("--pp", type=click.IntRange(min=0), default=512, show_default=True,
                          help="Prompt tokens of the standard test (0 skips pp)."),
             click.option("--tg", type=click.IntRange(min=0), default=128, show_default=True,
@@ -127,8 +129,8 @@ def matrix_options(default_tag: str, default_context: int | None):
 
 
 def select_models(models_: tuple[str, ...], category: str | None, max_size: float | None) -> tuple[str, ...]:
-    """Explicit models, plus the downloaded catalog models the filters pick (the seed's
-    --category/--max-size); `smoke` when nothing is named."""
+    """Explicit models, plus the downloaded catalog models --category/--max-size pick; ()
+    when nothing is named (the spec then takes the default model)."""
     chosen = list(split_list(models_))
     if category or max_size:
         picked = []
@@ -145,7 +147,7 @@ def select_models(models_: tuple[str, ...], category: str | None, max_size: floa
                             f"{' --category ' + category if category else ''}"
                             f"{f' --max-size {max_size:g}' if max_size else ''} (see `halo models list`)")
         chosen += picked
-    return tuple(chosen) or ("smoke",)
+    return tuple(chosen)
 
 
 def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, tg, reps, context, depths, ctx_prompt, skip_longctx,
@@ -157,9 +159,9 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
     all_depths = _parse_ints(depths, "--depths")
     if context and not all_depths:
         all_depths = (context,)
-    spec = BenchSpec(models=select_models(models_, category, max_size), backends=split_list(backends_), pp=pp, tg=tg,
-                     reps=reps, tag=tag, threads=threads, kv_types=_parse_kv(kv_types),
-                     batch=batch, ubatch=ubatch, depths=() if skip_longctx else all_depths,
+    named = dict(models=select_models(models_, category, max_size), backends=split_list(backends_))
+    spec = BenchSpec(**{k: v for k, v in named.items() if v}, pp=pp, tg=tg, reps=reps, tag=tag,
+                     threads=threads, kv_types=_parse_kv(kv_types), batch=batch, ubatch=ubatch, depths=() if skip_longctx else all_depths,
                      ctx_prompt=ctx_prompt, cooldown=cooldown)
     explicit_tag = ctx.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
     resume_path = resolve_run(resume) if resume else None

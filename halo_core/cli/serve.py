@@ -36,7 +36,9 @@ def serve():
 @serve.command(context_settings={"ignore_unknown_options": True})
 @click.argument("model", required=False)
 @click.option("--preset", help="A preset from configs/serve-presets.ini (see `halo serve presets`).")
-@click.option("--backend", default=None, help="Backend to run llama-server on (default: native).")
+@click.option("--backend", default=None,
+              help="Backend to run llama-server on (default: the preset's, else the default "
+                   "backend: `halo backends` shows it).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("-c", "--ctx", type=click.IntRange(min=256), default=None, help="Context size [default: 131072].")
@@ -65,14 +67,13 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
         check_bind(host, api_key, insecure)
     except UnsafeBind as exc:
         raise click.UsageError(str(exc)) from None
-    common = dict(host=host, port=port, ctx=ctx, parallel=parallel, cache_type=cache_type,
-                  ngram=ngram, no_think=no_think, api_key=api_key, insecure=insecure,
-                  threads=threads, ready_timeout=timeout, extra=tuple(extra))
+    common = dict(backend=backend, host=host, port=port, ctx=ctx, parallel=parallel,
+                  cache_type=cache_type, ngram=ngram, no_think=no_think, api_key=api_key,
+                  insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra))
     if preset:
-        spec = preset_spec(preset, backend=backend, **common)
+        spec = preset_spec(preset, **common)
     else:
-        fields = {k: v for k, v in common.items() if v is not None}
-        spec = ServerSpec(model=model, backend=backend or "native", **fields)
+        spec = ServerSpec(model=model, **{k: v for k, v in common.items() if v is not None})
     status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     try:
         server = start_server(spec, detach=detach, on_status=status,
