@@ -202,7 +202,8 @@ def bench_run(ctx, **options):
 @matrix_options(default_tag="baseline", default_context=32768)
 @click.pass_context
 def bench_baseline(ctx, **options):
-    """The seed's baseline capture: pp512/tg128 (5 reps) and pp2048 at 32K depth (3 reps)."""
+    """The baseline capture: pp512/tg128 (5 reps) and pp2048 at 32K depth (3 reps), tagged
+    `baseline` (run it again to resume it)."""
     _execute(ctx, **options)
 
 

@@ -208,8 +208,8 @@ class VramTuner(ApuTuner):
                 f"settings. Reboot into the BIOS setup (HP ZBook: F10; Framework/GMKtec: F2 or Del), "
                 f"find \"UMA Frame Buffer Size\" (or iGPU memory / VRAM size), set it to 512 MB, save. "
                 f"The RAM comes back to the OS, and the GPU takes it through GTT (ttm.pages_limit) "
-                f"when it needs it. The seed measured small models 3-8% slower through GTT, and "
-                f"gained room for 37 GB+ models at 32K+ context. Undo: set the old size again.")
+                f"when it needs it. On an HP ZBook Ultra G1a small models ran 3-8% slower through GTT, "
+                f"and 37 GB+ models fit at 32K+ context. Undo: set the old size again.")
 
     def verify(self, root: Path) -> list[Check]:
         facts = read_facts(root, ask_tools=False)

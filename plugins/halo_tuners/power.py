@@ -169,7 +169,7 @@ class PowerTuner(ApuTuner):
         program = which(root, "ryzenadj")
         if not program:
             return Check("power-limits", "WARN", "ryzenadj not installed: the APU keeps the "
-                                                 "firmware's power limits (85 W gave +46% tg in the seed)",
+                                                 "firmware's power limits (85 W gave +46% tg on an HP ZBook Ultra G1a)",
                          "install RyzenAdj (github.com/FlyGoat/RyzenAdj), then " + fix(root, self.name))
         missing = [c.target for c in self._unit_changes(root, program)]
         limits = power_limits(root)
