@@ -195,7 +195,7 @@ def fake_dist(tmp_path):
 
 BROKEN = "raise ImportError('needs libfoo')\n"
 GOOD = """
-from halo_core import Availability, Backend, ToolCommand, hookimpl
+from halo_core.plugin_api import Availability, Backend, ToolCommand, hookimpl
 
 class Extra(Backend):
     name = "extra"
@@ -232,7 +232,7 @@ def test_cli_lists_third_party_and_survives_a_broken_plugin(fake_dist, halo):
 
 BROKEN_HOOKS = """
 import click
-from halo_core import hookimpl
+from halo_core.plugin_api import hookimpl
 
 @hookimpl
 def {hook}({args}):
