@@ -187,8 +187,11 @@ class PluginHost:
             if not any(key in b.option_help for b in backends):
                 takes = "; ".join(f"{b.name}: {', '.join(b.option_help) or 'none'}" for b in backends)
                 raise HaloError(f"no selected backend takes the option '{key}' ({takes})")
-        return [b.configure(mine) if (mine := {k: v for k, v in options.items() if k in b.option_help})
-                else b for b in backends]
+        configured = []
+        for backend in backends:
+            mine = {k: v for k, v in options.items() if k in backend.option_help}
+            configured.append(backend.configure(mine) if mine else backend)
+        return configured
 
     def add_commands(self, cli) -> None:
         """Let each plugin add its commands to the click group `cli`; a failing one is skipped."""

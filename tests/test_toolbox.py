@@ -80,7 +80,8 @@ def test_backends_through_the_shim(halo, toolbox):
         "reason": "container llama-rocm-7.2 missing: create it with `toolbox create llama-rocm-7.2 "
                   "--image docker.io/kyuz0/amd-strix-halo-toolboxes:rocm-7.2`",
         "hint": "create it with `toolbox create llama-rocm-7.2 "
-                "--image docker.io/kyuz0/amd-strix-halo-toolboxes:rocm-7.2`"}
+                "--image docker.io/kyuz0/amd-strix-halo-toolboxes:rocm-7.2`",
+        "options": {}, "default": False}
 
 
 def test_toolbox_not_installed(halo, tmp_path):
