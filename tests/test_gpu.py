@@ -3,6 +3,7 @@ libnvidia-ml.so missing), and, only on a machine with an NVIDIA GPU, NVML's real
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,13 +83,13 @@ def test_nvml_library_missing_is_no_gpu_and_no_error():
 
 @pytest.mark.skipif(NVIDIA_DRIVER, reason="an NVIDIA driver is loaded here")
 def test_no_nvidia_driver_costs_nothing():
-    """Without the NVIDIA driver, facts, sensors and flush never import pynvml:
-    nvidia-ml-py being installed makes nothing slower."""
+    """Without the NVIDIA driver, facts, sensors, flush and the bandwidth choice never import
+    pynvml: nvidia-ml-py being installed makes nothing slower."""
     pytest.importorskip("pynvml", reason="nvidia-ml-py is in the test extra")
     code = ("import sys; from pathlib import Path\n"
-            "from halo_core import flush, hostfacts, metrics\n"
+            "from halo_core import flush, hw, hostfacts, metrics\n"
             "hostfacts.system_state(Path('/')); metrics.sensors(Path('/'))\n"
-            "flush.gpu_memory_used(Path('/'))\n"
+            "flush.gpu_memory_used(Path('/')); assert hw.gpu_bandwidth() is None\n"
             "print('pynvml' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -119,7 +120,7 @@ sys.stdin.read()
 until its stdin closes."""
 
 
-def test_nvidia_facts_through_nvml(nvidia):
+def test_nvidia_facts_through_nvml(nvidia, halo):
     for card in nvidia:
         assert card.name and card.vendor == NVIDIA and card.driver == "nvidia"
         assert card.vram_total > 0 and 0 <= card.vram_used <= card.vram_total
@@ -134,6 +135,14 @@ def test_nvidia_facts_through_nvml(nvidia):
     assert list(columns) == ["gpu_busy_pct", "vram_used_bytes", "gpu_temp_c", "gpu_power_w",
                              "gpu_sm_clock_mhz"]
     assert columns["gpu_power_w"]() > 0 and columns["vram_used_bytes"]() > 0
+
+    bw = json.loads(halo("hw", "bandwidth", "--json").stdout)
+    assert bw["source"] == "theoretical" and bw["gbs"] == theoretical_bandwidth(nvidia[0])
+    assert bw["device"] == f"{nvidia[0].card} {nvidia[0].name}" and "NVML" in bw["detail"]
+    shown = halo("hw", "bandwidth", "--show")
+    assert shown.stdout.startswith(f"{bw['gbs']:g} GB/s, theoretical, {bw['device']} (NVML: ")
+    host = json.loads(halo("hw", "bandwidth", "--device", "host", "--seconds", "0.3", "--json").stdout)
+    assert host["source"] == "measured" and host["device"] == "host" and host["gbs"] > 0
 
     client = subprocess.Popen([sys.executable, "-c", CUDA_CLIENT], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
