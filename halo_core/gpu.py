@@ -135,7 +135,8 @@ def _nvidia_gpu(nvml, index: int, driver: str | None, cuda: str | None) -> GpuFa
     if handle is None:
         return None
     pci, mem = ask(nvml.nvmlDeviceGetPciInfo, handle), ask(nvml.nvmlDeviceGetMemoryInfo, handle)
-    util, cc = ask(nvml.nvmlDeviceGetUtilizationRates, handle), ask(nvml.nvmlDeviceGetCudaComputeCapability, handle)
+    util = ask(nvml.nvmlDeviceGetUtilizationRates, handle)
+    cc = ask(nvml.nvmlDeviceGetCudaComputeCapability, handle)  # (9, 0)
     return GpuFacts(
         card=f"nvidia{index}",
         vendor=f"0x{pci.pciDeviceId & 0xFFFF:04x}" if pci else NVIDIA,  # the id is device << 16 | vendor
@@ -164,7 +165,8 @@ def nvidia_gpus() -> list[GpuFacts]:
     driver = _ask(nvml, nvml.nvmlSystemGetDriverVersion)
     cuda = _ask(nvml, nvml.nvmlSystemGetCudaDriverVersion_v2)  # 13000 -> "13.0"
     cuda_version = f"{cuda // 1000}.{cuda % 1000 // 10}" if cuda else None
-    found = (_nvidia_gpu(nvml, i, driver, cuda_version) for i in range(_ask(nvml, nvml.nvmlDeviceGetCount) or 0))
+    count = _ask(nvml, nvml.nvmlDeviceGetCount) or 0
+    found = (_nvidia_gpu(nvml, index, driver, cuda_version) for index in range(count))
     return [gpu for gpu in found if gpu is not None]
 
 
