@@ -222,7 +222,8 @@ def test_flush(halo, home, toolbox, smoke_model, tmp_path, cleanup):
     done = halo("flush", "--root", str(root), "--json")
     report = json.loads(done.stdout)
     assert (report["stopped"], report["containers"]) == ([], [])
-    assert report["gpu"] == [{"card": "card1", "vram_used": 98 << 20, "gtt_used": 21 << 20}]
+    [gpu] = report["gpu"]
+    assert (gpu["card"], gpu["vram_used"], gpu["gtt_used"]) == ("card1", 98 << 20, 21 << 20)
 
 
 def test_foreground_server_that_dies_exits_1(smoke_model, cleanup):
