@@ -12,6 +12,7 @@ from typing import Callable, Mapping
 import attrs
 
 from .errors import HaloError, Unavailable
+from .hostfacts import system_state
 from .hw import configured_bandwidth, roofline_pct
 from .interfaces import Backend
 from .llamacpp import BenchParams, bench_argv, bench_test_name, parse_bench_line, probe_flags
@@ -23,7 +24,6 @@ from .runner import Process, describe_exit
 from .runs import latest_with_tag, load_cells, load_run, spec_from_dict, spec_to_dict, write_results_snapshot
 from .serve import record_bench
 from .store import append_line, new_run_dir, to_json, write_json
-from .sysinfo import system_state
 
 LONG_CONTEXT_PROMPT = 2048
 

@@ -29,10 +29,11 @@ import attrs
 
 from .errors import ModelError
 from .gguf import GgufHeader, SkippedArray, read_header
+from .gpu import addressable_memory, read_gpus
+from .hostfacts import meminfo
 from .models import find_source
 from .plugins import PluginHost
 from .records import FitReport
-from .sysinfo import gpu_memory
 
 KV_TYPES: dict[str, tuple[int, int]] = {
     "f32": (4, 1), "f16": (2, 1), "bf16": (2, 1),
@@ -196,7 +197,9 @@ def recurrent_bytes(layout: AttentionLayout, parallel: int = 1) -> int:
 def fit_model(ref: str, *, ctx: int | None = None, kv_type: str = "f16", parallel: int = 1,
               root: Path = Path("/"), host: PluginHost | None = None) -> FitReport:
     """Whether the downloaded model `ref` fits this machine's GPU-addressable memory with a
-    `ctx`-cell KV cache (default: the model's trained context) of `kv_type` ("T" or "K:V")."""
+    `ctx`-cell KV cache (default: the model's trained context) of `kv_type` ("T" or "K:V").
+
+    The memory is halo_core.gpu.addressable_memory's, else MemTotal from /proc/meminfo."""
     if parallel < 1:
         raise ModelError("--parallel must be at least 1")
     type_k, type_v = parse_kv_type(kv_type)
@@ -214,7 +217,9 @@ def fit_model(ref: str, *, ctx: int | None = None, kv_type: str = "f16", paralle
         notes.append(f"ctx {ctx} is beyond the model's trained context of {layout.context_length}")
     kv = kv_cache_bytes(layout, ctx, type_k, type_v, parallel)
     state = recurrent_bytes(layout, parallel)
-    memory = gpu_memory(root)
+    memory, gpus = addressable_memory(read_gpus(root))
+    if not gpus:  # no GPU memory figures: the RAM the OS sees
+        memory = meminfo(root).get("MemTotal", 0)
     total = model.size + kv + state
     return FitReport(
         model=model.name, path=model.path, arch=layout.arch, ctx=ctx, parallel=parallel,
@@ -222,5 +227,5 @@ def fit_model(ref: str, *, ctx: int | None = None, kv_type: str = "f16", paralle
         n_head_kv=layout.n_head_kv, head_dim_k=layout.head_dim_k, head_dim_v=layout.head_dim_v,
         kv_layers=sum(layout.has_kv), swa_layers=sum(layout.is_swa), n_swa=layout.n_swa,
         recurrent_layers=sum(layout.is_recurrent), weights_bytes=model.size, kv_bytes=kv,
-        recurrent_bytes=state, total_bytes=total, memory=memory, fits=total <= memory.total,
-        headroom_bytes=memory.total - total, notes=notes)
+        recurrent_bytes=state, total_bytes=total, memory=memory, gpus=gpus, fits=total <= memory,
+        headroom_bytes=memory - total, notes=notes)

@@ -3,7 +3,8 @@
 Stops the servers and benches halo started (from their pid files, each checked by pid and
 start time: never by process name), asks the backends those pid files name to release what
 they left behind (`Backend.release()`: a toolbox backend stops its container), drops the page
-cache when root, and reads the GPU memory still in use from amdgpu sysfs.
+cache when root, and reads the GPU memory still in use (halo_core.gpu: amdgpu sysfs; NVIDIA
+through NVML, with the processes holding it).
 """
 
 from __future__ import annotations
@@ -14,18 +15,10 @@ from pathlib import Path
 import attrs
 
 from .errors import UnknownName
-from .metrics import amdgpu_devices
+from .gpu import read_gpus
 from .plugins import PluginHost, get_host
+from .records import GpuFacts
 from .serve import read_pid_files, stop_process
-
-
-@attrs.frozen
-class GpuUse:
-    """Memory one amdgpu device has in use (bytes), as sysfs says."""
-
-    card: str
-    vram_used: int | None
-    gtt_used: int | None
 
 
 @attrs.frozen
@@ -34,19 +27,12 @@ class FlushReport:
     stale: tuple[str, ...] = attrs.field(converter=tuple)  # pid files whose process was gone
     released: tuple[str, ...] = attrs.field(converter=tuple)  # "container llama-rocm-7.2.1: stopped"
     caches: str  # what happened to the page cache
-    gpu: tuple[GpuUse, ...] = attrs.field(converter=tuple)
+    gpu: tuple[GpuFacts, ...] = attrs.field(converter=tuple)  # the GPUs that report memory in use
 
 
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def gpu_memory_used(root: Path = Path("/")) -> list[GpuUse]:
-    return [GpuUse(device.parent.name, _read_int(device / "mem_info_vram_used"),
-                   _read_int(device / "mem_info_gtt_used")) for device in amdgpu_devices(root)]
+def gpu_memory_used(root: Path = Path("/")) -> list[GpuFacts]:
+    """The GPUs that report the memory they have in use (VRAM, GTT; NVIDIA: per process too)."""
+    return [g for g in read_gpus(root) if g.vram_used is not None or g.gtt_used is not None]
 
 
 def _release(name: str, host: PluginHost) -> str:

@@ -97,14 +97,52 @@ class ModelListing:
 
 
 @attrs.frozen
-class GpuMemory:
-    """Memory the GPU can address: VRAM + GTT from amdgpu sysfs, else the RAM in /proc/meminfo."""
+class GpuProcess:
+    """A process holding GPU memory, as the driver reports it (NVML)."""
 
-    total: int
-    source: str  # "amdgpu" | "meminfo"
-    vram: int = 0
-    gtt: int = 0
-    card: str | None = None
+    pid: int
+    used: int | None  # bytes; None where the driver does not say
+    name: str = ""  # /proc/PID/comm
+
+
+@attrs.frozen
+class GpuFacts:
+    """One GPU: a DRM card read from sysfs (amdgpu), or an NVIDIA GPU read through NVML.
+
+    Sizes in bytes; every reading is None where the vendor does not report it (amdgpu has no
+    clocks or bus width here, NVIDIA no GTT; a DRM card of another driver has only its ids).
+    """
+
+    card: str  # "card1" (DRM), or "nvidia0" (NVML index) for an NVIDIA GPU without a DRM card
+    vendor: str  # PCI vendor id: "0x1002" AMD, "0x10de" NVIDIA
+    device: str  # PCI device id: "0x1586" for Strix Halo's Radeon 8060S
+    driver: str = ""
+    name: str = ""  # "NVIDIA H200"; amdgpu's product_name where the card has one
+    pci: str = ""  # PCI address, "0000:c1:00.0"
+    vram_total: int | None = None
+    vram_used: int | None = None
+    gtt_total: int | None = None  # amdgpu: system RAM the GPU can map
+    gtt_used: int | None = None
+    busy_pct: float | None = None
+    temp_c: float | None = None
+    power_w: float | None = None  # amdgpu's hwmon power: the whole package on an APU
+    power_limit_w: float | None = None
+    sm_clock_mhz: int | None = None
+    mem_clock_mhz: int | None = None
+    mem_clock_max_mhz: int | None = None
+    mem_bus_width: int | None = None  # bits
+    compute_capability: str | None = None  # "9.0"
+    driver_version: str | None = None  # "580.159.04"
+    cuda_version: str | None = None  # the newest CUDA the driver supports, "13.0"
+    processes: tuple[GpuProcess, ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_tuple))
+
+    @property
+    def addressable(self) -> int | None:
+        """Memory the GPU can address: VRAM + GTT, None when the card reports neither."""
+        if self.vram_total is None and self.gtt_total is None:
+            return None
+        return (self.vram_total or 0) + (self.gtt_total or 0)
 
 
 @attrs.frozen
@@ -131,7 +169,8 @@ class FitReport:
     kv_bytes: int
     recurrent_bytes: int
     total_bytes: int
-    memory: GpuMemory
+    memory: int  # bytes the GPUs can address, else MemTotal (then `gpus` is empty)
+    gpus: tuple[GpuFacts, ...] = attrs.field(converter=_tuple)  # the GPUs `memory` counts
     fits: bool
     headroom_bytes: int
     notes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
@@ -288,20 +327,6 @@ class Check:
     detail: str
     fix: str = ""
     tuner: str = ""  # filled in by the core: the tuner that made the check
-
-
-@attrs.frozen
-class GpuFacts:
-    """One DRM card as amdgpu's sysfs shows it (sizes in bytes; None where unreadable)."""
-
-    card: str
-    vendor: str  # "0x1002" for AMD
-    device: str  # "0x1586" for Strix Halo's Radeon 8060S
-    driver: str = ""
-    vram_total: int | None = None
-    vram_used: int | None = None
-    gtt_total: int | None = None
-    gtt_used: int | None = None
 
 
 @attrs.frozen

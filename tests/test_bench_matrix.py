@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from halo_core.compare import welch_p
+from halo_core.gpu import nvidia_gpus
 from halo_core.metrics import MetricsSampler, sensors
 from halo_core.runs import read_jsonl
 
@@ -236,11 +237,21 @@ def test_monitor_standalone(halo, tmp_path):
 
 
 def test_hw_bandwidth(halo):
-    measured = _json(halo("hw", "bandwidth", "--seconds", "0.3", "--json"))
-    assert measured["source"] == "measured" and measured["gbs"] > 0.5
+    measured = _json(halo("hw", "bandwidth", "--device", "host", "--seconds", "0.3", "--json"))
+    assert measured["source"] == "measured" and measured["device"] == "host" and measured["gbs"] > 0.5
     assert _json(halo("hw", "bandwidth", "--show", "--json")) == measured
+    shown = halo("hw", "bandwidth", "--show").stdout
+    assert shown == f"{measured['gbs']:g} GB/s, measured, host (memcpy of 256 MiB in {os.cpu_count()} process(es), 0.3s, read+write)\n"
     configured = _json(halo("hw", "bandwidth", "--set", "215", "--json"))
     assert configured["gbs"] == 215 and configured["source"] == "configured"
+
+
+@pytest.mark.skipif(bool(nvidia_gpus()), reason="NVML sees an NVIDIA GPU here (tests/test_gpu.py)")
+def test_hw_bandwidth_without_a_gpu(halo):
+    done = halo("hw", "bandwidth", "--device", "gpu")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == ("Error: no NVIDIA GPU reports its memory clock and bus width through NVML "
+                           "(needs the NVIDIA driver and nvidia-ml-py: pip install 'halo-llm[gpu]')\n")
 
 
 def test_list_and_show(halo, smoke_model):

@@ -284,7 +284,11 @@ def test_quick_preset_end_to_end(halo, server):
     (log,) = (path / "ifeval" / "logs").glob("*.eval")
     from inspect_ai.log import read_eval_log
 
-    assert read_eval_log(str(log)).status == "success"
+    log = read_eval_log(str(log))
+    assert log.status == "success"
+    # the log names the model that answered and where (`inspect view` shows them)
+    assert log.eval.model == f"openai-api/halo/{meta['endpoint']['model']}"
+    assert log.eval.model_base_url == f"{meta['endpoint']['base_url']}/v1"
     assert (path / "metrics.csv").read_text().startswith("time,")
 
     listed = halo("eval", "list", "--json")

@@ -74,13 +74,16 @@ def test_backends_through_the_shim(halo, toolbox):
     for name in ("vulkan-radv", "rocm-7.2.1", "rocm-7.14"):
         assert rows[name]["available"], rows[name]
     assert "fedora-toolbox-43" not in rows and "toolbox-43" not in rows
-    assert rows["rocm-7.2"] == {
-        "name": "rocm-7.2", "available": False,
-        "description": "toolbox llama-rocm-7.2 (rocm, /usr/local/bin)",
-        "reason": "container llama-rocm-7.2 missing: create it with `toolbox create llama-rocm-7.2 "
-                  "--image docker.io/kyuz0/amd-strix-halo-toolboxes:rocm-7.2`",
-        "hint": "create it with `toolbox create llama-rocm-7.2 "
-                "--image docker.io/kyuz0/amd-strix-halo-toolboxes:rocm-7.2`",
+    # the user's list wins: no stand-ins for the ROCm and RADV families the user has
+    assert not {"rocm-7.2.4", "therock-nightly"} & set(rows)
+    # a family the user has none of: the conf's container says how to create one
+    assert rows["vulkan-amdvlk"] == {
+        "name": "vulkan-amdvlk", "available": False,
+        "description": "toolbox llama-vulkan-amdvlk (vulkan-amdvlk, /usr/sbin)",
+        "reason": "container llama-vulkan-amdvlk missing: create it with `toolbox create "
+                  "llama-vulkan-amdvlk --image docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-amdvlk`",
+        "hint": "create it with `toolbox create llama-vulkan-amdvlk "
+                "--image docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-amdvlk`",
         "options": {}, "default": False}
 
 
@@ -138,10 +141,9 @@ def test_bench_setup(halo, toolbox, smoke_model, monkeypatch):
     assert report["ready"] is True
     assert (rows["vulkan-radv"]["need"], rows["vulkan-radv"]["available"]) == ("required", True)
     assert rows["vulkan-radv"]["llama_cpp"] == rows["native"]["llama_cpp"]  # the shim runs the native build
-    # any ROCm container meets "a ROCm image": the named 7.2.1 becomes optional
+    # any ROCm container meets "a ROCm image": the required 7.2.4 is not asked for
     assert (rows["rocm-7.14"]["need"], rows["rocm-7.14"]["available"]) == ("optional", True)
-    assert (rows["rocm-7.2.1"]["need"], rows["rocm-7.2.1"]["available"]) == ("optional", False)
-    assert rows["rocm-7.2.1"]["llama_cpp"] == ""
+    assert "rocm-7.2.4" not in rows and "therock-nightly" not in rows
     models = {m["name"]: m for m in report["models"]}
     assert models["smoke"]["downloaded"] is True
     assert models["qwen3.5-35b-a3b-q4"]["downloaded"] is False
@@ -150,5 +152,5 @@ def test_bench_setup(halo, toolbox, smoke_model, monkeypatch):
     done = halo("bench", "setup")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == (
-        "setup incomplete: required backend(s) missing: rocm-7.2.1, vulkan-radv")
+        "setup incomplete: required backend(s) missing: rocm-7.2.4, vulkan-radv")
     assert "toolbox create llama-vulkan-radv --image" in done.stdout

@@ -35,10 +35,12 @@ def flush(root, keep_containers, as_json):
         click.echo(line)
     click.echo(f"page cache: {report.caches}")
     if not report.gpu:
-        click.echo("GPU memory: no amdgpu device")
+        click.echo("GPU memory: no amdgpu or NVIDIA GPU")
     for gpu in report.gpu:
-        vram, gtt = _mib(gpu.vram_used), _mib(gpu.gtt_used)
-        click.echo(f"GPU memory in use ({gpu.card}): VRAM {vram}, GTT {gtt}")
+        used = f"VRAM {_mib(gpu.vram_used)}" + (f", GTT {_mib(gpu.gtt_used)}" if gpu.gtt_used is not None else "")
+        click.echo(f"GPU memory in use ({gpu.card}{', ' + gpu.name if gpu.name else ''}): {used}")
+        for proc in gpu.processes or ():
+            click.echo(f"  pid {proc.pid} {proc.name or '?'}: {_mib(proc.used)}")
 
 
 def _mib(n: int | None) -> str:

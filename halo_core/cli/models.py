@@ -85,9 +85,9 @@ def _fit_text(r: FitReport) -> str:
         layers += f" ({r.swa_layers} sliding-window, {r.n_swa} tokens)"
     if r.recurrent_layers:
         layers += f", {r.recurrent_layers} recurrent"
-    mem = r.memory
-    where = (f"{mem.card}: VRAM {_size(mem.vram)} + GTT {_size(mem.gtt)}" if mem.source == "amdgpu"
-             else "RAM: no amdgpu memory info")
+    where = ", ".join(f"{g.card}{' ' + g.name if g.name else ''}: VRAM {_size(g.vram_total or 0)}"
+                      + (f" + GTT {_size(g.gtt_total)}" if g.gtt_total is not None else "")
+                      for g in r.gpus) or "RAM: no GPU memory info"
     lines = [
         f"model     {r.model} ({r.arch}) {r.path}",
         f"layout    {r.n_layer} layers, {r.n_head} heads, {kv_text} KV heads, "
@@ -98,7 +98,7 @@ def _fit_text(r: FitReport) -> str:
     if r.recurrent_bytes:
         lines.append(f"recurrent {_size(r.recurrent_bytes)}")
     lines += [
-        f"total     {_size(r.total_bytes)} of {_size(mem.total)} GPU-addressable ({where})",
+        f"total     {_size(r.total_bytes)} of {_size(r.memory)} GPU-addressable ({where})",
         ("fits      yes, " + _size(r.headroom_bytes) + " to spare") if r.fits
         else f"fits      NO, {_size(-r.headroom_bytes)} short",
     ]

@@ -10,8 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import tune as lib
+from ..gpu import NVIDIA
 from ..hostfacts import GIB
-from ..records import Check, JournalInfo, MeasureSpec
+from ..records import Check, HostFacts, JournalInfo, MeasureSpec
 from .common import emit_json, err_console, split_list
 
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}
@@ -30,6 +31,22 @@ def _gib(n: int | None) -> str:
     if n is None:
         return "?"
     return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / (1 << 20):.0f} MiB"
+
+
+def _gpu_row(f: HostFacts) -> str:
+    """The amdgpu card, else the NVIDIA GPUs (the first one's facts and how many more)."""
+    if f.amd_gpu:
+        gpu = f.amd_gpu
+        return (f"{gpu.card} {gpu.vendor}:{gpu.device} · VRAM {_gib(gpu.vram_used)} / {_gib(gpu.vram_total)}"
+                f" · GTT {_gib(gpu.gtt_used)} / {_gib(gpu.gtt_total)}")
+    nvidia = [g for g in f.gpus if g.vendor == NVIDIA]
+    if not nvidia:
+        return "no amdgpu or NVIDIA GPU"
+    gpu = nvidia[0]
+    more = f" · {len(nvidia) - 1} more" if len(nvidia) > 1 else ""
+    return (f"{gpu.card} {gpu.name} · VRAM {_gib(gpu.vram_used)} / {_gib(gpu.vram_total)} · driver "
+            f"{gpu.driver_version or '?'} · CUDA {gpu.cuda_version or '?'} · compute {gpu.compute_capability or '?'}"
+            + more)
 
 
 def checks_table(checks: list[Check]) -> Table:
@@ -57,13 +74,11 @@ def audit(root, as_json):
                    "score": {"pass": passed, "total": total}})
         return
     f = report.facts
-    gpu = f.amd_gpu
     rows = [
         ("host", f"{f.cpu_model or '?'} · {f.os_name or f.os_id or '?'}" + ("" if f.live else f" · sysroot {root}")),
         ("memory", f"{_gib(f.installed_ram)} installed · {_gib(f.mem_total)} seen by the OS · "
                    f"{_gib(f.mem_available)} available"),
-        ("gpu", (f"{gpu.card} {gpu.vendor}:{gpu.device} · VRAM {_gib(gpu.vram_used)} / {_gib(gpu.vram_total)}"
-                 f" · GTT {_gib(gpu.gtt_used)} / {_gib(gpu.gtt_total)}") if gpu else "no amdgpu device"),
+        ("gpu", _gpu_row(f)),
         ("kernel", f"{f.kernel or '?'} · linux-firmware {f.firmware or '?'}"),
         ("cmdline", f.cmdline or "?"),
         ("tuning", f"tuned {f.tuned_profile or '-'} · THP {f.thp_enabled or '?'} (defrag {f.thp_defrag or '?'}) · "

@@ -1,8 +1,9 @@
 """IFEval (and BFCL, where its data is installed) through inspect-ai and inspect-evals.
 
 halo's concurrent client makes the completions; an inspect Task whose solver hands each
-sample its reply (model "none/none": inspect sends nothing) scores them, so the run's
-`.eval` log in <run>/ifeval/logs is a real inspect log: `inspect view --log-dir PATH`.
+sample its reply scores them (inspect sends nothing), so the run's `.eval` log in
+<run>/ifeval/logs is a real inspect log naming the served model and its endpoint:
+`inspect view --log-dir PATH`.
 
 IFEval scoring: the `if-verifiable` package (Google's instruction checkers, on PyPI),
 inspect_evals' `if_metric` for the aggregate (final_acc, prompt/inst strict/loose). NLTK's
@@ -61,10 +62,12 @@ def ifeval_records(choice: str | None) -> list[dict]:
 
 
 def _score_with_inspect(records: list[dict], completions: dict[str, str], errors: dict[str, str],
-                        log_dir: Path):
+                        log_dir: Path, endpoint):
     """Score `completions` (sample key -> text) in an inspect Task and return its EvalLog.
 
-    A sample whose request failed (`errors`) scores 0 on every instruction."""
+    The log names the model and endpoint that answered (inspect's OpenAI-compatible provider,
+    which the replaying solver never calls). A sample whose request failed (`errors`) scores 0
+    on every instruction."""
     from if_verifiable import evaluate_output_for_sample
     from if_verifiable.types import IFEvalSample
     from inspect_ai import Task, eval as inspect_eval
@@ -111,8 +114,10 @@ def _score_with_inspect(records: list[dict], completions: dict[str, str], errors
                 scorer=if_verifiable_scorer(), name="ifeval")
     with warnings.catch_warnings():  # if_metric's stderr of a tiny sample: numpy "Mean of empty slice"
         warnings.simplefilter("ignore", RuntimeWarning)
-        (log,) = inspect_eval(task, model="none/none", log_dir=str(log_dir), display="none",
-                              log_level="warning")
+        os.environ.setdefault("HALO_API_KEY", "none")  # the provider wants a key; it sends nothing
+        (log,) = inspect_eval(task, model=f"openai-api/halo/{endpoint.model}",
+                              model_base_url=f"{endpoint.base_url}/v1", log_dir=str(log_dir),
+                              display="none", log_level="warning")
     if log.status != "success":
         raise HaloError(f"inspect eval ended {log.status}: {log.error.message if log.error else ''}")
     return log
@@ -141,7 +146,7 @@ class IFEval(EvalSuite):
         os.environ.setdefault("INSPECT_EVAL_LOG_FILE_PATTERN", "{task}_{id}")
         log = _score_with_inspect(records, {k: r.content for k, r in replies.items()},
                                   {k: r.error for k, r in replies.items() if r.error},
-                                  workdir / "logs")
+                                  workdir / "logs", endpoint)
         metrics = log.results.scores[0].metrics
         scores = {name: float(metrics[name].value) for name in
                   ("final_acc", "prompt_strict_acc", "prompt_loose_acc", "inst_strict_acc",

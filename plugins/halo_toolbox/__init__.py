@@ -5,7 +5,7 @@ $HALO_HOME/toolboxes.conf: a container-name pattern, the binary folder inside th
 environment set inside the container and the ubatch. `register_backends` runs
 `toolbox list --containers` and registers one backend per container whose name matches a
 family (backend name = container name without `llama-`), plus the containers the conf names,
-so a missing one can say how to create it.
+for each family the user has no container of, so a missing one can say how to create it.
 
 A tool runs as `toolbox run -c CONTAINER -- env K=V ... BIN_DIR/TOOL`; host paths outside /home
 are seen under /run/host inside the container.
@@ -254,15 +254,13 @@ def discover(conf: Conf | None = None) -> list[ToolboxBackend]:
         family = conf.family_of(found.name)
         if family is not None and found.name not in backends:
             backends[found.name] = ToolboxBackend(found.name, family, found, known.get(found.name))
+    # the user's `toolbox list` wins: the conf's containers only stand in for a family the
+    # user has none of, so that halo can say how to create one
+    present = {b.family.name for b in backends.values()}
     for name, entry in known.items():
         family = conf.family_of(name)
-        if family is not None and name not in backends:
+        if family is not None and family.name not in present:
             backends[name] = ToolboxBackend(name, family, None, entry, problem)
-    present = {b.family.name for b in backends.values() if b.found is not None}
-    for backend in backends.values():
-        # "a ROCm image" is required, not that one: a present sibling of the family will do
-        if backend.need == "required" and backend.found is None and backend.family.name in present:
-            backend.need = "optional"
     return list(backends.values())
 
 

@@ -1,0 +1,51 @@
+"""The llama.cpp build that scripts/ensure-llama-cpp installs: only what halo runs, with the
+flags it was asked for, recorded where provenance reads them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import halo_core
+from conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "ensure-llama-cpp"
+
+
+def test_the_build_has_the_tools_and_no_tests_or_examples(llama_bin_dir):
+    names = {p.name for p in llama_bin_dir.iterdir() if p.is_file() and not p.name.startswith("lib")
+             and not p.suffix}
+    assert {"llama-bench", "llama-server", "llama-quantize"} <= names
+    # CMAKE_ARGS reached pip: no test binaries, no examples (a fresh default build has ~90
+    # binaries, most of them test-*; llama-simple and llama-embedding are examples)
+    assert not {n for n in names if n.startswith("test-")}
+    assert not {"llama-simple", "llama-embedding", "llama-gguf", "llama-batched"} & names
+    assert len(names) < 40, sorted(names)
+
+
+def test_the_build_record_names_the_accelerator_and_flags(llama_bin_dir):
+    record = json.loads((llama_bin_dir.parent / "halo_build.json").read_text())
+    assert record["accel"] == "cpu"
+    for flag in ("-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_CURL=OFF",
+                 "-DLLAMA_OPENSSL=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF"):
+        assert flag in record["cmake_args"].split()
+    # and every run's provenance carries it
+    facts = halo_core.get_host().backend("native").provenance()
+    assert facts["accel"] == "cpu"
+    assert facts["cmake_args"] == record["cmake_args"]
+
+
+def test_an_installed_build_with_the_same_key_is_kept(llama_bin_dir):
+    done = subprocess.run([str(SCRIPT), sys.executable, "--accel", "cpu"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("already installed")
+
+
+def test_an_unknown_accelerator_is_one_line_and_exit_2():
+    done = subprocess.run([str(SCRIPT), sys.executable, "--accel", "cuda,tpu"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "ensure-llama-cpp: unknown accelerator 'tpu' (cpu, cuda, vulkan, rocm, rpc)")
