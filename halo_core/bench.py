@@ -7,7 +7,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import attrs
 
@@ -149,8 +149,8 @@ class _Recorder:
         self.flush()
 
 
-def _check_backends(names, host: PluginHost) -> list[Backend]:
-    backends = [host.backend(name) for name in names]
+def _check_backends(names, host: PluginHost, options: Mapping[str, str] | None) -> list[Backend]:
+    backends = host.configured_backends(names, options)
     for backend in backends:
         availability = backend.availability()
         if not availability.available:
@@ -184,7 +184,8 @@ def _open_run(spec: BenchSpec, resume: str | Path | None, resume_tag: bool) -> t
 
 
 def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None,
-              resume_tag: bool = False, host: PluginHost | None = None, root: Path = Path("/"),
+              resume_tag: bool = False, host: PluginHost | None = None,
+              backend_options: Mapping[str, str] | None = None, root: Path = Path("/"),
               metrics_interval: float = 1.0,
               on_result: Callable[[BenchResult], None] | None = None,
               on_failure: Callable[[FailedCell], None] | None = None,
@@ -195,6 +196,7 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
     the latest run with the same tag when its spec is the same. Finished cells are skipped.
     A cell whose llama-bench fails is recorded in `run.failures` and the run goes on; bad
     input (unknown backend or model, llama.cpp missing) raises a HaloError before anything runs.
+    `backend_options` go to the backends that take them (`Backend.configure`).
     """
     host = host or get_host()
     status = on_status or (lambda _msg: None)
@@ -202,7 +204,7 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
         spec = load_run(Path(resume)).spec
     if spec is None:
         raise HaloError("nothing to run: give a BenchSpec or a run to resume")
-    backends = _check_backends(spec.backends, host)
+    backends = _check_backends(spec.backends, host, backend_options)
     models = []
     for ref in spec.models:
         status(f"resolving model {ref}")

@@ -7,6 +7,8 @@ from typing import Mapping
 
 import attrs
 
+from .config import defaults
+
 
 def _tuple(value) -> tuple:
     return tuple(value)
@@ -247,11 +249,12 @@ class BenchSpec:
     standard pp/tg test and, when `depths` is set, a long-context test at each depth.
 
     One llama-bench process runs per (model, backend, kv pair, test kind); llama-bench sweeps
-    the depths of the long-context test itself.
+    the depths of the long-context test itself. Models and backends default to the configured
+    ones (`halo_core.config.defaults()`).
     """
 
-    models: tuple[str, ...] = attrs.field(converter=_tuple)
-    backends: tuple[str, ...] = attrs.field(default=("native",), converter=_tuple)
+    models: tuple[str, ...] = attrs.field(factory=lambda: (defaults().model,), converter=_tuple)
+    backends: tuple[str, ...] = attrs.field(factory=lambda: (defaults().backend,), converter=_tuple)
     pp: int = 512
     tg: int = 128
     reps: int = 5
@@ -477,15 +480,16 @@ class PluginInfo:
 
 @attrs.frozen
 class MeasureSpec:
-    """The fixed bench `halo tune --measure` runs before and after each step.
+    """The fixed bench `halo tune --measure` runs before and after each step (on the
+    configured default model and backend unless named).
 
     A step is "worse beyond noise" when, for some llama-bench test, the mean drops by more
     than `min_effect` (relative) and by more than twice the larger standard deviation, and no
     sample after the step is as fast as the slowest sample before it.
     """
 
-    model: str = "smoke"
-    backend: str = "native"
+    model: str = attrs.field(factory=lambda: defaults().model)
+    backend: str = attrs.field(factory=lambda: defaults().backend)
     pp: int = 512
     tg: int = 128
     reps: int = 5

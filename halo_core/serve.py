@@ -19,10 +19,12 @@ import time
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import Mapping
 
 import attrs
 import httpx
 
+from .config import defaults
 from .errors import HaloError, ToolFailed
 from .fit import KV_TYPES
 from .llamacpp import ServerParams, probe_flags, server_argv
@@ -42,7 +44,7 @@ class ServerSpec:
     """What `halo serve` starts: model, backend and llama-server options in halo's terms."""
 
     model: str
-    backend: str = "native"
+    backend: str = attrs.field(factory=lambda: defaults().backend)
     host: str = "127.0.0.1"
     port: int = 8080
     ctx: int = 131072
@@ -69,8 +71,7 @@ class ServerInfo:
     port: int
     url: str
     model: str
-    backend: str
-    container: str | None
+    backend: str  # a bench's backends are comma-separated
     log: str
     started: str
     pid_file: str
@@ -184,13 +185,16 @@ def is_running(info: ServerInfo) -> bool:
     return start_ticks(info.pid) == info.start_ticks
 
 
+_INFO_FIELDS = attrs.fields_dict(ServerInfo)
+
+
 def read_pid_files() -> list[ServerInfo]:
     """Every pid file in $HALO_HOME/run/, oldest first; unreadable ones are skipped."""
     infos = []
     for path in sorted(run_dir().glob("*.json")):
         try:
             data = json.loads(path.read_text())
-            infos.append(ServerInfo(**data))
+            infos.append(ServerInfo(**{k: v for k, v in data.items() if k in _INFO_FIELDS}))
         except (OSError, ValueError, TypeError):
             continue
     return sorted(infos, key=lambda i: i.started)
@@ -264,11 +268,12 @@ def _existing(port: int) -> ServerInfo | None:
 
 
 def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = None,
-          on_status=None) -> Server:
+          backend_options: Mapping[str, str] | None = None, on_status=None) -> Server:
     """Start llama-server for `spec`, wait until /health answers 200, and return it.
 
-    Raises UnsafeBind for a non-loopback host without a key, ToolFailed (with the log tail)
-    when the server dies or does not become ready within spec.ready_timeout.
+    `backend_options` configure the backend (`Backend.configure`). Raises UnsafeBind for a
+    non-loopback host without a key, ToolFailed (with the log tail) when the server dies or
+    does not become ready within spec.ready_timeout.
     """
     status = on_status or (lambda _msg: None)
     check_bind(spec.host, spec.api_key, spec.insecure)
@@ -279,7 +284,7 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
         raise HaloError(f"a server halo started (pid {running.pid}) already uses port {spec.port}: "
                         f"halo serve stop --port {spec.port}")
     host = host or get_host()
-    backend = host.backend(spec.backend)
+    [backend] = host.configured_backends([spec.backend], backend_options)
     availability = backend.availability()
     if not availability.available:
         raise HaloError(f"backend '{backend.name}' is unavailable: {availability.reason}")
@@ -314,8 +319,7 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
     info = ServerInfo(
         pid=proc.pid, start_ticks=start_ticks(proc.pid) or 0, argv=argv, host=spec.host,
         port=spec.port, url=_url(spec.host, spec.port), model=str(model.path),
-        backend=backend.name, container=backend.provenance().get("container"),
-        log=str(log_path), started=_now(), pid_file=str(pid_file), detached=detach)
+        backend=backend.name, log=str(log_path), started=_now(), pid_file=str(pid_file), detached=detach)
     write_json(pid_file, info)
     server = Server(info, proc)
     try:
@@ -359,10 +363,8 @@ def record_bench(run_path: Path, backends: list) -> Path:
     """A pid file for this halo process while it runs llama-bench (`halo flush` stops it)."""
     pid = os.getpid()
     pid_file = run_dir() / f"bench-{pid}.json"
-    containers = [b.provenance().get("container") for b in backends]
     info = ServerInfo(pid=pid, start_ticks=start_ticks(pid) or 0, argv=sys.argv, host="", port=0,
                       url="", model="", backend=",".join(b.name for b in backends),
-                      container=next((c for c in containers if c), None),
                       log=str(run_path / "bench.log"), started=_now(), pid_file=str(pid_file),
                       kind="bench")
     write_json(pid_file, info)

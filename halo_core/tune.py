@@ -78,22 +78,33 @@ def parse_settings(items: Iterable[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _refuse_misfits(tuners: list[Tuner], facts) -> None:
+    """TuneError naming why, when a tuner says it does not apply to this host."""
+    misfits: dict[tuple[str, str], list[str]] = {}
+    for tuner in tuners:
+        fit = tuner.applies(facts)
+        if not fit.available:
+            misfits.setdefault((fit.reason, fit.hint), []).append(tuner.name)
+    if misfits:
+        (reason, hint), names = next(iter(misfits.items()))
+        if len(names) < len(tuners):
+            reason += f" (tuners {', '.join(names)})"
+        raise TuneError(f"{reason}{'; ' + hint if hint else ''}; pass --force to tune it anyway"
+                        + (", or leave them out with --only" if len(names) < len(tuners) else ""))
+
+
 def plan(root: Path = Path("/"), only: Iterable[str] | None = None, *,
          settings: Iterable[str] = (), force: bool = False,
          host: PluginHost | None = None) -> TunePlan:
     """What `halo tune` would change: validated, nothing written.
 
-    Raises TuneError for a host that is not an AMD APU (unless `force`), a setting or value
-    a tuner rejects, or two tuners that would change the same target.
+    Raises TuneError for a host a selected tuner does not apply to (unless `force`), a
+    setting or value a tuner rejects, or two tuners that would change the same target.
     """
     root = Path(root)
-    facts = read_facts(root)
-    if not facts.is_amd_apu and not force:
-        gpu = "an AMD GPU" if facts.amd_gpu else "no amdgpu device"
-        raise TuneError(f"this host is not an AMD APU (CPU: {facts.cpu_model or 'unknown'}; "
-                        f"{gpu}): halo tune is made for AMD APUs such as Strix Halo; "
-                        f"pass --force to tune it anyway")
     tuners = select_tuners(only, host=host)
+    if not force:
+        _refuse_misfits(tuners, read_facts(root))
     by_name = {t.name: t for t in tuners}
     for name, values in parse_settings(settings).items():
         if name not in by_name:

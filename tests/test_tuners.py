@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from halo_core import Change, Tuner, hookimpl, tune
+from halo_core import Availability, Change, Tuner, hookimpl, tune
 from halo_core.errors import TuneError, UnknownName
 from halo_core.journal import Journal
 from halo_core.plugins import PluginHost
@@ -187,6 +187,55 @@ def test_not_an_amd_apu(intel_root):
                               "tune it anyway")
     forced = tune.plan(intel_root, ["kernel"], force=True)
     assert "ttm.pages_limit=7077888" in forced.changes[0].after  # 32 GiB - 5 GiB
+
+
+class Swappiness(Tuner):
+    """A third-party tuner that fits any Linux host (the default `applies`)."""
+
+    name = "swappiness"
+
+    def verify(self, root):
+        return []
+
+    def plan(self, root):
+        return [Change(self.name, "sysctl", "vm.swappiness", "lower swappiness", before="60",
+                       after="10")]
+
+
+class ServersOnly(Swappiness):
+    name = "servers"
+
+    def applies(self, facts):
+        return Availability(False, f"{facts.cpu_model} is no server CPU", "run it on a server")
+
+
+@pytest.fixture
+def with_swappiness():
+    host = PluginHost.from_entry_points()
+
+    @hookimpl
+    def register_tuners(register):
+        register(Swappiness())
+        register(ServersOnly())
+
+    host.register(types.SimpleNamespace(register_tuners=register_tuners), "extra-tuners")
+    return host
+
+
+def test_each_tuner_says_which_hosts_it_applies_to(intel_root, with_swappiness):
+    host = with_swappiness
+    assert tune.plan(intel_root, ["swappiness"], host=host).changes[0].after == "10"
+    with pytest.raises(TuneError) as err:
+        tune.plan(intel_root, ["swappiness", "kernel"], host=host)
+    assert str(err.value) == (
+        "this host is not an AMD APU (CPU: Intel(R) Core(TM) Ultra 7 155H; no amdgpu device): "
+        "halo tune is made for AMD APUs such as Strix Halo (tuners kernel); pass --force to tune "
+        "it anyway, or leave them out with --only")
+    with pytest.raises(TuneError) as err:
+        tune.plan(intel_root, ["servers"], host=host)
+    assert str(err.value) == ("Intel(R) Core(TM) Ultra 7 155H is no server CPU; run it on a server; "
+                              "pass --force to tune it anyway")
+    assert len(tune.plan(intel_root, ["servers", "kernel"], host=host, force=True).steps) == 2
 
 
 def test_unknown_tuner(fedora_root):

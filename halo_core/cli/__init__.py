@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
+from ..config import defaults
 from ..plugins import get_host
 from .common import HaloGroup, emit_json
 
@@ -24,10 +25,11 @@ def cli():
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def plugins(as_json):
-    """List plugins: name, version, source, what each registers, load errors."""
-    infos = get_host().info()
+    """List plugins (name, version, source, what each registers, load errors) and the
+    default backend and model."""
+    infos, chosen = get_host().info(), defaults()
     if as_json:
-        emit_json(infos)
+        emit_json({"plugins": infos, "defaults": chosen})
         return
     table = Table("plugin", "version", "source", "registers", "error")
     for info in infos:
@@ -35,26 +37,36 @@ def plugins(as_json):
         table.add_row(info.name, info.version or "-", info.source, registers or "-",
                       info.error or "")
     Console().print(table)
+    click.echo(_defaults_line(chosen, "backend", "model"))
+
+
+def _defaults_line(chosen, *keys: str) -> str:
+    """"default backend: native (built-in) · ...": each default and where it came from."""
+    return " · ".join(f"default {key}: {getattr(chosen, key)} ({chosen.origin[key]})"
+                      for key in keys)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def backends(as_json):
-    """List backends and whether each can run here (and why not)."""
-    rows = []
+    """List backends, whether each can run here (and why not), and the default one."""
+    rows, chosen = [], defaults()
     for name, backend in sorted(get_host().backends().items()):
         availability = backend.availability()
         rows.append({"name": name, "description": backend.description,
                      "available": availability.available, "reason": availability.reason,
-                     "hint": availability.hint})
+                     "hint": availability.hint, "options": dict(backend.option_help),
+                     "default": name == chosen.backend})
     if as_json:
         emit_json(rows)
         return
-    table = Table("backend", "available", "description / why not")
+    table = Table("backend", "available", "description / why not", "options (--backend-opt)")
     for row in rows:
         table.add_row(row["name"], "yes" if row["available"] else "no",
-                      row["description"] if row["available"] else row["reason"])
+                      row["description"] if row["available"] else row["reason"],
+                      ", ".join(row["options"]))
     Console().print(table)
+    click.echo(_defaults_line(chosen, "backend"))
 
 
 from .bench import bench  # noqa: E402

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -17,7 +16,9 @@ from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
 from ..runs import list_runs, load_run, resolve_run
 from ..setup import bench_setup
-from .common import emit_json, err_console, sigterm_as_interrupt, split_list
+from .common import (
+    backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt, split_list,
+)
 
 
 
@@ -82,13 +83,15 @@ def matrix_options(default_tag: str, default_context: int | None):
         options = [
             click.option("-m", "--model", "--models", "models_", multiple=True,
                          help="Models: catalog name, SOURCE:REF or GGUF path (repeat or comma-separate); "
-                              "default: smoke, or the --category/--max-size selection."),
+                              "default: the --category/--max-size selection, else the default model "
+                              "(`halo plugins` shows it)."),
             click.option("--category", "-c", default=None,
                          help="Add every downloaded catalog model of these categories (comma-separated)."),
             click.option("--max-size", "-s", type=click.FloatRange(min=0, min_open=True), default=None,
                          help="Only catalog models up to this many GB."),
-            click.option("--backend", "--backends", "backends_", multiple=True, default=("native",),
-                         show_default=True, help="Backends (repeat or comma-separate)."),
+            click.option("--backend", "--backends", "backends_", multiple=True,
+                         help="Backends (repeat or comma-separate); default: the default backend "
+                              "(`halo backends` shows it)."),
             click.option("--pp", type=click.IntRange(min=0), default=512, show_default=True,
                          help="Prompt tokens of the standard test (0 skips pp)."),
             click.option("--tg", type=click.IntRange(min=0), default=128, show_default=True,
@@ -114,8 +117,7 @@ def matrix_options(default_tag: str, default_context: int | None):
                          help="Run name prefix; an explicit tag resumes its latest run when the spec is the same."),
             click.option("--resume", "resume", default=None, metavar="RUN",
                          help="Continue this run (path, name or tag) with its own spec."),
-            click.option("--llama-cpp-dir", type=click.Path(file_okay=False), default=None,
-                         help="Folder with llama.cpp binaries (same as $HALO_LLAMA_CPP_DIR)."),
+            backend_flags,
             click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
                          show_default=True, help="Sysroot for sensors and machine facts."),
             click.option("--json", "as_json", is_flag=True, help="Print the run as JSON."),
@@ -127,8 +129,8 @@ def matrix_options(default_tag: str, default_context: int | None):
 
 
 def select_models(models_: tuple[str, ...], category: str | None, max_size: float | None) -> tuple[str, ...]:
-    """Explicit models, plus the downloaded catalog models the filters pick (the seed's
-    --category/--max-size); `smoke` when nothing is named."""
+    """Explicit models, plus the downloaded catalog models --category/--max-size pick; ()
+    when nothing is named (the spec then takes the default model)."""
     chosen = list(split_list(models_))
     if category or max_size:
         picked = []
@@ -145,21 +147,21 @@ def select_models(models_: tuple[str, ...], category: str | None, max_size: floa
                             f"{' --category ' + category if category else ''}"
                             f"{f' --max-size {max_size:g}' if max_size else ''} (see `halo models list`)")
         chosen += picked
-    return tuple(chosen) or ("smoke",)
+    return tuple(chosen)
 
 
 def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, tg, reps, context, depths, ctx_prompt, skip_longctx,
-             kv_types, batch, ubatch, threads, cooldown, tag, resume, llama_cpp_dir, root, as_json):
+             kv_types, batch, ubatch, threads, cooldown, tag, resume, backend_opts, llama_cpp_dir, root,
+             as_json):
     if pp == 0 and tg == 0:
         raise click.UsageError("--pp and --tg cannot both be 0")
-    if llama_cpp_dir:
-        os.environ["HALO_LLAMA_CPP_DIR"] = os.path.abspath(llama_cpp_dir)
+    options = backend_options(backend_opts, llama_cpp_dir)
     all_depths = _parse_ints(depths, "--depths")
     if context and not all_depths:
         all_depths = (context,)
-    spec = BenchSpec(models=select_models(models_, category, max_size), backends=split_list(backends_), pp=pp, tg=tg,
-                     reps=reps, tag=tag, threads=threads, kv_types=_parse_kv(kv_types),
-                     batch=batch, ubatch=ubatch, depths=() if skip_longctx else all_depths,
+    named = dict(models=select_models(models_, category, max_size), backends=split_list(backends_))
+    spec = BenchSpec(**{k: v for k, v in named.items() if v}, pp=pp, tg=tg, reps=reps, tag=tag,
+                     threads=threads, kv_types=_parse_kv(kv_types), batch=batch, ubatch=ubatch, depths=() if skip_longctx else all_depths,
                      ctx_prompt=ctx_prompt, cooldown=cooldown)
     explicit_tag = ctx.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
     resume_path = resolve_run(resume) if resume else None
@@ -174,7 +176,8 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
 
     with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
         run = run_bench(None if resume_path else spec, resume=resume_path,
-                        resume_tag=explicit_tag or ctx.info_name == "baseline", root=root,
+                        resume_tag=explicit_tag or ctx.info_name == "baseline",
+                        backend_options=options, root=root,
                         on_status=lambda msg: spinner.update(msg), on_result=show_result,
                         on_failure=show_failure)
     if as_json:
@@ -199,7 +202,8 @@ def bench_run(ctx, **options):
 @matrix_options(default_tag="baseline", default_context=32768)
 @click.pass_context
 def bench_baseline(ctx, **options):
-    """The seed's baseline capture: pp512/tg128 (5 reps) and pp2048 at 32K depth (3 reps)."""
+    """The baseline capture: pp512/tg128 (5 reps) and pp2048 at 32K depth (3 reps), tagged
+    `baseline` (run it again to resume it)."""
     _execute(ctx, **options)
 
 

@@ -15,7 +15,7 @@ from ..runner import describe_exit, tail_of
 from ..fit import KV_TYPES
 from ..serve import ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
 from ..serve import serve as start_server
-from .common import emit_json, err_console, sigterm_as_interrupt
+from .common import backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt
 
 
 class DefaultRunGroup(click.Group):
@@ -36,7 +36,9 @@ def serve():
 @serve.command(context_settings={"ignore_unknown_options": True})
 @click.argument("model", required=False)
 @click.option("--preset", help="A preset from configs/serve-presets.ini (see `halo serve presets`).")
-@click.option("--backend", default=None, help="Backend to run llama-server on (default: native).")
+@click.option("--backend", default=None,
+              help="Backend to run llama-server on (default: the preset's, else the default "
+                   "backend: `halo backends` shows it).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("-c", "--ctx", type=click.IntRange(min=256), default=None, help="Context size [default: 131072].")
@@ -50,10 +52,11 @@ def serve():
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for /health.")
 @click.option("--detach", is_flag=True, help="Leave the server running in the background (pid file).")
+@backend_flags
 @click.option("--json", "as_json", is_flag=True, help="Print the server record as JSON once ready.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no_think, api_key,
-        insecure, threads, timeout, detach, as_json, extra):
+        insecure, threads, timeout, detach, backend_opts, llama_cpp_dir, as_json, extra):
     """Start llama-server for MODEL (or --preset) and wait until it is ready.
 
     Anything after `--` goes to llama-server as it is.
@@ -64,17 +67,17 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
         check_bind(host, api_key, insecure)
     except UnsafeBind as exc:
         raise click.UsageError(str(exc)) from None
-    common = dict(host=host, port=port, ctx=ctx, parallel=parallel, cache_type=cache_type,
-                  ngram=ngram, no_think=no_think, api_key=api_key, insecure=insecure,
-                  threads=threads, ready_timeout=timeout, extra=tuple(extra))
+    common = dict(backend=backend, host=host, port=port, ctx=ctx, parallel=parallel,
+                  cache_type=cache_type, ngram=ngram, no_think=no_think, api_key=api_key,
+                  insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra))
     if preset:
-        spec = preset_spec(preset, backend=backend, **common)
+        spec = preset_spec(preset, **common)
     else:
-        fields = {k: v for k, v in common.items() if v is not None}
-        spec = ServerSpec(model=model, backend=backend or "native", **fields)
+        spec = ServerSpec(model=model, **{k: v for k, v in common.items() if v is not None})
     status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     try:
-        server = start_server(spec, detach=detach, on_status=status)
+        server = start_server(spec, detach=detach, on_status=status,
+                              backend_options=backend_options(backend_opts, llama_cpp_dir))
     except ToolFailed as exc:
         if exc.log_tail:
             click.echo(f"llama-server log (last lines):\n{exc.log_tail}", err=True)

@@ -145,7 +145,8 @@ def _print_verdicts(info: JournalInfo, *, last: bool = False) -> None:
 @click.option("--force", is_flag=True, help="Tune a host that is not an AMD APU.")
 @click.option("--set", "settings", multiple=True, metavar="TUNER.KEY=VALUE",
               help="A tuner setting, e.g. kernel.gtt_gib=48 or power.watts=70.")
-@click.option("--model", default="smoke", show_default=True, help="Bench model for --measure.")
+@click.option("--model", default=None,
+              help="Bench model for --measure (default: the default model, `halo plugins` shows it).")
 @click.option("--pp", type=click.IntRange(min=0), default=512, show_default=True)
 @click.option("--tg", type=click.IntRange(min=0), default=128, show_default=True)
 @click.option("--reps", type=click.IntRange(min=2), default=5, show_default=True)
@@ -184,8 +185,8 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
             click.echo(f"dry run: nothing written. Apply with: {sudo}halo tune{_root_arg(root)}"
                        f"{' --only ' + ','.join(split_list(only)) if only else ''} --apply")
         return
-    spec = MeasureSpec(model=model, pp=pp, tg=tg, reps=reps, threads=threads,
-                       min_effect=min_effect) if measure else None
+    spec = MeasureSpec(**({"model": model} if model else {}), pp=pp, tg=tg, reps=reps,
+                       threads=threads, min_effect=min_effect) if measure else None
     if not as_json:
         click.echo(lib.render_plan(plan), nl=False)
     info = lib.apply(plan, measure=spec, on_status=status)

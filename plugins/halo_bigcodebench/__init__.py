@@ -25,10 +25,10 @@ import json
 import os
 from pathlib import Path
 
-from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
-from halo_core.chat import ChatRequest
-from halo_core.errors import HaloError
-from halo_core.evalkit import dist_version, needs, read_records, score_in_child, write_records
+from halo_core.plugin_api import (
+    Availability, ChatRequest, EvalResult, EvalSample, EvalSuite, HaloError, dist_version,
+    hookimpl, needs, read_records, score_in_child, write_records,
+)
 
 # bigcodebench.generate's defaults for chat models
 INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem "

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halo_core import LocalModel, ModelSource, hookimpl
-from halo_core.errors import ModelError
+from halo_core.plugin_api import LocalModel, ModelError, ModelSource, hookimpl
 
 GGUF_MAGIC = b"GGUF"
 

@@ -33,9 +33,10 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlparse
 
-from halo_core import CatalogEntry, LocalModel, ModelSource, __version__, hookimpl
-from halo_core.errors import ModelError
-from halo_core.store import halo_home, human_size, write_json
+from halo_core.plugin_api import (
+    __version__, CatalogEntry, LocalModel, ModelError, ModelSource, halo_home, hookimpl,
+    human_size, write_json,
+)
 
 from .catalog import file_problem, parse_catalog, repo_problem, unsafe_path
 

@@ -21,11 +21,10 @@ import os
 import warnings
 from pathlib import Path
 
-from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
-from halo_core.chat import ChatRequest
-from halo_core.errors import HaloError
-from halo_core.evalkit import dist_version, needs, read_records
-from halo_core.store import halo_home
+from halo_core.plugin_api import (
+    Availability, ChatRequest, EvalResult, EvalSample, EvalSuite, HaloError, dist_version,
+    halo_home, hookimpl, needs, read_records,
+)
 
 SAMPLE = Path(__file__).with_name("data") / "ifeval-sample.jsonl"
 
