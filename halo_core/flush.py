@@ -15,7 +15,8 @@ import attrs
 
 from .metrics import amdgpu_devices
 from .runner import run_capture
-from .serve import read_pid_files, stop_process
+from .runs import read_pid_files
+from .serve import stop_process
 
 
 @attrs.frozen
@@ -78,8 +79,7 @@ def flush(root: Path = Path("/"), *, containers: bool = True) -> FlushReport:
     """Stop what halo started, drop caches (as root), report GPU memory in use."""
     stopped, stale, names = [], [], []
     for info in read_pid_files():
-        what = f"{info.kind} pid {info.pid}" + (f" (port {info.port})" if info.port else "")
-        (stopped if stop_process(info) else stale).append(what)
+        (stopped if stop_process(info) else stale).append(str(info))
         Path(info.pid_file).unlink(missing_ok=True)
         if info.container and info.container not in names:
             names.append(info.container)

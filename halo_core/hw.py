@@ -11,11 +11,11 @@ import json
 import multiprocessing
 import os
 import time
-from datetime import datetime, timezone
 
 import attrs
 
 from .errors import HaloError
+from .runs import now
 from .store import halo_home, write_json
 
 
@@ -47,7 +47,7 @@ def configured_bandwidth() -> Bandwidth | None:
 
 def save_bandwidth(bw: Bandwidth) -> None:
     write_json(_hw_file(), {"bandwidth_gbs": bw.gbs, "source": bw.source, "detail": bw.detail,
-                            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                            "saved_at": now()})
 
 
 def _copy_worker(size: int, seconds: float, out) -> None:

@@ -7,12 +7,12 @@ import html
 import io
 import json
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
 from .errors import HaloError
 from .records import BenchResult, BenchRun
+from .runs import now
 from .store import safe_name, write_atomic
 
 
@@ -140,7 +140,7 @@ def write_report(runs: list[BenchRun], out_dir: Path) -> Path:
         figures.append(f"<figure class='chart' id='{chart_id}'><figcaption>{html.escape(title)}</figcaption>"
                        f"{_svg(fig)}</figure>")
         plt.close(fig)
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = now()
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>halo bench report</title>"
             f"<style>{STYLE}</style></head><body><h1>halo bench report</h1>"
             f"<p>halo {__version__}, written {stamp}, {len(runs)} run(s), {len(results)} result(s).</p>"

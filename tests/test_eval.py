@@ -22,6 +22,7 @@ from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
 from halo_core.endpoints import detect
 from halo_core.evals import presets, resolve_suites
 from halo_core.plugins import PluginHost
+from halo_core.records import SuiteScore
 
 from conftest import ctrl_c_works, wait_until
 
@@ -345,14 +346,14 @@ def test_ifeval_hub_dataset_comes_through_huggingface_hub(halo, server, hub, tmp
     assert hub.seen("GET", "ifeval_input_data.jsonl")
 
 
-def through_proxy(halo, server, fail, status, *args) -> Path:
+def through_proxy(halo, server, fail, status, *args, returncode: int = 0) -> Path:
     """`halo eval --suite ifeval ARGS` through a FlakyProxy; the run directory."""
     proxy = FlakyProxy(server, fail, status=status)
     try:
         result = halo("eval", "--suite", "ifeval", "--endpoint", proxy.url, *FAST, "--json", *args)
     finally:
         proxy.close()
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == returncode, result.stderr
     return run_dir(result.stdout)
 
 
@@ -366,13 +367,18 @@ def test_retries_5xx_then_succeeds(halo, server):
 
 def test_a_sample_that_keeps_failing_is_recorded_as_failed(halo, server):
     path = through_proxy(halo, server, lambda n, body: b"haiku about autumn" in body, 500,
-                         "--limit", "4", "--retries", "1")
+                         "--limit", "4", "--retries", "1", returncode=1)
     rows = {r["id"]: r for r in samples(path, "ifeval")}
     assert sorted(rows) == ["1", "2", "3", "4"]
     assert rows["4"]["error"] == "HTTP 500: failing" and rows["4"]["passed"] is False
     assert rows["4"]["score"] == 0.0
     assert all(rows[k]["error"] == "" for k in "123")
-    assert json.loads((path / "scores.json").read_text())["ifeval"]["failed"] == 1
+    entry = json.loads((path / "scores.json").read_text())["ifeval"]
+    assert (entry["status"], entry["samples"], entry["failed"]) == ("partial", 3, 1)
+    (log,) = (path / "ifeval" / "logs").glob("*.eval")
+    from inspect_ai.log import read_eval_log
+
+    assert [s.id for s in read_eval_log(str(log)).samples] == ["1", "2", "3"]  # scored: what ran
 
 
 def test_a_request_past_the_timeout_is_retried_then_recorded_as_failed(halo, server):
@@ -386,7 +392,8 @@ def test_a_request_past_the_timeout_is_retried_then_recorded_as_failed(halo, ser
                       "--retries", "1")
     finally:
         proxy.close()
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["status"] == "partial", result.stdout
     path = run_dir(result.stdout)
     replies = {r["id"]: r for r in map(json.loads, (path / "completions.jsonl").read_text().splitlines())}
     assert replies["4"]["error"].startswith("ReadTimeout") and replies["4"]["attempts"] == 2
@@ -563,10 +570,9 @@ def test_a_suite_without_its_framework_is_skipped_with_the_install_hint(server):
     run = run_eval(EvalSpec(suites=resolve_suites("mine", host), selection="mine"),
                    endpoint=server, host=host)
     assert run.status == "complete"
-    assert run.scores["needs-framework"] == {
-        "status": "skipped", "error": "frameworkx is not installed; pip install 'halo-llm[eval]'",
-        "scores": {}}
-    assert run.scores["third-party"]["scores"] == {"accuracy": 1.0}
+    assert run.scores["needs-framework"] == SuiteScore(
+        "skipped", error="frameworkx is not installed; pip install 'halo-llm[eval]'")
+    assert run.scores["third-party"].scores == {"accuracy": 1.0}
     with pytest.raises(Unavailable) as info:
         run_eval(EvalSpec(suites=["needs-framework"]), endpoint=server, host=host)
     assert str(info.value) == ("suite 'needs-framework' is unavailable: frameworkx is not "

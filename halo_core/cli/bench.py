@@ -9,13 +9,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..bench import run_bench
+from ..bench import KIND, load_run, run_bench
 from ..compare import compare_runs
 from ..errors import HaloError
 from ..fit import KV_TYPES
 from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
-from ..runs import list_runs, load_run, resolve_run
+from ..runs import list_runs, resolve_run
 from ..setup import bench_setup
 from .common import emit_json, err_console, sigterm_as_interrupt, split_list
 
@@ -162,7 +162,7 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
                      batch=batch, ubatch=ubatch, depths=() if skip_longctx else all_depths,
                      ctx_prompt=ctx_prompt, cooldown=cooldown)
     explicit_tag = ctx.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
-    resume_path = resolve_run(resume) if resume else None
+    resume_path = resolve_run(KIND, resume) if resume else None
 
     def show_result(r: BenchResult) -> None:
         err_console.print(f"  {r.model} · {r.backend} · {r.kv} · {r.test}: "
@@ -237,7 +237,7 @@ def bench_setup_cmd(as_json):
 def bench_list(as_json):
     """List bench runs, oldest first."""
     rows = []
-    for path in list_runs():
+    for path in list_runs(KIND):
         try:
             run = load_run(path)
         except HaloError:
@@ -260,7 +260,7 @@ def bench_list(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def bench_show(run_ref, as_json):
     """Show one run: its results, failures and status (RUN: path, name or tag)."""
-    run: BenchRun = load_run(resolve_run(run_ref))
+    run: BenchRun = load_run(resolve_run(KIND, run_ref))
     if as_json:
         emit_json(run)
         return
@@ -277,7 +277,7 @@ def bench_show(run_ref, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def bench_compare(before, after, as_json):
     """Per-cell t/s before and after, % change, and whether it is beyond noise."""
-    deltas = compare_runs(load_run(resolve_run(before)), load_run(resolve_run(after)))
+    deltas = compare_runs(load_run(resolve_run(KIND, before)), load_run(resolve_run(KIND, after)))
     if as_json:
         emit_json(deltas)
         return
@@ -299,6 +299,6 @@ def bench_report(run_refs, output):
     """Write a self-contained HTML report (and PNG charts) of one or more runs."""
     from ..report import write_report
 
-    runs = [load_run(resolve_run(ref)) for ref in run_refs]
+    runs = [load_run(resolve_run(KIND, ref)) for ref in run_refs]
     page = write_report(runs, output or runs[-1].path / "report")
     click.echo(str(page))
