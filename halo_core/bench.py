@@ -42,13 +42,20 @@ KIND = "bench"  # runs/bench/
 
 # -- reading runs ----------------------------------------------------------------------------
 
+def _result(row: dict) -> BenchResult:
+    result = from_dict(BenchResult, row)
+    if result.group is None and result.cell.count("|") >= 2:  # written before results kept it
+        result = attrs.evolve(result, group=result.cell.split("|")[2])
+    return result
+
+
 def load_cells(path: Path) -> tuple[list[BenchResult], list[FailedCell]]:
     """Finished results and still-failed cells of a run, from results.jsonl."""
     results: dict[str, BenchResult] = {}
     failures: dict[str, FailedCell] = {}
     for row in read_jsonl(path / "results.jsonl"):
         if row.get("status") == "ok":
-            result = from_dict(BenchResult, row["result"])
+            result = _result(row["result"])
             results.setdefault(result.cell or f"#{len(results)}", result)
             failures.pop(result.cell, None)
         elif row.get("status") == "failed":
@@ -57,8 +64,7 @@ def load_cells(path: Path) -> tuple[list[BenchResult], list[FailedCell]]:
                 failures[failure.cell] = failure
     if not results and not (path / "results.jsonl").exists() and (path / "results.json").exists():
         # runs written before results.jsonl existed
-        results = {str(i): from_dict(BenchResult, r)
-                   for i, r in enumerate(json.loads((path / "results.json").read_text()))}
+        results = {str(i): _result(r) for i, r in enumerate(json.loads((path / "results.json").read_text()))}
     return list(results.values()), list(failures.values())
 
 
@@ -331,7 +337,7 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
                 continue
             power = sampler.average(sampler.power_column, window_start, ended) if sampler.power_column else None
             result = attrs.evolve(
-                result, cell=cell, power_w=power,
+                result, cell=cell, group=group.kind, power_w=power,
                 tokens_per_joule=round(result.avg_ts / power, 3) if power else None,
                 bandwidth_pct=roofline_pct(result.avg_ts, result.model_size, bandwidth)
                 if result.n_gen and not result.n_prompt else None)

@@ -222,8 +222,10 @@ class FitReport:
 class BenchResult:
     """One llama-bench test (one line of its JSONL), normalised across llama.cpp builds.
 
-    `cell` identifies what was asked for (model, backend, kv, batch, test) so runs can be
-    resumed and compared; power and roofline figures are filled in where halo knows them.
+    `cell` identifies what was asked for (model, backend, group, kv, batch, test) so runs can
+    be resumed and compared; `group` is the test group the result comes from (the standard
+    test and the depth curve both measure tg at depth 0); power and roofline figures are
+    filled in where halo knows them.
     """
 
     model: str
@@ -251,7 +253,9 @@ class BenchResult:
     build_commit: str = ""
     build_number: int | None = None
     test_time: str = ""
-    cell: str = ""
+    cell: str = ""  # model|backend|group|kv|batch|ubatch|test
+    group: BenchGroup | None = attrs.field(default=None, converter=attrs.converters.optional(
+        states(BenchGroup, "bench test group")))  # None in runs written before groups were kept
     power_w: float | None = None  # average over the test, from the metrics sampler
     tokens_per_joule: float | None = None
     bandwidth_pct: float | None = None  # tg only: % of the memory-bandwidth limit

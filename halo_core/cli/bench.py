@@ -36,10 +36,10 @@ def results_table(results: list[BenchResult], title: str = "llama-bench") -> Tab
         "t/J": any(r.tokens_per_joule is not None for r in results),
         "% BW": any(r.bandwidth_pct is not None for r in results),
     }
-    table = Table("model", "backend", "kv", "test", "t/s", *[k for k, v in extras.items() if v],
-                  title=title)
+    table = Table("model", "backend", "group", "kv", "test", "t/s",
+                  *[k for k, v in extras.items() if v], title=title)
     for r in results:
-        row = [r.model, r.backend, r.kv, r.test, f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"]
+        row = [r.model, r.backend, _fmt(r.group, ""), r.kv, r.test, f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"]
         if extras["W"]:
             row.append(_fmt(r.power_w, ".1f"))
         if extras["t/J"]:
@@ -165,7 +165,7 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
     resume_path = resolve_run(KIND, resume) if resume else None
 
     def show_result(r: BenchResult) -> None:
-        err_console.print(f"  {r.model} · {r.backend} · {r.kv} · {r.test}: "
+        err_console.print(f"  {r.model} · {r.backend} · {r.group} · {r.kv} · {r.test}: "
                           f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f} t/s")
 
     def show_failure(f: FailedCell) -> None:
@@ -281,12 +281,13 @@ def bench_compare(before, after, as_json):
     if as_json:
         emit_json(deltas)
         return
-    table = Table("model", "backend", "kv", "test", "before t/s", "after t/s", "change", "verdict")
+    table = Table("model", "backend", "group", "kv", "test", "before t/s", "after t/s", "change",
+                  "verdict")
     colors = {"faster": "green", "slower": "red"}
     for d in deltas:
         change = "-" if d.change_pct is None else f"{d.change_pct:+.1f}%"
         verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
-        table.add_row(d.model, d.backend, d.kv, d.test, _fmt(d.before_ts, ".2f"),
+        table.add_row(d.model, d.backend, _fmt(d.group, ""), d.kv, d.test, _fmt(d.before_ts, ".2f"),
                       _fmt(d.after_ts, ".2f"), change, verdict)
     Console().print(table)
 
