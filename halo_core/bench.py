@@ -1,11 +1,22 @@
 """`halo bench run` as a library call: the bench matrix, its resumable execution, and the
-records it streams into the run directory (see runs.py for the files)."""
+records it streams into the run directory.
+
+A bench run directory, $HALO_HOME/runs/bench/<tag>-<timestamp>/ (runs.py finds it):
+
+  run.json       spec, status (a RunStatus), error, every command run, resume history
+  system.json    machine and backend provenance
+  results.jsonl  one line per finished or failed cell, appended and fsynced as it happens:
+                 the source of truth, and what a resumed run reads
+  results.json   the finished cells as one JSON array, rewritten atomically after each cell
+  raw.jsonl      llama-bench's own JSONL records, as it printed them
+  bench.log      llama-bench's stderr, one header line per process
+  metrics.csv    hardware metrics sampled during the run
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -19,17 +30,57 @@ from .llamacpp import BenchParams, bench_argv, bench_test_name, parse_bench_line
 from .metrics import MetricsSampler
 from .models import fetch_model
 from .plugins import PluginHost, get_host
-from .records import BenchResult, BenchRun, BenchSpec, FailedCell, LocalModel
+from .records import BenchGroup, BenchResult, BenchRun, BenchSpec, FailedCell, LocalModel, RunStatus
 from .runner import Process, describe_exit
-from .runs import latest_with_tag, load_cells, load_run, spec_from_dict, spec_to_dict, write_results_snapshot
+from .runs import RunState, latest_with_tag, new_run_dir, now, read_jsonl
 from .serve import record_bench
-from .store import append_line, new_run_dir, to_json, write_json
+from .store import append_line, from_dict, to_dict, write_json
 
 LONG_CONTEXT_PROMPT = 2048
+KIND = "bench"  # runs/bench/
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+# -- reading runs ----------------------------------------------------------------------------
+
+def _result(row: dict) -> BenchResult:
+    result = from_dict(BenchResult, row)
+    if result.group is None and result.cell.count("|") >= 2:  # written before results kept it
+        result = attrs.evolve(result, group=result.cell.split("|")[2])
+    return result
+
+
+def load_cells(path: Path) -> tuple[list[BenchResult], list[FailedCell]]:
+    """Finished results and still-failed cells of a run, from results.jsonl."""
+    results: dict[str, BenchResult] = {}
+    failures: dict[str, FailedCell] = {}
+    for row in read_jsonl(path / "results.jsonl"):
+        if row.get("status") == "ok":
+            result = _result(row["result"])
+            results.setdefault(result.cell or f"#{len(results)}", result)
+            failures.pop(result.cell, None)
+        elif row.get("status") == "failed":
+            failure = from_dict(FailedCell, row["failure"])
+            if failure.cell not in results:
+                failures[failure.cell] = failure
+    if not results and not (path / "results.jsonl").exists() and (path / "results.json").exists():
+        # runs written before results.jsonl existed
+        results = {str(i): _result(r) for i, r in enumerate(json.loads((path / "results.json").read_text()))}
+    return list(results.values()), list(failures.values())
+
+
+def load_run(path: Path) -> BenchRun:
+    """A bench run directory and what it holds."""
+    state = RunState.load(path, KIND)
+    results, failures = load_cells(path)
+    return BenchRun(path=path, spec=from_dict(BenchSpec, state.data["spec"]), status=state.status,
+                    error=state.error, results=results, failures=failures)
+
+
+def write_results_snapshot(run: BenchRun) -> None:
+    write_json(run.path / "results.json", run.results)
+
+
+# -- the matrix ------------------------------------------------------------------------------
 
 
 def ctx_prompt_for(spec: BenchSpec, depth: int) -> int:
@@ -47,7 +98,7 @@ class Group:
 
     model: LocalModel
     backend: Backend = attrs.field(eq=False)
-    kind: str  # "std" (pp/tg at depth 0) or "ctx" (long context at each depth)
+    kind: BenchGroup  # the standard pp/tg test at depth 0, or long context at each depth
     pp: int
     tg: int
     depths: tuple[int, ...]
@@ -87,7 +138,7 @@ class Group:
         kv = self.type_k if self.type_k == self.type_v else f"{self.type_k}/{self.type_v}"
         extra = f" kv {kv}" if kv != "f16" else ""
         extra += f" b{self.batch}" if self.batch else ""
-        extra += f" ub{self.ubatch}" if self.ubatch and self.kind == "std" else ""
+        extra += f" ub{self.ubatch}" if self.ubatch and self.kind == BenchGroup.STD else ""
         tests = ", ".join(name for name, *_ in self.tests())
         return f"{self.model.name} on {self.backend.name}{extra}: {tests}"
 
@@ -101,13 +152,13 @@ def plan(spec: BenchSpec, models: list[LocalModel], backends: list[Backend]) -> 
                 common = dict(model=model, backend=backend, type_k=type_k, type_v=type_v,
                               batch=spec.batch)
                 if spec.standard and (spec.pp or spec.tg):
-                    groups.append(Group(kind="std", pp=spec.pp, tg=spec.tg, depths=(),
+                    groups.append(Group(kind=BenchGroup.STD, pp=spec.pp, tg=spec.tg, depths=(),
                                         reps=spec.reps, ubatch=spec.ubatch, **common))
                 by_prompt: dict[int, list[int]] = {}
                 for depth in spec.depths:
                     by_prompt.setdefault(ctx_prompt_for(spec, depth), []).append(depth)
                 for prompt, depths in by_prompt.items():
-                    groups.append(Group(kind="ctx", pp=prompt, tg=spec.tg, depths=tuple(depths),
+                    groups.append(Group(kind=BenchGroup.CTX, pp=prompt, tg=spec.tg, depths=tuple(depths),
                                         reps=spec.ctx_reps,
                                         ubatch=spec.ubatch or backend.defaults().ubatch, **common))
     return groups
@@ -116,23 +167,20 @@ def plan(spec: BenchSpec, models: list[LocalModel], backends: list[Backend]) -> 
 class _Recorder:
     """Writes a run's state as it changes: run.json atomically, results.jsonl appended."""
 
-    def __init__(self, run: BenchRun, state: dict):
+    def __init__(self, run: BenchRun, state: RunState):
         self.run, self.state = run, state
         self.done = {r.cell for r in run.results}
-        self.flush()
-
-    def flush(self) -> None:
-        write_json(self.run.path / "run.json", self.state)
+        self.state.save()
 
     def command(self, group: Group, argv: list[str], env: dict) -> None:
-        self.state["commands"].append({"group": group.describe(), "argv": argv, "env": env,
-                                       "started_at": _now()})
-        self.flush()
+        self.state.data["commands"].append({"group": group.describe(), "argv": argv, "env": env,
+                                            "started_at": now()})
+        self.state.save()
 
     def result(self, raw_line: str, result: BenchResult) -> None:
         append_line(self.run.path / "raw.jsonl", raw_line)
         append_line(self.run.path / "results.jsonl", json.dumps(
-            {"status": "ok", "result": json.loads(to_json(result))}))
+            {"status": "ok", "result": to_dict(result)}))
         self.run.results.append(result)
         self.run.failures = [f for f in self.run.failures if f.cell != result.cell]
         self.done.add(result.cell)
@@ -140,13 +188,12 @@ class _Recorder:
 
     def failure(self, failure: FailedCell) -> None:
         append_line(self.run.path / "results.jsonl", json.dumps(
-            {"status": "failed", "failure": json.loads(to_json(failure))}))
+            {"status": "failed", "failure": to_dict(failure)}))
         self.run.failures.append(failure)
 
-    def finish(self, status: str, error: str = "") -> None:
+    def finish(self, status: RunStatus, error: str = "") -> None:
         self.run.status, self.run.error = status, error
-        self.state.update(status=status, error=error, finished_at=_now())
-        self.flush()
+        self.state.finish(status, error)
 
 
 def _check_backends(names, host: PluginHost, options: Mapping[str, str] | None) -> list[Backend]:
@@ -158,28 +205,23 @@ def _check_backends(names, host: PluginHost, options: Mapping[str, str] | None) 
     return backends
 
 
-def _open_run(spec: BenchSpec, resume: str | Path | None, resume_tag: bool) -> tuple[BenchRun, dict]:
+def _open_run(spec: BenchSpec, resume: str | Path | None, resume_tag: bool) -> tuple[BenchRun, RunState]:
     """A new run directory, or the one to resume with what it already holds."""
     path = None
     if resume is not None:
         path = Path(resume)
     elif resume_tag:
-        latest = latest_with_tag(spec.tag)
-        if latest is not None and spec_to_dict(load_run(latest).spec) == spec_to_dict(spec):
+        latest = latest_with_tag(KIND, spec.tag)
+        if latest is not None and load_run(latest).spec == spec:
             path = latest
     if path is None:
-        run = BenchRun(path=new_run_dir("bench", spec.tag), spec=spec)
+        run = BenchRun(path=new_run_dir(KIND, spec.tag), spec=spec)
         write_results_snapshot(run)
-        state = {"spec": spec_to_dict(spec), "status": "running", "error": "",
-                 "started_at": _now(), "finished_at": None, "resumed_at": [], "models": [],
-                 "commands": []}
-        return run, state
-    state = json.loads((path / "run.json").read_text())
-    run = BenchRun(path=path, spec=spec_from_dict(state["spec"]))
+        return run, RunState.new(run.path, spec, models=[], commands=[])
+    state = RunState.resume(path, KIND)
+    run = BenchRun(path=path, spec=from_dict(BenchSpec, state.data["spec"]))
     run.results, _failed = load_cells(path)  # failed cells are tried again
     write_results_snapshot(run)
-    state.update(status="running", error="", finished_at=None)
-    state.setdefault("resumed_at", []).append(_now())
     return run, state
 
 
@@ -211,7 +253,7 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
         models.append(fetch_model(ref, host=host))
 
     run, state = _open_run(spec, resume, resume_tag)
-    state["models"] = [json.loads(to_json(m)) for m in models]
+    state.data["models"] = to_dict(models)
     if not (run.path / "system.json").exists():
         system = system_state(root)
         system["backends"] = {b.name: b.provenance() for b in backends}
@@ -231,23 +273,23 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
                     time.sleep(run.spec.cooldown)
                 _run_group(recorder, group, sampler, bandwidth, status, on_result, on_failure)
     except KeyboardInterrupt:
-        recorder.finish("interrupted", "interrupted by the user")
+        recorder.finish(RunStatus.INTERRUPTED, "interrupted by the user")
         raise
     except HaloError as exc:
-        recorder.finish("failed", str(exc))
+        recorder.finish(RunStatus.FAILED, str(exc))
         raise
     except BaseException as exc:
-        recorder.finish("failed", f"{type(exc).__name__}: {exc}")
+        recorder.finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     finally:
         pid_file.unlink(missing_ok=True)
     if run.failures:
         first = run.failures[0].error
         total = len(run.failures) + len(run.results)
-        recorder.finish("partial" if run.results else "failed",
+        recorder.finish(RunStatus.PARTIAL if run.results else RunStatus.FAILED,
                         f"{len(run.failures)} of {total} cells failed: {first}")
     else:
-        recorder.finish("complete")
+        recorder.finish(RunStatus.COMPLETE)
     return run
 
 
@@ -274,7 +316,7 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
     recorder.command(group, argv, dict(cmd.env))
     log_path = run.path / "bench.log"
     with open(log_path, "a") as log:
-        log.write(f"=== {_now()} {' '.join(argv)}\n")
+        log.write(f"=== {now()} {' '.join(argv)}\n")
     offset = log_path.stat().st_size
     where = f"{model.name} on {backend.name}"
     pending = [c for c in group.cells() if c not in recorder.done]
@@ -290,14 +332,14 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
             except ValueError as exc:
                 error = f"llama-bench printed output halo cannot parse ({where}): {exc}"
                 break
-            now = time.time()
+            ended = time.time()
             cell = group.cell(result.test)
             if cell in recorder.done:  # a resumed group re-ran a finished cell: keep the first
-                window_start = now
+                window_start = ended
                 continue
-            power = sampler.average(sampler.power_column, window_start, now) if sampler.power_column else None
+            power = sampler.average(sampler.power_column, window_start, ended) if sampler.power_column else None
             result = attrs.evolve(
-                result, cell=cell, power_w=power,
+                result, cell=cell, group=group.kind, power_w=power,
                 tokens_per_joule=round(result.avg_ts / power, 3) if power else None,
                 bandwidth_pct=roofline_pct(result.avg_ts, result.model_size, bandwidth)
                 if result.n_gen and not result.n_prompt else None)
@@ -307,7 +349,7 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
             if on_result:
                 on_result(result)
             status(f"llama-bench: {where}: {result.test} done")
-            window_start = now
+            window_start = ended
         else:
             code = proc.wait()
             if code != 0:

@@ -18,7 +18,8 @@ from .errors import UnknownName
 from .gpu import read_gpus
 from .plugins import PluginHost, get_host
 from .records import GpuFacts
-from .serve import read_pid_files, stop_process
+from .runs import read_pid_files
+from .serve import stop_process
 
 
 @attrs.frozen
@@ -66,8 +67,7 @@ def flush(root: Path = Path("/"), *, release: bool = True,
     false), drop caches (as root), report GPU memory in use."""
     stopped, stale, backends = [], [], []
     for info in read_pid_files():
-        what = f"{info.kind} pid {info.pid}" + (f" (port {info.port})" if info.port else "")
-        (stopped if stop_process(info) else stale).append(what)
+        (stopped if stop_process(info) else stale).append(str(info))
         Path(info.pid_file).unlink(missing_ok=True)
         backends += [n for n in info.backend.split(",") if n and n not in backends]
     host = host or get_host()

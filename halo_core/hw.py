@@ -12,12 +12,12 @@ import json
 import multiprocessing
 import os
 import time
-from datetime import datetime, timezone
 
 import attrs
 
 from .errors import HaloError
 from .gpu import nvidia_gpus, theoretical_bandwidth
+from .runs import now
 from .store import halo_home, write_json
 
 DEVICES = ("auto", "host", "gpu")
@@ -53,7 +53,7 @@ def configured_bandwidth() -> Bandwidth | None:
 def save_bandwidth(bw: Bandwidth) -> None:
     write_json(_hw_file(), {"bandwidth_gbs": bw.gbs, "source": bw.source, "detail": bw.detail,
                             "device": bw.device,
-                            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                            "saved_at": now()})
 
 
 def _copy_worker(size: int, seconds: float, out) -> None:

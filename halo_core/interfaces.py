@@ -278,8 +278,10 @@ class EvalSuite(ABC):
         `workdir` is the suite's folder in the run directory (framework logs go there).
         `context` (an EvalContext, given by `halo eval`) offers `chat(requests)`:
         halo's parallel, retried, resumable client; use it rather than your own HTTP calls so
-        --concurrency and --resume work. A sample that could not run is returned with `error`
-        set, never left out.
+        --concurrency and --resume work. It returns the replies of the requests that ran:
+        score those. A request that could not run is left out; halo records it as a failed
+        sample beside the scores, and --resume sends it again. A sample you could not run
+        some other way is returned with `error` set.
         """
 
 

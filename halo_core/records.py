@@ -1,13 +1,95 @@
-"""The attrs records that cross module and plugin boundaries."""
+"""The attrs records that cross module and plugin boundaries, and the states they can be in.
+
+States are str-valued enums: a record accepts the plain string ("PASS", "sysctl") and keeps
+the member, JSON holds the same string, and a value outside the enum fails when the record is
+made, with the values it could have been.
+"""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import attrs
 
 from .config import defaults
+from .errors import UnknownState
+
+
+class StrEnum(str, Enum):
+    """A state written as a string; str() and f-strings give the bare value (as enum.StrEnum,
+    which Python 3.10 lacks)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+def states(cls: type[StrEnum], what: str) -> Callable[[object], StrEnum]:
+    """An attrs converter to `cls` whose error names the bad value and the known ones."""
+    def convert(value):
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(m.value for m in cls)
+            raise UnknownState(f"unknown {what} {value!r} (known: {known})") from None
+    return convert
+
+
+class RunStatus(StrEnum):
+    """Where a bench or eval run stands (run.json `status`)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PARTIAL = "partial"  # some cells / samples / suites could not run; --resume retries them
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class SuiteStatus(StrEnum):
+    """Where one suite of an eval run stands (scores.json)."""
+
+    COMPLETE = "complete"
+    PARTIAL = "partial"  # scored over the samples that ran; the failed ones are counted beside
+    FAILED = "failed"
+    SKIPPED = "skipped"  # its framework is not installed
+
+
+class ChangeKind(StrEnum):
+    """What a Change writes (see Change)."""
+
+    FILE = "file"
+    LINK = "link"
+    SYSFS = "sysfs"
+    SYSCTL = "sysctl"
+    COMMAND = "command"
+
+
+class CheckStatus(StrEnum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+class JournalStatus(StrEnum):
+    APPLYING = "applying"
+    APPLIED = "applied"
+    ROLLING_BACK = "rolling-back"
+    ROLLED_BACK = "rolled-back"
+
+
+class ProcessKind(StrEnum):
+    SERVER = "server"
+    BENCH = "bench"
+
+
+class BenchGroup(StrEnum):
+    """The test group a bench result comes from."""
+
+    STD = "std"  # the standard pp/tg test at depth 0 (--reps repetitions)
+    CTX = "ctx"  # the long-context test at each of --depths (--ctx-reps repetitions)
 
 
 def _tuple(value) -> tuple:
@@ -180,8 +262,10 @@ class FitReport:
 class BenchResult:
     """One llama-bench test (one line of its JSONL), normalised across llama.cpp builds.
 
-    `cell` identifies what was asked for (model, backend, kv, batch, test) so runs can be
-    resumed and compared; power and roofline figures are filled in where halo knows them.
+    `cell` identifies what was asked for (model, backend, group, kv, batch, test) so runs can
+    be resumed and compared; `group` is the test group the result comes from (the standard
+    test and the depth curve both measure tg at depth 0); power and roofline figures are
+    filled in where halo knows them.
     """
 
     model: str
@@ -209,7 +293,9 @@ class BenchResult:
     build_commit: str = ""
     build_number: int | None = None
     test_time: str = ""
-    cell: str = ""
+    cell: str = ""  # model|backend|group|kv|batch|ubatch|test
+    group: BenchGroup | None = attrs.field(default=None, converter=attrs.converters.optional(
+        states(BenchGroup, "bench test group")))  # None in runs written before groups were kept
     power_w: float | None = None  # average over the test, from the metrics sampler
     tokens_per_joule: float | None = None
     bandwidth_pct: float | None = None  # tg only: % of the memory-bandwidth limit
@@ -276,13 +362,20 @@ class BenchSpec:
 
 
 @attrs.define
-class BenchRun:
-    """A run directory and what it holds so far."""
+class Run:
+    """A run directory: what it was asked to do and where it stands (runs.py reads and writes
+    its run.json)."""
 
     path: Path
-    spec: BenchSpec
-    status: str = "running"  # running | complete | partial | failed | interrupted
+    spec: Any  # BenchSpec, EvalSpec
+    status: RunStatus = attrs.field(default=RunStatus.RUNNING, converter=states(RunStatus, "run status"))
     error: str = ""
+
+
+@attrs.define
+class BenchRun(Run):
+    """A bench run directory (its spec a BenchSpec) and what it holds so far."""
+
     results: list[BenchResult] = attrs.field(factory=list)
     failures: list[FailedCell] = attrs.field(factory=list)
 
@@ -291,7 +384,7 @@ class BenchRun:
 class Change:
     """One reversible system change a Tuner plans; the core applies it through the journal.
 
-    kind and what the fields mean:
+    `kind` (a ChangeKind; the plain strings work too) and what the fields mean:
 
     - "file": `target` is an absolute host path ("/etc/default/grub"); `before` / `after` are
       the whole contents (None: the file is absent / is deleted); `mode` is the permission
@@ -306,7 +399,7 @@ class Change:
     """
 
     tuner: str
-    kind: str  # "file" | "link" | "sysfs" | "sysctl" | "command"
+    kind: ChangeKind = attrs.field(converter=states(ChangeKind, "change kind"))
     target: str
     description: str
     before: str | None = None
@@ -323,7 +416,7 @@ class Check:
     """One verify item: PASS, WARN or FAIL, with what was seen and the command that fixes it."""
 
     name: str
-    status: str  # "PASS" | "WARN" | "FAIL"
+    status: CheckStatus = attrs.field(converter=states(CheckStatus, "check status"))
     detail: str
     fix: str = ""
     tuner: str = ""  # filled in by the core: the tuner that made the check
@@ -424,7 +517,7 @@ class JournalInfo:
     id: str
     path: Path = attrs.field(converter=Path)
     root: Path = attrs.field(converter=Path)
-    status: str  # applying | applied | rolling-back | rolled-back
+    status: JournalStatus = attrs.field(converter=states(JournalStatus, "journal status"))
     created_at: str
     changes: int
     applied: int
@@ -463,6 +556,62 @@ class EvalResult:
     scores: Mapping[str, float]
     samples: tuple[EvalSample, ...] = attrs.field(converter=_tuple)
     framework_version: str = ""
+
+
+@attrs.frozen
+class SuiteScore:
+    """One suite's outcome in an eval run (scores.json): headline scores in [0, 1] over the
+    `samples` that ran, and beside them the `failed` ones that could not run (not scored)."""
+
+    status: SuiteStatus = attrs.field(converter=states(SuiteStatus, "suite status"))
+    scores: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map)
+    samples: int | None = None  # None: the suite did not get as far as scoring
+    passed: int | None = None
+    failed: int = 0
+    error: str = ""
+    framework_version: str = ""
+    seconds: float | None = None
+    generation_seconds: float | None = None
+
+    @property
+    def headline(self) -> float | None:
+        """The suite's first score (its headline number)."""
+        return float(next(iter(self.scores.values()))) if self.scores else None
+
+
+@attrs.frozen(kw_only=True)
+class ProcessInfo:
+    """A process halo started and may have to stop (`halo flush`), as its pid file in
+    $HALO_HOME/run/ records it: a bench's halo process, or a server (ServerInfo)."""
+
+    pid: int
+    start_ticks: int  # /proc/PID/stat field 22: tells this process from a later one with its pid
+    argv: tuple[str, ...] = attrs.field(converter=_tuple)
+    backend: str
+    log: str
+    started: str
+    pid_file: str
+    kind: ProcessKind = attrs.field(default=ProcessKind.BENCH,
+                                    converter=states(ProcessKind, "process kind"))
+
+    def __str__(self) -> str:
+        return f"{self.kind} pid {self.pid}"
+
+
+@attrs.frozen(kw_only=True)
+class ServerInfo(ProcessInfo):
+    """A llama-server halo started (`halo serve`), as its pid file records it."""
+
+    host: str
+    port: int
+    url: str
+    model: str
+    detached: bool = False
+    kind: ProcessKind = attrs.field(default=ProcessKind.SERVER,
+                                    converter=states(ProcessKind, "process kind"))
+
+    def __str__(self) -> str:
+        return f"{self.kind} pid {self.pid} (port {self.port})"
 
 
 @attrs.frozen
@@ -507,4 +656,4 @@ class AuditReport:
     @property
     def score(self) -> tuple[int, int]:
         """(checks that PASS, all checks)."""
-        return sum(c.status == "PASS" for c in self.checks), len(self.checks)
+        return sum(c.status == CheckStatus.PASS for c in self.checks), len(self.checks)

@@ -7,12 +7,12 @@ import html
 import io
 import json
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
 from .errors import HaloError
-from .records import BenchResult, BenchRun
+from .records import BenchGroup, BenchResult, BenchRun
+from .runs import now
 from .store import safe_name, write_atomic
 
 
@@ -35,7 +35,7 @@ def _charts(results: list[BenchResult]):
     """(id, title, figure) for each chart the results support."""
     plt = _pyplot()
     charts = []
-    standard = [r for r in results if r.n_depth == 0 and "|ctx|" not in r.cell]
+    standard = [r for r in results if r.group != BenchGroup.CTX and r.n_depth == 0]
     by_test: dict[str, list[BenchResult]] = defaultdict(list)
     for r in standard:
         by_test[r.test].append(r)
@@ -57,7 +57,7 @@ def _charts(results: list[BenchResult]):
         ax.legend(fontsize=8)
         fig.tight_layout()
         charts.append((f"bars-{safe_name(test)}", f"{test} by backend, model and KV cache", fig))
-    depth_rows = [r for r in results if "|ctx|" in r.cell or r.n_depth]
+    depth_rows = [r for r in results if r.group == BenchGroup.CTX or r.n_depth]
     for kind, pick in (("pp", lambda r: r.n_prompt and not r.n_gen), ("tg", lambda r: r.n_gen and not r.n_prompt)):
         rows = [r for r in depth_rows if pick(r)]
         depths = {r.n_depth for r in rows}
@@ -105,7 +105,7 @@ def _provenance(run: BenchRun) -> str:
 def _table(results: list[tuple[str, BenchResult]]) -> str:
     columns = [
         ("run", lambda n, r: n), ("model", lambda n, r: r.model), ("backend", lambda n, r: r.backend),
-        ("kv", lambda n, r: r.kv), ("test", lambda n, r: r.test),
+        ("group", lambda n, r: r.group), ("kv", lambda n, r: r.kv), ("test", lambda n, r: r.test),
         ("t/s", lambda n, r: f"{r.avg_ts:.2f}"), ("± sd", lambda n, r: f"{r.stddev_ts:.2f}"),
         ("W", lambda n, r: None if r.power_w is None else f"{r.power_w:.1f}"),
         ("t/J", lambda n, r: None if r.tokens_per_joule is None else f"{r.tokens_per_joule:.2f}"),
@@ -140,7 +140,7 @@ def write_report(runs: list[BenchRun], out_dir: Path) -> Path:
         figures.append(f"<figure class='chart' id='{chart_id}'><figcaption>{html.escape(title)}</figcaption>"
                        f"{_svg(fig)}</figure>")
         plt.close(fig)
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = now()
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>halo bench report</title>"
             f"<style>{STYLE}</style></head><body><h1>halo bench report</h1>"
             f"<p>halo {__version__}, written {stamp}, {len(runs)} run(s), {len(results)} result(s).</p>"

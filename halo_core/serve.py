@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Mapping
@@ -30,9 +28,10 @@ from .fit import KV_TYPES
 from .llamacpp import ServerParams, probe_flags, server_argv
 from .models import fetch_model
 from .plugins import PluginHost, get_host
+from .records import ProcessInfo, ProcessKind, ServerInfo
 from .runner import _die_with_parent, describe_exit, tail_of
-from .store import halo_home, write_json
-
+from .runs import now, pid_dir, read_pid_files, write_pid_file
+from .store import halo_home
 
 
 class UnsafeBind(HaloError):
@@ -58,25 +57,6 @@ class ServerSpec:
     extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     ready_timeout: float = 600.0
     preset: str | None = None
-
-
-@attrs.frozen
-class ServerInfo:
-    """A server (or a bench) halo started, as its pid file records it."""
-
-    pid: int
-    start_ticks: int  # /proc/PID/stat field 22: tells this process from a later one with its pid
-    argv: tuple[str, ...] = attrs.field(converter=tuple)
-    host: str
-    port: int
-    url: str
-    model: str
-    backend: str  # a bench's backends are comma-separated
-    log: str
-    started: str
-    pid_file: str
-    detached: bool = False
-    kind: str = "server"  # "server" | "bench"
 
 
 @attrs.frozen
@@ -164,10 +144,6 @@ def check_bind(host: str, api_key: str | None, insecure: bool) -> None:
 
 # -- processes -------------------------------------------------------------------------------
 
-def run_dir() -> Path:
-    return halo_home() / "run"
-
-
 def start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot; None when it is gone or a zombie."""
     try:
@@ -180,27 +156,12 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-def is_running(info: ServerInfo) -> bool:
+def is_running(info: ProcessInfo) -> bool:
     """Whether the recorded process still runs (same pid and start time)."""
     return start_ticks(info.pid) == info.start_ticks
 
 
-_INFO_FIELDS = attrs.fields_dict(ServerInfo)
-
-
-def read_pid_files() -> list[ServerInfo]:
-    """Every pid file in $HALO_HOME/run/, oldest first; unreadable ones are skipped."""
-    infos = []
-    for path in sorted(run_dir().glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-            infos.append(ServerInfo(**{k: v for k, v in data.items() if k in _INFO_FIELDS}))
-        except (OSError, ValueError, TypeError):
-            continue
-    return sorted(infos, key=lambda i: i.started)
-
-
-def stop_process(info: ServerInfo, grace: float = 10.0) -> bool:
+def stop_process(info: ProcessInfo, grace: float = 10.0) -> bool:
     """SIGTERM the recorded process group, SIGKILL after `grace`; False if it was not running."""
     if not is_running(info):
         return False
@@ -235,10 +196,6 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 @attrs.define
 class Server:
     """A started llama-server: its record and, while halo is its parent, its Popen."""
@@ -262,7 +219,7 @@ class Server:
 
 def _existing(port: int) -> ServerInfo | None:
     for info in read_pid_files():
-        if info.kind == "server" and info.port == port and is_running(info):
+        if isinstance(info, ServerInfo) and info.port == port and is_running(info):
             return info
     return None
 
@@ -301,12 +258,12 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
                           cache_type_v=spec.cache_type, ngram=spec.ngram, no_think=spec.no_think,
                           api_key=spec.api_key, threads=spec.threads, extra=tuple(extra))
     argv = server_argv(cmd, flags, params, defaults)
-    run_dir().mkdir(parents=True, exist_ok=True)
-    log_path = run_dir() / f"server-{spec.port}.log"
+    pid_dir().mkdir(parents=True, exist_ok=True)
+    log_path = pid_dir() / f"server-{spec.port}.log"
     env = dict(os.environ)
     env.update(cmd.env)
     with open(log_path, "ab") as log:
-        log.write(f"=== {_now()} {' '.join(argv)}\n".encode())
+        log.write(f"=== {now()} {' '.join(argv)}\n".encode())
         log.flush()
         try:
             proc = subprocess.Popen(
@@ -315,12 +272,12 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
                 preexec_fn=None if detach or sys.platform != "linux" else _die_with_parent)
         except OSError as exc:
             raise ToolFailed(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
-    pid_file = run_dir() / f"server-{spec.port}.json"
     info = ServerInfo(
         pid=proc.pid, start_ticks=start_ticks(proc.pid) or 0, argv=argv, host=spec.host,
         port=spec.port, url=_url(spec.host, spec.port), model=str(model.path),
-        backend=backend.name, log=str(log_path), started=_now(), pid_file=str(pid_file), detached=detach)
-    write_json(pid_file, info)
+        backend=backend.name, log=str(log_path), started=now(),
+        pid_file=str(pid_dir() / f"server-{spec.port}.json"), detached=detach)
+    write_pid_file(info)
     server = Server(info, proc)
     try:
         _wait_ready(server, spec, status)
@@ -356,19 +313,18 @@ def _wait_ready(server: Server, spec: ServerSpec, status) -> None:
 
 def servers() -> list[tuple[ServerInfo, bool]]:
     """Every server pid file with whether its process still runs."""
-    return [(info, is_running(info)) for info in read_pid_files() if info.kind == "server"]
+    return [(info, is_running(info)) for info in read_pid_files() if isinstance(info, ServerInfo)]
 
 
 def record_bench(run_path: Path, backends: list) -> Path:
     """A pid file for this halo process while it runs llama-bench (`halo flush` stops it)."""
     pid = os.getpid()
-    pid_file = run_dir() / f"bench-{pid}.json"
-    info = ServerInfo(pid=pid, start_ticks=start_ticks(pid) or 0, argv=sys.argv, host="", port=0,
-                      url="", model="", backend=",".join(b.name for b in backends),
-                      log=str(run_path / "bench.log"), started=_now(), pid_file=str(pid_file),
-                      kind="bench")
-    write_json(pid_file, info)
-    return pid_file
+    info = ProcessInfo(kind=ProcessKind.BENCH, pid=pid, start_ticks=start_ticks(pid) or 0,
+                       argv=sys.argv, backend=",".join(b.name for b in backends),
+                       log=str(run_path / "bench.log"), started=now(),
+                       pid_file=str(pid_dir() / f"bench-{pid}.json"))
+    write_pid_file(info)
+    return Path(info.pid_file)
 
 
 def stop_servers(port: int | None = None) -> list[ServerInfo]:

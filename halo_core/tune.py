@@ -18,14 +18,16 @@ from .bench import run_bench
 from .errors import HaloError, TuneError, UnknownName
 from .hostfacts import is_live, read_facts
 from .interfaces import Tuner
-from .journal import OPEN, Journal, locked
+from .journal import KERNEL_VALUES, OPEN, Journal, locked
 from .plugins import PluginHost, get_host
 from .records import (
     AuditReport,
     BenchSpec,
     Change,
+    ChangeKind,
     Check,
     JournalInfo,
+    JournalStatus,
     MeasureSpec,
     TunePlan,
     TuneStep,
@@ -116,7 +118,7 @@ def plan(root: Path = Path("/"), only: Iterable[str] | None = None, *,
         changes = tuple(tuner.plan(root))
         for change in changes:
             key = (change.kind, change.target)
-            if change.kind != "command" and owners.setdefault(key, tuner.name) != tuner.name:
+            if change.kind != ChangeKind.COMMAND and owners.setdefault(key, tuner.name) != tuner.name:
                 raise TuneError(f"tuners '{owners[key]}' and '{tuner.name}' both change "
                                 f"{change.target}: apply them one at a time with --only")
         steps.append(TuneStep(tuner.name, changes, tuner.guidance(root)))
@@ -126,7 +128,7 @@ def plan(root: Path = Path("/"), only: Iterable[str] | None = None, *,
 # -- showing a plan ----------------------------------------------------------------------
 
 def _show_change(change: Change, live: bool) -> list[str]:
-    if change.kind == "file":
+    if change.kind == ChangeKind.FILE:
         before = (change.before or "").splitlines(keepends=True)
         after = (change.after or "").splitlines(keepends=True)
         old = change.target if change.before is not None else "/dev/null"
@@ -134,11 +136,11 @@ def _show_change(change: Change, live: bool) -> list[str]:
         lines = [line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                  for line in difflib.unified_diff(before, after, old, new)]
         return "".join(lines).splitlines()
-    if change.kind == "link":
+    if change.kind == ChangeKind.LINK:
         if change.after is None:
             return [f"- link {change.target} -> {change.before}"]
         return [f"+ link {change.target} -> {change.after}"]
-    if change.kind in ("sysfs", "sysctl"):
+    if change.kind in KERNEL_VALUES:
         return [f"~ {change.target}: {change.before} -> {change.after}"]
     lines = []
     note = "" if live else "   (recorded, not run: --root)"
@@ -271,12 +273,12 @@ def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Stat
                     baseline = after
         except (HaloError, OSError, KeyboardInterrupt) as exc:
             message = str(exc) if isinstance(exc, HaloError) else f"{type(exc).__name__}: {exc}"
-            journal.update(status="rolling-back", error=message)
+            journal.update(status=JournalStatus.ROLLING_BACK, error=message)
             errors = journal.undo()
             if errors:
                 raise TuneError(f"{message}; rollback left changes in place ({errors[0]}): "
                                 f"run `halo rollback` again once fixed") from exc
-            journal.update(status="rolled-back")
+            journal.update(status=JournalStatus.ROLLED_BACK)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise TuneError(f"{message}; everything this run changed was rolled back "
@@ -284,7 +286,8 @@ def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Stat
         if baseline is not None:
             journal.event("measure", step=None, phase="final", **baseline)
         left = journal.info().applied  # measured steps that made things worse are undone
-        journal.update(status="applied" if left else "rolled-back", pending_measure=pending)
+        journal.update(status=JournalStatus.APPLIED if left else JournalStatus.ROLLED_BACK,
+                       pending_measure=pending)
         return journal.info()
 
 
@@ -301,7 +304,7 @@ def resume(root: Path = Path("/"), *, on_status: Status | None = None,
     root = Path(root)
     with locked():
         journal = next((j for j in Journal.all(root) if j.header.get("pending_measure")
-                        and j.status == "applied"), None)
+                        and j.status == JournalStatus.APPLIED), None)
         if journal is None:
             raise TuneError(f"nothing to resume: no journal of {root} waits for a measurement "
                             f"after a reboot")
@@ -319,7 +322,8 @@ def resume(root: Path = Path("/"), *, on_status: Status | None = None,
         if verdict.worse:
             status(f"rolling back {step}: {verdict.detail}")
             _undo_or_raise(journal, [i for name in pending for i in journal.step_changes(name)])
-        journal.update(pending_measure=[], status="applied" if journal.info().applied else "rolled-back")
+        journal.update(pending_measure=[], status=JournalStatus.APPLIED if journal.info().applied
+                       else JournalStatus.ROLLED_BACK)
         return journal.info()
 
 
@@ -333,7 +337,7 @@ def rollback(root: Path = Path("/"), journal_id: str | None = None) -> JournalIn
     crash interrupted): files come back byte for byte, values and commands are reversed."""
     root = Path(root)
     with locked():
-        candidates = [j for j in Journal.all(root) if j.status != "rolled-back"]
+        candidates = [j for j in Journal.all(root) if j.status != JournalStatus.ROLLED_BACK]
         if not candidates:
             raise TuneError(f"nothing to roll back: no applied journal for {root.resolve()}")
         journal = candidates[0]
@@ -345,12 +349,12 @@ def rollback(root: Path = Path("/"), journal_id: str | None = None) -> JournalIn
         if journal.live and os.geteuid() != 0:
             raise TuneError("rolling back changes to this machine writes /etc and /sys: "
                             "run it as root (sudo)")
-        journal.update(status="rolling-back")
+        journal.update(status=JournalStatus.ROLLING_BACK)
         errors = journal.undo()
         if errors:
             raise TuneError(f"rollback of journal {journal.path.name} left {len(errors)} "
                             f"change(s) in place ({errors[0]}): fix that and run halo rollback again")
-        journal.update(status="rolled-back")
+        journal.update(status=JournalStatus.ROLLED_BACK)
         return journal.info()
 
 

@@ -97,6 +97,22 @@ def wait_until(probe, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
+def with_tuner(tuner):
+    """A plugin host with the installed plugins and `tuner`, registered as a test plugin."""
+    import types
+
+    from halo_core import hookimpl
+    from halo_core.plugins import PluginHost
+
+    @hookimpl
+    def register_tuners(register):
+        register(tuner)
+
+    host = PluginHost.from_entry_points()
+    host.register(types.SimpleNamespace(register_tuners=register_tuners), tuner.name)
+    return host
+
+
 def write_tool(path: Path, body: str) -> Path:
     """An executable script (a crashing or lying llama-bench around the real one)."""
     path.write_text("#!/usr/bin/env bash\n" + body)

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 
 import pytest
 
-from halo_core import Change, Check, Tuner, hookimpl, tune
+from halo_core import Change, Check, Tuner, tune
 from halo_core.errors import TuneError
 from halo_core.journal import Journal
-from halo_core.plugins import PluginHost
 from halo_core.records import MeasureSpec
 
 import sysroot
+from conftest import with_tuner
 from sysroot import snapshot
 
 SMALL = MeasureSpec(pp=32, tg=8, reps=2, threads=1)
@@ -128,12 +127,7 @@ def test_a_step_that_makes_things_worse_is_rolled_back(fedora_root, smoke_model,
     wrapper = slow_llama_bench(tmp_path / "llama", llama_bin_dir, fedora_root / "etc/halo-test/slow")
     monkeypatch.setenv("HALO_LLAMA_CPP_DIR", str(wrapper))
 
-    @hookimpl
-    def register_tuners(register):
-        register(Slowdown())
-
-    host = PluginHost.from_entry_points()
-    host.register(types.SimpleNamespace(register_tuners=register_tuners), "slowdown")
+    host = with_tuner(Slowdown())
     before = snapshot(fedora_root)
     info = tune.apply(tune.plan(fedora_root, ["slowdown"], host=host), measure=SMALL, host=host)
     (verdict,) = info.verdicts

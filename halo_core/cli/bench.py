@@ -8,13 +8,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..bench import run_bench
+from ..bench import KIND, load_run, run_bench
 from ..compare import compare_runs
 from ..errors import HaloError
 from ..fit import KV_TYPES
 from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
-from ..runs import list_runs, load_run, resolve_run
+from ..runs import list_runs, resolve_run
 from ..setup import bench_setup
 from .common import (
     backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt, split_list,
@@ -37,10 +37,10 @@ def results_table(results: list[BenchResult], title: str = "llama-bench") -> Tab
         "t/J": any(r.tokens_per_joule is not None for r in results),
         "% BW": any(r.bandwidth_pct is not None for r in results),
     }
-    table = Table("model", "backend", "kv", "test", "t/s", *[k for k, v in extras.items() if v],
-                  title=title)
+    table = Table("model", "backend", "group", "kv", "test", "t/s",
+                  *[k for k, v in extras.items() if v], title=title)
     for r in results:
-        row = [r.model, r.backend, r.kv, r.test, f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"]
+        row = [r.model, r.backend, _fmt(r.group, ""), r.kv, r.test, f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"]
         if extras["W"]:
             row.append(_fmt(r.power_w, ".1f"))
         if extras["t/J"]:
@@ -164,10 +164,10 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
                      threads=threads, kv_types=_parse_kv(kv_types), batch=batch, ubatch=ubatch, depths=() if skip_longctx else all_depths,
                      ctx_prompt=ctx_prompt, cooldown=cooldown)
     explicit_tag = ctx.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
-    resume_path = resolve_run(resume) if resume else None
+    resume_path = resolve_run(KIND, resume) if resume else None
 
     def show_result(r: BenchResult) -> None:
-        err_console.print(f"  {r.model} · {r.backend} · {r.kv} · {r.test}: "
+        err_console.print(f"  {r.model} · {r.backend} · {r.group} · {r.kv} · {r.test}: "
                           f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f} t/s")
 
     def show_failure(f: FailedCell) -> None:
@@ -241,7 +241,7 @@ def bench_setup_cmd(as_json):
 def bench_list(as_json):
     """List bench runs, oldest first."""
     rows = []
-    for path in list_runs():
+    for path in list_runs(KIND):
         try:
             run = load_run(path)
         except HaloError:
@@ -264,7 +264,7 @@ def bench_list(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def bench_show(run_ref, as_json):
     """Show one run: its results, failures and status (RUN: path, name or tag)."""
-    run: BenchRun = load_run(resolve_run(run_ref))
+    run: BenchRun = load_run(resolve_run(KIND, run_ref))
     if as_json:
         emit_json(run)
         return
@@ -281,16 +281,17 @@ def bench_show(run_ref, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def bench_compare(before, after, as_json):
     """Per-cell t/s before and after, % change, and whether it is beyond noise."""
-    deltas = compare_runs(load_run(resolve_run(before)), load_run(resolve_run(after)))
+    deltas = compare_runs(load_run(resolve_run(KIND, before)), load_run(resolve_run(KIND, after)))
     if as_json:
         emit_json(deltas)
         return
-    table = Table("model", "backend", "kv", "test", "before t/s", "after t/s", "change", "verdict")
+    table = Table("model", "backend", "group", "kv", "test", "before t/s", "after t/s", "change",
+                  "verdict")
     colors = {"faster": "green", "slower": "red"}
     for d in deltas:
         change = "-" if d.change_pct is None else f"{d.change_pct:+.1f}%"
         verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
-        table.add_row(d.model, d.backend, d.kv, d.test, _fmt(d.before_ts, ".2f"),
+        table.add_row(d.model, d.backend, _fmt(d.group, ""), d.kv, d.test, _fmt(d.before_ts, ".2f"),
                       _fmt(d.after_ts, ".2f"), change, verdict)
     Console().print(table)
 
@@ -303,6 +304,6 @@ def bench_report(run_refs, output):
     """Write a self-contained HTML report (and PNG charts) of one or more runs."""
     from ..report import write_report
 
-    runs = [load_run(resolve_run(ref)) for ref in run_refs]
+    runs = [load_run(resolve_run(KIND, ref)) for ref in run_refs]
     page = write_report(runs, output or runs[-1].path / "report")
     click.echo(str(page))

@@ -15,6 +15,7 @@ from ..runner import describe_exit, tail_of
 from ..fit import KV_TYPES
 from ..serve import ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
 from ..serve import serve as start_server
+from ..store import to_dict
 from .common import backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt
 
 
@@ -121,7 +122,7 @@ def status(as_json):
     """The servers halo started and whether each still runs."""
     rows = servers()
     if as_json:
-        emit_json([{"running": alive, **_info_dict(info)} for info, alive in rows])
+        emit_json([{"running": alive, **to_dict(info)} for info, alive in rows])
         return
     if not rows:
         click.echo("no servers started by halo")
@@ -131,14 +132,6 @@ def status(as_json):
         table.add_row(str(info.port), str(info.pid), "running" if alive else "gone",
                       info.backend, info.model, f"{info.url}/v1", info.started)
     Console().print(table)
-
-
-def _info_dict(info) -> dict:
-    import json
-
-    from ..store import to_json
-
-    return json.loads(to_json(info))
 
 
 @serve.command()
