@@ -36,6 +36,7 @@ class HubFile:
     redirect: bool = False
     drop_after: int | None = None  # the first GET sends this many bytes and hangs up
     then_status: list[int] = attrs.field(factory=list)  # answers for the GETs after that
+    ranges: bool = True  # False: Range headers are ignored (the whole body, 200)
     gets: int = 0
 
 
@@ -137,6 +138,8 @@ class FakeHub:
                 return self._error(req, entry.then_status.pop(0), None)
         start, end = 0, len(entry.body)
         ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", req.headers.get("Range", "") or "")
+        if not entry.ranges:
+            ranged = None
         if ranged and not head:
             start = int(ranged[1])
             end = min(end, int(ranged[2]) + 1) if ranged[2] else end

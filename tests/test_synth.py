@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import halo_core
+from halo_core import synth
 from halo_core.errors import ModelError
 from halo_core.gguf import SYNTHETIC_KEY, read_header
 from halo_core.cli.models import SHAPE_HELP
@@ -154,6 +155,18 @@ def test_the_header_of_a_model_on_the_hub_is_read_with_range_requests(hub, home,
     run = halo_core.run_bench(halo_core.BenchSpec(models=["synth:smol-Q4_1"], pp=16, tg=4,
                                                   reps=1, tag="synth"))
     assert run.status == "complete" and all(r.synthetic and r.avg_ts > 0 for r in run.results)
+
+
+def test_a_header_longer_than_the_first_read_from_a_server_ignoring_range(hub, home, monkeypatch):
+    source = synth_model(arch="qwen3moe", shape="tiny", name="source")
+    hub.add("halo-test/moe-GGUF", "moe.gguf", source.path.read_bytes(), ranges=False)
+    monkeypatch.setattr(synth, "HEADER_FIRST_READ", 4096)  # the header is ~40 KB: reads grow
+    made = synth_model("hf:halo-test/moe-GGUF/moe.gguf")
+    assert len(hub.seen("GET", "moe.gguf")) >= 3
+    assert _tensors(made.path) == _tensors(source.path)
+    copy = _metadata(made.path)
+    assert copy["halo.synth.from"] == "header of hf:halo-test/moe-GGUF/moe.gguf"
+    assert copy["tokenizer.ggml.tokens"] == _metadata(source.path)["tokenizer.ggml.tokens"]
 
 
 def test_a_split_model_is_read_part_by_part(hub, home, smoke_model, llama_bin_dir, tmp_path):
