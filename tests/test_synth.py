@@ -27,14 +27,15 @@ from test_eval import free_port, start_server, stop
 BENCH = ["--pp", "32", "--tg", "8", "--reps", "1"]
 
 
+def _read(path: Path) -> tuple[list[tuple[str, str, list[int]]], dict]:
+    """(name, type, shape) of every tensor, and the metadata, as gguf's reader sees them."""
+    reader = gguf.GGUFReader(path)
+    return ([(t.name, t.tensor_type.name, [int(d) for d in t.shape]) for t in reader.tensors],
+            {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")})
+
+
 def _tensors(path: Path) -> list[tuple[str, str, list[int]]]:
-    return [(t.name, t.tensor_type.name, [int(d) for d in t.shape])
-            for t in gguf.GGUFReader(path).tensors]
-
-
-def _metadata(path: Path) -> dict:
-    return {k: f.contents() for k, f in gguf.GGUFReader(path).fields.items()
-            if not k.startswith("GGUF.")}
+    return _read(path)[0]
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3moe"])
@@ -142,8 +143,8 @@ def test_the_header_of_a_model_on_the_hub_is_read_with_range_requests(hub, home,
     assert not (home / "models" / "halo-test").exists()  # nothing was downloaded
 
     assert made.name == "smol-Q4_1" and made.ref == "synth:smol-Q4_1"
-    assert _tensors(made.path) == _tensors(smoke_model.path)
-    original, copy = _metadata(smoke_model.path), _metadata(made.path)
+    (tensors, original), (copied_tensors, copy) = _read(smoke_model.path), _read(made.path)
+    assert copied_tensors == tensors
     assert copy.pop(SYNTHETIC_KEY) is True
     assert copy.pop("halo.synth.from") == "header of hf:halo-test/smol-GGUF/smol-Q4_1.gguf"
     assert copy == original  # tokenizer, hyperparameters, chat template: all copied
@@ -164,32 +165,34 @@ def test_a_header_longer_than_the_first_read_from_a_server_ignoring_range(hub, h
     made = synth_model("hf:halo-test/moe-GGUF/moe.gguf")
     assert len(hub.seen("GET", "moe.gguf")) >= 3
     assert _tensors(made.path) == _tensors(source.path)
-    copy = _metadata(made.path)
+    copy = _read(made.path)[1]
     assert copy["halo.synth.from"] == "header of hf:halo-test/moe-GGUF/moe.gguf"
-    assert copy["tokenizer.ggml.tokens"] == _metadata(source.path)["tokenizer.ggml.tokens"]
+    assert copy["tokenizer.ggml.tokens"] == _read(source.path)[1]["tokenizer.ggml.tokens"]
 
 
-def test_a_split_model_is_read_part_by_part(hub, home, smoke_model, llama_bin_dir, tmp_path):
+def test_a_split_model_is_read_part_by_part(hub, home, llama_bin_dir, tmp_path):
+    source = synth_model(arch="qwen3moe", shape="tiny", name="source")
     subprocess.run([str(llama_bin_dir / "llama-gguf-split"), "--split", "--split-max-tensors",
-                    "150", str(smoke_model.path), str(tmp_path / "smol")],
+                    "10", str(source.path), str(tmp_path / "moe")],
                    check=True, capture_output=True, timeout=120)
-    parts = sorted(tmp_path.glob("smol-*-of-00002.gguf"))
-    assert [p.name for p in parts] == ["smol-00001-of-00002.gguf", "smol-00002-of-00002.gguf"]
-    whole = _tensors(smoke_model.path)
+    parts = sorted(tmp_path.glob("moe-*-of-00003.gguf"))
+    assert [p.name for p in parts] == [f"moe-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    whole = _tensors(source.path)
 
     local = synth_model(str(parts[0]))
-    assert local.name == "smol" and _tensors(local.path) == whole
-    assert not any(k.startswith("split.") for k in _metadata(local.path))
+    tensors, meta = _read(local.path)
+    assert local.name == "moe" and tensors == whole
+    assert not any(k.startswith("split.") for k in meta)
 
     for part in parts:
         hub.add("halo-test/split-GGUF", part.name, part.read_bytes())
-    remote = synth_model("hf:halo-test/split-GGUF/smol-00001-of-00002.gguf", name="smol-remote")
+    remote = synth_model("hf:halo-test/split-GGUF/moe-00001-of-00003.gguf", name="moe-remote")
     assert _tensors(remote.path) == whole
     assert {g.path.rsplit("/", 1)[-1] for g in hub.seen("GET") if g.path.endswith(".gguf")} \
         == {p.name for p in parts}
 
-    parts[1].unlink()
-    with pytest.raises(ModelError, match=r"smol-00002-of-00002.gguf is missing \(part 2 of 2"):
+    parts[2].unlink()
+    with pytest.raises(ModelError, match=r"moe-00003-of-00003.gguf is missing \(part 3 of 3"):
         synth_model(str(parts[0]), name="broken")
 
 
@@ -201,19 +204,18 @@ def test_a_source_that_cannot_read_remotely_says_to_fetch_first(home):
 
 def test_vocabulary_generated_or_copied_and_sized_to_the_shape(home, smoke_model):
     made = synth_model(arch="llama", shape="tiny")
-    meta = _metadata(made.path)
+    tensors, meta = _read(made.path)
     tokens = meta["tokenizer.ggml.tokens"]
     assert meta["tokenizer.ggml.model"] == "llama" and len(tokens) == 2048 == meta["llama.vocab_size"]
     assert tokens[:4] == ["<unk>", "<s>", "</s>", "<0x00>"] and tokens[-1] == "<|synth_2047|>"
-    assert [n for n, _t, shape in _tensors(made.path) if shape[-1] == 2048] == \
-        ["token_embd.weight", "output.weight"]
+    assert [n for n, _t, shape in tensors if shape[-1] == 2048] == ["token_embd.weight", "output.weight"]
 
     copied = synth_model(arch="llama", shape="tiny", vocab_from=str(smoke_model.path),
                          name="tiny-smol-vocab")
-    meta, original = _metadata(copied.path), _metadata(smoke_model.path)
+    (tensors, meta), (_t, original) = _read(copied.path), _read(smoke_model.path)
     assert meta["tokenizer.ggml.tokens"] == original["tokenizer.ggml.tokens"]  # 49152 > 2048
     assert meta["tokenizer.ggml.merges"] == original["tokenizer.ggml.merges"]
-    assert _tensors(copied.path)[0] == ("token_embd.weight", "Q4_K", [256, 49152])
+    assert tensors[0] == ("token_embd.weight", "Q4_K", [256, 49152])
     assert copied.notes and "49152 tokens, more than the 2048" in copied.notes[0]
 
 
