@@ -34,7 +34,7 @@ from .errors import ModelError
 from .gguf import SYNTH_FROM_KEY, SYNTHETIC_KEY, synth_dir, synth_name
 from .interfaces import Progress
 from .models import find_source
-from .store import replacing
+from .store import replacing, safe_name
 
 Q = gguf.GGMLQuantizationType
 FLOAT_TYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64,
@@ -548,7 +548,7 @@ def synth_model(ref: str | None = None, *, arch: str | None = None, shape: str |
             origin = f"built-in shape {shape.arch} {shape.name} ({shape.origin}), {quant} recipe"
             writer, notes = _plan_from_shape(shape, quant, vocab_from)
             default = f"{shape.arch}-{shape.name}-{quant}"
-    name = synth_name(name or default)
+    name = synth_name(name or safe_name(default))
     path = synth_dir() / f"{name}.gguf"
     if path.exists() and not force:
         raise ModelError(f"{path} exists: remove it (halo models rm synth:{name}) or pass --force")

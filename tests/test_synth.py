@@ -22,7 +22,7 @@ from halo_core.gguf import SYNTHETIC_KEY, read_header
 from halo_core.cli.models import SHAPE_HELP
 from halo_core.synth import BLOCK_SCALES, FLOAT_TYPES, get_shape, random_blocks, shape_names, synth_model
 
-from test_eval import free_port, start_server, stop
+from test_eval import free_port
 
 BENCH = ["--pp", "32", "--tg", "8", "--reps", "1"]
 
@@ -124,6 +124,9 @@ def test_bad_requests_are_one_clear_line(halo, home):
         done = halo("models", "synth", *args)
         assert done.returncode in (1, 2) and message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+    done = halo("models", "synth", "hf:owner/repo/x.gguf", env={"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 1
+    assert "hf:owner/repo/x.gguf is not downloaded and offline mode is on" in done.stderr
     assert SHAPE_HELP == shape_names()  # what --help lists is what there is
     assert halo("models", "synth", "--arch", "llama", "--shape", "tiny").returncode == 0
     done = halo("models", "synth", "--arch", "llama", "--shape", "tiny")
@@ -219,19 +222,22 @@ def test_vocabulary_generated_or_copied_and_sized_to_the_shape(home, smoke_model
     assert copied.notes and "49152 tokens, more than the 2048" in copied.notes[0]
 
 
-def test_eval_refuses_a_server_serving_a_synthetic_model(halo, home, llama_bin_dir):
+def test_serve_warns_and_eval_refuses_a_synthetic_model(halo, home):
     made = synth_model(arch="llama", shape="tiny")
     port = free_port()
-    proc = start_server(llama_bin_dir, made.path, port, parallel=1)
+    done = halo("serve", made.ref, "--port", str(port), "-c", "2048", "--ngram", "--detach")
     try:
+        assert done.returncode == 0, done.stderr
+        assert ("llama-tiny-Q4_K_M is synthetic (random weights): its replies are noise; n-gram "
+                "speculation's acceptance on it means nothing") in " ".join(done.stderr.split())
         url = f"http://127.0.0.1:{port}"
         tokens = httpx.post(f"{url}/tokenize", json={"content": "hi"}, timeout=10).json()["tokens"]
         # the byte-level vocabulary at work: SentencePiece's space prefix, then h, i
         assert tokens == [3 + b for b in "\u2581hi".encode()]
-        done = halo("eval", "--suite", "ifeval", "--limit", "1", "--endpoint", url)
+        refused = halo("eval", "--suite", "ifeval", "--limit", "1", "--endpoint", url)
     finally:
-        stop(proc)
-    assert done.returncode == 1, done.stdout
-    assert f"serves {made.path}, a synthetic model" in done.stderr
-    assert "Traceback" not in done.stderr
+        halo("serve", "stop", "--port", str(port))
+    assert refused.returncode == 1, refused.stdout
+    assert f"serves {made.path}, a synthetic model" in refused.stderr
+    assert "Traceback" not in refused.stderr
     assert not (home / "runs" / "eval").exists()
