@@ -26,6 +26,8 @@ SYNTHETIC_KEY = "halo.synthetic"
 """True in a model `halo models synth` wrote: real shapes, random weights."""
 SYNTH_FROM_KEY = "halo.synth.from"
 """What a synthetic model's shape was copied from."""
+SYNTH_SEED_KEY = "halo.synth.seed"
+"""The random seed of a synthetic model's weights."""
 
 # GGUF value types -> struct format (None: string, array)
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}

@@ -31,7 +31,7 @@ import gguf
 import numpy as np
 
 from .errors import ModelError
-from .gguf import SYNTH_FROM_KEY, SYNTHETIC_KEY, synth_dir, synth_name
+from .gguf import SYNTH_FROM_KEY, SYNTH_SEED_KEY, SYNTHETIC_KEY, read_header, synth_dir, synth_name
 from .interfaces import Progress
 from .models import find_source
 from .store import replacing, safe_name
@@ -550,9 +550,26 @@ def synth_model(ref: str | None = None, *, arch: str | None = None, shape: str |
             default = f"{shape.arch}-{shape.name}-{quant}"
     name = synth_name(name or safe_name(default))
     path = synth_dir() / f"{name}.gguf"
-    if path.exists() and not force:
-        raise ModelError(f"{path} exists: remove it (halo models rm synth:{name}) or pass --force")
     infos = list(writer.tensors[0].values())
+    types: dict[str, int] = {}
+    for ti in infos:
+        types[Q(ti.dtype).name] = types.get(Q(ti.dtype).name, 0) + 1
+
+    def result(*more_notes: str) -> SynthResult:
+        return SynthResult(name, f"synth:{name}", path, path.stat().st_size, writer.arch, origin,
+                           len(infos), dict(sorted(types.items())),
+                           round(time.monotonic() - start, 2), notes=(*notes, *more_notes))
+
+    if path.exists() and not force:
+        try:
+            there = read_header(path).metadata
+        except ModelError:
+            there = {}
+        if there.get(SYNTH_FROM_KEY) == origin and there.get(SYNTH_SEED_KEY) == seed:
+            return result(f"{path.name} was already made from the same shape and seed: kept "
+                          "(--force writes it again)")
+        raise ModelError(f"{path} exists, made from something else: --force replaces it, "
+                         "--name gives this one another name")
     need = sum(ti.nbytes for ti in infos) + (64 << 20)
     path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path.parent).free
@@ -561,11 +578,7 @@ def synth_model(ref: str | None = None, *, arch: str | None = None, shape: str |
                          f"{free / 1e9:.2f} GB free in {path.parent}")
     writer.add_bool(SYNTHETIC_KEY, True)
     writer.add_string(SYNTH_FROM_KEY, origin)
+    writer.add_uint32(SYNTH_SEED_KEY, seed)
     with replacing(path) as tmp_path:
         _write(writer, tmp_path, seed, progress)
-    types: dict[str, int] = {}
-    for ti in infos:
-        types[Q(ti.dtype).name] = types.get(Q(ti.dtype).name, 0) + 1
-    return SynthResult(name, f"synth:{name}", path, path.stat().st_size, writer.arch, origin,
-                       len(infos), dict(sorted(types.items())), round(time.monotonic() - start, 2),
-                       notes=notes)
+    return result()

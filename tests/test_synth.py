@@ -116,6 +116,7 @@ def test_bad_requests_are_one_clear_line(halo, home):
          "no built-in shape llama 9b (known: llama: 8b, tiny; qwen3moe: 30b-a3b, tiny)"),
         (["--arch", "llama", "--shape", "tiny", "--quant", "IQ9"], "unknown quantization IQ9"),
         (["--arch", "llama", "--shape", "tiny", "--name", "../x"], "bad synthetic model name '../x'"),
+        (["--arch", "llama", "--shape", "tiny", "--seed", "-1"], "Invalid value for '--seed'"),
         (["smoke", "--arch", "llama"], "give REF, or --arch and --shape"),
         ([], "give a model REF, or --arch and --shape"),
         (["hf:owner/repo/x.gguf"], "cannot reach http://127.0.0.1:9"),
@@ -128,10 +129,21 @@ def test_bad_requests_are_one_clear_line(halo, home):
     assert done.returncode == 1
     assert "hf:owner/repo/x.gguf is not downloaded and offline mode is on" in done.stderr
     assert SHAPE_HELP == shape_names()  # what --help lists is what there is
-    assert halo("models", "synth", "--arch", "llama", "--shape", "tiny").returncode == 0
-    done = halo("models", "synth", "--arch", "llama", "--shape", "tiny")
-    assert done.returncode == 1 and "llama-tiny-Q4_K_M.gguf exists" in done.stderr
-    assert halo("models", "synth", "--arch", "llama", "--shape", "tiny", "--force").returncode == 0
+    first = json.loads(halo("models", "synth", "--arch", "llama", "--shape", "tiny", "--json").stdout)
+    path = Path(first["path"])
+    written = path.stat().st_mtime_ns
+    again = json.loads(halo("models", "synth", "--arch", "llama", "--shape", "tiny", "--json").stdout)
+    assert path.stat().st_mtime_ns == written  # the same shape and seed: kept, not rewritten
+    assert again["notes"] == ["llama-tiny-Q4_K_M.gguf was already made from the same shape and "
+                              "seed: kept (--force writes it again)"]
+    assert {k: v for k, v in again.items() if k not in ("notes", "seconds")} == \
+        {k: v for k, v in first.items() if k not in ("notes", "seconds")}
+    done = halo("models", "synth", "--arch", "llama", "--shape", "tiny", "--seed", "7")
+    assert done.returncode == 1
+    assert "llama-tiny-Q4_K_M.gguf exists, made from something else: --force replaces it" in done.stderr
+    done = halo("models", "synth", "--arch", "llama", "--shape", "tiny", "--seed", "7", "--force")
+    assert done.returncode == 0 and path.stat().st_mtime_ns != written
+    assert read_header(path).metadata["halo.synth.seed"] == 7
 
 
 def test_the_header_of_a_model_on_the_hub_is_read_with_range_requests(hub, home, smoke_model):
@@ -150,6 +162,7 @@ def test_the_header_of_a_model_on_the_hub_is_read_with_range_requests(hub, home,
     assert copied_tensors == tensors
     assert copy.pop(SYNTHETIC_KEY) is True
     assert copy.pop("halo.synth.from") == "header of hf:halo-test/smol-GGUF/smol-Q4_1.gguf"
+    assert copy.pop("halo.synth.seed") == 0
     assert copy == original  # tokenizer, hyperparameters, chat template: all copied
     assert made.size == pytest.approx(smoke_model.size, abs=4096)
     with open(made.path, "rb") as fh:  # the weights are not the model's

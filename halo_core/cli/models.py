@@ -146,8 +146,9 @@ SHAPE_HELP = "llama: 8b, tiny; qwen3moe: 30b-a3b, tiny"  # synth.shape_names(), 
                    "byte-level vocabulary otherwise).")
 @click.option("--name", default=None, help="File name under $HALO_HOME/models/synth/ "
               "(default: from the model or shape).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the weights.")
-@click.option("--force", is_flag=True, help="Replace a synthetic model of the same name.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Random seed of the weights.")
+@click.option("--force", is_flag=True, help="Write it again even when it is there.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def models_synth(ref, arch, shape, quant, vocab_from, name, seed, force, as_json):
     """Write a model with REF's tensor shapes and types (or a built-in shape's) and random
