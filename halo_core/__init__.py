@@ -67,6 +67,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "local_model": ("models", "local_model"),
     "remove_model": ("models", "remove_model"),
     "fit_model": ("fit", "fit_model"),
+    "synth_model": ("synth", "synth_model"),
     # serve, flush
     "ServerSpec": ("serve", "ServerSpec"),
     "start_server": ("serve", "serve"),

@@ -342,7 +342,8 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
                 result, cell=cell, group=group.kind, power_w=power,
                 tokens_per_joule=round(result.avg_ts / power, 3) if power else None,
                 bandwidth_pct=roofline_pct(result.avg_ts, result.model_size, bandwidth)
-                if result.n_gen and not result.n_prompt else None)
+                if result.n_gen and not result.n_prompt else None,
+                synthetic=model.synthetic)
             recorder.result(line, result)
             if cell in pending:
                 pending.remove(cell)

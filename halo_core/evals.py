@@ -32,6 +32,7 @@ from .chat import ChatClient, EvalContext, RequestsFailed, describe_failures
 from .endpoints import Probe, require, server_props, slot_count
 from .errors import HaloError, Unavailable
 from .evalkit import dist_version
+from .gguf import is_synthetic
 from .interfaces import EvalSuite
 from .metrics import MetricsSampler
 from .plugins import PluginHost, get_host
@@ -192,8 +193,13 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
     found, probes = require(endpoint, model)
     for probe in probes:
         say(f"{'found' if probe.ok else 'no server at'} {probe.url} ({probe.kind}: {probe.detail})")
-    suites, skipped = _check(list(spec.suites), host)
     props = server_props(found.base_url)
+    served = props.get("model_path")
+    if isinstance(served, str) and served and is_synthetic(Path(served)):
+        raise HaloError(f"the server at {found.base_url} serves {served}, a synthetic model "
+                        "(random weights from `halo models synth`): its scores would mean "
+                        "nothing; serve a real model to evaluate")
+    suites, skipped = _check(list(spec.suites), host)
     concurrency = spec.concurrency or slot_count(props) or 1
 
     if resume is None:

@@ -163,6 +163,15 @@ class ModelSource(ABC):
         """
         raise ModelError(f"the {self.name} source does not delete models")
 
+    def read_range(self, ref: str, start: int, end: int) -> tuple[bytes, int]:
+        """Bytes [start, end) of the file `ref` names and the file's whole size, without
+        downloading it (`halo models synth` reads a GGUF header this way).
+
+        The default refuses: the model has to be fetched first.
+        """
+        raise ModelError(f"{ref} is not on this machine and the {self.name} source cannot read "
+                         f"part of it remotely: fetch it first (halo models pull {ref})")
+
 
 class Tuner(ABC):
     """One area of system tuning, read and written through a sysroot (default "/").

@@ -13,6 +13,7 @@ from . import __version__
 from .chat import ChatReply, ChatRequest, EvalContext
 from .errors import HaloError, ModelError, PluginError, ToolFailed, TuneError, Unavailable, UnknownName
 from .evalkit import INSTALL, child_main, dist_version, needs, read_records, score_in_child, write_records
+from .gguf import SYNTH_FROM_KEY, read_header, synth_dir, synth_name
 from .hookspecs import hookimpl
 from .hostfacts import (
     GIB,
@@ -64,6 +65,8 @@ __all__ = [
     # eval suites
     "ChatReply", "ChatRequest", "EvalContext", "INSTALL", "child_main", "dist_version", "needs",
     "read_records", "score_in_child", "write_records",
+    # GGUF headers, and the synthetic models `halo models synth` writes
+    "read_header", "synth_dir", "synth_name", "SYNTH_FROM_KEY",
     # files and processes
     "halo_home", "human_size", "run_capture", "sha256_file", "write_atomic", "write_json",
     # host facts, read through a sysroot (tuners)

@@ -147,6 +147,7 @@ class LocalModel:
     size: int
     sha256: str = ""  # empty when not computed (a local file is not hashed on every use)
     source: str = ""
+    synthetic: bool = False  # random weights from `halo models synth` (its GGUF says halo.synthetic)
 
 
 @attrs.frozen
@@ -299,10 +300,16 @@ class BenchResult:
     power_w: float | None = None  # average over the test, from the metrics sampler
     tokens_per_joule: float | None = None
     bandwidth_pct: float | None = None  # tg only: % of the memory-bandwidth limit
+    synthetic: bool = False  # the model has random weights (`halo models synth`)
 
     @property
     def kv(self) -> str:
         return self.type_k if self.type_k == self.type_v else f"{self.type_k}/{self.type_v}"
+
+    @property
+    def model_label(self) -> str:
+        """The model as tables and reports name it, marked when its weights are random."""
+        return f"{self.model} (synthetic)" if self.synthetic else self.model
 
 
 @attrs.frozen

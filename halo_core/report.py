@@ -28,7 +28,7 @@ def _pyplot():
 
 
 def _label(r: BenchResult) -> str:
-    return f"{r.model} · {r.backend}"
+    return f"{r.model_label} · {r.backend}"
 
 
 def _charts(results: list[BenchResult]):
@@ -104,7 +104,7 @@ def _provenance(run: BenchRun) -> str:
 
 def _table(results: list[tuple[str, BenchResult]]) -> str:
     columns = [
-        ("run", lambda n, r: n), ("model", lambda n, r: r.model), ("backend", lambda n, r: r.backend),
+        ("run", lambda n, r: n), ("model", lambda n, r: r.model_label), ("backend", lambda n, r: r.backend),
         ("group", lambda n, r: r.group), ("kv", lambda n, r: r.kv), ("test", lambda n, r: r.test),
         ("t/s", lambda n, r: f"{r.avg_ts:.2f}"), ("± sd", lambda n, r: f"{r.stddev_ts:.2f}"),
         ("W", lambda n, r: None if r.power_w is None else f"{r.power_w:.1f}"),

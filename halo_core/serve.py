@@ -247,6 +247,9 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
         raise HaloError(f"backend '{backend.name}' is unavailable: {availability.reason}")
     status(f"resolving model {spec.model}")
     model = fetch_model(spec.model, host=host)
+    if model.synthetic:
+        status(f"{model.name} is synthetic (random weights): its replies are noise"
+               + ("; n-gram speculation's acceptance on it means nothing" if spec.ngram else ""))
     cmd = backend.command("llama-server")
     flags = probe_flags(cmd, "llama-server")
     defaults = backend.defaults()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,7 +10,7 @@ import re
 import tempfile
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Iterator, Mapping, TypeVar
 
 import attrs
 
@@ -28,28 +29,40 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def replacing(path: Path, *, mode: int | None = None,
+              owner: tuple[int, int] | None = None) -> Iterator[Path]:
+    """A temporary file beside `path` to write; it replaces `path` when the block ends well and
+    is deleted when it does not, so readers see the old file or the new one, never a mix.
+
+    `mode` (permission bits) defaults to the usual 0666 & ~umask; `owner` is (uid, gid).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes 0600
+        if owner is not None and (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != owner:
+            os.fchown(fd, *owner)
+        os.close(fd)
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_atomic(path: Path, data: str | bytes, *, mode: int | None = None,
                  owner: tuple[int, int] | None = None) -> None:
     """Write a whole file so readers see the old content or the new one, never a mix.
 
     `mode` (permission bits) defaults to the usual 0666 & ~umask; `owner` is (uid, gid).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    open_mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes 0600
-        if owner is not None and (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != owner:
-            os.fchown(fd, *owner)
-        with os.fdopen(fd, open_mode) as fh:
+    with replacing(path, mode=mode, owner=owner) as tmp:
+        with open(tmp, "wb" if isinstance(data, bytes) else "w") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_dict(value: Any) -> Any:

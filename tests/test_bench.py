@@ -89,7 +89,7 @@ def test_unknown_model(halo):
     assert done.returncode == 1
     assert _last_line(done.stderr) == ("Error: unknown model 'no-such-model': not a file, an alias "
                                        "(22 known: halo models list) or SOURCE:REF "
-                                       "(sources: file, hf, pypi)")
+                                       "(sources: file, hf, pypi, synth)")
 
 
 def test_llama_cpp_missing(halo, tmp_path):

@@ -40,7 +40,7 @@ def results_table(results: list[BenchResult], title: str = "llama-bench") -> Tab
     table = Table("model", "backend", "group", "kv", "test", "t/s",
                   *[k for k, v in extras.items() if v], title=title)
     for r in results:
-        row = [r.model, r.backend, _fmt(r.group, ""), r.kv, r.test, f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"]
+        row = [r.model_label, r.backend, _fmt(r.group, ""), r.kv, r.test, f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"]
         if extras["W"]:
             row.append(_fmt(r.power_w, ".1f"))
         if extras["t/J"]:
@@ -167,7 +167,7 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
     resume_path = resolve_run(KIND, resume) if resume else None
 
     def show_result(r: BenchResult) -> None:
-        err_console.print(f"  {r.model} · {r.backend} · {r.group} · {r.kv} · {r.test}: "
+        err_console.print(f"  {r.model_label} · {r.backend} · {r.group} · {r.kv} · {r.test}: "
                           f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f} t/s")
 
     def show_failure(f: FailedCell) -> None:
