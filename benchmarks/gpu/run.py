@@ -34,7 +34,9 @@ def halo(*args: str, env: dict | None = None, timeout: float = 3600) -> subproce
     argv = [sys.executable, "-m", "halo_core", *args]
     print(f"$ halo {' '.join(args)}", flush=True)
     start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+    # cwd "/": `python -m` puts the working folder first on sys.path, and a source checkout
+    # there would shadow the installed halo
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd="/",
                           env={**os.environ, **(env or {})})
     print(f"  exit {done.returncode} in {time.perf_counter() - start:.1f} s", flush=True)
     if done.returncode != 0:
@@ -63,6 +65,7 @@ def main() -> int:
     parser.add_argument("--second-backend-models", default="8b",
                         help="models the other backends bench (the first backend benches all)")
     args = parser.parse_args()
+    args.out = args.out.resolve()
     steps = set(args.steps.split(","))
     backends = [tuple(b.split("=", 1)) for b in args.backend] or [("native", "")]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +81,7 @@ def main() -> int:
 
     main_name, main_dir = backends[0]
     if "bandwidth" in steps:
-        record("bandwidth", halo("hw", "bandwidth", "--json", *dir_opts(main_dir)))
+        record("bandwidth", halo("hw", "bandwidth", "--json"))
         record("gpu-facts", halo("audit", "--json"))
 
     refs = {}
@@ -104,13 +107,15 @@ def main() -> int:
                     runs[f"{model}-{name}"] = data["path"]
     if "fidelity" in steps and refs:
         model = next(iter(refs))
-        argv = [sys.executable, str(HERE.parent / "bench_overhead.py"), "--model", refs[model],
+        # bench_overhead.py runs halo in a HALO_HOME of its own: give it the model's path
+        path = halo("models", "path", refs[model]).stdout.strip()
+        argv = [sys.executable, str(HERE.parent / "bench_overhead.py"), "--model", path,
                 "--kv-types", "f16,q8_0", "--reps", "3", "--rounds", "2"]
         env = {**os.environ}
         if main_dir:
             env["HALO_LLAMA_CPP_DIR"] = main_dir
         print("$ " + " ".join(argv), flush=True)
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800, cwd="/")
         (args.out / "fidelity.txt").write_text(done.stdout + done.stderr)
         print(done.stdout[-3000:], flush=True)
         record("fidelity", done, {"stdout": done.stdout.splitlines()[-4:]})
