@@ -56,9 +56,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     # bench
     "run_bench": ("bench", "run_bench"),
     "bench_setup": ("setup", "bench_setup"),
-    "list_bench_runs": ("runs", "list_runs"),
-    "resolve_bench_run": ("runs", "resolve_run"),
-    "load_bench_run": ("runs", "load_run"),
+    "list_bench_runs": ("bench", "list_bench_runs"),
+    "resolve_bench_run": ("bench", "resolve_bench_run"),
+    "load_bench_run": ("bench", "load_run"),
     "compare_runs": ("compare", "compare_runs"),
     "write_report": ("report", "write_report"),
     # models
@@ -79,8 +79,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "EvalSpec": ("evals", "EvalSpec"),
     "run_eval": ("evals", "run_eval"),
     "describe_suites": ("evals", "describe_suites"),
-    "list_eval_runs": ("evals", "list_runs"),
-    "resolve_eval_run": ("evals", "resolve_run"),
+    "list_eval_runs": ("evals", "list_eval_runs"),
+    "resolve_eval_run": ("evals", "resolve_eval_run"),
     "load_eval_run": ("evals", "load_run"),
     "compare_eval_runs": ("evals", "compare"),
     # tuning

@@ -32,12 +32,23 @@ from .models import fetch_model
 from .plugins import PluginHost, get_host
 from .records import BenchGroup, BenchResult, BenchRun, BenchSpec, FailedCell, LocalModel, RunStatus
 from .runner import Process, describe_exit
+from . import runs
 from .runs import RunState, latest_with_tag, new_run_dir, now, read_jsonl
 from .serve import record_bench
 from .store import append_line, from_dict, to_dict, write_json
 
 LONG_CONTEXT_PROMPT = 2048
 KIND = "bench"  # runs/bench/
+
+
+def list_bench_runs() -> list[Path]:
+    """Every bench run folder under $HALO_HOME/runs/bench/, oldest first."""
+    return runs.list_runs(KIND)
+
+
+def resolve_bench_run(ref: str | Path) -> Path:
+    """A bench run folder from its name, a unique prefix, "latest" or a path."""
+    return runs.resolve_run(KIND, ref)
 
 
 # -- reading runs ----------------------------------------------------------------------------

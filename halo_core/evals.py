@@ -37,6 +37,7 @@ from .interfaces import EvalSuite
 from .metrics import MetricsSampler
 from .plugins import PluginHost, get_host
 from .records import Endpoint, EvalSample, Run, RunStatus, SuiteScore, SuiteStatus
+from . import runs
 from .runs import RunState, new_run_dir, read_jsonl, resolve_run
 from .store import append_line, from_dict, to_dict, write_json
 
@@ -102,6 +103,16 @@ def describe_suites(host: PluginHost | None = None) -> list[dict]:
 # -- records ---------------------------------------------------------------------------------
 
 KIND = "eval"  # runs/eval/
+
+
+def list_eval_runs() -> list[Path]:
+    """Every eval run folder under $HALO_HOME/runs/eval/, oldest first."""
+    return runs.list_runs(KIND)
+
+
+def resolve_eval_run(ref: str | Path) -> Path:
+    """An eval run folder from its name, a unique prefix, "latest" or a path."""
+    return runs.resolve_run(KIND, ref)
 
 
 @attrs.frozen

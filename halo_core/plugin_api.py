@@ -9,47 +9,131 @@ each name.
 
 from __future__ import annotations
 
-from . import __version__
-from .chat import ChatReply, ChatRequest, EvalContext
-from .errors import HaloError, ModelError, PluginError, ToolFailed, TuneError, Unavailable, UnknownName
-from .evalkit import INSTALL, child_main, dist_version, needs, read_records, score_in_child, write_records
-from .gguf import SYNTH_FROM_KEY, read_header, synth_dir, synth_name
-from .hookspecs import hookimpl
-from .hostfacts import (
-    GIB,
-    PAGE_SIZE,
-    THP_DEFRAG,
-    THP_ENABLED,
-    TUNED_PROFILE,
-    firmware_version,
-    host_path,
-    is_live,
-    kernel_version,
-    power_limits,
-    read_facts,
-    read_text,
-    selected,
-    sysctl_path,
-    which,
-)
-from .interfaces import Backend, EvalSuite, ModelSource, Progress, Tuner
-from .plugins import PluginHost
-from .records import (
-    Availability,
-    BackendDefaults,
-    CatalogEntry,
-    Change,
-    Check,
-    Endpoint,
-    EvalResult,
-    EvalSample,
-    GpuFacts,
-    HostFacts,
-    LocalModel,
-    ToolCommand,
-)
-from .runner import run_capture
-from .store import halo_home, human_size, sha256_file, write_atomic, write_json
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
+    from . import __version__
+    from .chat import ChatReply, ChatRequest, EvalContext
+    from .errors import HaloError, ModelError, PluginError, ToolFailed, TuneError, Unavailable, UnknownName
+    from .evalkit import INSTALL, child_main, dist_version, needs, read_records, score_in_child, write_records
+    from .gguf import SYNTH_FROM_KEY, read_header, synth_dir, synth_name
+    from .hookspecs import hookimpl
+    from .hostfacts import (
+        GIB,
+        PAGE_SIZE,
+        THP_DEFRAG,
+        THP_ENABLED,
+        TUNED_PROFILE,
+        firmware_version,
+        host_path,
+        is_live,
+        kernel_version,
+        power_limits,
+        read_facts,
+        read_text,
+        selected,
+        sysctl_path,
+        which,
+    )
+    from .interfaces import Backend, EvalSuite, ModelSource, Progress, Tuner
+    from .plugins import PluginHost
+    from .records import (
+        Availability,
+        BackendDefaults,
+        CatalogEntry,
+        Change,
+        Check,
+        Endpoint,
+        EvalResult,
+        EvalSample,
+        GpuFacts,
+        HostFacts,
+        LocalModel,
+        ToolCommand,
+    )
+    from .runner import run_capture
+    from .store import halo_home, human_size, sha256_file, write_atomic, write_json
+
+# public name -> the halo_core module it comes from; imported when a plugin first asks
+_WHERE: dict[str, str] = {
+    "__version__": "",
+    "ChatReply": "chat",
+    "ChatRequest": "chat",
+    "EvalContext": "chat",
+    "HaloError": "errors",
+    "ModelError": "errors",
+    "PluginError": "errors",
+    "ToolFailed": "errors",
+    "TuneError": "errors",
+    "Unavailable": "errors",
+    "UnknownName": "errors",
+    "INSTALL": "evalkit",
+    "child_main": "evalkit",
+    "dist_version": "evalkit",
+    "needs": "evalkit",
+    "read_records": "evalkit",
+    "score_in_child": "evalkit",
+    "write_records": "evalkit",
+    "SYNTH_FROM_KEY": "gguf",
+    "read_header": "gguf",
+    "synth_dir": "gguf",
+    "synth_name": "gguf",
+    "hookimpl": "hookspecs",
+    "GIB": "hostfacts",
+    "PAGE_SIZE": "hostfacts",
+    "THP_DEFRAG": "hostfacts",
+    "THP_ENABLED": "hostfacts",
+    "TUNED_PROFILE": "hostfacts",
+    "firmware_version": "hostfacts",
+    "host_path": "hostfacts",
+    "is_live": "hostfacts",
+    "kernel_version": "hostfacts",
+    "power_limits": "hostfacts",
+    "read_facts": "hostfacts",
+    "read_text": "hostfacts",
+    "selected": "hostfacts",
+    "sysctl_path": "hostfacts",
+    "which": "hostfacts",
+    "Backend": "interfaces",
+    "EvalSuite": "interfaces",
+    "ModelSource": "interfaces",
+    "Progress": "interfaces",
+    "Tuner": "interfaces",
+    "PluginHost": "plugins",
+    "Availability": "records",
+    "BackendDefaults": "records",
+    "CatalogEntry": "records",
+    "Change": "records",
+    "Check": "records",
+    "Endpoint": "records",
+    "EvalResult": "records",
+    "EvalSample": "records",
+    "GpuFacts": "records",
+    "HostFacts": "records",
+    "LocalModel": "records",
+    "ToolCommand": "records",
+    "run_capture": "runner",
+    "halo_home": "store",
+    "human_size": "store",
+    "sha256_file": "store",
+    "write_atomic": "store",
+    "write_json": "store",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _WHERE[name]
+    value = getattr(import_module(f"halo_core{'.' + module if module else ''}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     # registering

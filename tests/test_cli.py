@@ -54,8 +54,9 @@ def test_bad_flag_is_a_usage_error(halo):
 
 def _commands(group: click.Group, path: tuple[str, ...] = ()):
     """Every command a user can run: leaves, and groups that run on their own (`halo eval`)."""
-    for name, command in group.commands.items():
-        here = (*path, name)
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command, here = group.get_command(ctx, name), (*path, name)
         if isinstance(command, click.Group):
             if command.invoke_without_command:
                 yield " ".join(here)
@@ -85,3 +86,27 @@ def test_import_halo_core_defers_the_library_calls():
     assert bench_after
     assert halo_core.start_server is importlib.import_module("halo_core.serve").serve
     assert set(halo_core.__all__) <= set(dir(halo_core))
+
+
+def test_the_command_table_holds_each_commands_own_help():
+    """`halo --help` lists core commands from COMMANDS without importing them: the help there
+    is each command's own first docstring paragraph."""
+    from halo_core.cli import COMMANDS, LazyGroup
+
+    group = LazyGroup()
+    for name, (_module, _attr, text) in COMMANDS.items():
+        command = group.get_command(click.Context(group), name)
+        assert " ".join(command.help.split("\n\n")[0].split()) == text, name
+
+
+def test_version_and_help_import_no_command_module():
+    code = ("import sys; from halo_core.cli import main\n"
+            "for args in (['--version'], ['--help']):\n"
+            "    try: main(args)\n"
+            "    except SystemExit: pass\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'rich', 'numpy')"
+            " or m.startswith('halo_core.cli.') and m != 'halo_core.cli.common')\n"
+            "print(heavy, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "[]"

@@ -6,12 +6,19 @@ import contextlib
 import signal
 
 import click
-from rich.console import Console
 
 from ..errors import HaloError
 from ..store import to_json
 
-err_console = Console(stderr=True)
+
+def __getattr__(name: str):
+    """`err_console`: rich's Console for stderr, made when a command module first asks."""
+    if name == "err_console":
+        from rich.console import Console
+
+        globals()["err_console"] = console = Console(stderr=True)
+        return console
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class HaloGroup(click.Group):
