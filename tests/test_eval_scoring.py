@@ -110,7 +110,12 @@ def test_ifeval_scores_known_replies_offline(tmp_path):
                "2": "dr. smith came. he left. then he came back.",
                "3": "never, mind"}
     ensure_punkt_tab()
-    log = _score_with_inspect(records, replies, tmp_path / "logs")
+    from halo_core import Endpoint
+
+    log = _score_with_inspect(records, replies, tmp_path / "logs",
+                              Endpoint("http://127.0.0.1:9", "known-replies"))
+    assert (log.eval.model, log.eval.model_base_url) == ("openai-api/halo/known-replies",
+                                                        "http://127.0.0.1:9/v1")
     values = {s.id: next(iter(s.scores.values())).value for s in log.samples}
     assert values["1"]["prompt_level_strict"] is True  # 3 sentences: "Dr." ends none
     assert values["2"]["prompt_level_strict"] is True and values["2"]["inst_level_strict"] == 2
