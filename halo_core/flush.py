@@ -1,8 +1,8 @@
 """`halo flush`: give the unified memory back after a stuck run.
 
-Stops the servers and benches halo started (from their pid files, each checked by pid and
-start time: never by process name), stops the toolbox containers those pid files name, drops
-the page cache when root, and reads the GPU memory still in use from amdgpu sysfs.
+Stops the servers, RPC workers and benches halo started (from their pid files, each checked by
+pid and start time: never by process name), stops the toolbox containers those pid files name,
+drops the page cache when root, and reads the GPU memory still in use from amdgpu sysfs.
 """
 
 from __future__ import annotations

@@ -62,10 +62,11 @@ from .eval import eval  # noqa: E402
 from .flush import flush  # noqa: E402
 from .hw import hw, monitor  # noqa: E402
 from .models import models  # noqa: E402
+from .rpc import rpc  # noqa: E402
 from .serve import serve  # noqa: E402
 from .tune import audit, rollback, tune, verify  # noqa: E402
 
-for _group in (bench, eval, hw, models, monitor, serve, flush, audit, verify, tune, rollback):
+for _group in (bench, eval, hw, models, monitor, serve, rpc, flush, audit, verify, tune, rollback):
     cli.add_command(_group)
 
 

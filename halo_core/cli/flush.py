@@ -16,8 +16,8 @@ from .common import emit_json
 @click.option("--keep-containers", is_flag=True, help="Do not stop the toolbox containers halo used.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def flush(root, keep_containers, as_json):
-    """Stop the servers and benches halo started (pid files), stop the containers they ran
-    in, drop the page cache (as root) and print the GPU memory still in use."""
+    """Stop the servers, RPC workers and benches halo started (pid files), stop the
+    containers they ran in, drop the page cache (as root) and print the GPU memory still in use."""
     report = run_flush(root, containers=not keep_containers)
     if as_json:
         emit_json(report)
