@@ -70,12 +70,9 @@ def serve_cmd(host, port, devices, mem, threads, cache, backend, insecure, timeo
          what="RPC worker", noun="worker")
 
 
-def _gib(n: int) -> str:
-    return f"{n / (1 << 30):.1f}"
-
-
 def _devices(w: RpcWorker) -> str:
-    return "; ".join(f"{d.name} {_gib(d.free)} of {_gib(d.total)} GiB free" for d in w.devices) or "-"
+    return "; ".join(f"{d.name} {human_size(d.free)} free of {human_size(d.total)}"
+                     for d in w.devices) or "-"
 
 
 def _rate(w: RpcWorker) -> str:

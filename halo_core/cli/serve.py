@@ -15,6 +15,7 @@ from ..runner import describe_exit, tail_of
 from ..fit import KV_TYPES
 from ..serve import ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
 from ..serve import serve as start_server
+from ..store import human_size
 from ..rpc import parse_endpoints, parse_tensor_split
 from .common import emit_json, err_console, sigterm_as_interrupt
 
@@ -89,7 +90,7 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
     lines = [f"serving {spec.model} on {info.backend}: {info.url}/v1 (pid {info.pid})",
              f"command: {shlex.join(info.argv)}", f"log: {info.log}"]
     for worker in info.rpc:
-        devices = ", ".join(f"{d.name} {d.total / (1 << 30):.1f} GiB" for d in worker.devices)
+        devices = ", ".join(f"{d.name} {human_size(d.total)}" for d in worker.devices)
         lines.append(f"RPC worker {worker.endpoint} (protocol {worker.version}): {devices}")
     hold(server, lines, as_json=as_json, detach=detach, stop=f"halo serve stop --port {info.port}")
 
