@@ -31,6 +31,7 @@ from .metrics import MetricsSampler
 from .models import fetch_model
 from .plugins import PluginHost, get_host
 from .records import BenchGroup, BenchResult, BenchRun, BenchSpec, FailedCell, LocalModel, RunStatus
+from .rpc import check_workers, describe, down_workers
 from .runner import Process, describe_exit
 from . import runs
 from .runs import RunState, latest_with_tag, new_run_dir, now, read_jsonl
@@ -258,6 +259,10 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
     if spec is None:
         raise HaloError("nothing to run: give a BenchSpec or a run to resume")
     backends = _check_backends(spec.backends, host, backend_options)
+    workers = []
+    if spec.rpc:
+        status(f"checking RPC workers {','.join(spec.rpc)}")
+        workers = check_workers(spec.rpc, [(b.command("llama-bench"), "llama-bench") for b in backends])
     models = []
     for ref in spec.models:
         status(f"resolving model {ref}")
@@ -268,6 +273,8 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
     if not (run.path / "system.json").exists():
         system = system_state(root)
         system["backends"] = {b.name: b.provenance() for b in backends}
+        if workers:
+            system["rpc"] = workers
         write_json(run.path / "system.json", system)
     recorder = _Recorder(run, state)
     pid_file = record_bench(run.path, backends)
@@ -322,19 +329,25 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
     flags = probe_flags(cmd, "llama-bench")
     params = BenchParams(backend.map_path(model.path), group.pp, group.tg, group.reps,
                          run.spec.threads, group.depths, group.type_k, group.type_v,
-                         group.batch, group.ubatch)
+                         group.batch, group.ubatch, run.spec.rpc, run.spec.tensor_split)
     argv = bench_argv(cmd, flags, params, backend.defaults())
-    recorder.command(group, argv, dict(cmd.env))
+    pending = [c for c in group.cells() if c not in recorder.done]
+    down = down_workers(run.spec.rpc) if run.spec.rpc else []
+    if down:  # llama-bench would abort at once: fail the group's cells, the run goes on
+        _fail(recorder, group, pending, describe(down[0]), "", on_failure)
+        return
+    # an abort (a lost RPC worker, say) runs gdb for a backtrace, which prints on stdout: the JSONL
+    env = {"GGML_NO_BACKTRACE": "1", **cmd.env}
+    recorder.command(group, argv, env)
     log_path = run.path / "bench.log"
     with open(log_path, "a") as log:
         log.write(f"=== {now()} {' '.join(argv)}\n")
     offset = log_path.stat().st_size
     where = f"{model.name} on {backend.name}"
-    pending = [c for c in group.cells() if c not in recorder.done]
     status(f"llama-bench: {group.describe()}")
     error = ""
     window_start = time.time()
-    with Process(argv, env=cmd.env, log_path=log_path) as proc:
+    with Process(argv, env=env, log_path=log_path) as proc:
         for line in proc.lines():
             if not line.strip():
                 continue
@@ -371,12 +384,20 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
             elif pending:
                 error = f"llama-bench finished without reporting these tests ({where})"
     if error or pending:
-        tail = _log_tail(log_path, offset)
-        names = {group.cell(name): name for name, *_ in group.tests()}
-        kv = group.type_k if group.type_k == group.type_v else f"{group.type_k}/{group.type_v}"
-        for cell in pending:
-            failure = FailedCell(cell, model.name, backend.name, names.get(cell, cell), kv,
-                                 error or "llama-bench did not report this test", tail)
-            recorder.failure(failure)
-            if on_failure:
-                on_failure(failure)
+        lost = down_workers(run.spec.rpc) if run.spec.rpc else []
+        if lost:  # name the worker that died under llama-bench
+            error = f"{error or 'llama-bench did not report this test'}; {describe(lost[0])}"
+        _fail(recorder, group, pending, error or "llama-bench did not report this test",
+              _log_tail(log_path, offset), on_failure)
+
+
+def _fail(recorder: _Recorder, group: Group, cells: list[str], error: str, tail: str,
+          on_failure) -> None:
+    names = {group.cell(name): name for name, *_ in group.tests()}
+    kv = group.type_k if group.type_k == group.type_v else f"{group.type_k}/{group.type_v}"
+    for cell in cells:
+        failure = FailedCell(cell, group.model.name, group.backend.name, names.get(cell, cell), kv,
+                             error, tail)
+        recorder.failure(failure)
+        if on_failure:
+            on_failure(failure)

@@ -1,10 +1,10 @@
 """`halo flush`: give the unified memory back after a stuck run.
 
-Stops the servers and benches halo started (from their pid files, each checked by pid and
-start time: never by process name), asks the backends those pid files name to release what
-they left behind (`Backend.release()`: a toolbox backend stops its container), drops the page
-cache when root, and reads the GPU memory still in use (halo_core.gpu: amdgpu sysfs; NVIDIA
-through NVML, with the processes holding it).
+Stops the servers, RPC workers and benches halo started (from their pid files, each checked by
+pid and start time: never by process name), asks the backends those pid files name to release
+what they left behind (`Backend.release()`: a toolbox backend stops its container), drops the
+page cache when root, and reads the GPU memory still in use (halo_core.gpu: amdgpu sysfs;
+NVIDIA through NVML, with the processes holding it).
 """
 
 from __future__ import annotations

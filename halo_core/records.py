@@ -83,6 +83,7 @@ class JournalStatus(StrEnum):
 class ProcessKind(StrEnum):
     SERVER = "server"
     BENCH = "bench"
+    RPC = "rpc"  # an RPC worker (`halo rpc serve`): its url is HOST:PORT
 
 
 class BenchGroup(StrEnum):
@@ -229,6 +230,49 @@ class GpuFacts:
 
 
 @attrs.frozen
+class RpcDevice:
+    """One device an RPC worker exposes, with the memory the RPC protocol reports (bytes).
+
+    `name` is what llama.cpp's controller calls it (RPC0, RPC1, ... in the order of --rpc):
+    the order --tensor-split proportions follow."""
+
+    name: str
+    index: int  # on its worker
+    free: int
+    total: int
+
+
+def as_rpc_devices(value) -> tuple[RpcDevice, ...]:
+    return tuple(d if isinstance(d, RpcDevice) else RpcDevice(**d) for d in value)
+
+
+@attrs.frozen
+class RpcWorker:
+    """A llama.cpp RPC worker (rpc-server) as halo found it through the RPC protocol.
+
+    state: "up" (answered HELLO), "down" (no connection), "busy" (connected, but no HELLO
+    answer: a worker serves one client at a time), "incompatible" (another protocol version).
+    """
+
+    endpoint: str  # HOST:PORT
+    state: str
+    error: str = ""
+    version: str = ""  # the RPC protocol version its HELLO reports, e.g. "7.0.0"
+    devices: tuple[RpcDevice, ...] = attrs.field(default=(), converter=as_rpc_devices)
+    rtt_ms: float | None = None  # median round trip of a query command
+    bandwidth: float | None = None  # bytes/s controller -> worker (SET_TENSOR into a scratch buffer)
+    bandwidth_note: str = ""  # why there is no bandwidth figure
+
+    @property
+    def total_memory(self) -> int:
+        return sum(d.total for d in self.devices)
+
+
+def as_rpc_workers(value) -> tuple[RpcWorker, ...]:
+    return tuple(w if isinstance(w, RpcWorker) else RpcWorker(**w) for w in value)
+
+
+@attrs.frozen
 class FitReport:
     """Whether a model's weights plus its KV cache (and recurrent state) fit in GPU memory."""
 
@@ -257,6 +301,9 @@ class FitReport:
     fits: bool
     headroom_bytes: int
     notes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    boxes: int = 1  # machines with this one's GPU memory the model needs (over RPC when > 1)
+    workers: tuple[RpcWorker, ...] = attrs.field(default=(), converter=as_rpc_workers)  # --rpc
+    cluster_bytes: int | None = None  # memory of this machine + the workers (None: no --rpc)
 
 
 @attrs.frozen
@@ -361,6 +408,8 @@ class BenchSpec:
     ctx_reps: int = 3
     cooldown: float = 0.0
     standard: bool = True  # the pp/tg test at depth 0
+    rpc: tuple[str, ...] = attrs.field(default=(), converter=_tuple)  # RPC workers, HOST:PORT
+    tensor_split: tuple[float, ...] = attrs.field(default=(), converter=_tuple)  # llama.cpp -ts
 
     @models.validator
     def _check_models(self, _attr, value):
@@ -616,6 +665,7 @@ class ServerInfo(ProcessInfo):
     detached: bool = False
     kind: ProcessKind = attrs.field(default=ProcessKind.SERVER,
                                     converter=states(ProcessKind, "process kind"))
+    rpc: tuple[RpcWorker, ...] = attrs.field(default=(), converter=as_rpc_workers)  # a server's workers
 
     def __str__(self) -> str:
         return f"{self.kind} pid {self.pid} (port {self.port})"

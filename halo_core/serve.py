@@ -57,6 +57,8 @@ class ServerSpec:
     extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     ready_timeout: float = 600.0
     preset: str | None = None
+    rpc: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # RPC workers, HOST:PORT
+    tensor_split: tuple[float, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen
@@ -207,6 +209,15 @@ class Server:
         assert self.proc is not None
         return self.proc.wait()
 
+    def check_started(self, tool: str) -> None:
+        """ToolFailed with the log's last line when the process exited before it was ready."""
+        code = self.proc.poll()
+        if code is not None:
+            tail = tail_of(Path(self.info.log), 15)
+            last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
+            raise ToolFailed(f"{tool} {describe_exit(code)} before it was ready: {last.strip()} "
+                             f"(log: {self.info.log})", returncode=code, log_tail=tail)
+
     def stop(self) -> None:
         stop_process(self.info)
         if self.proc is not None:
@@ -215,6 +226,24 @@ class Server:
             except subprocess.TimeoutExpired:
                 pass
         Path(self.info.pid_file).unlink(missing_ok=True)
+
+
+def spawn(argv: list[str], env, log_path: Path, detach: bool) -> subprocess.Popen:
+    """Start a long-running tool in its own process group, its output appended to `log_path`
+    after a header line; unless detached it dies with halo."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    full_env = dict(os.environ)
+    full_env.update(env)
+    with open(log_path, "ab") as log:
+        log.write(f"=== {now()} {' '.join(argv)}\n".encode())
+        log.flush()
+        try:
+            return subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=full_env,
+                start_new_session=True,
+                preexec_fn=None if detach or sys.platform != "linux" else _die_with_parent)
+        except OSError as exc:
+            raise ToolFailed(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
 
 
 def _existing(port: int) -> ServerInfo | None:
@@ -252,6 +281,12 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
                + ("; n-gram speculation's acceptance on it means nothing" if spec.ngram else ""))
     cmd = backend.command("llama-server")
     flags = probe_flags(cmd, "llama-server")
+    workers = ()
+    if spec.rpc:
+        from .rpc import check_workers
+
+        status(f"checking RPC workers {','.join(spec.rpc)}")
+        workers = check_workers(spec.rpc, [(cmd, "llama-server")])
     defaults = backend.defaults()
     extra = list(spec.extra)
     if defaults.ubatch and not {"-ub", "--ubatch-size"} & set(extra):
@@ -259,27 +294,16 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
     params = ServerParams(backend.map_path(model.path), host=spec.host, port=spec.port,
                           ctx=spec.ctx, parallel=spec.parallel, cache_type_k=spec.cache_type,
                           cache_type_v=spec.cache_type, ngram=spec.ngram, no_think=spec.no_think,
-                          api_key=spec.api_key, threads=spec.threads, extra=tuple(extra))
+                          api_key=spec.api_key, threads=spec.threads, rpc=spec.rpc,
+                          tensor_split=spec.tensor_split, extra=tuple(extra))
     argv = server_argv(cmd, flags, params, defaults)
-    pid_dir().mkdir(parents=True, exist_ok=True)
     log_path = pid_dir() / f"server-{spec.port}.log"
-    env = dict(os.environ)
-    env.update(cmd.env)
-    with open(log_path, "ab") as log:
-        log.write(f"=== {now()} {' '.join(argv)}\n".encode())
-        log.flush()
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
-                preexec_fn=None if detach or sys.platform != "linux" else _die_with_parent)
-        except OSError as exc:
-            raise ToolFailed(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
+    proc = spawn(argv, cmd.env, log_path, detach)
     info = ServerInfo(
         pid=proc.pid, start_ticks=start_ticks(proc.pid) or 0, argv=argv, host=spec.host,
         port=spec.port, url=_url(spec.host, spec.port), model=str(model.path),
         backend=backend.name, log=str(log_path), started=now(),
-        pid_file=str(pid_dir() / f"server-{spec.port}.json"), detached=detach)
+        pid_file=str(pid_dir() / f"server-{spec.port}.json"), detached=detach, rpc=workers)
     write_pid_file(info)
     server = Server(info, proc)
     try:
@@ -296,13 +320,7 @@ def _wait_ready(server: Server, spec: ServerSpec, status) -> None:
     status(f"waiting for {url}")
     with httpx.Client(timeout=2.0, trust_env=False) as client:
         while True:
-            code = server.proc.poll()
-            if code is not None:
-                tail = tail_of(Path(server.info.log), 15)
-                last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
-                raise ToolFailed(f"llama-server {describe_exit(code)} before it was ready: "
-                                 f"{last.strip()} (log: {server.info.log})",
-                                 returncode=code, log_tail=tail)
+            server.check_started("llama-server")
             try:
                 if client.get(url).status_code == 200:
                     return
@@ -314,9 +332,10 @@ def _wait_ready(server: Server, spec: ServerSpec, status) -> None:
             time.sleep(0.25)
 
 
-def servers() -> list[tuple[ServerInfo, bool]]:
-    """Every server pid file with whether its process still runs."""
-    return [(info, is_running(info)) for info in read_pid_files() if isinstance(info, ServerInfo)]
+def servers(kind: ProcessKind | str = ProcessKind.SERVER) -> list[tuple[ServerInfo, bool]]:
+    """Every pid file of this kind (servers, RPC workers) with whether its process still runs."""
+    return [(info, is_running(info)) for info in read_pid_files()
+            if isinstance(info, ServerInfo) and info.kind == kind]
 
 
 def record_bench(run_path: Path, backends: list) -> Path:
@@ -330,10 +349,12 @@ def record_bench(run_path: Path, backends: list) -> Path:
     return Path(info.pid_file)
 
 
-def stop_servers(port: int | None = None) -> list[ServerInfo]:
-    """Stop the servers halo recorded (one port, or all) and remove their pid files."""
+def stop_servers(port: int | None = None,
+                 kind: ProcessKind | str = ProcessKind.SERVER) -> list[ServerInfo]:
+    """Stop the servers (or RPC workers) halo recorded (one port, or all) and remove their
+    pid files."""
     stopped = []
-    for info, _alive in servers():
+    for info, _alive in servers(kind):
         if port is not None and info.port != port:
             continue
         if stop_process(info):

@@ -80,7 +80,9 @@ def test_does_not_fit_exits_3(smoke_model, tmp_path, halo):
                         "30 of 30 layers keep KV")
     assert lines[3] == "KV cache  188.7 MB  (ctx 8192, f16, parallel 1)"
     short = smoke_model.size + SMOKE_KV_8K - 192 * MiB
-    assert lines[-1] == f"fits      NO, {short / 1e6:.1f} MB short"
+    assert lines[-2] == f"fits      NO, {short / 1e6:.1f} MB short"
+    assert lines[-1] == ("boxes     2 like this one (201.3 MB each), joined with `halo rpc serve` on "
+                         "the others and --rpc")
     assert "card1: VRAM 67.1 MB + GTT 134.2 MB" in lines[4]
 
 

@@ -14,6 +14,7 @@ from ..errors import HaloError
 from ..fit import KV_TYPES
 from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
+from ..rpc import parse_endpoints, parse_tensor_split
 from ..runs import list_runs, resolve_run
 from ..setup import bench_setup
 from .common import (
@@ -111,6 +112,10 @@ def matrix_options(default_tag: str, default_context: int | None):
             click.option("-ub", "--ubatch", type=click.IntRange(min=1), default=None,
                          help="Micro-batch size (-ub); long-context tests default to the backend's."),
             click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (-t)."),
+            click.option("--rpc", default=None, metavar="HOST:PORT,...",
+                         help="llama.cpp RPC workers to split the model over (see `halo rpc`)."),
+            click.option("--tensor-split", "-ts", "tensor_split", default=None, metavar="N0,N1,...",
+                         help="Share of the model per device, RPC workers' devices first (-ts)."),
             click.option("--cooldown", type=click.FloatRange(min=0), default=0, show_default=True,
                          help="Seconds to wait between llama-bench processes."),
             click.option("--tag", default=default_tag, show_default=True,
@@ -151,8 +156,8 @@ def select_models(models_: tuple[str, ...], category: str | None, max_size: floa
 
 
 def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, tg, reps, context, depths, ctx_prompt, skip_longctx,
-             kv_types, batch, ubatch, threads, cooldown, tag, resume, backend_opts, llama_cpp_dir, root,
-             as_json):
+             kv_types, batch, ubatch, threads, rpc, tensor_split, cooldown, tag, resume, backend_opts,
+             llama_cpp_dir, root, as_json):
     if pp == 0 and tg == 0:
         raise click.UsageError("--pp and --tg cannot both be 0")
     options = backend_options(backend_opts, llama_cpp_dir)
@@ -161,8 +166,10 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
         all_depths = (context,)
     named = dict(models=select_models(models_, category, max_size), backends=split_list(backends_))
     spec = BenchSpec(**{k: v for k, v in named.items() if v}, pp=pp, tg=tg, reps=reps, tag=tag,
-                     threads=threads, kv_types=_parse_kv(kv_types), batch=batch, ubatch=ubatch, depths=() if skip_longctx else all_depths,
-                     ctx_prompt=ctx_prompt, cooldown=cooldown)
+                     threads=threads, kv_types=_parse_kv(kv_types), batch=batch, ubatch=ubatch,
+                     depths=() if skip_longctx else all_depths, ctx_prompt=ctx_prompt,
+                     cooldown=cooldown, rpc=parse_endpoints(rpc or ()),
+                     tensor_split=parse_tensor_split(tensor_split))
     explicit_tag = ctx.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
     resume_path = resolve_run(KIND, resume) if resume else None
 

@@ -18,9 +18,9 @@ from .common import emit_json
                    "backend stops its container).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def flush(root, keep_containers, as_json):
-    """Stop the servers and benches halo started (pid files), let their backends release what
-    they started (toolbox containers), drop the page cache (as root) and print the GPU memory
-    still in use."""
+    """Stop the servers, RPC workers and benches halo started (pid files), let their backends
+    release what they started (toolbox containers), drop the page cache (as root) and print the
+    GPU memory still in use."""
     report = run_flush(root, release=not keep_containers)
     if as_json:
         emit_json(report)

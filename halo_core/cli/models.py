@@ -11,6 +11,7 @@ from rich.table import Table
 from ..fit import KV_TYPES, fit_model
 from ..models import fetch_model, list_models, remove_model
 from ..records import FitReport
+from ..rpc import parse_endpoints
 from ..store import human_size
 from .common import emit_json, err_console, sigterm_as_interrupt
 
@@ -97,11 +98,19 @@ def _fit_text(r: FitReport) -> str:
     ]
     if r.recurrent_bytes:
         lines.append(f"recurrent {_size(r.recurrent_bytes)}")
-    lines += [
-        f"total     {_size(r.total_bytes)} of {_size(r.memory)} GPU-addressable ({where})",
-        ("fits      yes, " + _size(r.headroom_bytes) + " to spare") if r.fits
-        else f"fits      NO, {_size(-r.headroom_bytes)} short",
-    ]
+    if r.cluster_bytes is None:
+        lines.append(f"total     {_size(r.total_bytes)} of {_size(r.memory)} GPU-addressable ({where})")
+    else:
+        parts = [f"{w.endpoint} {_size(w.total_memory)}" for w in r.workers]
+        if r.cluster_bytes > sum(w.total_memory for w in r.workers):
+            parts.insert(0, f"this machine {_size(r.memory)}")
+        lines.append(f"total     {_size(r.total_bytes)} of {_size(r.cluster_bytes)} in the cluster: "
+                     + " + ".join(parts))
+    lines.append(("fits      yes, " + _size(r.headroom_bytes) + " to spare") if r.fits
+                 else f"fits      NO, {_size(-r.headroom_bytes)} short")
+    if r.boxes > 1:
+        lines.append(f"boxes     {r.boxes} like this one ({_size(r.memory)} each), joined with "
+                     "`halo rpc serve` on the others and --rpc")
     lines += [f"note      {n}" for n in r.notes]
     return "\n".join(lines)
 
@@ -116,12 +125,16 @@ def _fit_text(r: FitReport) -> str:
               help="Slots sharing the context (llama-server -np).")
 @click.option("--sysroot", type=click.Path(file_okay=False, exists=True), default="/",
               show_default=True, help="Read /sys and /proc under this folder.")
+@click.option("--rpc", default=None, metavar="HOST:PORT,...",
+              help="Answer for a cluster: this machine plus these llama.cpp RPC workers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def models_fit(ref, ctx, kv_type, parallel, sysroot, as_json):
-    """Whether a downloaded model's weights + KV cache fit GPU-addressable memory.
+def models_fit(ref, ctx, kv_type, parallel, sysroot, rpc, as_json):
+    """Whether a downloaded model's weights + KV cache fit GPU-addressable memory (of this
+    machine, or of a cluster with --rpc), and how many such machines it needs.
 
     Exit code 0 when it fits, 3 when it does not."""
-    report = fit_model(ref, ctx=ctx, kv_type=kv_type, parallel=parallel, root=Path(sysroot))
+    report = fit_model(ref, ctx=ctx, kv_type=kv_type, parallel=parallel, root=Path(sysroot),
+                       rpc=parse_endpoints(rpc or ()))
     if as_json:
         emit_json(report)
     else:

@@ -15,7 +15,8 @@ from ..runner import describe_exit, tail_of
 from ..fit import KV_TYPES
 from ..serve import ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
 from ..serve import serve as start_server
-from ..store import to_dict
+from ..rpc import parse_endpoints, parse_tensor_split
+from ..store import human_size, to_dict
 from .common import backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt
 
 
@@ -51,13 +52,18 @@ def serve():
 @click.option("--api-key", default=None, help="Require this key (needed for a non-loopback --host).")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without --api-key.")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--rpc", default=None, metavar="HOST:PORT,...",
+              help="llama.cpp RPC workers to split the model over (see `halo rpc`).")
+@click.option("--tensor-split", "-ts", "tensor_split", default=None, metavar="N0,N1,...",
+              help="Share of the model per device, RPC workers' devices first (-ts).")
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for /health.")
 @click.option("--detach", is_flag=True, help="Leave the server running in the background (pid file).")
 @backend_flags
 @click.option("--json", "as_json", is_flag=True, help="Print the server record as JSON once ready.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no_think, api_key,
-        insecure, threads, timeout, detach, backend_opts, llama_cpp_dir, as_json, extra):
+        insecure, threads, rpc, tensor_split, timeout, detach, backend_opts, llama_cpp_dir, as_json,
+        extra):
     """Start llama-server for MODEL (or --preset) and wait until it is ready.
 
     Anything after `--` goes to llama-server as it is.
@@ -70,7 +76,8 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
         raise click.UsageError(str(exc)) from None
     common = dict(backend=backend, host=host, port=port, ctx=ctx, parallel=parallel,
                   cache_type=cache_type, ngram=ngram, no_think=no_think, api_key=api_key,
-                  insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra))
+                  insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra),
+                  rpc=parse_endpoints(rpc or ()), tensor_split=parse_tensor_split(tensor_split))
     if preset:
         spec = preset_spec(preset, **common)
     else:
@@ -84,36 +91,41 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
             click.echo(f"llama-server log (last lines):\n{exc.log_tail}", err=True)
         raise
     info = server.info
+    lines = [f"serving {spec.model} on {info.backend}: {info.url}/v1 (pid {info.pid})",
+             f"command: {shlex.join(info.argv)}", f"log: {info.log}"]
+    for worker in info.rpc:
+        devices = ", ".join(f"{d.name} {human_size(d.total)}" for d in worker.devices)
+        lines.append(f"RPC worker {worker.endpoint} (protocol {worker.version}): {devices}")
+    hold(server, lines, as_json=as_json, detach=detach, stop=f"halo serve stop --port {info.port}")
+
+
+def hold(server, lines: list[str], *, as_json: bool, detach: bool, stop: str,
+         what: str = "llama-server", noun: str = "server") -> None:
+    """Say how a started server (or RPC worker) runs, then leave it running (--detach) or
+    wait for it: Ctrl-C or SIGTERM stops it, a death exits 1 with the log tail."""
     if as_json:
-        emit_json(info)
+        emit_json(server.info)
     else:
-        click.echo(f"serving {spec.model} on {info.backend}: {info.url}/v1 (pid {info.pid})")
-        click.echo(f"command: {shlex.join(info.argv)}")
-        click.echo(f"log: {info.log}")
+        click.echo("\n".join(lines))
     if detach:
         if not as_json:
-            click.echo(f"detached; stop it with: halo serve stop --port {info.port}")
+            click.echo(f"detached; stop it with: {stop}")
         return
     if not as_json:
-        click.echo("Ctrl-C stops the server")
+        click.echo(f"Ctrl-C stops the {noun}")
     sys.stdout.flush()
-    _stay_attached(server)
-
-
-def _stay_attached(server) -> None:
-    """Wait for the server; Ctrl-C or SIGTERM stops it, a death exits 1 with the log tail."""
     try:
         with sigterm_as_interrupt():
             code = server.wait()
     except KeyboardInterrupt:
         server.stop()
-        err_console.print("server stopped")
+        err_console.print(f"{noun} stopped")
         return
     server.stop()
     tail = tail_of(Path(server.info.log), 15)
     last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
-    click.echo(f"llama-server log (last lines):\n{tail}", err=True)
-    raise ToolFailed(f"llama-server {describe_exit(code)}: {last.strip()} (log: {server.info.log})")
+    click.echo(f"{what} log (last lines):\n{tail}", err=True)
+    raise ToolFailed(f"{what} {describe_exit(code)}: {last.strip()} (log: {server.info.log})")
 
 
 @serve.command()
