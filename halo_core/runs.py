@@ -174,13 +174,14 @@ def write_pid_file(info: ProcessInfo) -> None:
 
 
 def read_pid_files() -> list[ProcessInfo]:
-    """Every pid file in $HALO_HOME/run/ (servers as ServerInfo), oldest first; unreadable
-    ones are skipped."""
+    """Every pid file in $HALO_HOME/run/ (servers and RPC workers as ServerInfo), oldest first;
+    unreadable ones are skipped."""
     infos = []
     for path in sorted(pid_dir().glob("*.json")):
         try:
             data = json.loads(path.read_text())
-            cls = ServerInfo if data.get("kind", ProcessKind.SERVER) == ProcessKind.SERVER else ProcessInfo
+            kind = data.get("kind", ProcessKind.SERVER)
+            cls = ServerInfo if kind in (ProcessKind.SERVER, ProcessKind.RPC) else ProcessInfo
             infos.append(from_dict(cls, data))
         except (OSError, ValueError, TypeError, AttributeError):
             continue
