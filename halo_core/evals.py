@@ -206,13 +206,16 @@ def _summary(result: EvalResult) -> dict:
 
 
 def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model: str | None = None,
-             resume: str | Path | None = None, host: PluginHost | None = None,
-             status: Callable[[str], None] | None = None,
+             resume: str | Path | None = None, limit: int | None = None, path: Path | None = None,
+             host: PluginHost | None = None, status: Callable[[str], None] | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> EvalRun:
     """Run (or resume) the suites of `spec` against the detected endpoint.
 
     A resumed run reuses its saved spec and endpoint, sends only the requests that have no
-    successful reply in completions.jsonl, and skips suites already scored.
+    successful reply in completions.jsonl, and skips suites already scored. `limit` moves a
+    resumed run's limit: its suites are scored again over that many samples, the replies
+    already made reused. `path` is an empty directory for a new run (default: a new one
+    under runs/eval).
     """
     host = host or get_host()
     say = status or (lambda _m: None)
@@ -221,6 +224,8 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
         path = resolve_run(resume)
         previous = load_run(path)
         spec = previous.spec
+        if limit is not None:
+            spec = attrs.evolve(spec, limit=limit)
         endpoint = endpoint or previous.endpoint.get("base_url")
         model = model or previous.endpoint.get("model")
         state = json.loads((path / "run.json").read_text())
@@ -235,14 +240,15 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
 
     if resume is None:
         tag = f"{safe_suite(spec.selection or '+'.join(spec.suites))}-{found.model.rsplit('/', 1)[-1]}"
-        path = new_run_dir("eval", tag.removesuffix(".gguf"))
+        path = path or new_run_dir("eval", tag.removesuffix(".gguf"))
         state = {"spec": json.loads(to_json(spec)), "status": "running", "error": "",
                  "endpoint": json.loads(to_json(found)), "started_at": _now(),
                  "finished_at": None, "resumed_at": []}
     else:
-        state.update(status="running", error="", finished_at=None)
+        state.update(status="running", error="", finished_at=None, spec=json.loads(to_json(spec)))
         state.setdefault("resumed_at", []).append(_now())
     run = load_run(path) if resume is not None else EvalRun(path, spec, endpoint=state["endpoint"])
+    run.spec = spec
     write_json(path / "run.json", state)
     write_json(path / "metadata.json", {
         "endpoint": found, "probes": probes, "props": props, "concurrency": concurrency,
@@ -265,7 +271,8 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
     try:
         with MetricsSampler(path / "metrics.csv"):
             for suite in suites:
-                if run.scores.get(suite.name, {}).get("status") == "complete":
+                done = run.scores.get(suite.name, {})
+                if done.get("status") == "complete" and done.get("limit", spec.limit) == spec.limit:
                     say(f"{suite.name}: already scored, skipped")
                     continue
                 _run_suite(run, suite, found, client, spec, say)
@@ -305,7 +312,8 @@ def _run_suite(run: EvalRun, suite: EvalSuite, endpoint: Endpoint, client: ChatC
     samples_file.unlink(missing_ok=True)
     for sample in result.samples:
         append_line(samples_file, json.dumps(json.loads(to_json(sample))))
-    run.scores[suite.name] = {**_summary(result), "seconds": round(time.monotonic() - started, 1),
+    run.scores[suite.name] = {**_summary(result), "limit": spec.limit,
+                              "seconds": round(time.monotonic() - started, 1),
                               "generation_seconds": round(client.wall.get(suite.name, 0.0), 2)}
     shown = ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items())
     say(f"{suite.name}: {shown} ({len(result.samples)} samples)")

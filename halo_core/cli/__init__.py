@@ -63,9 +63,10 @@ from .flush import flush  # noqa: E402
 from .hw import hw, monitor  # noqa: E402
 from .models import models  # noqa: E402
 from .serve import serve  # noqa: E402
+from .sweep import sweep  # noqa: E402
 from .tune import audit, rollback, tune, verify  # noqa: E402
 
-for _group in (bench, eval, hw, models, monitor, serve, flush, audit, verify, tune, rollback):
+for _group in (bench, eval, hw, models, monitor, serve, sweep, flush, audit, verify, tune, rollback):
     cli.add_command(_group)
 
 
