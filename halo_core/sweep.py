@@ -326,6 +326,9 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
     state = _State(path, data)
     state.save()
     say(f"sweep of {len(state.settings)} settings -> {path}")
+    if resume is not None:
+        done = sum(s.status == "done" for s in state.settings)
+        say(f"resuming: {done} of {len(state.settings)} settings scored already")
     rounds = state.spec.rounds()
     alpha = ALPHA / len(rounds)  # one look per round: Bonferroni keeps the error rate at ALPHA
     tried: set[int] = set()
