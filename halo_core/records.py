@@ -481,7 +481,12 @@ class MeasureSpec:
 
     A step is "worse beyond noise" when, for some llama-bench test, the mean drops by more
     than `min_effect` (relative) and by more than twice the larger standard deviation, and no
-    sample after the step is as fast as the slowest sample before it.
+    sample after the step is as fast as the slowest sample before it ("better beyond noise"
+    likewise, the other way).
+
+    With `eval` (a suite or preset), the suites also run against a llama-server of `model`
+    before and after each step, and a step is kept only when it is better beyond noise and
+    no suite's paired test (halo_core.stats) finds its answers worse.
     """
 
     model: str = "smoke"
@@ -491,6 +496,10 @@ class MeasureSpec:
     reps: int = 5
     threads: int | None = None
     min_effect: float = 0.05
+    eval: str | None = None
+    eval_limit: int = 20
+    max_tokens: int | None = None
+    ctx: int = 8192  # the eval server's context
 
 
 @attrs.frozen

@@ -291,7 +291,7 @@ class _State:
 
 # -- running -------------------------------------------------------------------------------
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -383,7 +383,7 @@ def _settled(state: _State, index: int, alpha: float) -> bool:
         return True
     if run.status != "done" or base.status != "done":
         return False
-    comparisons = _compare(base, run, state.data["suites"], alpha)
+    comparisons = _compare(base, run, alpha)
     return bool(comparisons) and all(c.paired.verdict != "no difference" for c in comparisons)
 
 
@@ -411,7 +411,7 @@ def _run_setting(state: _State, index: int, target: int, host: PluginHost, say, 
         run.model_sha256 = model.sha256 or known.get(run.model_path) or sha256_file(model.path)
         state.save()
     server_spec = ServerSpec(
-        model=str(model.path), backend=setting.backend, port=_free_port(), ctx=spec.ctx,
+        model=str(model.path), backend=setting.backend, port=free_port(), ctx=spec.ctx,
         parallel=spec.parallel, cache_type=setting.cache_type, ngram=setting.ngram,
         no_think=setting.no_think, threads=spec.threads, extra=("--seed", str(spec.seed)),
         ready_timeout=spec.ready_timeout)
@@ -469,27 +469,26 @@ def _bench(state: _State, index: int, model_path: Path, host, say) -> None:
 
 # -- analysis ------------------------------------------------------------------------------
 
-def _outcomes(run: SettingRun, suite: str) -> tuple[dict[str, float], int]:
-    """{sample id: score} of the samples that ran, and how many failed."""
-    samples = load_samples(Path(run.eval_run), suite) if run.eval_run else []
-    ran = {s.id: s.score for s in samples if not s.error}
-    return ran, len(samples) - len(ran)
-
-
-def _compare(base: SettingRun, run: SettingRun, suites: list[str], alpha: float) -> list[Comparison]:
+def compare_evals(base: Path, other: Path, alpha: float = ALPHA, baseline: str = "") -> list[Comparison]:
+    """Each suite of the eval run `other` against the same suite of `base`, paired on the
+    samples both scored; samples whose request failed on either side are left out."""
     out = []
-    for suite in suites:
-        a, _ = _outcomes(base, suite)
-        b, _ = _outcomes(run, suite)
-        common = [k for k in a if k in b]
+    for suite in load_eval_run(base).spec.suites:
+        a, b = load_samples(base, suite), load_samples(other, suite)
+        ran_a = {s.id: s.score for s in a if not s.error}
+        ran_b = {s.id: s.score for s in b if not s.error}
+        common = [k for k in ran_a if k in ran_b]
         if not common:
             continue
-        asked = {s.id for s in load_samples(Path(base.eval_run), suite)} & \
-                {s.id for s in load_samples(Path(run.eval_run), suite)}
-        out.append(Comparison(suite, base.setting.name,
-                              paired_test([a[k] for k in common], [b[k] for k in common], alpha),
+        asked = {s.id for s in a} & {s.id for s in b}
+        out.append(Comparison(suite, baseline, paired_test([ran_a[k] for k in common],
+                                                           [ran_b[k] for k in common], alpha),
                               len(asked) - len(common)))
     return out
+
+
+def _compare(base: SettingRun, run: SettingRun, alpha: float) -> list[Comparison]:
+    return compare_evals(Path(base.eval_run), Path(run.eval_run), alpha, base.setting.name)
 
 
 def _server_timings(eval_run: str, suites: list[str]) -> tuple[float | None, float | None, float | None]:
@@ -540,13 +539,14 @@ def analyse(path: Path) -> SweepRun:
         if run.eval_run and (Path(run.eval_run) / "run.json").is_file():
             evaluation = load_eval_run(Path(run.eval_run))
             for suite in suites:
-                ran, failed = _outcomes(run, suite)
+                samples = load_samples(Path(run.eval_run), suite)
+                ran = [s.score for s in samples if not s.error]
                 entry = evaluation.scores.get(suite, {})
                 scores.append(SuiteScore(suite, entry.get("status", "missing"), entry.get("scores", {}),
-                                         interval(list(ran.values())), failed))
+                                         interval(ran), len(samples) - len(ran)))
             speed = _speed(run, suites)
             if index and base.status == "done" and run.status == "done":
-                quality = _compare(base, run, suites, alpha)
+                quality = _compare(base, run, alpha)
         if index and speed and base_speed:
             for name in ("pp", "tg"):
                 before, after = getattr(base_speed, name), getattr(speed, name)
@@ -660,5 +660,6 @@ def write_report(sweep: SweepRun, out_dir: Path | None = None) -> Path:
     return out_dir / "index.html"
 
 
-__all__ = ["AXES", "Setting", "SweepSpec", "SweepRun", "SettingResult", "analyse", "load_sweep",
-           "model_ref", "parse_vary", "resolve_run", "run_sweep", "write_report"]
+__all__ = ["AXES", "Comparison", "Setting", "SweepSpec", "SweepRun", "SettingResult", "analyse",
+           "compare_evals", "free_port", "load_sweep", "model_ref", "parse_vary", "resolve_run",
+           "run_sweep", "write_report"]
