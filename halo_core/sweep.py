@@ -23,7 +23,6 @@ fails is recorded with the reason and the log tail, and the sweep goes on.
 from __future__ import annotations
 
 import html
-import io
 import itertools
 import json
 import re
@@ -626,24 +625,13 @@ def _rows(sweep: SweepRun) -> str:
 
 def write_report(sweep: SweepRun, out_dir: Path | None = None) -> Path:
     """index.html (self-contained, charts inline as SVG) and a PNG per chart; returns the page."""
-    from .report import STYLE, _pyplot, _svg
+    from .report import STYLE, figure
 
-    plt = _pyplot()
     out_dir = out_dir or sweep.path / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     suites = list(dict.fromkeys(s.suite for r in sweep.results for s in r.scores))
-    figures = []
-    for suite in suites:
-        fig = _chart(sweep, suite)
-        if fig is None:
-            continue
-        chart_id = f"quality-speed-{safe_name(suite)}"
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=110)
-        write_atomic(out_dir / f"{chart_id}.png", png.getvalue())
-        figures.append(f"<figure class='chart' id='{chart_id}'><figcaption>{html.escape(suite)}: "
-                       f"quality vs speed</figcaption>{_svg(fig)}</figure>")
-        plt.close(fig)
+    figures = [figure(out_dir, f"quality-speed-{safe_name(suite)}", f"{suite}: quality vs speed", fig)
+               for suite in suites if (fig := _chart(sweep, suite)) is not None]
     spec = sweep.spec
     argv = "".join(f"<li><b>{html.escape(r.setting.name)}</b>: <code>{html.escape(' '.join(r.server_argv))}"
                    f"</code> · model sha256 <code>{html.escape(r.model_sha256 or '-')}</code></li>"

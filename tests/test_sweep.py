@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +253,29 @@ def test_a_killed_sweep_resumes_where_it_stopped(smoke_model, llama_bin_dir):
     (c,) = results["results"][1]["quality"]
     assert c["paired"]["n"] == 4 and c["paired"]["verdict"] == "no difference"
     assert "kv=q8_0 vs kv=f16 · ifeval: no difference" in done.stdout
+
+
+@slow
+def test_draft_acceptance_comes_from_the_servers_timings(smoke_model, llama_bin_dir, tmp_path):
+    """n-gram speculation drafts on a reply that copies its prompt: llama-server's timings of
+    each reply are journalled, and the sweep sums them (llama-bench cannot draft)."""
+    from halo_core.chat import ChatClient, ChatRequest
+    from halo_core.records import Endpoint
+    from halo_core.serve import ServerSpec, serve
+    from halo_core.sweep import _server_timings, free_port
+
+    spec = ServerSpec(model=str(smoke_model.path), port=free_port(), ctx=2048, ngram=True,
+                      extra=("--spec-ngram-simple-size-n", "2", "--spec-ngram-simple-size-m", "8"))
+    server = serve(spec)
+    try:
+        client = ChatClient(Endpoint(server.info.url, "smoke"), journal=tmp_path / "completions.jsonl")
+        text = "The quick brown fox jumps over the lazy dog."
+        (reply,) = client.complete("copy", [ChatRequest("1", [{"role": "user", "content": f"Copy this text exactly: {text} {text}"}],
+                                                        max_tokens=24)]).values()
+    finally:
+        server.stop()
+    t = reply.timings
+    assert t["draft_n"] > 0 and 0 < t["draft_n_accepted"] <= t["draft_n"]
+    prompt_ts, gen_ts, acceptance = _server_timings(str(tmp_path), ["copy"])
+    assert acceptance == round(t["draft_n_accepted"] / t["draft_n"], 4)
+    assert gen_ts == round(1000 * t["predicted_n"] / t["predicted_ms"], 2) and prompt_ts > 0
