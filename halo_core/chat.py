@@ -59,6 +59,7 @@ class ChatReply:
     seconds: float = 0.0
     message: Mapping[str, Any] = attrs.field(factory=dict)  # the raw assistant message
     finish_reason: str = ""
+    timings: Mapping[str, Any] = attrs.field(factory=dict)  # llama-server's: t/s, draft acceptance
 
 
 class _Retryable(Exception):
@@ -124,18 +125,19 @@ class ChatClient:
             raise _Retryable(f"HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code != 200:
             raise ValueError(f"HTTP {response.status_code}: {response.text[:200]}")
-        return response.json()["choices"][0]
+        return response.json()
 
     def send(self, http: httpx.Client, request: ChatRequest) -> ChatReply:
         """One request with retries; never raises for a server or network failure."""
         start, error = time.monotonic(), ""
         for attempt in range(1, self.retries + 2):
             try:
-                choice = self._once(http, request)
+                body = self._once(http, request)
+                choice = body["choices"][0]
                 message = choice.get("message") or {}
                 return ChatReply(request.id, message.get("content") or "", "", attempt,
                                  round(time.monotonic() - start, 3), message,
-                                 choice.get("finish_reason") or "")
+                                 choice.get("finish_reason") or "", body.get("timings") or {})
             except _Retryable as exc:
                 error = str(exc)
                 if attempt <= self.retries and not self._stop.is_set():

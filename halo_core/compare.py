@@ -87,6 +87,20 @@ def _key(r: BenchResult) -> tuple:
     return (r.model, r.backend, r.group, r.kv, r.test, r.n_batch, r.n_ubatch)
 
 
+def speed_change(before: BenchResult, after: BenchResult) -> tuple[float | None, float | None, str]:
+    """(change in %, Welch p-value, verdict) of one test measured before and after a change:
+    faster | slower | within noise | untested (fewer than two samples a side)."""
+    change = 100.0 * (after.avg_ts - before.avg_ts) / before.avg_ts if before.avg_ts else None
+    p = welch_p(list(before.samples_ts), list(after.samples_ts))
+    if p is None:
+        verdict = "untested"
+    elif p < ALPHA and change is not None and abs(change) > MIN_CHANGE_PCT:
+        verdict = "faster" if change > 0 else "slower"
+    else:
+        verdict = "within noise"
+    return (None if change is None else round(change, 2), None if p is None else round(p, 4), verdict)
+
+
 def compare_runs(before: BenchRun, after: BenchRun) -> list[CellDelta]:
     """One CellDelta per cell present in either run, in the before run's order."""
     a = {_key(r): r for r in before.results}
@@ -100,15 +114,6 @@ def compare_runs(before: BenchRun, after: BenchRun) -> list[CellDelta]:
             out.append(CellDelta(model, backend, group, kv, test, ra and ra.avg_ts, rb and rb.avg_ts,
                                  None, None, "only after" if ra is None else "only before"))
             continue
-        change = 100.0 * (rb.avg_ts - ra.avg_ts) / ra.avg_ts if ra.avg_ts else None
-        p = welch_p(list(ra.samples_ts), list(rb.samples_ts))
-        if p is None:
-            verdict = "untested"
-        elif p < ALPHA and change is not None and abs(change) > MIN_CHANGE_PCT:
-            verdict = "faster" if change > 0 else "slower"
-        else:
-            verdict = "within noise"
         out.append(CellDelta(model, backend, group, kv, test, ra.avg_ts, rb.avg_ts,
-                             None if change is None else round(change, 2),
-                             None if p is None else round(p, 4), verdict))
+                             *speed_change(ra, rb)))
     return out

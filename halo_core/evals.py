@@ -181,15 +181,18 @@ def _check(suites: list[str], host: PluginHost) -> tuple[list[EvalSuite], dict[s
 
 
 def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model: str | None = None,
-             resume: str | Path | None = None, host: PluginHost | None = None,
-             status: Callable[[str], None] | None = None,
+             resume: str | Path | None = None, limit: int | None = None, path: Path | None = None,
+             host: PluginHost | None = None, status: Callable[[str], None] | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> EvalRun:
     """Run (or resume) the suites of `spec` against the detected endpoint.
 
     A request that could not run (after its retries) is a failed sample, not a wrong answer:
     its suite is scored over the samples that ran and ends `partial`, and so does the run. A
     resumed run reuses its saved spec and endpoint, sends only the requests that have no
-    successful reply in completions.jsonl, and skips the suites already complete.
+    successful reply in completions.jsonl, and skips the suites already complete. `limit` moves
+    a resumed run's limit: its suites are scored again over that many samples, the replies
+    already made reused. `path` is an empty directory for a new run (default: a new one under
+    runs/eval).
     """
     host = host or get_host()
     say = status or (lambda _m: None)
@@ -197,6 +200,8 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
         path = resolve_run(KIND, resume)
         previous = load_run(path)
         spec = previous.spec
+        if limit is not None:
+            spec = attrs.evolve(spec, limit=limit)
         endpoint = endpoint or previous.endpoint.get("base_url")
         model = model or previous.endpoint.get("model")
     if spec is None:
@@ -215,12 +220,12 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
 
     if resume is None:
         tag = f"{safe_suite(spec.selection or '+'.join(spec.suites))}-{found.model.rsplit('/', 1)[-1]}"
-        path = new_run_dir(KIND, tag.removesuffix(".gguf"))
+        path = path or new_run_dir(KIND, tag.removesuffix(".gguf"))
         state = RunState.new(path, spec, endpoint=found)
         run = EvalRun(path, spec, endpoint=state.data["endpoint"])
     else:
         state = RunState.resume(path, KIND)
-        run = attrs.evolve(previous, status=RunStatus.RUNNING, error="")
+        run = attrs.evolve(previous, spec=spec, status=RunStatus.RUNNING, error="")
     write_json(path / "metadata.json", {
         "endpoint": found, "probes": probes, "props": props, "concurrency": concurrency,
         "halo_version": __version__, "python": sys.version.split()[0],
@@ -241,7 +246,9 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
     try:
         with MetricsSampler(path / "metrics.csv"):
             for suite in suites:
-                if suite.name in run.scores and run.scores[suite.name].status == SuiteStatus.COMPLETE:
+                done = run.scores.get(suite.name)
+                if (done is not None and done.status == SuiteStatus.COMPLETE
+                        and (done.limit if done.limit is not None else spec.limit) == spec.limit):
                     say(f"{suite.name}: already scored, skipped")
                     continue
                 _run_suite(run, suite, found, client, spec, say)
@@ -299,7 +306,7 @@ def _run_suite(run: EvalRun, suite: EvalSuite, endpoint: Endpoint, client: ChatC
         passed=sum(1 for s in scored if s.passed), failed=len(failed),
         error=describe_failures(failed, len(samples)) if failed else "",
         framework_version=result.framework_version, seconds=round(time.monotonic() - started, 1),
-        generation_seconds=round(client.wall.get(suite.name, 0.0), 2))
+        generation_seconds=round(client.wall.get(suite.name, 0.0), 2), limit=spec.limit)
     shown = ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items())
     say(f"{suite.name}: {shown} ({len(scored)} samples" + (f", {len(failed)} failed)" if failed else ")"))
 

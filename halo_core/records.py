@@ -628,6 +628,7 @@ class SuiteScore:
     framework_version: str = ""
     seconds: float | None = None
     generation_seconds: float | None = None
+    limit: int | None = None  # the run's --limit when this suite was scored (a resume may move it)
 
     @property
     def headline(self) -> float | None:
@@ -691,7 +692,12 @@ class MeasureSpec:
 
     A step is "worse beyond noise" when, for some llama-bench test, the mean drops by more
     than `min_effect` (relative) and by more than twice the larger standard deviation, and no
-    sample after the step is as fast as the slowest sample before it.
+    sample after the step is as fast as the slowest sample before it ("better beyond noise"
+    likewise, the other way).
+
+    With `eval` (a suite or preset), the suites also run against a llama-server of `model`
+    before and after each step, and a step is kept only when it is better beyond noise and
+    no suite's paired test (halo_core.stats) finds its answers worse.
     """
 
     model: str = attrs.field(factory=lambda: defaults().model)
@@ -701,6 +707,10 @@ class MeasureSpec:
     reps: int = 5
     threads: int | None = None
     min_effect: float = 0.05
+    eval: str | None = None
+    eval_limit: int = 20
+    max_tokens: int | None = None
+    ctx: int = 8192  # the eval server's context
 
 
 @attrs.frozen

@@ -119,6 +119,17 @@ def _table(results: list[tuple[str, BenchResult]]) -> str:
     return f"<table id='results'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def figure(out_dir: Path, chart_id: str, title: str, fig) -> str:
+    """Write `fig` as out_dir/<chart_id>.png, close it, and return it as an inline-SVG <figure>."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    write_atomic(out_dir / f"{chart_id}.png", png.getvalue())
+    html_ = (f"<figure class='chart' id='{chart_id}'><figcaption>{html.escape(title)}</figcaption>"
+             f"{_svg(fig)}</figure>")
+    _pyplot().close(fig)
+    return html_
+
+
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 figure{margin:1.5em 0;border:1px solid #ddd;padding:.5em}figcaption{font-weight:600}
 figure svg{max-width:100%;height:auto}table{border-collapse:collapse;font-size:.85em}
@@ -130,16 +141,8 @@ def write_report(runs: list[BenchRun], out_dir: Path) -> Path:
     results = [r for run in runs for r in run.results]
     if not results:
         raise HaloError("nothing to report: the runs hold no results")
-    plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = []
-    for chart_id, title, fig in _charts(results):
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=110)
-        write_atomic(out_dir / f"{chart_id}.png", png.getvalue())
-        figures.append(f"<figure class='chart' id='{chart_id}'><figcaption>{html.escape(title)}</figcaption>"
-                       f"{_svg(fig)}</figure>")
-        plt.close(fig)
+    figures = [figure(out_dir, chart_id, title, fig) for chart_id, title, fig in _charts(results)]
     stamp = now()
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>halo bench report</title>"
             f"<style>{STYLE}</style></head><body><h1>halo bench report</h1>"

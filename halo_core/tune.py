@@ -7,6 +7,7 @@ validates, applies through the journal (journal.py), measures, and rolls back.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 from pathlib import Path
@@ -16,10 +17,14 @@ import attrs
 
 from .bench import run_bench
 from .errors import HaloError, TuneError, UnknownName
+from .evals import EvalSpec, resolve_suites, run_eval
 from .hostfacts import is_live, read_facts
 from .interfaces import Tuner
 from .journal import KERNEL_VALUES, OPEN, Journal, locked
 from .plugins import PluginHost, get_host
+from .serve import ServerSpec, serve
+from .store import to_json
+from .sweep import Comparison, compare_evals, free_port
 from .records import (
     AuditReport,
     BenchSpec,
@@ -185,14 +190,28 @@ def _check_can_write(root: Path, live: bool) -> None:
                         f"{'' if live else ' --root ' + str(root)}` to finish undoing it first")
 
 
-def _bench(spec: MeasureSpec, label: str, host: PluginHost | None, status: Status) -> dict:
+def _measure(spec: MeasureSpec, label: str, host: PluginHost | None, status: Status) -> dict:
+    """The bench, and with spec.eval the eval suites against a server started for them."""
     status(f"measuring ({label})")
     run = run_bench(BenchSpec(models=(spec.model,), backends=(spec.backend,), pp=spec.pp,
                               tg=spec.tg, reps=spec.reps, tag=f"tune-{label}",
                               threads=spec.threads), host=host)
-    return {"run": str(run.path),
-            "results": [{"test": r.test, "avg_ts": r.avg_ts, "stddev_ts": r.stddev_ts,
-                         "samples_ts": list(r.samples_ts)} for r in run.results]}
+    measured = {"run": str(run.path),
+                "results": [{"test": r.test, "avg_ts": r.avg_ts, "stddev_ts": r.stddev_ts,
+                             "samples_ts": list(r.samples_ts)} for r in run.results]}
+    if spec.eval:
+        status(f"evaluating {spec.eval} ({label})")
+        server = serve(ServerSpec(model=spec.model, backend=spec.backend, port=free_port(),
+                                  ctx=spec.ctx, threads=spec.threads, extra=("--seed", "0")), host=host)
+        try:
+            evaluation = run_eval(EvalSpec(suites=resolve_suites(spec.eval, host), selection=spec.eval,
+                                           limit=spec.eval_limit, concurrency=1,
+                                           max_tokens=spec.max_tokens),
+                                  endpoint=server.info.url, host=host)
+        finally:
+            server.stop()
+        measured["eval"] = str(evaluation.path)
+    return measured
 
 
 def _spread(result: dict) -> tuple[float, float, float, float]:
@@ -206,28 +225,65 @@ def _spread(result: dict) -> tuple[float, float, float, float]:
     return mean, sd, mean - sd, mean + sd
 
 
-def compare(step: str, before: list[dict], after: list[dict], min_effect: float = 0.05) -> Verdict:
-    """Is `after` worse than `before` beyond noise? (rule: see MeasureSpec)."""
-    deltas, worse = {}, []
+def _speed(before: list[dict], after: list[dict], min_effect: float) -> tuple[dict, list[str], list[str]]:
+    """(relative change per test, tests worse beyond noise, tests better beyond noise)."""
+    deltas, worse, better = {}, [], []
     after_by_test = {r["test"]: r for r in after}
     for b in before:
         a = after_by_test.get(b["test"])
         if a is None:
             continue
-        mean_b, sd_b, slow_b, _ = _spread(b)
-        mean_a, sd_a, _, fast_a = _spread(a)
+        mean_b, sd_b, slow_b, fast_b = _spread(b)
+        mean_a, sd_a, slow_a, fast_a = _spread(a)
         if mean_b <= 0:
             continue
         delta = (mean_a - mean_b) / mean_b
         deltas[b["test"]] = delta
-        drop = mean_b - mean_a
-        if delta < -min_effect and drop > 2 * max(sd_a, sd_b) and fast_a < slow_b:
-            worse.append(f"{b['test']} {mean_b:.2f} -> {mean_a:.2f} t/s ({delta:+.1%})")
+        shown = f"{b['test']} {mean_b:.2f} -> {mean_a:.2f} t/s ({delta:+.1%})"
+        noise = 2 * max(sd_a, sd_b)
+        if delta < -min_effect and mean_b - mean_a > noise and fast_a < slow_b:
+            worse.append(shown)
+        elif delta > min_effect and mean_a - mean_b > noise and slow_a > fast_b:
+            better.append(shown)
+    return deltas, worse, better
+
+
+def compare(step: str, before: list[dict], after: list[dict], min_effect: float = 0.05) -> Verdict:
+    """Is `after` worse than `before` beyond noise? (rule: see MeasureSpec)."""
+    deltas, worse, _better = _speed(before, after, min_effect)
     if worse:
         detail = "worse beyond noise: " + ", ".join(worse)
     else:
         detail = "within noise or better: " + (", ".join(f"{t} {d:+.1%}" for t, d in deltas.items()) or "no common tests")
     return Verdict(step, bool(worse), deltas, detail)
+
+
+def gate(step: str, before: list[dict], after: list[dict], quality: list[Comparison],
+         min_effect: float = 0.05) -> Verdict:
+    """`halo tune --measure --eval`: keep a step only when it is faster beyond noise and no
+    suite's paired test finds its answers worse (`quality`: after against before)."""
+    deltas, worse, better = _speed(before, after, min_effect)
+    regressed = [c for c in quality if c.paired.verdict == "worse"]
+    answers = ", ".join(f"{c.suite} {c.paired.verdict} (Δ {c.paired.delta:+.3f}, {c.paired.test} "
+                        f"p={c.paired.p_value:.4f}, {c.paired.n} pairs)" for c in quality) or "no common samples"
+    reasons = []
+    if worse:
+        reasons.append("slower beyond noise: " + ", ".join(worse))
+    elif not better:
+        reasons.append("not faster beyond noise: "
+                       + (", ".join(f"{t} {d:+.1%}" for t, d in deltas.items()) or "no common tests"))
+    if regressed:
+        reasons.append("answers worse: " + answers)
+    if reasons:
+        return Verdict(step, True, deltas, "; ".join(reasons))
+    return Verdict(step, False, deltas, "faster beyond noise: " + ", ".join(better) + "; answers " + answers)
+
+
+def _verdict(step: str, before: dict, after: dict, spec: MeasureSpec) -> tuple[Verdict, list[Comparison]]:
+    if not spec.eval:
+        return compare(step, before["results"], after["results"], spec.min_effect), []
+    quality = compare_evals(Path(before["eval"]), Path(after["eval"]), baseline="before")
+    return gate(step, before["results"], after["results"], quality, spec.min_effect), quality
 
 
 def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Status | None = None,
@@ -244,7 +300,7 @@ def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Stat
         _check_can_write(root, plan.live)
         if not plan.changes:
             return None
-        baseline = _bench(measure, "baseline", host, status) if measure else None
+        baseline = _measure(measure, "baseline", host, status) if measure else None
         journal = Journal.create(plan, boot_id=read_facts(root).boot_id,
                                  measure=attrs.asdict(measure) if measure else None)
         if baseline:
@@ -262,10 +318,10 @@ def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Stat
                 if step.needs_reboot:
                     pending.append(step.tuner)
                     continue
-                after = _bench(measure, step.tuner, host, status)
+                after = _measure(measure, step.tuner, host, status)
                 journal.event("measure", step=step.tuner, phase="after", **after)
-                verdict = compare(step.tuner, baseline["results"], after["results"], measure.min_effect)
-                journal.event("verdict", **attrs.asdict(verdict))
+                verdict, quality = _verdict(step.tuner, baseline, after, measure)
+                journal.event("verdict", **attrs.asdict(verdict), quality=json.loads(to_json(quality)))
                 if verdict.worse:
                     status(f"rolling back {step.tuner}: {verdict.detail}")
                     _undo_or_raise(journal, journal.step_changes(step.tuner))
@@ -314,11 +370,11 @@ def resume(root: Path = Path("/"), *, on_status: Status | None = None,
                             f"effect after a reboot: reboot, then run halo tune --measure --resume")
         spec = MeasureSpec(**journal.header["measure"])
         before = next(e for e in reversed(journal.events("measure")) if e["phase"] == "final")
-        after = _bench(spec, "+".join(pending), host, status)
+        after = _measure(spec, "+".join(pending), host, status)
         step = "+".join(pending)
         journal.event("measure", step=step, phase="after-reboot", **after)
-        verdict = compare(step, before["results"], after["results"], spec.min_effect)
-        journal.event("verdict", **attrs.asdict(verdict))
+        verdict, quality = _verdict(step, before, after, spec)
+        journal.event("verdict", **attrs.asdict(verdict), quality=json.loads(to_json(quality)))
         if verdict.worse:
             status(f"rolling back {step}: {verdict.detail}")
             _undo_or_raise(journal, [i for name in pending for i in journal.step_changes(name)])
@@ -364,4 +420,4 @@ def needs_reboot(info: JournalInfo) -> bool:
 
 
 __all__ = ["audit", "verify", "plan", "apply", "resume", "rollback", "journals", "render_plan",
-           "compare", "parse_settings", "select_tuners"]
+           "compare", "gate", "parse_settings", "select_tuners"]

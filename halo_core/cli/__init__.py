@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rpc": ("rpc", "rpc", "llama.cpp RPC workers: split a model over several machines (or GPUs)."),
     "rollback": ("tune", "rollback", "Undo the newest tuning transaction (or finish one a crash interrupted)."),
     "serve": ("serve", "serve", "Serve a model with llama-server: `halo serve MODEL`, `halo serve --preset NAME`, `halo serve status`, `halo serve stop`."),
+    "sweep": ("sweep", "sweep", "Eval scores and speed of server settings side by side, each against the first."),
     "tune": ("tune", "tune", "Show the tuning plan as a diff (dry run), or apply it as a transaction."),
     "verify": ("tune", "verify", "The checklist (9 points with the built-in tuners): PASS, WARN or FAIL, and the fix."),
 }

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import tune as lib
+from ..evals import resolve_suites
 from ..gpu import NVIDIA
 from ..hostfacts import GIB
 from ..records import Check, HostFacts, JournalInfo, MeasureSpec
@@ -153,17 +154,33 @@ def _print_verdicts(info: JournalInfo, *, last: bool = False) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the bench.")
 @click.option("--min-effect", type=click.FloatRange(0, 1), default=0.05, show_default=True,
               help="Smallest relative slowdown that counts as worse.")
+@click.option("--eval", "eval_suite", default=None, metavar="SUITE",
+              help="With --measure: also run these eval suites (or preset) on a server of --model "
+                   "before and after each step; keep a step only when it is faster beyond noise "
+                   "and the paired test finds no answers worse.")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Samples per suite for --eval.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None,
+              help="Cap on generated tokens per --eval request (default: each suite's own).")
+@click.option("-c", "--ctx", type=click.IntRange(min=256), default=8192, show_default=True,
+              help="Context of the --eval server.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, reps, threads,
-         min_effect, as_json):
+         min_effect, eval_suite, eval_limit, max_tokens, ctx, as_json):
     """Show the tuning plan as a diff (dry run), or apply it as a transaction."""
     if resume and not measure:
         raise click.UsageError("--resume goes with --measure: halo tune --measure --resume")
+    if eval_suite and not measure:
+        raise click.UsageError("--eval goes with --measure: halo tune --measure --eval SUITE")
+    if eval_suite and resume:
+        raise click.UsageError("--resume measures with the journal's own --eval: give neither")
     if resume and (only or settings or force):
         raise click.UsageError("--resume takes no --only, --set or --force: it measures the "
                                "journal's waiting steps")
     if measure and pp == 0 and tg == 0:
         raise click.UsageError("--pp and --tg cannot both be 0")
+    if eval_suite:
+        resolve_suites(eval_suite)  # an unknown suite is an error before anything is measured
     status = (lambda msg: err_console.print(escape(msg))) if not as_json else None
     if resume:
         info = lib.resume(root, on_status=status)
@@ -186,7 +203,8 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
                        f"{' --only ' + ','.join(split_list(only)) if only else ''} --apply")
         return
     spec = MeasureSpec(**({"model": model} if model else {}), pp=pp, tg=tg, reps=reps,
-                       threads=threads, min_effect=min_effect) if measure else None
+                       threads=threads, min_effect=min_effect, eval=eval_suite,
+                       eval_limit=eval_limit, max_tokens=max_tokens, ctx=ctx) if measure else None
     if not as_json:
         click.echo(lib.render_plan(plan), nl=False)
     info = lib.apply(plan, measure=spec, on_status=status)
