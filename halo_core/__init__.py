@@ -75,6 +75,15 @@ _LAZY: dict[str, tuple[str, str]] = {
     "stop_servers": ("serve", "stop_servers"),
     "load_presets": ("serve", "load_presets"),
     "flush_memory": ("flush", "flush"),
+    # RPC workers
+    "WorkerSpec": ("rpc", "WorkerSpec"),
+    "start_worker": ("rpc", "start_worker"),
+    "probe_workers": ("rpc", "probe_all"),
+    "rpc_workers": ("rpc", "workers"),
+    "stop_workers": ("rpc", "stop_workers"),
+    # quality beside speed
+    "SweepSpec": ("sweep", "SweepSpec"),
+    "run_sweep": ("sweep", "run_sweep"),
     # eval
     "EvalSpec": ("evals", "EvalSpec"),
     "run_eval": ("evals", "run_eval"),

@@ -27,7 +27,6 @@ import itertools
 import json
 import re
 import socket
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -41,20 +40,16 @@ from .fit import KV_TYPES
 from .models import fetch_model
 from .plugins import PluginHost, get_host
 from .records import BenchResult, BenchSpec
-from .runs import RUN_NAME, read_jsonl, load_run as load_bench_run
-from .bench import run_bench
+from .bench import load_run as load_bench_run, run_bench
+from .runs import RUN_NAME, new_run_dir, now, read_jsonl
 from .serve import ServerSpec, serve
 from .stats import ALPHA, Interval, PairedTest, interval, paired_test
-from .store import halo_home, new_run_dir, safe_name, sha256_file, to_json, write_atomic, write_json
+from .store import halo_home, safe_name, sha256_file, to_json, write_atomic, write_json
 
 AXES = ("model", "backend", "kv", "ngram", "no-think")
 ON_OFF = {"on": True, "off": False}
 # a quantisation tag in a model name: Q4_K_M, IQ4_XS, Q8_0, BF16, ...
 QUANT = re.compile(r"(?i)(?<![a-z0-9])(?:i?q\d(?:_[a-z0-9]+)*|bf16|f16|f32)(?![a-z0-9])")
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _vary(value) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -310,7 +305,7 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
         path = resolve_run(resume)
         data = json.loads((path / "run.json").read_text())
         data.update(status="running", error="", finished_at=None)
-        data.setdefault("resumed_at", []).append(_now())
+        data.setdefault("resumed_at", []).append(now())
     elif spec is None:
         raise HaloError("nothing to run: give a SweepSpec or a sweep to resume")
     else:
@@ -320,7 +315,7 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
         suites = resolve_suites(spec.suite, host)
         path = new_run_dir("sweep", spec.tag)
         data = {"spec": json.loads(to_json(spec)), "suites": suites, "status": "running",
-                "error": "", "started_at": _now(), "finished_at": None, "resumed_at": [],
+                "error": "", "started_at": now(), "finished_at": None, "resumed_at": [],
                 "settings": json.loads(to_json([SettingRun(s) for s in settings]))}
     state = _State(path, data)
     state.save()
@@ -355,7 +350,7 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
 
 
 def _finish(state: _State, status: str, error: str = "") -> None:
-    state.data.update(status=status, error=error, finished_at=_now())
+    state.data.update(status=status, error=error, finished_at=now())
     state.save()
     try:
         write_json(state.path / "results.json", analyse(state.path))

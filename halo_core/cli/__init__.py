@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("tune", "audit", "One screen: what this machine is and runs, and how well it is tuned."),
     "bench": ("bench", "bench", "Benchmark llama.cpp (llama-bench) across models, backends and settings."),
     "eval": ("eval", "eval", "Evaluate the model behind an OpenAI-compatible server."),
-    "flush": ("flush", "flush", "Stop the servers and benches halo started (pid files), let their backends release what they started (toolbox containers), drop the page cache (as root) and print the GPU memory still in use."),
+    "flush": ("flush", "flush", "Stop the servers, RPC workers and benches halo started (pid files), let their backends release what they started (toolbox containers), drop the page cache (as root) and print the GPU memory still in use."),
     "hw": ("hw", "hw", "Machine figures halo uses (memory bandwidth for the roofline)."),
     "models": ("models", "models", "List the catalog, fetch models, find and remove their files, check that they fit."),
     "monitor": ("hw", "monitor", "Sample hardware metrics (GPU busy, VRAM/GTT, temperatures, power, CPU, memory) to CSV."),
