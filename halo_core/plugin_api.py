@@ -10,50 +10,6 @@ each name.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
-    from . import __version__
-    from .chat import ChatReply, ChatRequest, EvalContext
-    from .errors import HaloError, ModelError, PluginError, ToolFailed, TuneError, Unavailable, UnknownName
-    from .evalkit import INSTALL, child_main, dist_version, needs, read_records, score_in_child, write_records
-    from .gguf import SYNTH_FROM_KEY, read_header, synth_dir, synth_name
-    from .hookspecs import hookimpl
-    from .hostfacts import (
-        GIB,
-        PAGE_SIZE,
-        THP_DEFRAG,
-        THP_ENABLED,
-        TUNED_PROFILE,
-        firmware_version,
-        host_path,
-        is_live,
-        kernel_version,
-        power_limits,
-        read_facts,
-        read_text,
-        selected,
-        sysctl_path,
-        which,
-    )
-    from .interfaces import Backend, EvalSuite, ModelSource, Progress, Tuner
-    from .plugins import PluginHost
-    from .records import (
-        Availability,
-        BackendDefaults,
-        CatalogEntry,
-        Change,
-        Check,
-        Endpoint,
-        EvalResult,
-        EvalSample,
-        GpuFacts,
-        HostFacts,
-        LocalModel,
-        ToolCommand,
-    )
-    from .runner import run_capture
-    from .store import halo_home, human_size, sha256_file, write_atomic, write_json
 
 # public name -> the halo_core module it comes from; imported when a plugin first asks
 _WHERE: dict[str, str] = {

@@ -15,7 +15,7 @@ from ..rpc import (DEFAULT_PORT, NO_AUTH, UnsafeWorkerBind, WorkerSpec, check_wo
 from ..serve import _health_host
 from ..store import human_size
 from .common import emit_json, err_console, split_list
-from .serve import hold
+from .serve import echo_stopped, hold
 
 
 @click.group()
@@ -121,9 +121,5 @@ def status(endpoints, no_bandwidth, timeout, as_json):
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Only the worker on this port.")
 def stop(port):
     """Stop the RPC workers halo started (from their pid files)."""
-    stopped = stop_workers(port)
-    if not stopped:
-        click.echo("no running RPC worker started by halo" + (f" on port {port}" if port else ""))
-        return
-    for info in stopped:
-        click.echo(f"stopped pid {info.pid} (RPC worker {info.url}, {info.backend})")
+    echo_stopped(stop_workers(port), "RPC worker", port,
+                 lambda info: f"RPC worker {info.url}, {info.backend}")

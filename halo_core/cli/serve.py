@@ -150,12 +150,16 @@ def status(as_json):
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Only the server on this port.")
 def stop(port):
     """Stop the servers halo started (from their pid files)."""
-    stopped = stop_servers(port)
+    echo_stopped(stop_servers(port), "server", port,
+                 lambda info: f"port {info.port}, {info.backend}")
+
+
+def echo_stopped(stopped, what: str, port: int | None, describe) -> None:
+    """One line per process stopped, or that none of `what` was running."""
     if not stopped:
-        click.echo("no running server started by halo" + (f" on port {port}" if port else ""))
-        return
+        click.echo(f"no running {what} started by halo" + (f" on port {port}" if port else ""))
     for info in stopped:
-        click.echo(f"stopped pid {info.pid} (port {info.port}, {info.backend})")
+        click.echo(f"stopped pid {info.pid} ({describe(info)})")
 
 
 @serve.command()
