@@ -3,11 +3,12 @@
 #               accelerator and flags), fetch the embedded smoke model, run a real benchmark
 #   make test   install the test and eval extras too, then run the whole test suite
 #               (real llama.cpp, real model)
-# On a GPU box: make demo ACCEL=cuda (or vulkan, rocm; add ,rpc for the RPC worker).
+# llama.cpp is built with its RPC backend (the worker `halo rpc serve` starts; ~2% more build);
+# on a GPU box: make demo ACCEL=cuda,rpc (or vulkan,rpc / rocm,rpc; drop ,rpc to leave it out).
 
 PYTHON ?= python3
 VENV   ?= .venv
-ACCEL  ?= cpu
+ACCEL  ?= cpu,rpc
 PY     := $(VENV)/bin/python
 HALO   := $(VENV)/bin/halo
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
@@ -15,7 +16,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 .PHONY: setup setup-test demo test clean
 
 # halo and llama.cpp: all the demo needs
-$(VENV)/.installed: pyproject.toml scripts/ensure-llama-cpp
+$(VENV)/.installed: pyproject.toml scripts/ensure-llama-cpp Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -e .
 	scripts/ensure-llama-cpp $(PY) --accel $(ACCEL)

@@ -2,7 +2,10 @@
 
 Prints, per cell, halo's reported t/s and raw llama-bench's, then
   - t/s ratio  (halo ÷ raw): the median |ratio - 1| should be <= 2% (halo reports what it ran)
-  - wall ratio (halo ÷ raw): should be <= 1.05 (halo adds little around llama-bench)
+  - wall ratio (halo ÷ raw): should be <= 1.05 (halo adds little around llama-bench), and the
+    wall difference per run: should be < 0.3 s
+  - the CLI's start-up: `halo --version` and `halo --help`, median of 5, against a bare
+    `python -c pass`: should be < 0.2 s
 Rounds alternate which side goes first, so drift on a noisy machine hits both alike.
 
     .venv/bin/python benchmarks/bench_overhead.py [--model smoke] [--rounds 2] [--pp 512 --tg 128 --reps 3]
@@ -53,6 +56,16 @@ def run_raw(commands: list[list[str]]) -> tuple[float, dict]:
     return time.perf_counter() - start, results
 
 
+def startup(argv: list[str], runs: int = 5) -> float:
+    """Median wall time of `argv`, in seconds."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, capture_output=True, cwd="/")
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smoke")
@@ -97,7 +110,12 @@ def main() -> None:
               f"median |ratio - 1| = {100 * deviation:.2f}% (target <= 2%)")
         if floor:
             print(f"noise floor: raw vs raw between rounds, median |ratio - 1| = {100 * statistics.median(floor):.2f}%")
-        print(f"wall time halo/raw: {sum(halo_walls):.1f}s / {sum(raw_walls):.1f}s = {wall_ratio:.3f} (target <= 1.05)")
+        print(f"wall time halo/raw: {sum(halo_walls):.1f}s / {sum(raw_walls):.1f}s = {wall_ratio:.3f} (target <= 1.05); "
+              f"{(sum(halo_walls) - sum(raw_walls)) / args.rounds:+.2f}s a run (target < 0.3s)")
+    bare = startup([sys.executable, "-c", "pass"])
+    for args_ in (["--version"], ["--help"]):
+        took = startup([sys.executable, "-m", "halo_core", *args_])
+        print(f"halo {args_[0]}: {took:.3f}s median of 5 (python itself: {bare:.3f}s; target < 0.2s)")
 
 
 if __name__ == "__main__":

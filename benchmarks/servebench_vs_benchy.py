@@ -118,8 +118,8 @@ def main() -> None:
                  "/tmp/benchy-venv/bin/pip install llama-benchy==0.4.0")
 
     import halo_core
-    from halo_core.serve import ServerSpec, serve
-    from halo_core.servebench import ServeBenchSpec, corpus_text, free_port, matrix_server
+    from halo_core.serve import ServerSpec, free_port, serve
+    from halo_core.servebench import ServeBenchSpec, corpus_text, matrix_server
 
     model = halo_core.fetch_model(args.model).path
     tmp = Path(tempfile.mkdtemp(prefix="halo-vs-benchy-"))

@@ -1,35 +1,98 @@
 """`halo bench run` as a library call: the bench matrix, its resumable execution, and the
-records it streams into the run directory (see runs.py for the files)."""
+records it streams into the run directory.
+
+A bench run directory, $HALO_HOME/runs/bench/<tag>-<timestamp>/ (runs.py finds it):
+
+  run.json       spec, status (a RunStatus), error, every command run, resume history
+  system.json    machine and backend provenance
+  results.jsonl  one line per finished or failed cell, appended and fsynced as it happens:
+                 the source of truth, and what a resumed run reads
+  results.json   the finished cells as one JSON array, rewritten atomically after each cell
+  raw.jsonl      llama-bench's own JSONL records, as it printed them
+  bench.log      llama-bench's stderr, one header line per process
+  metrics.csv    hardware metrics sampled during the run
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import attrs
 
 from .errors import HaloError, Unavailable
+from .hostfacts import system_state
 from .hw import configured_bandwidth, roofline_pct
 from .interfaces import Backend
 from .llamacpp import BenchParams, bench_argv, bench_test_name, parse_bench_line, probe_flags
 from .metrics import MetricsSampler
 from .models import fetch_model
 from .plugins import PluginHost, get_host
-from .records import BenchResult, BenchRun, BenchSpec, FailedCell, LocalModel
+from .records import BenchGroup, BenchResult, BenchRun, BenchSpec, FailedCell, LocalModel, RunStatus
+from .rpc import check_workers, describe, down_workers
 from .runner import Process, describe_exit
-from .runs import latest_with_tag, load_cells, load_run, spec_from_dict, spec_to_dict, write_results_snapshot
+from . import runs
+from .runs import RunState, latest_with_tag, new_run_dir, now, read_jsonl
 from .serve import record_bench
-from .store import append_line, new_run_dir, to_json, write_json
-from .sysinfo import system_state
+from .store import append_line, from_dict, to_dict, write_json
 
 LONG_CONTEXT_PROMPT = 2048
+KIND = "bench"  # runs/bench/
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def list_bench_runs() -> list[Path]:
+    """Every bench run folder under $HALO_HOME/runs/bench/, oldest first."""
+    return runs.list_runs(KIND)
+
+
+def resolve_bench_run(ref: str | Path) -> Path:
+    """A bench run folder from its name, a unique prefix, "latest" or a path."""
+    return runs.resolve_run(KIND, ref)
+
+
+# -- reading runs ----------------------------------------------------------------------------
+
+def _result(row: dict) -> BenchResult:
+    result = from_dict(BenchResult, row)
+    if result.group is None and result.cell.count("|") >= 2:  # written before results kept it
+        result = attrs.evolve(result, group=result.cell.split("|")[2])
+    return result
+
+
+def load_cells(path: Path) -> tuple[list[BenchResult], list[FailedCell]]:
+    """Finished results and still-failed cells of a run, from results.jsonl."""
+    results: dict[str, BenchResult] = {}
+    failures: dict[str, FailedCell] = {}
+    for row in read_jsonl(path / "results.jsonl"):
+        if row.get("status") == "ok":
+            result = _result(row["result"])
+            results.setdefault(result.cell or f"#{len(results)}", result)
+            failures.pop(result.cell, None)
+        elif row.get("status") == "failed":
+            failure = from_dict(FailedCell, row["failure"])
+            if failure.cell not in results:
+                failures[failure.cell] = failure
+    if not results and not (path / "results.jsonl").exists() and (path / "results.json").exists():
+        # runs written before results.jsonl existed
+        results = {str(i): _result(r) for i, r in enumerate(json.loads((path / "results.json").read_text()))}
+    return list(results.values()), list(failures.values())
+
+
+def load_run(path: Path) -> BenchRun:
+    """A bench run directory and what it holds."""
+    state = RunState.load(path, KIND)
+    results, failures = load_cells(path)
+    return BenchRun(path=path, spec=from_dict(BenchSpec, state.data["spec"]), status=state.status,
+                    error=state.error, results=results, failures=failures)
+
+
+def write_results_snapshot(run: BenchRun) -> None:
+    write_json(run.path / "results.json", run.results)
+
+
+# -- the matrix ------------------------------------------------------------------------------
 
 
 def ctx_prompt_for(spec: BenchSpec, depth: int) -> int:
@@ -47,7 +110,7 @@ class Group:
 
     model: LocalModel
     backend: Backend = attrs.field(eq=False)
-    kind: str  # "std" (pp/tg at depth 0) or "ctx" (long context at each depth)
+    kind: BenchGroup  # the standard pp/tg test at depth 0, or long context at each depth
     pp: int
     tg: int
     depths: tuple[int, ...]
@@ -87,7 +150,7 @@ class Group:
         kv = self.type_k if self.type_k == self.type_v else f"{self.type_k}/{self.type_v}"
         extra = f" kv {kv}" if kv != "f16" else ""
         extra += f" b{self.batch}" if self.batch else ""
-        extra += f" ub{self.ubatch}" if self.ubatch and self.kind == "std" else ""
+        extra += f" ub{self.ubatch}" if self.ubatch and self.kind == BenchGroup.STD else ""
         tests = ", ".join(name for name, *_ in self.tests())
         return f"{self.model.name} on {self.backend.name}{extra}: {tests}"
 
@@ -101,13 +164,13 @@ def plan(spec: BenchSpec, models: list[LocalModel], backends: list[Backend]) -> 
                 common = dict(model=model, backend=backend, type_k=type_k, type_v=type_v,
                               batch=spec.batch)
                 if spec.standard and (spec.pp or spec.tg):
-                    groups.append(Group(kind="std", pp=spec.pp, tg=spec.tg, depths=(),
+                    groups.append(Group(kind=BenchGroup.STD, pp=spec.pp, tg=spec.tg, depths=(),
                                         reps=spec.reps, ubatch=spec.ubatch, **common))
                 by_prompt: dict[int, list[int]] = {}
                 for depth in spec.depths:
                     by_prompt.setdefault(ctx_prompt_for(spec, depth), []).append(depth)
                 for prompt, depths in by_prompt.items():
-                    groups.append(Group(kind="ctx", pp=prompt, tg=spec.tg, depths=tuple(depths),
+                    groups.append(Group(kind=BenchGroup.CTX, pp=prompt, tg=spec.tg, depths=tuple(depths),
                                         reps=spec.ctx_reps,
                                         ubatch=spec.ubatch or backend.defaults().ubatch, **common))
     return groups
@@ -116,23 +179,20 @@ def plan(spec: BenchSpec, models: list[LocalModel], backends: list[Backend]) -> 
 class _Recorder:
     """Writes a run's state as it changes: run.json atomically, results.jsonl appended."""
 
-    def __init__(self, run: BenchRun, state: dict):
+    def __init__(self, run: BenchRun, state: RunState):
         self.run, self.state = run, state
         self.done = {r.cell for r in run.results}
-        self.flush()
-
-    def flush(self) -> None:
-        write_json(self.run.path / "run.json", self.state)
+        self.state.save()
 
     def command(self, group: Group, argv: list[str], env: dict) -> None:
-        self.state["commands"].append({"group": group.describe(), "argv": argv, "env": env,
-                                       "started_at": _now()})
-        self.flush()
+        self.state.data["commands"].append({"group": group.describe(), "argv": argv, "env": env,
+                                            "started_at": now()})
+        self.state.save()
 
     def result(self, raw_line: str, result: BenchResult) -> None:
         append_line(self.run.path / "raw.jsonl", raw_line)
         append_line(self.run.path / "results.jsonl", json.dumps(
-            {"status": "ok", "result": json.loads(to_json(result))}))
+            {"status": "ok", "result": to_dict(result)}))
         self.run.results.append(result)
         self.run.failures = [f for f in self.run.failures if f.cell != result.cell]
         self.done.add(result.cell)
@@ -140,17 +200,16 @@ class _Recorder:
 
     def failure(self, failure: FailedCell) -> None:
         append_line(self.run.path / "results.jsonl", json.dumps(
-            {"status": "failed", "failure": json.loads(to_json(failure))}))
+            {"status": "failed", "failure": to_dict(failure)}))
         self.run.failures.append(failure)
 
-    def finish(self, status: str, error: str = "") -> None:
+    def finish(self, status: RunStatus, error: str = "") -> None:
         self.run.status, self.run.error = status, error
-        self.state.update(status=status, error=error, finished_at=_now())
-        self.flush()
+        self.state.finish(status, error)
 
 
-def _check_backends(names, host: PluginHost) -> list[Backend]:
-    backends = [host.backend(name) for name in names]
+def _check_backends(names, host: PluginHost, options: Mapping[str, str] | None) -> list[Backend]:
+    backends = host.configured_backends(names, options)
     for backend in backends:
         availability = backend.availability()
         if not availability.available:
@@ -158,33 +217,29 @@ def _check_backends(names, host: PluginHost) -> list[Backend]:
     return backends
 
 
-def _open_run(spec: BenchSpec, resume: str | Path | None, resume_tag: bool) -> tuple[BenchRun, dict]:
+def _open_run(spec: BenchSpec, resume: str | Path | None, resume_tag: bool) -> tuple[BenchRun, RunState]:
     """A new run directory, or the one to resume with what it already holds."""
     path = None
     if resume is not None:
         path = Path(resume)
     elif resume_tag:
-        latest = latest_with_tag(spec.tag)
-        if latest is not None and spec_to_dict(load_run(latest).spec) == spec_to_dict(spec):
+        latest = latest_with_tag(KIND, spec.tag)
+        if latest is not None and load_run(latest).spec == spec:
             path = latest
     if path is None:
-        run = BenchRun(path=new_run_dir("bench", spec.tag), spec=spec)
+        run = BenchRun(path=new_run_dir(KIND, spec.tag), spec=spec)
         write_results_snapshot(run)
-        state = {"spec": spec_to_dict(spec), "status": "running", "error": "",
-                 "started_at": _now(), "finished_at": None, "resumed_at": [], "models": [],
-                 "commands": []}
-        return run, state
-    state = json.loads((path / "run.json").read_text())
-    run = BenchRun(path=path, spec=spec_from_dict(state["spec"]))
+        return run, RunState.new(run.path, spec, models=[], commands=[])
+    state = RunState.resume(path, KIND)
+    run = BenchRun(path=path, spec=from_dict(BenchSpec, state.data["spec"]))
     run.results, _failed = load_cells(path)  # failed cells are tried again
     write_results_snapshot(run)
-    state.update(status="running", error="", finished_at=None)
-    state.setdefault("resumed_at", []).append(_now())
     return run, state
 
 
 def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None,
-              resume_tag: bool = False, host: PluginHost | None = None, root: Path = Path("/"),
+              resume_tag: bool = False, host: PluginHost | None = None,
+              backend_options: Mapping[str, str] | None = None, root: Path = Path("/"),
               metrics_interval: float = 1.0,
               on_result: Callable[[BenchResult], None] | None = None,
               on_failure: Callable[[FailedCell], None] | None = None,
@@ -195,6 +250,7 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
     the latest run with the same tag when its spec is the same. Finished cells are skipped.
     A cell whose llama-bench fails is recorded in `run.failures` and the run goes on; bad
     input (unknown backend or model, llama.cpp missing) raises a HaloError before anything runs.
+    `backend_options` go to the backends that take them (`Backend.configure`).
     """
     host = host or get_host()
     status = on_status or (lambda _msg: None)
@@ -202,17 +258,23 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
         spec = load_run(Path(resume)).spec
     if spec is None:
         raise HaloError("nothing to run: give a BenchSpec or a run to resume")
-    backends = _check_backends(spec.backends, host)
+    backends = _check_backends(spec.backends, host, backend_options)
+    workers = []
+    if spec.rpc:
+        status(f"checking RPC workers {','.join(spec.rpc)}")
+        workers = check_workers(spec.rpc, [(b.command("llama-bench"), "llama-bench") for b in backends])
     models = []
     for ref in spec.models:
         status(f"resolving model {ref}")
         models.append(fetch_model(ref, host=host))
 
     run, state = _open_run(spec, resume, resume_tag)
-    state["models"] = [json.loads(to_json(m)) for m in models]
+    state.data["models"] = to_dict(models)
     if not (run.path / "system.json").exists():
         system = system_state(root)
         system["backends"] = {b.name: b.provenance() for b in backends}
+        if workers:
+            system["rpc"] = workers
         write_json(run.path / "system.json", system)
     recorder = _Recorder(run, state)
     pid_file = record_bench(run.path, backends)
@@ -229,23 +291,23 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
                     time.sleep(run.spec.cooldown)
                 _run_group(recorder, group, sampler, bandwidth, status, on_result, on_failure)
     except KeyboardInterrupt:
-        recorder.finish("interrupted", "interrupted by the user")
+        recorder.finish(RunStatus.INTERRUPTED, "interrupted by the user")
         raise
     except HaloError as exc:
-        recorder.finish("failed", str(exc))
+        recorder.finish(RunStatus.FAILED, str(exc))
         raise
     except BaseException as exc:
-        recorder.finish("failed", f"{type(exc).__name__}: {exc}")
+        recorder.finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     finally:
         pid_file.unlink(missing_ok=True)
     if run.failures:
         first = run.failures[0].error
         total = len(run.failures) + len(run.results)
-        recorder.finish("partial" if run.results else "failed",
+        recorder.finish(RunStatus.PARTIAL if run.results else RunStatus.FAILED,
                         f"{len(run.failures)} of {total} cells failed: {first}")
     else:
-        recorder.finish("complete")
+        recorder.finish(RunStatus.COMPLETE)
     return run
 
 
@@ -267,19 +329,25 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
     flags = probe_flags(cmd, "llama-bench")
     params = BenchParams(backend.map_path(model.path), group.pp, group.tg, group.reps,
                          run.spec.threads, group.depths, group.type_k, group.type_v,
-                         group.batch, group.ubatch)
+                         group.batch, group.ubatch, run.spec.rpc, run.spec.tensor_split)
     argv = bench_argv(cmd, flags, params, backend.defaults())
-    recorder.command(group, argv, dict(cmd.env))
+    pending = [c for c in group.cells() if c not in recorder.done]
+    down = down_workers(run.spec.rpc) if run.spec.rpc else []
+    if down:  # llama-bench would abort at once: fail the group's cells, the run goes on
+        _fail(recorder, group, pending, describe(down[0]), "", on_failure)
+        return
+    # an abort (a lost RPC worker, say) runs gdb for a backtrace, which prints on stdout: the JSONL
+    env = {"GGML_NO_BACKTRACE": "1", **cmd.env}
+    recorder.command(group, argv, env)
     log_path = run.path / "bench.log"
     with open(log_path, "a") as log:
-        log.write(f"=== {_now()} {' '.join(argv)}\n")
+        log.write(f"=== {now()} {' '.join(argv)}\n")
     offset = log_path.stat().st_size
     where = f"{model.name} on {backend.name}"
-    pending = [c for c in group.cells() if c not in recorder.done]
     status(f"llama-bench: {group.describe()}")
     error = ""
     window_start = time.time()
-    with Process(argv, env=cmd.env, log_path=log_path) as proc:
+    with Process(argv, env=env, log_path=log_path) as proc:
         for line in proc.lines():
             if not line.strip():
                 continue
@@ -288,24 +356,25 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
             except ValueError as exc:
                 error = f"llama-bench printed output halo cannot parse ({where}): {exc}"
                 break
-            now = time.time()
+            ended = time.time()
             cell = group.cell(result.test)
             if cell in recorder.done:  # a resumed group re-ran a finished cell: keep the first
-                window_start = now
+                window_start = ended
                 continue
-            power = sampler.average(sampler.power_column, window_start, now) if sampler.power_column else None
+            power = sampler.average(sampler.power_column, window_start, ended) if sampler.power_column else None
             result = attrs.evolve(
-                result, cell=cell, power_w=power,
+                result, cell=cell, group=group.kind, power_w=power,
                 tokens_per_joule=round(result.avg_ts / power, 3) if power else None,
                 bandwidth_pct=roofline_pct(result.avg_ts, result.model_size, bandwidth)
-                if result.n_gen and not result.n_prompt else None)
+                if result.n_gen and not result.n_prompt else None,
+                synthetic=model.synthetic)
             recorder.result(line, result)
             if cell in pending:
                 pending.remove(cell)
             if on_result:
                 on_result(result)
             status(f"llama-bench: {where}: {result.test} done")
-            window_start = now
+            window_start = ended
         else:
             code = proc.wait()
             if code != 0:
@@ -315,12 +384,20 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
             elif pending:
                 error = f"llama-bench finished without reporting these tests ({where})"
     if error or pending:
-        tail = _log_tail(log_path, offset)
-        names = {group.cell(name): name for name, *_ in group.tests()}
-        kv = group.type_k if group.type_k == group.type_v else f"{group.type_k}/{group.type_v}"
-        for cell in pending:
-            failure = FailedCell(cell, model.name, backend.name, names.get(cell, cell), kv,
-                                 error or "llama-bench did not report this test", tail)
-            recorder.failure(failure)
-            if on_failure:
-                on_failure(failure)
+        lost = down_workers(run.spec.rpc) if run.spec.rpc else []
+        if lost:  # name the worker that died under llama-bench
+            error = f"{error or 'llama-bench did not report this test'}; {describe(lost[0])}"
+        _fail(recorder, group, pending, error or "llama-bench did not report this test",
+              _log_tail(log_path, offset), on_failure)
+
+
+def _fail(recorder: _Recorder, group: Group, cells: list[str], error: str, tail: str,
+          on_failure) -> None:
+    names = {group.cell(name): name for name, *_ in group.tests()}
+    kv = group.type_k if group.type_k == group.type_v else f"{group.type_k}/{group.type_v}"
+    for cell in cells:
+        failure = FailedCell(cell, group.model.name, group.backend.name, names.get(cell, cell), kv,
+                             error, tail)
+        recorder.failure(failure)
+        if on_failure:
+            on_failure(failure)

@@ -4,9 +4,17 @@ Requests run in a thread pool of `concurrency` workers. A connection error, a ti
 HTTP 5xx is retried with exponential back-off; a request that still fails becomes a reply
 with `error` set, never a missing one. Every reply is appended to a JSONL journal as it
 arrives, so an interrupted run resumes with only the missing (or failed) requests.
+
+A suite sees only the replies that ran (EvalContext.chat): a request that could not run is
+not a wrong answer, so no suite can score it as one; the runner counts it as failed.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx  # imported where a request is sent: plugins import this module for ChatRequest
 
 import json
 import threading
@@ -16,11 +24,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import attrs
-import httpx
 
+from .errors import HaloError
 from .records import Endpoint
 from .runs import read_jsonl
-from .store import append_line
+from .store import append_line, from_dict, to_dict
+
+
+def _httpx():
+    import httpx
+
+    return httpx
 
 
 @attrs.frozen
@@ -45,10 +59,22 @@ class ChatReply:
     seconds: float = 0.0
     message: Mapping[str, Any] = attrs.field(factory=dict)  # the raw assistant message
     finish_reason: str = ""
+    timings: Mapping[str, Any] = attrs.field(factory=dict)  # llama-server's: t/s, draft acceptance
 
 
 class _Retryable(Exception):
     pass
+
+
+class RequestsFailed(HaloError):
+    """Every request a suite asked for failed: there is nothing to score."""
+
+
+def describe_failures(failed: Mapping[str, str], total: int) -> str:
+    """"1 of 4 requests failed: HumanEval/3: ConnectError: ..." (the first failure shown)."""
+    first = next(iter(failed.items()), None)
+    shown = f": {first[0]}: {first[1]}" if first else ""
+    return f"{len(failed)} of {total} requests failed{shown}"
 
 
 class ChatClient:
@@ -71,15 +97,14 @@ class ChatClient:
         replies: dict[str, ChatReply] = {}
         if self.journal is None:
             return replies
-        names = {a.name for a in attrs.fields(ChatReply)}
         for row in read_jsonl(self.journal):
             if row.get("suite") == suite and not row.get("error"):
-                replies[row["id"]] = ChatReply(**{k: v for k, v in row.items() if k in names})
+                replies[row["id"]] = from_dict(ChatReply, row)
         return replies
 
     def _record(self, suite: str, reply: ChatReply) -> None:
         if self.journal is not None:
-            line = json.dumps({"suite": suite, **attrs.asdict(reply)})
+            line = json.dumps({"suite": suite, **to_dict(reply)})
             with self._lock:
                 append_line(self.journal, line)
 
@@ -94,24 +119,25 @@ class ChatClient:
         try:
             response = http.post(f"{self.endpoint.base_url}/v1/chat/completions", json=body,
                                  headers=headers, timeout=self.timeout)
-        except (httpx.TransportError, httpx.TimeoutException) as exc:
+        except (_httpx().TransportError, _httpx().TimeoutException) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         if response.status_code >= 500:
             raise _Retryable(f"HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code != 200:
             raise ValueError(f"HTTP {response.status_code}: {response.text[:200]}")
-        return response.json()["choices"][0]
+        return response.json()
 
     def send(self, http: httpx.Client, request: ChatRequest) -> ChatReply:
         """One request with retries; never raises for a server or network failure."""
         start, error = time.monotonic(), ""
         for attempt in range(1, self.retries + 2):
             try:
-                choice = self._once(http, request)
+                body = self._once(http, request)
+                choice = body["choices"][0]
                 message = choice.get("message") or {}
                 return ChatReply(request.id, message.get("content") or "", "", attempt,
                                  round(time.monotonic() - start, 3), message,
-                                 choice.get("finish_reason") or "")
+                                 choice.get("finish_reason") or "", body.get("timings") or {})
             except _Retryable as exc:
                 error = str(exc)
                 if attempt <= self.retries and not self._stop.is_set():
@@ -140,6 +166,7 @@ class ChatClient:
             return {r.id: replies[r.id] for r in requests}
         started = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="halo-chat")
+        httpx = _httpx()
         limits = httpx.Limits(max_connections=self.concurrency,
                               max_keepalive_connections=self.concurrency)
         with httpx.Client(limits=limits) as http:
@@ -169,17 +196,37 @@ class ChatClient:
 class EvalContext:
     """What the runner hands an EvalSuite: halo's concurrent client and the user's options.
 
-    `chat(requests)` answers every request (parallel, retried, journalled for --resume);
-    `dataset` is the user's --dataset for this suite (a path or a suite-defined word), or None.
+    `chat(requests)` sends the requests (parallel, retried, journalled for --resume) and
+    returns the replies of those that ran; `dataset` is the user's --dataset for this suite
+    (a path or a suite-defined word), or None. `failed` holds the requests that could not run
+    (id -> error), which the runner records as failed samples; `asked` every request id.
     """
 
     def __init__(self, suite: str, client: ChatClient, *, dataset: str | None = None,
                  max_tokens: int | None = None, log: Callable[[str], None] | None = None):
         self.suite, self.client, self.dataset = suite, client, dataset
         self.max_tokens, self._log = max_tokens, log
+        self.failed: dict[str, str] = {}
+        self.asked: set[str] = set()
 
     def chat(self, requests: list[ChatRequest]) -> dict[str, ChatReply]:
-        return self.client.complete(self.suite, requests)
+        """The replies of the requests that ran, by id, in request order. A request that still
+        failed after its retries is left out (and remembered in `failed`); RequestsFailed
+        when none ran."""
+        self.asked.update(r.id for r in requests)
+        ran = {}
+        for key, reply in self.client.complete(self.suite, requests).items():
+            if reply.error:
+                self.failed[key] = reply.error
+            else:
+                self.failed.pop(key, None)
+                ran[key] = reply
+        if requests and not ran:
+            raise RequestsFailed(self.failures())
+        return ran
+
+    def failures(self) -> str:
+        return describe_failures(self.failed, len(self.asked))
 
     def log(self, message: str) -> None:
         if self._log:

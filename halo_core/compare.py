@@ -12,7 +12,7 @@ from statistics import mean, variance
 
 import attrs
 
-from .records import BenchResult, BenchRun
+from .records import BenchGroup, BenchResult, BenchRun
 
 ALPHA = 0.05
 MIN_CHANGE_PCT = 1.0
@@ -22,6 +22,7 @@ MIN_CHANGE_PCT = 1.0
 class CellDelta:
     model: str
     backend: str
+    group: BenchGroup | None
     kv: str
     test: str
     before_ts: float | None
@@ -83,7 +84,21 @@ def welch_p(before: list[float], after: list[float]) -> float | None:
 
 
 def _key(r: BenchResult) -> tuple:
-    return (r.model, r.backend, r.kv, r.test, r.n_batch, r.n_ubatch)
+    return (r.model, r.backend, r.group, r.kv, r.test, r.n_batch, r.n_ubatch)
+
+
+def speed_change(before: BenchResult, after: BenchResult) -> tuple[float | None, float | None, str]:
+    """(change in %, Welch p-value, verdict) of one test measured before and after a change:
+    faster | slower | within noise | untested (fewer than two samples a side)."""
+    change = 100.0 * (after.avg_ts - before.avg_ts) / before.avg_ts if before.avg_ts else None
+    p = welch_p(list(before.samples_ts), list(after.samples_ts))
+    if p is None:
+        verdict = "untested"
+    elif p < ALPHA and change is not None and abs(change) > MIN_CHANGE_PCT:
+        verdict = "faster" if change > 0 else "slower"
+    else:
+        verdict = "within noise"
+    return (None if change is None else round(change, 2), None if p is None else round(p, 4), verdict)
 
 
 def compare_runs(before: BenchRun, after: BenchRun) -> list[CellDelta]:
@@ -94,20 +109,11 @@ def compare_runs(before: BenchRun, after: BenchRun) -> list[CellDelta]:
     out = []
     for key in keys:
         ra, rb = a.get(key), b.get(key)
-        model, backend, kv, test = key[:4]
+        model, backend, group, kv, test = key[:5]
         if ra is None or rb is None:
-            out.append(CellDelta(model, backend, kv, test, ra and ra.avg_ts, rb and rb.avg_ts,
+            out.append(CellDelta(model, backend, group, kv, test, ra and ra.avg_ts, rb and rb.avg_ts,
                                  None, None, "only after" if ra is None else "only before"))
             continue
-        change = 100.0 * (rb.avg_ts - ra.avg_ts) / ra.avg_ts if ra.avg_ts else None
-        p = welch_p(list(ra.samples_ts), list(rb.samples_ts))
-        if p is None:
-            verdict = "untested"
-        elif p < ALPHA and change is not None and abs(change) > MIN_CHANGE_PCT:
-            verdict = "faster" if change > 0 else "slower"
-        else:
-            verdict = "within noise"
-        out.append(CellDelta(model, backend, kv, test, ra.avg_ts, rb.avg_ts,
-                             None if change is None else round(change, 2),
-                             None if p is None else round(p, 4), verdict))
+        out.append(CellDelta(model, backend, group, kv, test, ra.avg_ts, rb.avg_ts,
+                             *speed_change(ra, rb)))
     return out

@@ -16,6 +16,11 @@ class UnknownName(HaloError):
         super().__init__(f"unknown {kind} '{name}' (known: {listing})")
 
 
+class UnknownState(HaloError, ValueError):
+    """A record made with a state outside its enum (a Change kind, a Check status, a run
+    status): it fails where the record is made, naming the values it could have been."""
+
+
 class Unavailable(HaloError):
     """A registered part that cannot run on this machine; the message says why and what to do."""
 

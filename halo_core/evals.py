@@ -3,12 +3,13 @@
 A run directory, $HALO_HOME/runs/eval/<suite>-<model>-<timestamp>/:
 
   run.json          spec (suites, endpoint, model, limit, concurrency, datasets), status
-                    (running | complete | partial | failed | interrupted), error, resume history
+                    (a RunStatus), error, resume history (runs.RunState)
   metadata.json     endpoint, detection probes, server /props, halo and framework versions
   completions.jsonl every model reply as it arrives (suite, id, content or error, attempts):
                     what --resume reads, so a finished request is never sent twice
-  scores.json       per suite: status, headline scores in [0, 1], sample counts, version
-  <suite>/samples.jsonl  one scored record per sample (failed ones with their error)
+  scores.json       per suite, a SuiteScore: status, headline scores in [0, 1] over the
+                    samples that ran, how many ran, passed and failed, versions, times
+  <suite>/samples.jsonl  one record per sample (those that could not run with their error)
   <suite>/          the framework's own files (evalplus results, inspect .eval logs)
   metrics.csv       hardware metrics sampled during the run
 
@@ -21,23 +22,24 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import attrs
 
 from . import __version__
-from .chat import ChatClient, EvalContext
+from .chat import ChatClient, EvalContext, RequestsFailed, describe_failures
 from .endpoints import Probe, require, server_props, slot_count
 from .errors import HaloError, Unavailable
 from .evalkit import dist_version
+from .gguf import is_synthetic
 from .interfaces import EvalSuite
 from .metrics import MetricsSampler
 from .plugins import PluginHost, get_host
-from .records import Endpoint, EvalResult, EvalSample
-from .runs import RUN_NAME, read_jsonl
-from .store import append_line, halo_home, new_run_dir, to_json, write_json
+from .records import Endpoint, EvalSample, Run, RunStatus, SuiteScore, SuiteStatus
+from . import runs
+from .runs import RunState, new_run_dir, read_jsonl, resolve_run
+from .store import append_line, from_dict, to_dict, write_json
 
 try:
     import tomllib
@@ -45,10 +47,6 @@ except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 PRESETS_FILE = Path(__file__).with_name("eval-presets.toml")
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 # -- presets ---------------------------------------------------------------------------------
@@ -104,6 +102,19 @@ def describe_suites(host: PluginHost | None = None) -> list[dict]:
 
 # -- records ---------------------------------------------------------------------------------
 
+KIND = "eval"  # runs/eval/
+
+
+def list_eval_runs() -> list[Path]:
+    """Every eval run folder under $HALO_HOME/runs/eval/, oldest first."""
+    return runs.list_runs(KIND)
+
+
+def resolve_eval_run(ref: str | Path) -> Path:
+    """An eval run folder from its name, a unique prefix, "latest" or a path."""
+    return runs.resolve_run(KIND, ref)
+
+
 @attrs.frozen
 class EvalSpec:
     """What `halo eval` was asked to run."""
@@ -119,54 +130,25 @@ class EvalSpec:
 
 
 @attrs.define
-class EvalRun:
-    path: Path
-    spec: EvalSpec
-    status: str = "running"
-    error: str = ""
+class EvalRun(Run):
+    """An eval run directory (its spec an EvalSpec), its endpoint and each suite's score."""
+
     endpoint: dict = attrs.field(factory=dict)
-    scores: dict = attrs.field(factory=dict)  # suite -> {"status", "scores", ...}
-
-
-def eval_root() -> Path:
-    return halo_home() / "runs" / "eval"
-
-
-def list_runs() -> list[Path]:
-    root = eval_root()
-    if not root.is_dir():
-        return []
-    runs = [p for p in root.iterdir() if (p / "run.json").is_file()]
-    return sorted(runs, key=lambda p: (m["stamp"] if (m := RUN_NAME.match(p.name)) else "", p.name))
-
-
-def resolve_run(ref: str | Path) -> Path:
-    path = Path(ref).expanduser()
-    if (path / "run.json").is_file():
-        return path
-    if (eval_root() / str(ref) / "run.json").is_file():
-        return eval_root() / str(ref)
-    raise HaloError(f"no eval run '{ref}' (not a run directory or name; see `halo eval list`)")
+    scores: dict[str, SuiteScore] = attrs.field(factory=dict)
 
 
 def load_run(path: Path) -> EvalRun:
-    try:
-        state = json.loads((path / "run.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise HaloError(f"{path} is not an eval run (no readable run.json)") from exc
+    state = RunState.load(path, KIND)
     scores = {}
     if (path / "scores.json").is_file():
-        scores = json.loads((path / "scores.json").read_text())
-    spec = EvalSpec(**{k: v for k, v in state["spec"].items()
-                       if k in {a.name for a in attrs.fields(EvalSpec)}})
-    return EvalRun(path, spec, state.get("status", "?"), state.get("error", ""),
-                   state.get("endpoint", {}), scores)
+        scores = {suite: from_dict(SuiteScore, entry)
+                  for suite, entry in json.loads((path / "scores.json").read_text()).items()}
+    return EvalRun(path, from_dict(EvalSpec, state.data["spec"]), state.status, state.error,
+                   state.data.get("endpoint", {}), scores)
 
 
 def load_samples(path: Path, suite: str) -> list[EvalSample]:
-    names = {a.name for a in attrs.fields(EvalSample)}
-    return [EvalSample(**{k: v for k, v in row.items() if k in names})
-            for row in read_jsonl(path / safe_suite(suite) / "samples.jsonl")]
+    return [from_dict(EvalSample, row) for row in read_jsonl(path / safe_suite(suite) / "samples.jsonl")]
 
 
 def safe_suite(name: str) -> str:
@@ -198,95 +180,100 @@ def _check(suites: list[str], host: PluginHost) -> tuple[list[EvalSuite], dict[s
     return ready, skipped
 
 
-def _summary(result: EvalResult) -> dict:
-    failed = sum(1 for s in result.samples if s.error)
-    return {"status": "complete", "scores": {k: float(v) for k, v in result.scores.items()},
-            "samples": len(result.samples), "passed": sum(1 for s in result.samples if s.passed),
-            "failed": failed, "framework_version": result.framework_version}
-
-
 def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model: str | None = None,
-             resume: str | Path | None = None, host: PluginHost | None = None,
-             status: Callable[[str], None] | None = None,
+             resume: str | Path | None = None, limit: int | None = None, path: Path | None = None,
+             host: PluginHost | None = None, status: Callable[[str], None] | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> EvalRun:
     """Run (or resume) the suites of `spec` against the detected endpoint.
 
-    A resumed run reuses its saved spec and endpoint, sends only the requests that have no
-    successful reply in completions.jsonl, and skips suites already scored.
+    A request that could not run (after its retries) is a failed sample, not a wrong answer:
+    its suite is scored over the samples that ran and ends `partial`, and so does the run. A
+    resumed run reuses its saved spec and endpoint, sends only the requests that have no
+    successful reply in completions.jsonl, and skips the suites already complete. `limit` moves
+    a resumed run's limit: its suites are scored again over that many samples, the replies
+    already made reused. `path` is an empty directory for a new run (default: a new one under
+    runs/eval).
     """
     host = host or get_host()
     say = status or (lambda _m: None)
-    state: dict
     if resume is not None:
-        path = resolve_run(resume)
+        path = resolve_run(KIND, resume)
         previous = load_run(path)
         spec = previous.spec
+        if limit is not None:
+            spec = attrs.evolve(spec, limit=limit)
         endpoint = endpoint or previous.endpoint.get("base_url")
         model = model or previous.endpoint.get("model")
-        state = json.loads((path / "run.json").read_text())
     if spec is None:
         raise HaloError("nothing to run: give an EvalSpec or a run to resume")
     found, probes = require(endpoint, model)
     for probe in probes:
         say(f"{'found' if probe.ok else 'no server at'} {probe.url} ({probe.kind}: {probe.detail})")
-    suites, skipped = _check(list(spec.suites), host)
     props = server_props(found.base_url)
+    served = props.get("model_path")
+    if isinstance(served, str) and served and is_synthetic(Path(served)):
+        raise HaloError(f"the server at {found.base_url} serves {served}, a synthetic model "
+                        "(random weights from `halo models synth`): its scores would mean "
+                        "nothing; serve a real model to evaluate")
+    suites, skipped = _check(list(spec.suites), host)
     concurrency = spec.concurrency or slot_count(props) or 1
 
     if resume is None:
         tag = f"{safe_suite(spec.selection or '+'.join(spec.suites))}-{found.model.rsplit('/', 1)[-1]}"
-        path = new_run_dir("eval", tag.removesuffix(".gguf"))
-        state = {"spec": json.loads(to_json(spec)), "status": "running", "error": "",
-                 "endpoint": json.loads(to_json(found)), "started_at": _now(),
-                 "finished_at": None, "resumed_at": []}
+        path = path or new_run_dir(KIND, tag.removesuffix(".gguf"))
+        state = RunState.new(path, spec, endpoint=found)
+        run = EvalRun(path, spec, endpoint=state.data["endpoint"])
     else:
-        state.update(status="running", error="", finished_at=None)
-        state.setdefault("resumed_at", []).append(_now())
-    run = load_run(path) if resume is not None else EvalRun(path, spec, endpoint=state["endpoint"])
-    write_json(path / "run.json", state)
+        state = RunState.resume(path, KIND)
+        run = attrs.evolve(previous, spec=spec, status=RunStatus.RUNNING, error="")
     write_json(path / "metadata.json", {
         "endpoint": found, "probes": probes, "props": props, "concurrency": concurrency,
         "halo_version": __version__, "python": sys.version.split()[0],
         "frameworks": framework_versions(suites), "skipped": skipped})
     for name, why in skipped.items():
         say(f"skipping {name}: {why}")
-        run.scores[name] = {"status": "skipped", "error": why, "scores": {}}
+        run.scores[name] = SuiteScore(SuiteStatus.SKIPPED, error=why)
     say(f"evaluating {found.model} at {found.base_url}: {', '.join(s.name for s in suites)} "
         f"(concurrency {concurrency}) -> {path}")
     client = ChatClient(found, concurrency=concurrency, timeout=spec.timeout, retries=spec.retries,
                         journal=path / "completions.jsonl", progress=progress)
 
-    def finish(status_: str, error: str = "") -> None:
+    def finish(status_: RunStatus, error: str = "") -> None:
         run.status, run.error = status_, error
-        state.update(status=status_, error=error, finished_at=_now())
         write_json(path / "scores.json", run.scores)
-        write_json(path / "run.json", state)
+        state.finish(status_, error)
 
     try:
         with MetricsSampler(path / "metrics.csv"):
             for suite in suites:
-                if run.scores.get(suite.name, {}).get("status") == "complete":
+                done = run.scores.get(suite.name)
+                if (done is not None and done.status == SuiteStatus.COMPLETE
+                        and (done.limit if done.limit is not None else spec.limit) == spec.limit):
                     say(f"{suite.name}: already scored, skipped")
                     continue
                 _run_suite(run, suite, found, client, spec, say)
                 write_json(path / "scores.json", run.scores)
     except KeyboardInterrupt:
-        finish("interrupted", "interrupted by the user; continue with --resume")
+        finish(RunStatus.INTERRUPTED, "interrupted by the user; continue with --resume")
         raise
     except BaseException as exc:
-        finish("failed", str(exc) if isinstance(exc, HaloError) else f"{type(exc).__name__}: {exc}")
+        finish(RunStatus.FAILED, str(exc) if isinstance(exc, HaloError) else f"{type(exc).__name__}: {exc}")
         raise
-    failed = [n for n, s in run.scores.items() if s.get("status") == "failed"]
-    if failed:
-        finish("partial" if len(failed) < len(run.scores) else "failed",
-               f"suite {failed[0]} failed: {run.scores[failed[0]].get('error', '')}")
+    ran = {n: s for n, s in run.scores.items() if s.status != SuiteStatus.SKIPPED}
+    short = [(n, s) for n, s in ran.items() if s.status != SuiteStatus.COMPLETE]
+    if not short:
+        finish(RunStatus.COMPLETE)
     else:
-        finish("complete")
+        name, score = short[0]
+        every_failed = all(s.status == SuiteStatus.FAILED for s in ran.values())
+        finish(RunStatus.FAILED if every_failed else RunStatus.PARTIAL,
+               f"suite {name} {score.status}: {score.error}")
     return run
 
 
 def _run_suite(run: EvalRun, suite: EvalSuite, endpoint: Endpoint, client: ChatClient,
                spec: EvalSpec, say: Callable[[str], None]) -> None:
+    """Run one suite; record its score, with the samples that could not run counted beside it."""
     workdir = run.path / safe_suite(suite.name)
     workdir.mkdir(exist_ok=True)
     context = EvalContext(suite.name, client, dataset=spec.datasets.get(suite.name),
@@ -298,34 +285,44 @@ def _run_suite(run: EvalRun, suite: EvalSuite, endpoint: Endpoint, client: ChatC
         raise
     except Exception as exc:  # one suite's failure is recorded; the others still run
         message = str(exc) if isinstance(exc, HaloError) else f"{type(exc).__name__}: {exc}"
-        run.scores[suite.name] = {"status": "failed", "error": message, "scores": {}}
+        if context.failed and not isinstance(exc, RequestsFailed):
+            message = f"{context.failures()}, and the suite failed without them: {message}"
+        run.scores[suite.name] = SuiteScore(SuiteStatus.FAILED, error=message, failed=len(context.failed))
         say(f"{suite.name} failed: {message}")
         return
+    samples = list(result.samples)
+    returned = {s.id for s in samples}
+    samples += [EvalSample(key, 0.0, False, error=error) for key, error in context.failed.items()
+                if key not in returned]
+    failed = {s.id: s.error for s in samples if s.error}
+    scored = [s for s in samples if not s.error]
     samples_file = workdir / "samples.jsonl"
     samples_file.unlink(missing_ok=True)
-    for sample in result.samples:
-        append_line(samples_file, json.dumps(json.loads(to_json(sample))))
-    run.scores[suite.name] = {**_summary(result), "seconds": round(time.monotonic() - started, 1),
-                              "generation_seconds": round(client.wall.get(suite.name, 0.0), 2)}
+    for sample in samples:
+        append_line(samples_file, json.dumps(to_dict(sample)))
+    run.scores[suite.name] = SuiteScore(
+        SuiteStatus.PARTIAL if failed else SuiteStatus.COMPLETE,
+        scores={k: float(v) for k, v in result.scores.items()}, samples=len(scored),
+        passed=sum(1 for s in scored if s.passed), failed=len(failed),
+        error=describe_failures(failed, len(samples)) if failed else "",
+        framework_version=result.framework_version, seconds=round(time.monotonic() - started, 1),
+        generation_seconds=round(client.wall.get(suite.name, 0.0), 2), limit=spec.limit)
     shown = ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items())
-    say(f"{suite.name}: {shown} ({len(result.samples)} samples)")
+    say(f"{suite.name}: {shown} ({len(scored)} samples" + (f", {len(failed)} failed)" if failed else ")"))
 
 
 # -- reading ---------------------------------------------------------------------------------
 
-def headline(scores: dict) -> float | None:
-    """A suite's first score (its headline number)."""
-    values = list((scores or {}).get("scores", {}).values())
-    return float(values[0]) if values else None
-
-
 def compare(paths: list[Path]) -> list[dict]:
-    """One row per suite: the headline score of each run (None where it did not run)."""
-    runs = [load_run(p) for p in paths]
-    suites = list(dict.fromkeys(s for r in runs for s in r.scores))
-    return [{"suite": s, "runs": {r.path.name: headline(r.scores.get(s, {})) for r in runs}}
+    """One row per suite: the headline score of each run (None where it did not run) and the
+    samples that failed in it."""
+    loaded = [load_run(p) for p in paths]
+    suites = list(dict.fromkeys(s for r in loaded for s in r.scores))
+    return [{"suite": s, "runs": {r.path.name: r.scores[s].headline if s in r.scores else None
+                                  for r in loaded},
+             "failed": {r.path.name: r.scores[s].failed if s in r.scores else None for r in loaded}}
             for s in suites]
 
 
-__all__ = ["EvalRun", "EvalSpec", "Probe", "compare", "describe_suites", "list_runs", "load_run", "load_samples",
-           "presets", "resolve_run", "resolve_suites", "run_eval"]
+__all__ = ["KIND", "EvalRun", "EvalSpec", "Probe", "compare", "describe_suites", "load_run",
+           "load_samples", "presets", "resolve_suites", "run_eval"]

@@ -29,10 +29,11 @@ import attrs
 
 from .errors import ModelError
 from .gguf import GgufHeader, SkippedArray, read_header
+from .gpu import addressable_memory, read_gpus
+from .hostfacts import meminfo
 from .models import find_source
 from .plugins import PluginHost
 from .records import FitReport
-from .sysinfo import gpu_memory
 
 KV_TYPES: dict[str, tuple[int, int]] = {
     "f32": (4, 1), "f16": (2, 1), "bf16": (2, 1),
@@ -194,9 +195,15 @@ def recurrent_bytes(layout: AttentionLayout, parallel: int = 1) -> int:
 
 
 def fit_model(ref: str, *, ctx: int | None = None, kv_type: str = "f16", parallel: int = 1,
-              root: Path = Path("/"), host: PluginHost | None = None) -> FitReport:
+              root: Path = Path("/"), host: PluginHost | None = None,
+              rpc: tuple[str, ...] = ()) -> FitReport:
     """Whether the downloaded model `ref` fits this machine's GPU-addressable memory with a
-    `ctx`-cell KV cache (default: the model's trained context) of `kv_type` ("T" or "K:V")."""
+    `ctx`-cell KV cache (default: the model's trained context) of `kv_type` ("T" or "K:V"),
+    and how many such machines it needs. With `rpc` workers (HOST:PORT), whether it fits the
+    cluster: this machine plus the memory each worker reports (a worker on this machine's
+    loopback stands for this machine).
+
+    The memory is halo_core.gpu.addressable_memory's, else MemTotal from /proc/meminfo."""
     if parallel < 1:
         raise ModelError("--parallel must be at least 1")
     type_k, type_v = parse_kv_type(kv_type)
@@ -214,13 +221,36 @@ def fit_model(ref: str, *, ctx: int | None = None, kv_type: str = "f16", paralle
         notes.append(f"ctx {ctx} is beyond the model's trained context of {layout.context_length}")
     kv = kv_cache_bytes(layout, ctx, type_k, type_v, parallel)
     state = recurrent_bytes(layout, parallel)
-    memory = gpu_memory(root)
+    memory, gpus = addressable_memory(read_gpus(root))
+    if not gpus:  # no GPU memory figures: the RAM the OS sees
+        memory = meminfo(root).get("MemTotal", 0)
     total = model.size + kv + state
+    workers, cluster = _cluster(rpc, memory)
+    capacity = memory if cluster is None else cluster
     return FitReport(
         model=model.name, path=model.path, arch=layout.arch, ctx=ctx, parallel=parallel,
         type_k=type_k, type_v=type_v, n_layer=layout.n_layer, n_head=layout.n_head,
         n_head_kv=layout.n_head_kv, head_dim_k=layout.head_dim_k, head_dim_v=layout.head_dim_v,
         kv_layers=sum(layout.has_kv), swa_layers=sum(layout.is_swa), n_swa=layout.n_swa,
         recurrent_layers=sum(layout.is_recurrent), weights_bytes=model.size, kv_bytes=kv,
-        recurrent_bytes=state, total_bytes=total, memory=memory, fits=total <= memory.total,
-        headroom_bytes=memory.total - total, notes=notes)
+        recurrent_bytes=state, total_bytes=total, memory=memory, gpus=gpus, fits=total <= capacity,
+        headroom_bytes=capacity - total, notes=notes,
+        boxes=max(1, -(-total // memory)) if memory else 1,
+        workers=workers, cluster_bytes=cluster)
+
+
+def _cluster(endpoints: tuple[str, ...], local: int) -> tuple[tuple, int | None]:
+    """(the workers, the cluster's memory): what each worker reports, plus this machine's
+    unless a worker runs on it (loopback)."""
+    if not endpoints:
+        return (), None
+    from .rpc import describe, probe_all
+    from .serve import is_loopback
+
+    workers = tuple(probe_all(endpoints))
+    for worker in workers:
+        if worker.state != "up" or not worker.devices:
+            raise ModelError(describe(worker) if worker.state != "up"
+                             else f"RPC worker {worker.endpoint} reports no devices: {worker.error}")
+    here = any(is_loopback(w.endpoint.rpartition(":")[0]) for w in workers)
+    return workers, sum(w.total_memory for w in workers) + (0 if here else local)

@@ -1,62 +1,49 @@
 """`halo flush`: give the unified memory back after a stuck run.
 
-Stops the servers and benches halo started (from their pid files, each checked by pid and
-start time: never by process name), stops the toolbox containers those pid files name, drops
-the page cache when root, and reads the GPU memory still in use from amdgpu sysfs.
+Stops the servers, RPC workers and benches halo started (from their pid files, each checked by
+pid and start time: never by process name), asks the backends those pid files name to release
+what they left behind (`Backend.release()`: a toolbox backend stops its container), drops the
+page cache when root, and reads the GPU memory still in use (halo_core.gpu: amdgpu sysfs;
+NVIDIA through NVML, with the processes holding it).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import attrs
 
-from .metrics import amdgpu_devices
-from .runner import run_capture
-from .serve import read_pid_files, stop_process
-
-
-@attrs.frozen
-class GpuUse:
-    """Memory one amdgpu device has in use (bytes), as sysfs says."""
-
-    card: str
-    vram_used: int | None
-    gtt_used: int | None
+from .errors import UnknownName
+from .gpu import read_gpus
+from .plugins import PluginHost, get_host
+from .records import GpuFacts
+from .runs import read_pid_files
+from .serve import stop_process
 
 
 @attrs.frozen
 class FlushReport:
     stopped: tuple[str, ...] = attrs.field(converter=tuple)  # "server pid 123 (port 8080)"
     stale: tuple[str, ...] = attrs.field(converter=tuple)  # pid files whose process was gone
-    containers: tuple[str, ...] = attrs.field(converter=tuple)  # "llama-rocm-7.2.1: stopped"
+    released: tuple[str, ...] = attrs.field(converter=tuple)  # "container llama-rocm-7.2.1: stopped"
     caches: str  # what happened to the page cache
-    gpu: tuple[GpuUse, ...] = attrs.field(converter=tuple)
+    gpu: tuple[GpuFacts, ...] = attrs.field(converter=tuple)  # the GPUs that report memory in use
 
 
-def _read_int(path: Path) -> int | None:
+def gpu_memory_used(root: Path = Path("/")) -> list[GpuFacts]:
+    """The GPUs that report the memory they have in use (VRAM, GTT; NVIDIA: per process too)."""
+    return [g for g in read_gpus(root) if g.vram_used is not None or g.gtt_used is not None]
+
+
+def _release(name: str, host: PluginHost) -> str:
+    """What backend `name` says it released; a backend that is gone has nothing to release."""
     try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def gpu_memory_used(root: Path = Path("/")) -> list[GpuUse]:
-    return [GpuUse(device.parent.name, _read_int(device / "mem_info_vram_used"),
-                   _read_int(device / "mem_info_gtt_used")) for device in amdgpu_devices(root)]
-
-
-def _stop_container(name: str) -> str:
-    podman = shutil.which("podman")
-    if podman is None:
-        return f"{name}: not stopped (podman not found)"
-    done = run_capture([podman, "stop", name], timeout=120)
-    if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        return f"{name}: podman stop failed: {last[0]}"
-    return f"{name}: stopped"
+        return host.backend(name).release()
+    except UnknownName:
+        return ""
+    except Exception as exc:  # a plugin's bug must not stop the flush half way
+        return f"{name}: release failed: {exc}"
 
 
 def drop_caches(root: Path = Path("/")) -> str:
@@ -74,14 +61,15 @@ def drop_caches(root: Path = Path("/")) -> str:
     return "dropped"
 
 
-def flush(root: Path = Path("/"), *, containers: bool = True) -> FlushReport:
-    """Stop what halo started, drop caches (as root), report GPU memory in use."""
-    stopped, stale, names = [], [], []
+def flush(root: Path = Path("/"), *, release: bool = True,
+          host: PluginHost | None = None) -> FlushReport:
+    """Stop what halo started, let its backends release what they left (unless `release` is
+    false), drop caches (as root), report GPU memory in use."""
+    stopped, stale, backends = [], [], []
     for info in read_pid_files():
-        what = f"{info.kind} pid {info.pid}" + (f" (port {info.port})" if info.port else "")
-        (stopped if stop_process(info) else stale).append(what)
+        (stopped if stop_process(info) else stale).append(str(info))
         Path(info.pid_file).unlink(missing_ok=True)
-        if info.container and info.container not in names:
-            names.append(info.container)
-    results = [_stop_container(name) for name in names] if containers else []
-    return FlushReport(stopped, stale, results, drop_caches(root), gpu_memory_used(root))
+        backends += [n for n in info.backend.split(",") if n and n not in backends]
+    host = host or get_host()
+    released = [line for line in (_release(n, host) for n in backends) if line] if release else []
+    return FlushReport(stopped, stale, released, drop_caches(root), gpu_memory_used(root))

@@ -1,4 +1,5 @@
-"""Reads a GGUF file's header: its version, tensor count and metadata key/values.
+"""Reads a GGUF file's header: its version, tensor count and metadata key/values; and what
+marks a synthetic model (`halo models synth`) and where those live.
 
 Only the key/value section is parsed; tensor data is never read. Large arrays (the tokenizer's
 vocabulary and merges) are skipped over and kept as `SkippedArray(item_type, count)`, so reading
@@ -8,6 +9,7 @@ the header of a 40 GB model costs a few milliseconds.
 from __future__ import annotations
 
 import mmap
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -15,10 +17,17 @@ from typing import Any
 import attrs
 
 from .errors import ModelError
+from .store import halo_home
 
 MAGIC = b"GGUF"
 MAX_ARRAY_ITEMS = 4096
 """Arrays longer than this are skipped (per-layer arrays are far shorter; vocabularies longer)."""
+SYNTHETIC_KEY = "halo.synthetic"
+"""True in a model `halo models synth` wrote: real shapes, random weights."""
+SYNTH_FROM_KEY = "halo.synth.from"
+"""What a synthetic model's shape was copied from."""
+SYNTH_SEED_KEY = "halo.synth.seed"
+"""The random seed of a synthetic model's weights."""
 
 # GGUF value types -> struct format (None: string, array)
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -126,3 +135,25 @@ def _parse(buf, path: Path) -> GgufHeader:
         key = cur.string()
         metadata[key] = cur.value(cur.take("I"))
     return GgufHeader(path, version, tensor_count, metadata)
+
+
+def synth_dir() -> Path:
+    """Where `halo models synth` writes: $HALO_HOME/models/synth/NAME.gguf."""
+    return halo_home() / "models" / "synth"
+
+
+def synth_name(name: str) -> str:
+    """A synthetic model's name as a file name stem, or ModelError."""
+    name = name.removesuffix(".gguf")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}", name):
+        raise ModelError(f"bad synthetic model name '{name}': use letters, digits, '.', '_', "
+                         "'+', '-' (no '/')")
+    return name
+
+
+def is_synthetic(path: Path) -> bool:
+    """Whether the GGUF at `path` says it is synthetic (False when it cannot be read)."""
+    try:
+        return read_header(path).metadata.get(SYNTHETIC_KEY) is True
+    except ModelError:
+        return False

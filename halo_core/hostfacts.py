@@ -1,21 +1,29 @@
-"""Host facts for audit, verify and the tuners, read through a sysroot (default "/").
+"""Machine facts, read through a sysroot (default "/"): what audit, verify and the tuners decide
+on, and the provenance recorded with every run.
 
 Everything comes from files (/proc, /sys, /etc, package databases), so a folder holding a
 copy of those files is a complete stand-in for a machine. Only on the live system ("/") does
-halo also ask tools that have no file to read: `ryzenadj -i` (as root), `rpm -q`, `podman`.
+halo also ask tools that have no file to read: `ryzenadj -i` (as root), `rpm -q`, `podman`,
+and NVML for NVIDIA GPUs (halo_core.gpu holds the GPU facts).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import re
 import shutil
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
-from .records import GpuFacts, HostFacts
-from .sysinfo import meminfo
-from .runner import run_capture
 from .errors import ToolFailed
+from .gpu import AMD, addressable_memory, read_gpus
+from .hostfiles import host_path, is_live, read_int, read_text
+from .records import HostFacts
+from .runner import run_capture
+from .store import to_json
 
 GIB = 1 << 30
 PAGE_SIZE = 4096  # ttm.pages_limit counts 4 KiB pages
@@ -30,24 +38,6 @@ BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin
 
 _RYZENADJ_ROWS = {"STAPM LIMIT": "stapm", "PPT LIMIT FAST": "fast", "PPT LIMIT SLOW": "slow",
                   "PPT LIMIT APU": "apu-slow"}
-
-
-def is_live(root: Path) -> bool:
-    """Whether the sysroot is the running system."""
-    return Path(root).resolve() == Path("/")
-
-
-def host_path(root: Path, path: str) -> Path:
-    """Where the host path `path` ("/etc/default/grub") lies under the sysroot."""
-    return Path(root) / path.lstrip("/")
-
-
-def read_text(root: Path, path: str) -> str | None:
-    """A host file's text, or None when it is absent or unreadable."""
-    try:
-        return host_path(root, path).read_text(errors="replace")
-    except OSError:
-        return None
 
 
 def selected(value: str | None) -> str | None:
@@ -90,8 +80,19 @@ def installed_ram(mem_total: int | None, carveout: int | None) -> int | None:
     return -(-total // step) * step
 
 
-def _cpuinfo(root: Path) -> dict[str, str]:
-    """The first processor's fields."""
+def meminfo(root: Path = Path("/")) -> dict[str, int]:
+    """/proc/meminfo in bytes."""
+    out = {}
+    for line in (read_text(root, "/proc/meminfo") or "").splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            out[key] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return out
+
+
+def cpuinfo(root: Path = Path("/")) -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo."""
     fields: dict[str, str] = {}
     for line in (read_text(root, "/proc/cpuinfo") or "").splitlines():
         if not line.strip():
@@ -111,39 +112,6 @@ def os_release(root: Path) -> dict[str, str]:
         if sep and key.strip() and not key.startswith("#"):
             out[key.strip()] = value.strip().strip("\"'")
     return out
-
-
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text.strip()) if text is not None else None
-    except ValueError:
-        return None
-
-
-def _gpus(root: Path) -> list[GpuFacts]:
-    drm = host_path(root, "/sys/class/drm")
-    gpus = []
-    if not drm.is_dir():
-        return gpus
-    for card in sorted(drm.iterdir(), key=lambda p: p.name):
-        if not re.fullmatch(r"card\d+", card.name):
-            continue
-        dev = f"/sys/class/drm/{card.name}/device"
-        try:
-            driver = os.path.basename(os.readlink(host_path(root, f"{dev}/driver")))
-        except OSError:
-            driver = ""
-        gpus.append(GpuFacts(
-            card=card.name,
-            vendor=(read_text(root, f"{dev}/vendor") or "").strip(),
-            device=(read_text(root, f"{dev}/device") or "").strip(),
-            driver=driver,
-            vram_total=_int(read_text(root, f"{dev}/mem_info_vram_total")),
-            vram_used=_int(read_text(root, f"{dev}/mem_info_vram_used")),
-            gtt_total=_int(read_text(root, f"{dev}/mem_info_gtt_total")),
-            gtt_used=_int(read_text(root, f"{dev}/mem_info_gtt_used")),
-        ))
-    return gpus
 
 
 def firmware_version(root: Path, *, ask_tools: bool = True) -> str | None:
@@ -234,10 +202,10 @@ def read_facts(root: Path = Path("/"), *, ask_tools: bool = True) -> HostFacts:
     """
     root = Path(root)
     mem = meminfo(root)
-    cpu = _cpuinfo(root)
-    gpus = _gpus(root)
+    cpu = cpuinfo(root)
+    gpus = read_gpus(root)
     release = os_release(root)
-    amd = next((g for g in gpus if g.vendor == "0x1002"), None)
+    amd = next((g for g in gpus if g.vendor == AMD), None)
     carveout = amd.vram_total if amd and cpu.get("vendor_id") == "AuthenticAMD" else None
     return HostFacts(
         root=root,
@@ -253,7 +221,7 @@ def read_facts(root: Path = Path("/"), *, ask_tools: bool = True) -> HostFacts:
         os_like=tuple(release.get("ID_LIKE", "").split()),
         os_name=release.get("PRETTY_NAME", ""),
         gpus=gpus,
-        ttm_pages_limit=_int(read_text(root, TTM_PAGES_LIMIT)),
+        ttm_pages_limit=read_int(root, TTM_PAGES_LIMIT),
         tuned_profile=(read_text(root, TUNED_PROFILE) or "").strip() or None,
         thp_enabled=selected(read_text(root, THP_ENABLED)),
         thp_defrag=selected(read_text(root, THP_DEFRAG)),
@@ -266,3 +234,30 @@ def read_facts(root: Path = Path("/"), *, ask_tools: bool = True) -> HostFacts:
         toolboxes=_toolboxes(root) if ask_tools else None,
         boot_id=(read_text(root, "/proc/sys/kernel/random/boot_id") or "").strip(),
     )
+
+
+def system_state(root: Path = Path("/")) -> dict:
+    """Provenance for a run directory: halo, Python, kernel and its command line, CPU, memory,
+    the GPUs (amdgpu VRAM/GTT; NVIDIA name, driver, CUDA, clocks), firmware, and the rest of
+    the host facts."""
+    from . import __version__
+
+    facts = read_facts(root)
+    host = json.loads(to_json(facts))
+    return {
+        "captured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "halo_version": __version__,
+        "python": sys.version.split()[0],
+        "hostname": platform.node(),
+        "os": facts.os_name or platform.platform(),
+        "kernel": facts.kernel or platform.release(),
+        "kernel_cmdline": facts.cmdline,
+        "cpu": facts.cpu_model or platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "mem_total_bytes": facts.mem_total,
+        "mem_available_bytes": facts.mem_available,
+        "gpu_memory_bytes": addressable_memory(facts.gpus)[0] or None,
+        "gpus": host["gpus"],
+        "firmware": facts.firmware,
+        "host": host,
+    }

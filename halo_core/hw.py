@@ -1,8 +1,9 @@
 """Machine figures halo uses in its reports: the memory bandwidth behind the roofline.
 
-The figure comes from $HALO_BANDWIDTH_GBS, else from $HALO_HOME/hw.json (written by
-`halo hw bandwidth`, a measurement, or `halo hw bandwidth --set GBS`, a known figure such as
-the ~215 GB/s measured on Strix Halo).
+The figure comes from $HALO_BANDWIDTH_GBS, else from $HALO_HOME/hw.json, written by
+`halo hw bandwidth` for the device that runs the model: an NVIDIA GPU's theoretical figure from
+NVML (memory clock x bus width x 2), else a host memcpy measurement; or by
+`halo hw bandwidth --set GBS`, a known figure such as the ~215 GB/s measured on Strix Halo.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ import json
 import multiprocessing
 import os
 import time
-from datetime import datetime, timezone
 
 import attrs
 
 from .errors import HaloError
+from .gpu import nvidia_gpus, theoretical_bandwidth
+from .runs import now
 from .store import halo_home, write_json
+
+DEVICES = ("auto", "host", "gpu")
 
 
 @attrs.frozen
 class Bandwidth:
     gbs: float
-    source: str  # "env" | "measured" | "configured"
-    detail: str = ""
+    source: str  # "env" | "measured" | "theoretical" | "configured"
+    detail: str = ""  # how the figure was found
+    device: str = ""  # whose memory: "host", "nvidia0 NVIDIA H200"; "" when not known
 
 
 def _hw_file():
@@ -40,14 +45,15 @@ def configured_bandwidth() -> Bandwidth | None:
     try:
         data = json.loads(_hw_file().read_text())
         return Bandwidth(float(data["bandwidth_gbs"]), data.get("source", "configured"),
-                         data.get("detail", ""))
+                         data.get("detail", ""), data.get("device", ""))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def save_bandwidth(bw: Bandwidth) -> None:
     write_json(_hw_file(), {"bandwidth_gbs": bw.gbs, "source": bw.source, "detail": bw.detail,
-                            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                            "device": bw.device,
+                            "saved_at": now()})
 
 
 def _copy_worker(size: int, seconds: float, out) -> None:
@@ -77,7 +83,36 @@ def measure_bandwidth(*, workers: int | None = None, size_mib: int = 256,
         p.join()
     gbs = sum(2 * copied / elapsed for copied, elapsed in results) / 1e9
     return Bandwidth(round(gbs, 1), "measured",
-                     f"memcpy of {size_mib} MiB in {workers} process(es), {seconds:g}s, read+write")
+                     f"memcpy of {size_mib} MiB in {workers} process(es), {seconds:g}s, read+write",
+                     "host")
+
+
+def gpu_bandwidth() -> Bandwidth | None:
+    """The vendor's theoretical memory bandwidth of the first NVIDIA GPU NVML sees; None
+    without one that reports its memory clock and bus width."""
+    for gpu in nvidia_gpus():
+        gbs = theoretical_bandwidth(gpu)
+        if gbs:
+            how = (f"NVML: {gpu.mem_clock_max_mhz} MHz memory clock x {gpu.mem_bus_width}-bit bus "
+                   "x 2 (double data rate)")
+            return Bandwidth(gbs, "theoretical", how, f"{gpu.card} {gpu.name}".strip())
+    return None
+
+
+def device_bandwidth(device: str = "auto", *, seconds: float = 2.0) -> Bandwidth:
+    """The bandwidth the roofline should use for the device that runs the model: "gpu", the
+    NVIDIA GPU's theoretical figure; "host", a measured host memcpy (CPU backends, and APUs
+    such as Strix Halo whose GPU reads the same RAM); "auto", the GPU's where NVML sees one."""
+    if device not in DEVICES:
+        raise HaloError(f"unknown bandwidth device {device!r} (known: {', '.join(DEVICES)})")
+    if device != "host":
+        bw = gpu_bandwidth()
+        if bw is not None:
+            return bw
+        if device == "gpu":
+            raise HaloError("no NVIDIA GPU reports its memory clock and bus width through NVML "
+                            "(needs the NVIDIA driver and nvidia-ml-py: pip install 'halo-llm[gpu]')")
+    return measure_bandwidth(seconds=seconds)
 
 
 def roofline_pct(avg_ts: float, model_size: int | None, bw: Bandwidth | None) -> float | None:

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
 
-from .errors import ModelError, TuneError
+from .errors import HaloError, ModelError, TuneError
 
 if TYPE_CHECKING:
     from .chat import EvalContext
@@ -21,6 +21,7 @@ from .records import (
     Check,
     Endpoint,
     EvalResult,
+    HostFacts,
     LocalModel,
     ToolCommand,
 )
@@ -35,7 +36,7 @@ class Backend(ABC):
     A complete plugin that runs llama.cpp from a fixed folder::
 
         from pathlib import Path
-        from halo_core import Availability, Backend, ToolCommand, hookimpl
+        from halo_core.plugin_api import Availability, Backend, ToolCommand, hookimpl
 
         class OptLlama(Backend):
             name = "opt"
@@ -63,6 +64,9 @@ class Backend(ABC):
     need: ClassVar[str] = ""
     """For `halo bench setup`: "required", "optional", or "" (not a setup item)."""
 
+    option_help: ClassVar[Mapping[str, str]] = {}
+    """The options `configure` takes (`--backend-opt KEY=VALUE`), each with a line of help."""
+
     @abstractmethod
     def availability(self) -> Availability:
         """REQUIRED. Whether this backend can run here, and if not, why and how to fix it."""
@@ -71,8 +75,17 @@ class Backend(ABC):
     def command(self, tool: str) -> ToolCommand:
         """REQUIRED. How to start `tool` ("llama-bench", "llama-server"): argv prefix and env.
 
-        Raise halo_core.errors.Unavailable when the tool cannot be found.
+        Raise Unavailable when the tool cannot be found.
         """
+
+    def configure(self, options: Mapping[str, str]) -> "Backend":
+        """A backend using `options`, keys from `option_help` (`--backend-opt KEY=VALUE`).
+
+        The default takes none; a backend with options returns a configured copy.
+        """
+        if options:
+            raise HaloError(f"backend '{self.name}' takes no option '{next(iter(options))}'")
+        return self
 
     def map_path(self, path: Path) -> str:
         """The path under which the tool sees a host file (containers remap /home etc.)."""
@@ -86,6 +99,11 @@ class Backend(ABC):
         """Facts recorded with every run: build number, image, binary path."""
         return {}
 
+    def release(self) -> str:
+        """Give back what running tools here left behind, for `halo flush` (a toolbox backend
+        stops its container); one line saying what was done, or "" when there was nothing."""
+        return ""
+
 
 class ModelSource(ABC):
     """Turns a model reference ("pypi:pkg/file.gguf", "smoke", a path) into a local GGUF file.
@@ -93,8 +111,7 @@ class ModelSource(ABC):
     A complete plugin serving GGUFs from a shared folder::
 
         from pathlib import Path
-        from halo_core import LocalModel, ModelSource, hookimpl
-        from halo_core.store import sha256_file
+        from halo_core.plugin_api import LocalModel, ModelSource, hookimpl, sha256_file
 
         class NasSource(ModelSource):
             name = "nas"
@@ -146,13 +163,22 @@ class ModelSource(ABC):
         """
         raise ModelError(f"the {self.name} source does not delete models")
 
+    def read_range(self, ref: str, start: int, end: int) -> tuple[bytes, int]:
+        """Bytes [start, end) of the file `ref` names and the file's whole size, without
+        downloading it (`halo models synth` reads a GGUF header this way).
+
+        The default refuses: the model has to be fetched first.
+        """
+        raise ModelError(f"{ref} is not on this machine and the {self.name} source cannot read "
+                         f"part of it remotely: fetch it first (halo models pull {ref})")
+
 
 class Tuner(ABC):
     """One area of system tuning, read and written through a sysroot (default "/").
 
     A complete plugin::
 
-        from halo_core import Change, Check, Tuner, hookimpl
+        from halo_core.plugin_api import Change, Check, Tuner, hookimpl
 
         class Swappiness(Tuner):
             name = "swappiness"
@@ -187,9 +213,14 @@ class Tuner(ABC):
         """REQUIRED. The changes this tuner would make; empty when nothing needs doing.
 
         Read the current state through `root` and plan only what differs, so that planning
-        again after an apply returns []. Raise halo_core.errors.TuneError (one line) for a
+        again after an apply returns []. Raise TuneError (one line) for a
         value or file that must not be written; nothing is applied then.
         """
+
+    def applies(self, facts: HostFacts) -> Availability:
+        """Whether this tuner is made for the host that `facts` (read through the sysroot)
+        describe; `halo tune` refuses to plan one that is not, unless --force. Default: any host."""
+        return Availability(True)
 
     def guidance(self, root: Path) -> str:
         """Advice for what halo cannot change itself (BIOS settings)."""
@@ -211,7 +242,7 @@ class EvalSuite(ABC):
     A complete plugin::
 
         import httpx
-        from halo_core import EvalResult, EvalSample, EvalSuite, Availability, hookimpl
+        from halo_core.plugin_api import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
 
         class Echo(EvalSuite):
             name = "echo"
@@ -254,10 +285,12 @@ class EvalSuite(ABC):
         """REQUIRED. Run the suite (at most `limit` samples) and return scores and samples.
 
         `workdir` is the suite's folder in the run directory (framework logs go there).
-        `context` (halo_core.chat.EvalContext, given by `halo eval`) offers `chat(requests)`:
+        `context` (an EvalContext, given by `halo eval`) offers `chat(requests)`:
         halo's parallel, retried, resumable client; use it rather than your own HTTP calls so
-        --concurrency and --resume work. A sample that could not run is returned with `error`
-        set, never left out.
+        --concurrency and --resume work. It returns the replies of the requests that ran:
+        score those. A request that could not run is left out; halo records it as a failed
+        sample beside the scores, and --resume sends it again. A sample you could not run
+        some other way is returned with `error` set.
         """
 
 

@@ -25,32 +25,28 @@ import json
 import os
 import signal
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-import attrs
-
 from .errors import HaloError, ToolFailed, TuneError
 from .hostfacts import host_path, selected, sysctl_path
-from .records import Change, JournalInfo, TunePlan, Verdict
+from .records import Change, ChangeKind, JournalInfo, JournalStatus, TunePlan, Verdict
 from .runner import run_capture
-from .store import append_line, halo_home, write_atomic, write_json
+from .runs import new_dir, now, stamp
+from .store import append_line, from_dict, halo_home, to_dict, write_atomic, write_json
 
 # For crash tests: SIGKILL this process once N changes are done ("3"), or half-way through the
 # next one, after its backup and `begin` are journaled but before it is made ("2.5").
 CRASH_ENV = "HALO_TEST_CRASH_AFTER"
 COMMAND_TIMEOUT = 600
 
-OPEN = ("applying", "rolling-back")
+OPEN = (JournalStatus.APPLYING, JournalStatus.ROLLING_BACK)
+FILES = (ChangeKind.FILE, ChangeKind.LINK)  # a path on the host
+KERNEL_VALUES = (ChangeKind.SYSFS, ChangeKind.SYSCTL)  # a value in a kernel file
 
 
 def journal_root() -> Path:
     return halo_home() / "journal"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @contextmanager
@@ -70,28 +66,28 @@ def locked() -> Iterator[None]:
 
 def change_paths(change: Change, live: bool) -> list[str]:
     """The host paths a change writes, which the journal backs up first."""
-    if change.kind in ("file", "link"):
+    if change.kind in FILES:
         return [change.target]
-    if change.kind == "command":
+    if change.kind == ChangeKind.COMMAND:
         return list(change.writes)
-    if change.kind in ("sysfs", "sysctl") and not live:
+    if change.kind in KERNEL_VALUES and not live:
         return [kernel_file(change)]  # in a sysroot a kernel file is an ordinary file
     return []
 
 
 def kernel_file(change: Change) -> str:
-    return sysctl_path(change.target) if change.kind == "sysctl" else change.target
+    return sysctl_path(change.target) if change.kind == ChangeKind.SYSCTL else change.target
 
 
 def current_value(root: Path, change: Change) -> str | None:
     """What a change's target holds now, in the terms of Change.before."""
-    path = host_path(root, kernel_file(change) if change.kind in ("sysfs", "sysctl") else change.target)
-    if change.kind == "link":
+    path = host_path(root, kernel_file(change) if change.kind in KERNEL_VALUES else change.target)
+    if change.kind == ChangeKind.LINK:
         return os.readlink(path) if path.is_symlink() else None
     try:
-        if change.kind == "file":  # through a symlink, as tuners read it; applying replaces the link
+        if change.kind == ChangeKind.FILE:  # through a symlink, as tuners read it; applying replaces the link
             return path.read_bytes().decode()
-        if change.kind in ("sysfs", "sysctl"):
+        if change.kind in KERNEL_VALUES:
             return selected(path.read_text())
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -124,7 +120,7 @@ class Journal:
             self.header = json.loads((self.path / "journal.json").read_text())
         except (OSError, ValueError) as exc:
             raise TuneError(f"journal {self.path.name} is unreadable: {exc}") from exc
-        self.changes = [Change(**c) for c in self.header["changes"]]
+        self.changes = [from_dict(Change, c) for c in self.header["changes"]]
         self.root = Path(self.header["root"])
         self.live = bool(self.header["live"])
         self._done_here = 0
@@ -133,27 +129,17 @@ class Journal:
 
     @classmethod
     def create(cls, plan: TunePlan, *, boot_id: str = "", measure: dict | None = None) -> "Journal":
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        journal_root().mkdir(parents=True, exist_ok=True)
-        for n in range(1000):
-            path = journal_root() / (stamp if n == 0 else f"{stamp}.{n}")
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise TuneError(f"cannot create a journal under {journal_root()}")
+        path = new_dir(journal_root(), stamp())
         (path / "backup").mkdir()
         changes, steps = [], []
         for step in plan.steps:
             first = len(changes)
-            changes += [attrs.asdict(c) for c in step.changes]
+            changes += to_dict(list(step.changes))
             steps.append({"tuner": step.tuner, "changes": list(range(first, len(changes))),
                           "needs_reboot": step.needs_reboot})
         write_json(path / "journal.json", {
-            "id": path.name, "created_at": _now(), "root": str(plan.root.resolve()),
-            "live": plan.live, "status": "applying", "error": "", "boot_id": boot_id,
+            "id": path.name, "created_at": now(), "root": str(plan.root.resolve()),
+            "live": plan.live, "status": JournalStatus.APPLYING, "error": "", "boot_id": boot_id,
             "measure": measure, "pending_measure": [], "steps": steps, "changes": changes,
         })
         (path / "events.jsonl").touch()
@@ -176,7 +162,7 @@ class Journal:
     # -- events --------------------------------------------------------------------------
 
     def event(self, name: str, **fields) -> None:
-        append_line(self.path / "events.jsonl", json.dumps({"event": name, "at": _now(), **fields}))
+        append_line(self.path / "events.jsonl", json.dumps({"event": name, "at": now(), **fields}))
 
     def events(self, name: str | None = None) -> list[dict]:
         out = []
@@ -194,8 +180,8 @@ class Journal:
         write_json(self.path / "journal.json", self.header)
 
     @property
-    def status(self) -> str:
-        return self.header["status"]
+    def status(self) -> JournalStatus:
+        return JournalStatus(self.header["status"])
 
     def begun(self) -> dict[int, dict]:
         return {e["i"]: e for e in self.events("begin")}
@@ -241,9 +227,9 @@ class Journal:
     def apply(self, i: int) -> None:
         """Make change i, journaled write-ahead. A failing command raises ToolFailed."""
         change = self.changes[i]
-        if change.kind in ("file", "link") and current_value(self.root, change) != change.before:
+        if change.kind in FILES and current_value(self.root, change) != change.before:
             raise TuneError(f"{change.target} changed since the plan was made; run halo tune again")
-        before = current_value(self.root, change) if change.kind in ("sysfs", "sysctl") else None
+        before = current_value(self.root, change) if change.kind in KERNEL_VALUES else None
         self.event("begin", i=i, backups=self._backup(i, change_paths(change, self.live)),
                    value=before)
         self._crash_point(self._done_here + 0.5)
@@ -259,7 +245,7 @@ class Journal:
 
     def _do(self, change: Change) -> bool:
         path = host_path(self.root, change.target)
-        if change.kind == "file":
+        if change.kind == ChangeKind.FILE:
             if change.after is None:
                 _remove(path)
             else:
@@ -267,20 +253,18 @@ class Journal:
                 mode = st.st_mode & 0o7777 if st else (change.mode if change.mode is not None else 0o644)
                 write_atomic(path, change.after.encode(), mode=mode,
                              owner=(st.st_uid, st.st_gid) if st else None)
-        elif change.kind == "link":
+        elif change.kind == ChangeKind.LINK:
             _remove(path)
             if change.after is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 os.symlink(change.after, path)
-        elif change.kind in ("sysfs", "sysctl"):
+        elif change.kind in KERNEL_VALUES:
             self._write_kernel_value(change, change.after or "")
-        elif change.kind == "command":
+        elif change.kind == ChangeKind.COMMAND:
             if not self.live or not change.argv:
                 return False
             _run(change.argv)
             return True
-        else:
-            raise TuneError(f"unknown change kind '{change.kind}' from tuner '{change.tuner}'")
         return False
 
     def _write_kernel_value(self, change: Change, value: str) -> None:
@@ -304,10 +288,10 @@ class Journal:
                 continue
             change = self.changes[i]
             try:
-                if change.kind == "command" and self.live and change.undo and (
+                if change.kind == ChangeKind.COMMAND and self.live and change.undo and (
                         done.get(i, {}).get("ran", True)):
                     _run(change.undo)
-                if change.kind in ("sysfs", "sysctl") and self.live:
+                if change.kind in KERNEL_VALUES and self.live:
                     if begun[i].get("value") is not None:
                         self._write_kernel_value(change, begun[i]["value"])
                 for record in reversed(begun[i]["backups"]):

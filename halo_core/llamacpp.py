@@ -132,6 +132,25 @@ class BenchParams:
     type_v: str = "f16"
     batch: int | None = None
     ubatch: int | None = None
+    rpc: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # RPC workers, HOST:PORT
+    tensor_split: tuple[float, ...] = attrs.field(default=(), converter=tuple)
+
+
+def rpc_args(flags: Flags, tool: str, rpc: tuple[str, ...], tensor_split: tuple[float, ...]) -> list[str]:
+    """--rpc and -ts for this binary: llama-bench separates -ts devices with '/' (',' sweeps
+    values), llama-server with ','; a build without the RPC backend has no --rpc."""
+    argv = []
+    if rpc:
+        flag = flags.first("--rpc", "-rpc")
+        if flag is None:
+            raise Unavailable(f"this {tool} has no --rpc: its llama.cpp was built without the RPC "
+                              "backend (-DGGML_RPC=ON; scripts/ensure-llama-cpp PYTHON --accel cpu,rpc)")
+        argv += [flag, ",".join(rpc)]
+    if tensor_split:
+        flag = _require(flags, tool, "-ts", "--tensor-split")
+        sep = "/" if "/" in flags.help(flag) else ","
+        argv += [flag, sep.join(f"{p:g}" for p in tensor_split)]
+    return argv
 
 
 def bench_argv(cmd: ToolCommand, flags: Flags, params: BenchParams,
@@ -159,7 +178,7 @@ def bench_argv(cmd: ToolCommand, flags: Flags, params: BenchParams,
         argv += ["-ub", str(params.ubatch)]
     if params.threads:
         argv += ["-t", str(params.threads)]
-    return argv
+    return argv + rpc_args(flags, "llama-bench", params.rpc, params.tensor_split)
 
 
 def bench_test_name(n_prompt: int, n_gen: int, n_depth: int) -> str:
@@ -260,6 +279,8 @@ class ServerParams:
     no_think: bool = False  # reasoning budget 0
     api_key: str | None = None
     threads: int | None = None
+    rpc: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # RPC workers, HOST:PORT
+    tensor_split: tuple[float, ...] = attrs.field(default=(), converter=tuple)
     extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
@@ -291,4 +312,5 @@ def server_argv(cmd: ToolCommand, flags: Flags, params: ServerParams,
         argv += ["--api-key", params.api_key]
     if params.threads:
         argv += ["-t", str(params.threads)]
+    argv += rpc_args(flags, "llama-server", params.rpc, params.tensor_split)
     return argv + list(params.extra)

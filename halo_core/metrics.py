@@ -1,59 +1,32 @@
 """Hardware metrics sampled during long runs, read through a sysroot (default "/").
 
-Columns exist only for sensors that exist: GPU busy %, VRAM and GTT used, GPU temperature and
-power (amdgpu sysfs and its hwmon), CPU busy %, memory used, CPU package power (RAPL powercap)
-and CPU temperature (k10temp / coretemp hwmon). `halo monitor` runs the sampler on its own;
-every bench run writes metrics.csv beside its results.
+Columns exist only for sensors that exist: the GPU's from halo_core.gpu (amdgpu: busy %, VRAM
+and GTT used, temperature and power from sysfs and its hwmon; NVIDIA through NVML: utilisation,
+memory used, temperature, power, SM clock), then CPU busy %, memory used, CPU package power
+(RAPL powercap) and CPU temperature (k10temp / coretemp hwmon). `halo monitor` runs the sampler
+on its own; every bench run writes metrics.csv beside its results.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable
 
-from .sysinfo import meminfo
-
-Reader = Callable[[], float | None]
-
-
-def _number(path: Path) -> float | None:
-    try:
-        return float(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+from . import gpu
+from .gpu import Reader
+from .hostfacts import meminfo
+from .hostfiles import host_path, read_int, read_scaled, read_text
 
 
-def amdgpu_devices(root: Path) -> list[Path]:
-    """/sys/class/drm/cardN/device folders of AMD GPUs (vendor 0x1002), in card order."""
-    found = []
-    for card in sorted((root / "sys/class/drm").glob("card[0-9]*")):
-        device = card / "device"
-        if "-" in card.name or not device.is_dir():
-            continue
-        try:
-            vendor = (device / "vendor").read_text().strip()
-        except OSError:
-            continue
-        if vendor.lower() == "0x1002":
-            found.append(device)
-    return found
-
-
-def _hwmon(folder: Path) -> Path | None:
-    return next(iter(sorted(folder.glob("hwmon/hwmon*"))), None)
-
-
-def _hwmon_named(root: Path, names: tuple[str, ...]) -> Path | None:
-    for mon in sorted((root / "sys/class/hwmon").glob("hwmon*")):
-        try:
-            if mon.joinpath("name").read_text().strip() in names:
-                return mon
-        except OSError:
-            continue
+def _hwmon_named(root: Path, names: tuple[str, ...]) -> str | None:
+    """The host path of the first /sys/class/hwmon entry named one of `names`."""
+    for mon in sorted(host_path(root, "/sys/class/hwmon").glob("hwmon*")):
+        if (read_text(root, f"/sys/class/hwmon/{mon.name}/name") or "").strip() in names:
+            return f"/sys/class/hwmon/{mon.name}"
     return None
 
 
@@ -81,12 +54,13 @@ class _CpuBusy:
 class _EnergyRate:
     """Watts from a cumulative microjoule counter (RAPL), handling wrap-around."""
 
-    def __init__(self, counter: Path, max_range: Path):
-        self.counter, self.max = counter, _number(max_range)
-        self.last = (time.monotonic(), _number(counter))
+    def __init__(self, root: Path, counter: str, max_range: str):
+        self.read = functools.partial(read_int, root, counter)
+        self.max = read_int(root, max_range)
+        self.last = (time.monotonic(), self.read())
 
     def __call__(self) -> float | None:
-        now = (time.monotonic(), _number(self.counter))
+        now = (time.monotonic(), self.read())
         last, self.last = self.last, now
         if now[1] is None or last[1] is None or now[0] <= last[0]:
             return None
@@ -99,22 +73,7 @@ class _EnergyRate:
 def sensors(root: Path = Path("/")) -> dict[str, Reader]:
     """The readers available on this host (or sysroot), by CSV column name."""
     root = Path(root)
-    readers: dict[str, Reader] = {}
-    devices = amdgpu_devices(root)
-    if devices:
-        dev = devices[0]
-        for column, name, scale in (("gpu_busy_pct", "gpu_busy_percent", 1),
-                                    ("vram_used_bytes", "mem_info_vram_used", 1),
-                                    ("gtt_used_bytes", "mem_info_gtt_used", 1)):
-            if (dev / name).exists():
-                readers[column] = lambda p=dev / name, s=scale: _number(p)
-        mon = _hwmon(dev)
-        if mon is not None:
-            if (mon / "temp1_input").exists():
-                readers["gpu_temp_c"] = lambda p=mon / "temp1_input": _scaled(p, 1e-3)
-            power = next((mon / n for n in ("power1_average", "power1_input") if (mon / n).exists()), None)
-            if power is not None:
-                readers["gpu_power_w"] = lambda p=power: _scaled(p, 1e-6)
+    readers = gpu.sensors(root)
     if (root / "proc/stat").exists():
         readers["cpu_busy_pct"] = _CpuBusy(root)
     if (root / "proc/meminfo").exists():
@@ -124,23 +83,19 @@ def sensors(root: Path = Path("/")) -> dict[str, Reader]:
                 return float(info["MemTotal"] - info["MemAvailable"])
             return None
         readers["mem_used_bytes"] = mem_used
-    rapl = root / "sys/class/powercap/intel-rapl:0"
-    if (rapl / "energy_uj").exists() and os.access(rapl / "energy_uj", os.R_OK):
-        readers["cpu_power_w"] = _EnergyRate(rapl / "energy_uj", rapl / "max_energy_range_uj")
+    rapl = "/sys/class/powercap/intel-rapl:0"
+    if os.access(host_path(root, f"{rapl}/energy_uj"), os.R_OK):
+        readers["cpu_power_w"] = _EnergyRate(root, f"{rapl}/energy_uj", f"{rapl}/max_energy_range_uj")
     cpu_mon = _hwmon_named(root, ("k10temp", "coretemp", "zenpower"))
-    if cpu_mon is not None and (cpu_mon / "temp1_input").exists():
-        readers["cpu_temp_c"] = lambda p=cpu_mon / "temp1_input": _scaled(p, 1e-3)
+    if cpu_mon is not None and host_path(root, f"{cpu_mon}/temp1_input").exists():
+        readers["cpu_temp_c"] = functools.partial(read_scaled, root, f"{cpu_mon}/temp1_input", 1e-3)
     return readers
 
 
-def _scaled(path: Path, factor: float) -> float | None:
-    value = _number(path)
-    return None if value is None else round(value * factor, 3)
-
-
 POWER_COLUMNS = ("gpu_power_w", "cpu_power_w")
-"""Where a row's power comes from, in order: amdgpu's hwmon power (on an APU such as Strix
-Halo it is the whole package), else the CPU package power from RAPL."""
+"""Where a row's power comes from, in order: the GPU's (amdgpu's hwmon power, on an APU such as
+Strix Halo the whole package; NVIDIA's NVML power of all GPUs together), else the CPU package
+power from RAPL."""
 
 
 class MetricsSampler:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+import attrs
+
 from .errors import ModelError
+from .gguf import is_synthetic
 from .interfaces import ModelSource, Progress
 from .plugins import PluginHost, get_host
 from .records import LocalModel, ModelListing
@@ -47,17 +50,24 @@ def find_source(ref: str, host: PluginHost | None = None) -> tuple[ModelSource, 
         + (f"; did you mean {close[0]}?" if close else ""))
 
 
+def _marked(model: LocalModel | None) -> LocalModel | None:
+    """The model, marked synthetic when its GGUF says so, whichever source produced it."""
+    if model is None or model.synthetic or not is_synthetic(model.path):
+        return model
+    return attrs.evolve(model, synthetic=True)
+
+
 def fetch_model(ref: str, progress: Progress | None = None,
                 host: PluginHost | None = None) -> LocalModel:
     """Make the model `ref` local (downloading it when needed) and return it."""
     source, full = find_source(ref, host)
-    return source.fetch(full, progress)
+    return _marked(source.fetch(full, progress))
 
 
 def local_model(ref: str, host: PluginHost | None = None) -> LocalModel | None:
     """The model `ref` if it is already on this machine; never downloads."""
     source, full = find_source(ref, host)
-    return source.local(full)
+    return _marked(source.local(full))
 
 
 def remove_model(ref: str, host: PluginHost | None = None) -> list[Path]:

@@ -6,13 +6,13 @@ import difflib
 import os
 import sys
 from importlib import metadata
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownName
+from .errors import HaloError, PluginError, UnknownName
 from .interfaces import INTERFACES
 from .records import PluginInfo
 
@@ -50,6 +50,7 @@ class PluginHost:
         self._origins: dict[str, _Origin] = {}
         self._registry: dict[str, dict[str, object]] | None = None
         self._owners: dict[tuple[str, str], str] = {}
+        self._building = False
 
     @classmethod
     def from_entry_points(cls) -> "PluginHost":
@@ -114,35 +115,47 @@ class PluginHost:
 
     # -- registry ------------------------------------------------------------------------
 
+    def _call(self, hook_name: str, impl, **kwargs) -> None:
+        """Call one hook implementation with the arguments it names; what it raises becomes
+        its plugin's error (printed once), never a crash of the caller."""
+        try:
+            impl.function(*(kwargs[name] for name in impl.argnames))
+        except Exception as exc:  # keep going: one plugin's bug is its own error
+            self._hook_failed(impl.plugin_name, f"{hook_name} failed: {exc}")
+
+    def _hook_failed(self, name: str, message: str) -> None:
+        if self.errors.get(name) != message:
+            self.errors[name] = message
+            print(f"halo: warning: plugin '{name}': {message}", file=sys.stderr)
+
     def _build(self) -> dict[str, dict[str, object]]:
         if self._registry is not None:
             return self._registry
+        if self._building:
+            raise PluginError("asked for a registered object while plugins are still "
+                              "registering: keep the host and look it up later")
         registry: dict[str, dict[str, object]] = {kind: {} for kind in INTERFACES}
         owners: dict[tuple[str, str], str] = {}
-        for hook_name, kind in _HOOK_KINDS.items():
-            hook = getattr(self.pm.hook, hook_name)
-            for impl in hook.get_hookimpls():  # registration order
-                plugin_name = impl.plugin_name
+        self._building = True
+        try:
+            for hook_name, kind in _HOOK_KINDS.items():
+                hook = getattr(self.pm.hook, hook_name)
+                for impl in hook.get_hookimpls():  # registration order
+                    def register(obj, _kind=kind, _plugin=impl.plugin_name):
+                        interface = INTERFACES[_kind]
+                        if not isinstance(obj, interface):
+                            raise PluginError(f"registered {obj!r}, which is not a {interface.__name__}")
+                        if not obj.name:
+                            raise PluginError(f"registered a {interface.__name__} with no name")
+                        if obj.name in registry[_kind]:
+                            other = owners[(_kind, obj.name)]
+                            raise PluginError(f"{interface.__name__} '{obj.name}' is already registered by '{other}'")
+                        registry[_kind][obj.name] = obj
+                        owners[(_kind, obj.name)] = _plugin
 
-                def register(obj, _kind=kind, _plugin=plugin_name):
-                    interface = INTERFACES[_kind]
-                    if not isinstance(obj, interface):
-                        raise PluginError(f"registered {obj!r}, which is not a {interface.__name__}")
-                    if not obj.name:
-                        raise PluginError(f"registered a {interface.__name__} with no name")
-                    if obj.name in registry[_kind]:
-                        other = owners[(_kind, obj.name)]
-                        raise PluginError(f"{interface.__name__} '{obj.name}' is already registered by '{other}'")
-                    registry[_kind][obj.name] = obj
-                    owners[(_kind, obj.name)] = _plugin
-
-                try:
-                    impl.function(register=register)
-                except Exception as exc:  # keep going: one plugin's bug is its own error
-                    message = f"{hook_name} failed: {exc}"
-                    if self.errors.get(plugin_name) != message:
-                        self.errors[plugin_name] = message
-                        print(f"halo: warning: plugin '{plugin_name}': {message}", file=sys.stderr)
+                    self._call(hook_name, impl, register=register, host=self)
+        finally:
+            self._building = False
         self._registry, self._owners = registry, owners
         return registry
 
@@ -165,8 +178,30 @@ class PluginHost:
     def backend(self, name: str):
         return self.get("backends", name)
 
+    def configured_backends(self, names: Iterable[str], options: Mapping[str, str] | None = None) -> list:
+        """The backends `names`, each configured with the `options` it declares in its
+        `option_help` (`--backend-opt KEY=VALUE`); an option none of them takes is an error."""
+        backends = [self.backend(name) for name in names]
+        options = dict(options or {})
+        for key in options:
+            if not any(key in b.option_help for b in backends):
+                takes = "; ".join(f"{b.name}: {', '.join(b.option_help) or 'none'}" for b in backends)
+                raise HaloError(f"no selected backend takes the option '{key}' ({takes})")
+        configured = []
+        for backend in backends:
+            mine = {k: v for k, v in options.items() if k in backend.option_help}
+            configured.append(backend.configure(mine) if mine else backend)
+        return configured
+
     def add_commands(self, cli) -> None:
-        self.pm.hook.register_commands(cli=cli)
+        """Let each plugin add its commands to the click group `cli`; a failing one is skipped."""
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            before = dict(cli.commands)
+            self._call("register_commands", impl, cli=cli, host=self)
+            taken = sorted(n for n, c in before.items() if cli.commands.get(n) is not c)
+            if taken:  # a plugin adds commands; it does not replace one
+                cli.commands.update({n: before[n] for n in taken})
+                self._hook_failed(impl.plugin_name, f"register_commands failed: command '{taken[0]}' is taken")
 
     # -- listing -------------------------------------------------------------------------
 

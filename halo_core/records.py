@@ -1,11 +1,96 @@
-"""The attrs records that cross module and plugin boundaries."""
+"""The attrs records that cross module and plugin boundaries, and the states they can be in.
+
+States are str-valued enums: a record accepts the plain string ("PASS", "sysctl") and keeps
+the member, JSON holds the same string, and a value outside the enum fails when the record is
+made, with the values it could have been.
+"""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import attrs
+
+from .config import defaults
+from .errors import UnknownState
+
+
+class StrEnum(str, Enum):
+    """A state written as a string; str() and f-strings give the bare value (as enum.StrEnum,
+    which Python 3.10 lacks)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+def states(cls: type[StrEnum], what: str) -> Callable[[object], StrEnum]:
+    """An attrs converter to `cls` whose error names the bad value and the known ones."""
+    def convert(value):
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(m.value for m in cls)
+            raise UnknownState(f"unknown {what} {value!r} (known: {known})") from None
+    return convert
+
+
+class RunStatus(StrEnum):
+    """Where a bench or eval run stands (run.json `status`)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PARTIAL = "partial"  # some cells / samples / suites could not run; --resume retries them
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class SuiteStatus(StrEnum):
+    """Where one suite of an eval run stands (scores.json)."""
+
+    COMPLETE = "complete"
+    PARTIAL = "partial"  # scored over the samples that ran; the failed ones are counted beside
+    FAILED = "failed"
+    SKIPPED = "skipped"  # its framework is not installed
+
+
+class ChangeKind(StrEnum):
+    """What a Change writes (see Change)."""
+
+    FILE = "file"
+    LINK = "link"
+    SYSFS = "sysfs"
+    SYSCTL = "sysctl"
+    COMMAND = "command"
+
+
+class CheckStatus(StrEnum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+class JournalStatus(StrEnum):
+    APPLYING = "applying"
+    APPLIED = "applied"
+    ROLLING_BACK = "rolling-back"
+    ROLLED_BACK = "rolled-back"
+
+
+class ProcessKind(StrEnum):
+    SERVER = "server"
+    BENCH = "bench"
+    RPC = "rpc"  # an RPC worker (`halo rpc serve`): its url is HOST:PORT
+
+
+class BenchGroup(StrEnum):
+    """The test group a bench result comes from."""
+
+    STD = "std"  # the standard pp/tg test at depth 0 (--reps repetitions)
+    CTX = "ctx"  # the long-context test at each of --depths (--ctx-reps repetitions)
 
 
 def _tuple(value) -> tuple:
@@ -63,6 +148,7 @@ class LocalModel:
     size: int
     sha256: str = ""  # empty when not computed (a local file is not hashed on every use)
     source: str = ""
+    synthetic: bool = False  # random weights from `halo models synth` (its GGUF says halo.synthetic)
 
 
 @attrs.frozen
@@ -95,14 +181,95 @@ class ModelListing:
 
 
 @attrs.frozen
-class GpuMemory:
-    """Memory the GPU can address: VRAM + GTT from amdgpu sysfs, else the RAM in /proc/meminfo."""
+class GpuProcess:
+    """A process holding GPU memory, as the driver reports it (NVML)."""
 
+    pid: int
+    used: int | None  # bytes; None where the driver does not say
+    name: str = ""  # /proc/PID/comm
+
+
+@attrs.frozen
+class GpuFacts:
+    """One GPU: a DRM card read from sysfs (amdgpu), or an NVIDIA GPU read through NVML.
+
+    Sizes in bytes; every reading is None where the vendor does not report it (amdgpu has no
+    clocks or bus width here, NVIDIA no GTT; a DRM card of another driver has only its ids).
+    """
+
+    card: str  # "card1" (DRM), or "nvidia0" (NVML index) for an NVIDIA GPU without a DRM card
+    vendor: str  # PCI vendor id: "0x1002" AMD, "0x10de" NVIDIA
+    device: str  # PCI device id: "0x1586" for Strix Halo's Radeon 8060S
+    driver: str = ""
+    name: str = ""  # "NVIDIA H200"; amdgpu's product_name where the card has one
+    pci: str = ""  # PCI address, "0000:c1:00.0"
+    vram_total: int | None = None
+    vram_used: int | None = None
+    gtt_total: int | None = None  # amdgpu: system RAM the GPU can map
+    gtt_used: int | None = None
+    busy_pct: float | None = None
+    temp_c: float | None = None
+    power_w: float | None = None  # amdgpu's hwmon power: the whole package on an APU
+    power_limit_w: float | None = None
+    sm_clock_mhz: int | None = None
+    mem_clock_mhz: int | None = None
+    mem_clock_max_mhz: int | None = None
+    mem_bus_width: int | None = None  # bits
+    compute_capability: str | None = None  # "9.0"
+    driver_version: str | None = None  # "580.159.04"
+    cuda_version: str | None = None  # the newest CUDA the driver supports, "13.0"
+    processes: tuple[GpuProcess, ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_tuple))
+
+    @property
+    def addressable(self) -> int | None:
+        """Memory the GPU can address: VRAM + GTT, None when the card reports neither."""
+        if self.vram_total is None and self.gtt_total is None:
+            return None
+        return (self.vram_total or 0) + (self.gtt_total or 0)
+
+
+@attrs.frozen
+class RpcDevice:
+    """One device an RPC worker exposes, with the memory the RPC protocol reports (bytes).
+
+    `name` is what llama.cpp's controller calls it (RPC0, RPC1, ... in the order of --rpc):
+    the order --tensor-split proportions follow."""
+
+    name: str
+    index: int  # on its worker
+    free: int
     total: int
-    source: str  # "amdgpu" | "meminfo"
-    vram: int = 0
-    gtt: int = 0
-    card: str | None = None
+
+
+def as_rpc_devices(value) -> tuple[RpcDevice, ...]:
+    return tuple(d if isinstance(d, RpcDevice) else RpcDevice(**d) for d in value)
+
+
+@attrs.frozen
+class RpcWorker:
+    """A llama.cpp RPC worker (rpc-server) as halo found it through the RPC protocol.
+
+    state: "up" (answered HELLO), "down" (no connection), "busy" (connected, but no HELLO
+    answer: a worker serves one client at a time), "incompatible" (another protocol version).
+    """
+
+    endpoint: str  # HOST:PORT
+    state: str
+    error: str = ""
+    version: str = ""  # the RPC protocol version its HELLO reports, e.g. "7.0.0"
+    devices: tuple[RpcDevice, ...] = attrs.field(default=(), converter=as_rpc_devices)
+    rtt_ms: float | None = None  # median round trip of a query command
+    bandwidth: float | None = None  # bytes/s controller -> worker (SET_TENSOR into a scratch buffer)
+    bandwidth_note: str = ""  # why there is no bandwidth figure
+
+    @property
+    def total_memory(self) -> int:
+        return sum(d.total for d in self.devices)
+
+
+def as_rpc_workers(value) -> tuple[RpcWorker, ...]:
+    return tuple(w if isinstance(w, RpcWorker) else RpcWorker(**w) for w in value)
 
 
 @attrs.frozen
@@ -129,18 +296,24 @@ class FitReport:
     kv_bytes: int
     recurrent_bytes: int
     total_bytes: int
-    memory: GpuMemory
+    memory: int  # bytes the GPUs can address, else MemTotal (then `gpus` is empty)
+    gpus: tuple[GpuFacts, ...] = attrs.field(converter=_tuple)  # the GPUs `memory` counts
     fits: bool
     headroom_bytes: int
     notes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    boxes: int = 1  # machines with this one's GPU memory the model needs (over RPC when > 1)
+    workers: tuple[RpcWorker, ...] = attrs.field(default=(), converter=as_rpc_workers)  # --rpc
+    cluster_bytes: int | None = None  # memory of this machine + the workers (None: no --rpc)
 
 
 @attrs.frozen
 class BenchResult:
     """One llama-bench test (one line of its JSONL), normalised across llama.cpp builds.
 
-    `cell` identifies what was asked for (model, backend, kv, batch, test) so runs can be
-    resumed and compared; power and roofline figures are filled in where halo knows them.
+    `cell` identifies what was asked for (model, backend, group, kv, batch, test) so runs can
+    be resumed and compared; `group` is the test group the result comes from (the standard
+    test and the depth curve both measure tg at depth 0); power and roofline figures are
+    filled in where halo knows them.
     """
 
     model: str
@@ -168,14 +341,22 @@ class BenchResult:
     build_commit: str = ""
     build_number: int | None = None
     test_time: str = ""
-    cell: str = ""
+    cell: str = ""  # model|backend|group|kv|batch|ubatch|test
+    group: BenchGroup | None = attrs.field(default=None, converter=attrs.converters.optional(
+        states(BenchGroup, "bench test group")))  # None in runs written before groups were kept
     power_w: float | None = None  # average over the test, from the metrics sampler
     tokens_per_joule: float | None = None
     bandwidth_pct: float | None = None  # tg only: % of the memory-bandwidth limit
+    synthetic: bool = False  # the model has random weights (`halo models synth`)
 
     @property
     def kv(self) -> str:
         return self.type_k if self.type_k == self.type_v else f"{self.type_k}/{self.type_v}"
+
+    @property
+    def model_label(self) -> str:
+        """The model as tables and reports name it, marked when its weights are random."""
+        return f"{self.model} (synthetic)" if self.synthetic else self.model
 
 
 @attrs.frozen
@@ -208,11 +389,12 @@ class BenchSpec:
     standard pp/tg test and, when `depths` is set, a long-context test at each depth.
 
     One llama-bench process runs per (model, backend, kv pair, test kind); llama-bench sweeps
-    the depths of the long-context test itself.
+    the depths of the long-context test itself. Models and backends default to the configured
+    ones (`halo_core.config.defaults()`).
     """
 
-    models: tuple[str, ...] = attrs.field(converter=_tuple)
-    backends: tuple[str, ...] = attrs.field(default=("native",), converter=_tuple)
+    models: tuple[str, ...] = attrs.field(factory=lambda: (defaults().model,), converter=_tuple)
+    backends: tuple[str, ...] = attrs.field(factory=lambda: (defaults().backend,), converter=_tuple)
     pp: int = 512
     tg: int = 128
     reps: int = 5
@@ -226,6 +408,8 @@ class BenchSpec:
     ctx_reps: int = 3
     cooldown: float = 0.0
     standard: bool = True  # the pp/tg test at depth 0
+    rpc: tuple[str, ...] = attrs.field(default=(), converter=_tuple)  # RPC workers, HOST:PORT
+    tensor_split: tuple[float, ...] = attrs.field(default=(), converter=_tuple)  # llama.cpp -ts
 
     @models.validator
     def _check_models(self, _attr, value):
@@ -234,13 +418,20 @@ class BenchSpec:
 
 
 @attrs.define
-class BenchRun:
-    """A run directory and what it holds so far."""
+class Run:
+    """A run directory: what it was asked to do and where it stands (runs.py reads and writes
+    its run.json)."""
 
     path: Path
-    spec: BenchSpec
-    status: str = "running"  # running | complete | partial | failed | interrupted
+    spec: Any  # BenchSpec, EvalSpec
+    status: RunStatus = attrs.field(default=RunStatus.RUNNING, converter=states(RunStatus, "run status"))
     error: str = ""
+
+
+@attrs.define
+class BenchRun(Run):
+    """A bench run directory (its spec a BenchSpec) and what it holds so far."""
+
     results: list[BenchResult] = attrs.field(factory=list)
     failures: list[FailedCell] = attrs.field(factory=list)
 
@@ -249,7 +440,7 @@ class BenchRun:
 class Change:
     """One reversible system change a Tuner plans; the core applies it through the journal.
 
-    kind and what the fields mean:
+    `kind` (a ChangeKind; the plain strings work too) and what the fields mean:
 
     - "file": `target` is an absolute host path ("/etc/default/grub"); `before` / `after` are
       the whole contents (None: the file is absent / is deleted); `mode` is the permission
@@ -264,7 +455,7 @@ class Change:
     """
 
     tuner: str
-    kind: str  # "file" | "link" | "sysfs" | "sysctl" | "command"
+    kind: ChangeKind = attrs.field(converter=states(ChangeKind, "change kind"))
     target: str
     description: str
     before: str | None = None
@@ -281,24 +472,10 @@ class Check:
     """One verify item: PASS, WARN or FAIL, with what was seen and the command that fixes it."""
 
     name: str
-    status: str  # "PASS" | "WARN" | "FAIL"
+    status: CheckStatus = attrs.field(converter=states(CheckStatus, "check status"))
     detail: str
     fix: str = ""
     tuner: str = ""  # filled in by the core: the tuner that made the check
-
-
-@attrs.frozen
-class GpuFacts:
-    """One DRM card as amdgpu's sysfs shows it (sizes in bytes; None where unreadable)."""
-
-    card: str
-    vendor: str  # "0x1002" for AMD
-    device: str  # "0x1586" for Strix Halo's Radeon 8060S
-    driver: str = ""
-    vram_total: int | None = None
-    vram_used: int | None = None
-    gtt_total: int | None = None
-    gtt_used: int | None = None
 
 
 @attrs.frozen
@@ -396,7 +573,7 @@ class JournalInfo:
     id: str
     path: Path = attrs.field(converter=Path)
     root: Path = attrs.field(converter=Path)
-    status: str  # applying | applied | rolling-back | rolled-back
+    status: JournalStatus = attrs.field(converter=states(JournalStatus, "journal status"))
     created_at: str
     changes: int
     applied: int
@@ -438,6 +615,64 @@ class EvalResult:
 
 
 @attrs.frozen
+class SuiteScore:
+    """One suite's outcome in an eval run (scores.json): headline scores in [0, 1] over the
+    `samples` that ran, and beside them the `failed` ones that could not run (not scored)."""
+
+    status: SuiteStatus = attrs.field(converter=states(SuiteStatus, "suite status"))
+    scores: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map)
+    samples: int | None = None  # None: the suite did not get as far as scoring
+    passed: int | None = None
+    failed: int = 0
+    error: str = ""
+    framework_version: str = ""
+    seconds: float | None = None
+    generation_seconds: float | None = None
+    limit: int | None = None  # the run's --limit when this suite was scored (a resume may move it)
+
+    @property
+    def headline(self) -> float | None:
+        """The suite's first score (its headline number)."""
+        return float(next(iter(self.scores.values()))) if self.scores else None
+
+
+@attrs.frozen(kw_only=True)
+class ProcessInfo:
+    """A process halo started and may have to stop (`halo flush`), as its pid file in
+    $HALO_HOME/run/ records it: a bench's halo process, or a server (ServerInfo)."""
+
+    pid: int
+    start_ticks: int  # /proc/PID/stat field 22: tells this process from a later one with its pid
+    argv: tuple[str, ...] = attrs.field(converter=_tuple)
+    backend: str
+    log: str
+    started: str
+    pid_file: str
+    kind: ProcessKind = attrs.field(default=ProcessKind.BENCH,
+                                    converter=states(ProcessKind, "process kind"))
+
+    def __str__(self) -> str:
+        return f"{self.kind} pid {self.pid}"
+
+
+@attrs.frozen(kw_only=True)
+class ServerInfo(ProcessInfo):
+    """A llama-server halo started (`halo serve`), as its pid file records it."""
+
+    host: str
+    port: int
+    url: str
+    model: str
+    detached: bool = False
+    kind: ProcessKind = attrs.field(default=ProcessKind.SERVER,
+                                    converter=states(ProcessKind, "process kind"))
+    rpc: tuple[RpcWorker, ...] = attrs.field(default=(), converter=as_rpc_workers)  # a server's workers
+
+    def __str__(self) -> str:
+        return f"{self.kind} pid {self.pid} (port {self.port})"
+
+
+@attrs.frozen
 class PluginInfo:
     """What `halo plugins` shows for one loaded (or failed) plugin."""
 
@@ -452,20 +687,30 @@ class PluginInfo:
 
 @attrs.frozen
 class MeasureSpec:
-    """The fixed bench `halo tune --measure` runs before and after each step.
+    """The fixed bench `halo tune --measure` runs before and after each step (on the
+    configured default model and backend unless named).
 
     A step is "worse beyond noise" when, for some llama-bench test, the mean drops by more
     than `min_effect` (relative) and by more than twice the larger standard deviation, and no
-    sample after the step is as fast as the slowest sample before it.
+    sample after the step is as fast as the slowest sample before it ("better beyond noise"
+    likewise, the other way).
+
+    With `eval` (a suite or preset), the suites also run against a llama-server of `model`
+    before and after each step, and a step is kept only when it is better beyond noise and
+    no suite's paired test (halo_core.stats) finds its answers worse.
     """
 
-    model: str = "smoke"
-    backend: str = "native"
+    model: str = attrs.field(factory=lambda: defaults().model)
+    backend: str = attrs.field(factory=lambda: defaults().backend)
     pp: int = 512
     tg: int = 128
     reps: int = 5
     threads: int | None = None
     min_effect: float = 0.05
+    eval: str | None = None
+    eval_limit: int = 20
+    max_tokens: int | None = None
+    ctx: int = 8192  # the eval server's context
 
 
 @attrs.frozen
@@ -478,4 +723,4 @@ class AuditReport:
     @property
     def score(self) -> tuple[int, int]:
         """(checks that PASS, all checks)."""
-        return sum(c.status == "PASS" for c in self.checks), len(self.checks)
+        return sum(c.status == CheckStatus.PASS for c in self.checks), len(self.checks)

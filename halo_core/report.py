@@ -7,12 +7,12 @@ import html
 import io
 import json
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
 from .errors import HaloError
-from .records import BenchResult, BenchRun
+from .records import BenchGroup, BenchResult, BenchRun
+from .runs import now
 from .store import safe_name, write_atomic
 
 
@@ -28,14 +28,14 @@ def _pyplot():
 
 
 def _label(r: BenchResult) -> str:
-    return f"{r.model} · {r.backend}"
+    return f"{r.model_label} · {r.backend}"
 
 
 def _charts(results: list[BenchResult]):
     """(id, title, figure) for each chart the results support."""
     plt = _pyplot()
     charts = []
-    standard = [r for r in results if r.n_depth == 0 and "|ctx|" not in r.cell]
+    standard = [r for r in results if r.group != BenchGroup.CTX and r.n_depth == 0]
     by_test: dict[str, list[BenchResult]] = defaultdict(list)
     for r in standard:
         by_test[r.test].append(r)
@@ -57,7 +57,7 @@ def _charts(results: list[BenchResult]):
         ax.legend(fontsize=8)
         fig.tight_layout()
         charts.append((f"bars-{safe_name(test)}", f"{test} by backend, model and KV cache", fig))
-    depth_rows = [r for r in results if "|ctx|" in r.cell or r.n_depth]
+    depth_rows = [r for r in results if r.group == BenchGroup.CTX or r.n_depth]
     for kind, pick in (("pp", lambda r: r.n_prompt and not r.n_gen), ("tg", lambda r: r.n_gen and not r.n_prompt)):
         rows = [r for r in depth_rows if pick(r)]
         depths = {r.n_depth for r in rows}
@@ -98,35 +98,36 @@ def _provenance(run: BenchRun) -> str:
     for name, backend in (system.get("backends") or {}).items():
         build = backend.get("llama_cpp_build") or backend.get("found_through")
         facts.append((f"backend {name}", build))
-    return facts_html(run.path.name, facts)
-
-
-def facts_html(title: str, facts: list[tuple[str, object]]) -> str:
-    """A run's provenance: a heading and its (name, value) facts, empty ones left out."""
     items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts if v)
-    return f"<h3>{html.escape(title)}</h3><ul>{items}</ul>"
-
-
-def html_table(table_id: str, head: list[str], rows: list[list[str | None]]) -> str:
-    """A table of text cells; a column that is None in every row is left out."""
-    keep = [i for i in range(len(head)) if any(row[i] is not None for row in rows)]
-    header = "".join(f"<th>{html.escape(head[i])}</th>" for i in keep)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[i] or '')}</td>" for i in keep) + "</tr>"
-                   for row in rows)
-    return f"<table id='{table_id}'><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<h3>{html.escape(run.path.name)}</h3><ul>{items}</ul>"
 
 
 def _table(results: list[tuple[str, BenchResult]]) -> str:
     columns = [
-        ("run", lambda n, r: n), ("model", lambda n, r: r.model), ("backend", lambda n, r: r.backend),
-        ("kv", lambda n, r: r.kv), ("test", lambda n, r: r.test),
+        ("run", lambda n, r: n), ("model", lambda n, r: r.model_label), ("backend", lambda n, r: r.backend),
+        ("group", lambda n, r: r.group), ("kv", lambda n, r: r.kv), ("test", lambda n, r: r.test),
         ("t/s", lambda n, r: f"{r.avg_ts:.2f}"), ("± sd", lambda n, r: f"{r.stddev_ts:.2f}"),
         ("W", lambda n, r: None if r.power_w is None else f"{r.power_w:.1f}"),
         ("t/J", lambda n, r: None if r.tokens_per_joule is None else f"{r.tokens_per_joule:.2f}"),
         ("% BW", lambda n, r: None if r.bandwidth_pct is None else f"{r.bandwidth_pct:.1f}"),
     ]
-    return html_table("results", [h for h, _get in columns],
-                      [[get(n, r) for _h, get in columns] for n, r in results])
+    table = [[get(n, r) for _h, get in columns] for n, r in results]
+    keep = [i for i in range(len(columns)) if any(row[i] is not None for row in table)]
+    head = "".join(f"<th>{html.escape(columns[i][0])}</th>" for i in keep)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[i] or '')}</td>" for i in keep) + "</tr>"
+                   for row in table)
+    return f"<table id='results'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def figure(out_dir: Path, chart_id: str, title: str, fig) -> str:
+    """Write `fig` as out_dir/<chart_id>.png, close it, and return it as an inline-SVG <figure>."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    write_atomic(out_dir / f"{chart_id}.png", png.getvalue())
+    html_ = (f"<figure class='chart' id='{chart_id}'><figcaption>{html.escape(title)}</figcaption>"
+             f"{_svg(fig)}</figure>")
+    _pyplot().close(fig)
+    return html_
 
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -135,34 +136,20 @@ figure svg{max-width:100%;height:auto}table{border-collapse:collapse;font-size:.
 td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f3f3f3}"""
 
 
-def write_page(out_dir: Path, title: str, summary: str, provenance_html: str, charts,
-               body_html: str) -> Path:
-    """Write index.html (self-contained: `charts`, (id, title, figure) each, inline as SVG)
-    and one PNG per chart into out_dir; return the page."""
-    plt = _pyplot()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = []
-    for chart_id, chart_title, fig in charts:
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=110)
-        write_atomic(out_dir / f"{chart_id}.png", png.getvalue())
-        figures.append(f"<figure class='chart' id='{chart_id}'><figcaption>{html.escape(chart_title)}</figcaption>"
-                       f"{_svg(fig)}</figure>")
-        plt.close(fig)
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>halo {__version__}, written {stamp}, {html.escape(summary)}</p>" + provenance_html
-            + "<h2>Charts</h2>" + "".join(figures) + body_html + "</body></html>")
-    write_atomic(out_dir / "index.html", page)
-    return out_dir / "index.html"
-
-
 def write_report(runs: list[BenchRun], out_dir: Path) -> Path:
     """Write index.html (self-contained) and one PNG per chart into out_dir; return the page."""
     results = [r for run in runs for r in run.results]
     if not results:
         raise HaloError("nothing to report: the runs hold no results")
-    return write_page(out_dir, "halo bench report", f"{len(runs)} run(s), {len(results)} result(s).",
-                      "".join(_provenance(run) for run in runs), _charts(results),
-                      "<h2>All results</h2>" + _table([(run.path.name, r) for run in runs for r in run.results]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = [figure(out_dir, chart_id, title, fig) for chart_id, title, fig in _charts(results)]
+    stamp = now()
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>halo bench report</title>"
+            f"<style>{STYLE}</style></head><body><h1>halo bench report</h1>"
+            f"<p>halo {__version__}, written {stamp}, {len(runs)} run(s), {len(results)} result(s).</p>"
+            + "".join(_provenance(run) for run in runs)
+            + "<h2>Charts</h2>" + "".join(figures)
+            + "<h2>All results</h2>" + _table([(run.path.name, r) for run in runs for r in run.results])
+            + "</body></html>")
+    write_atomic(out_dir / "index.html", page)
+    return out_dir / "index.html"

@@ -1,33 +1,56 @@
-"""Bench run directories: the files in one, loading it back, finding runs by name or tag.
+"""Where halo keeps what it ran, and how it finds it again: run directories, their run.json,
+JSON Lines files, timestamps and pid files. bench.py, evals.py, journal.py and serve.py all
+go through here.
 
-  run.json       spec, status (running | complete | partial | failed | interrupted), error,
-                 every command run, resume history
-  system.json    machine and backend provenance
-  results.jsonl  one line per finished or failed cell, appended and fsynced as it happens:
-                 the source of truth, and what a resumed run reads
-  results.json   the finished cells as one JSON array, rewritten atomically after each cell
-  raw.jsonl      llama-bench's own JSONL records, as it printed them
-  bench.log      llama-bench's stderr, one header line per process
-  metrics.csv    hardware metrics sampled during the run
+  $HALO_HOME/runs/<kind>/<tag>-<UTC stamp>/   one `halo bench` (kind "bench") or `halo eval`
+                                              (kind "eval") run; what else it holds: bench.py,
+                                              evals.py
+  $HALO_HOME/journal/<UTC stamp>/             one tuning transaction (journal.py)
+  $HALO_HOME/run/*.json                       a pid file per server or bench halo started
+
+Every run directory has a run.json (RunState): the spec, the status (a RunStatus), the error,
+started_at / finished_at / resumed_at, and what its kind adds. A run is found by its path,
+its directory name, or its tag (the latest run with that tag).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from .errors import HaloError
-from .records import BenchResult, BenchRun, BenchSpec, FailedCell
-from .store import halo_home, to_json, write_json
+from .records import ProcessInfo, ProcessKind, RunStatus, ServerInfo
+from .store import from_dict, halo_home, safe_name, to_dict, write_json
 
 RUN_NAME = re.compile(r"^(?P<tag>.+)-(?P<stamp>\d{8}T\d{6}Z)(?:\.\d+)?$")
 
 
-def bench_root() -> Path:
-    return halo_home() / "runs" / "bench"
+def now() -> str:
+    """The current UTC time as halo records it: ISO 8601 to the second, "2026-11-25T14:52:50+00:00"."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def stamp() -> str:
+    """The current UTC time for a file name: "20261125T145250Z"."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def new_dir(parent: Path, name: str) -> Path:
+    """Create parent/name, or parent/name.1, .2, ... when it exists."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        path = parent / (name if n == 0 else f"{name}.{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise HaloError(f"cannot create a directory {name} under {parent}")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -50,76 +73,116 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _from_dict(cls, data: dict):
-    names = {a.name for a in attrs.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+# -- run directories -------------------------------------------------------------------------
+
+def runs_root(kind: str) -> Path:
+    return halo_home() / "runs" / kind
 
 
-def spec_from_dict(data: dict) -> BenchSpec:
-    return _from_dict(BenchSpec, data)
+def new_run_dir(kind: str, tag: str) -> Path:
+    """Create $HALO_HOME/runs/<kind>/<tag>-<UTC stamp>/ (unique)."""
+    return new_dir(runs_root(kind), f"{safe_name(tag)}-{stamp()}")
 
 
-def spec_to_dict(spec: BenchSpec) -> dict:
-    return json.loads(to_json(spec))
-
-
-def load_cells(path: Path) -> tuple[list[BenchResult], list[FailedCell]]:
-    """Finished results and still-failed cells of a run, from results.jsonl."""
-    results: dict[str, BenchResult] = {}
-    failures: dict[str, FailedCell] = {}
-    for row in read_jsonl(path / "results.jsonl"):
-        if row.get("status") == "ok":
-            result = _from_dict(BenchResult, row["result"])
-            results.setdefault(result.cell or f"#{len(results)}", result)
-            failures.pop(result.cell, None)
-        elif row.get("status") == "failed":
-            failure = _from_dict(FailedCell, row["failure"])
-            if failure.cell not in results:
-                failures[failure.cell] = failure
-    if not results and not (path / "results.jsonl").exists() and (path / "results.json").exists():
-        # runs written before results.jsonl existed
-        results = {str(i): _from_dict(BenchResult, r)
-                   for i, r in enumerate(json.loads((path / "results.json").read_text()))}
-    return list(results.values()), list(failures.values())
-
-
-def load_run(path: Path) -> BenchRun:
-    try:
-        state = json.loads((path / "run.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise HaloError(f"{path} is not a bench run (no readable run.json)") from exc
-    results, failures = load_cells(path)
-    return BenchRun(path=path, spec=spec_from_dict(state["spec"]), status=state.get("status", "?"),
-                    error=state.get("error", ""), results=results, failures=failures)
-
-
-def list_runs() -> list[Path]:
-    """Every bench run directory, oldest first."""
-    root = bench_root()
+def list_runs(kind: str) -> list[Path]:
+    """Every run directory of `kind`, oldest first."""
+    root = runs_root(kind)
     if not root.is_dir():
         return []
     runs = [p for p in root.iterdir() if (p / "run.json").is_file()]
-    return sorted(runs, key=lambda p: (RUN_NAME.match(p.name)["stamp"] if RUN_NAME.match(p.name) else "", p.name))
+    return sorted(runs, key=lambda p: (m["stamp"] if (m := RUN_NAME.match(p.name)) else "", p.name))
 
 
-def latest_with_tag(tag: str) -> Path | None:
-    matches = [p for p in list_runs() if (m := RUN_NAME.match(p.name)) and m["tag"] == tag]
+def latest_with_tag(kind: str, tag: str) -> Path | None:
+    matches = [p for p in list_runs(kind) if (m := RUN_NAME.match(p.name)) and m["tag"] == tag]
     return matches[-1] if matches else None
 
 
-def resolve_run(ref: str | Path) -> Path:
+def resolve_run(kind: str, ref: str | Path) -> Path:
     """A run from a path, a run directory name, or a tag (its latest run)."""
     path = Path(ref).expanduser()
     if (path / "run.json").is_file():
         return path
-    named = bench_root() / str(ref)
+    named = runs_root(kind) / str(ref)
     if (named / "run.json").is_file():
         return named
-    tagged = latest_with_tag(str(ref))
+    tagged = latest_with_tag(kind, str(ref))
     if tagged is not None:
         return tagged
-    raise HaloError(f"no bench run '{ref}' (not a run directory, run name or tag; see `halo bench list`)")
+    raise HaloError(f"no {kind} run '{ref}' (not a run directory, run name or tag; "
+                    f"see `halo {kind} list`)")
 
 
-def write_results_snapshot(run: BenchRun) -> None:
-    write_json(run.path / "results.json", run.results)
+@attrs.define
+class RunState:
+    """A run's run.json as it changes: written atomically on every save."""
+
+    path: Path  # the run directory
+    data: dict
+
+    @classmethod
+    def new(cls, path: Path, spec: Any, **fields) -> "RunState":
+        state = cls(path, {"spec": to_dict(spec), "status": RunStatus.RUNNING.value, "error": "",
+                           **to_dict(fields), "started_at": now(), "finished_at": None,
+                           "resumed_at": []})
+        state.save()
+        return state
+
+    @classmethod
+    def load(cls, path: Path, kind: str) -> "RunState":
+        try:
+            data = json.loads((path / "run.json").read_text())
+            RunStatus(data.get("status", RunStatus.RUNNING))
+            data["spec"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise HaloError(f"{path} is not a {kind} run (no readable run.json)") from exc
+        return cls(path, data)
+
+    @classmethod
+    def resume(cls, path: Path, kind: str) -> "RunState":
+        """The run.json of a run being continued: running again, the resume noted."""
+        state = cls.load(path, kind)
+        state.data.update(status=RunStatus.RUNNING.value, error="", finished_at=None)
+        state.data.setdefault("resumed_at", []).append(now())
+        state.save()
+        return state
+
+    @property
+    def status(self) -> RunStatus:
+        return RunStatus(self.data.get("status", RunStatus.RUNNING))
+
+    @property
+    def error(self) -> str:
+        return self.data.get("error", "")
+
+    def save(self) -> None:
+        write_json(self.path / "run.json", self.data)
+
+    def finish(self, status: RunStatus | str, error: str = "") -> None:
+        self.data.update(status=RunStatus(status).value, error=error, finished_at=now())
+        self.save()
+
+
+# -- pid files -------------------------------------------------------------------------------
+
+def pid_dir() -> Path:
+    return halo_home() / "run"
+
+
+def write_pid_file(info: ProcessInfo) -> None:
+    write_json(Path(info.pid_file), info)
+
+
+def read_pid_files() -> list[ProcessInfo]:
+    """Every pid file in $HALO_HOME/run/ (servers and RPC workers as ServerInfo), oldest first;
+    unreadable ones are skipped."""
+    infos = []
+    for path in sorted(pid_dir().glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            kind = data.get("kind", ProcessKind.SERVER)
+            cls = ServerInfo if kind in (ProcessKind.SERVER, ProcessKind.RPC) else ProcessInfo
+            infos.append(from_dict(cls, data))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return sorted(infos, key=lambda i: i.started)

@@ -10,27 +10,29 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
-import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import Mapping
 
 import attrs
 import httpx
 
+from .config import defaults
 from .errors import HaloError, ToolFailed
 from .fit import KV_TYPES
 from .llamacpp import ServerParams, probe_flags, server_argv
 from .models import fetch_model
 from .plugins import PluginHost, get_host
+from .records import ProcessInfo, ProcessKind, ServerInfo
 from .runner import _die_with_parent, describe_exit, tail_of
-from .store import halo_home, write_json
-
+from .runs import now, pid_dir, read_pid_files, write_pid_file
+from .store import halo_home
 
 
 class UnsafeBind(HaloError):
@@ -42,7 +44,7 @@ class ServerSpec:
     """What `halo serve` starts: model, backend and llama-server options in halo's terms."""
 
     model: str
-    backend: str = "native"
+    backend: str = attrs.field(factory=lambda: defaults().backend)
     host: str = "127.0.0.1"
     port: int = 8080
     ctx: int = 131072
@@ -56,26 +58,8 @@ class ServerSpec:
     extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     ready_timeout: float = 600.0
     preset: str | None = None
-
-
-@attrs.frozen
-class ServerInfo:
-    """A server (or a bench) halo started, as its pid file records it."""
-
-    pid: int
-    start_ticks: int  # /proc/PID/stat field 22: tells this process from a later one with its pid
-    argv: tuple[str, ...] = attrs.field(converter=tuple)
-    host: str
-    port: int
-    url: str
-    model: str
-    backend: str
-    container: str | None
-    log: str
-    started: str
-    pid_file: str
-    detached: bool = False
-    kind: str = "server"  # "server" | "bench"
+    rpc: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # RPC workers, HOST:PORT
+    tensor_split: tuple[float, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen
@@ -163,10 +147,6 @@ def check_bind(host: str, api_key: str | None, insecure: bool) -> None:
 
 # -- processes -------------------------------------------------------------------------------
 
-def run_dir() -> Path:
-    return halo_home() / "run"
-
-
 def start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot; None when it is gone or a zombie."""
     try:
@@ -179,24 +159,12 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-def is_running(info: ServerInfo) -> bool:
+def is_running(info: ProcessInfo) -> bool:
     """Whether the recorded process still runs (same pid and start time)."""
     return start_ticks(info.pid) == info.start_ticks
 
 
-def read_pid_files() -> list[ServerInfo]:
-    """Every pid file in $HALO_HOME/run/, oldest first; unreadable ones are skipped."""
-    infos = []
-    for path in sorted(run_dir().glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-            infos.append(ServerInfo(**data))
-        except (OSError, ValueError, TypeError):
-            continue
-    return sorted(infos, key=lambda i: i.started)
-
-
-def stop_process(info: ServerInfo, grace: float = 10.0) -> bool:
+def stop_process(info: ProcessInfo, grace: float = 10.0) -> bool:
     """SIGTERM the recorded process group, SIGKILL after `grace`; False if it was not running."""
     if not is_running(info):
         return False
@@ -219,6 +187,13 @@ def stop_process(info: ServerInfo, grace: float = 10.0) -> bool:
     return True
 
 
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for a server halo starts for itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _health_host(host: str) -> str:
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"
@@ -229,10 +204,6 @@ def _health_host(host: str) -> str:
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @attrs.define
@@ -246,6 +217,15 @@ class Server:
         assert self.proc is not None
         return self.proc.wait()
 
+    def check_started(self, tool: str) -> None:
+        """ToolFailed with the log's last line when the process exited before it was ready."""
+        code = self.proc.poll()
+        if code is not None:
+            tail = tail_of(Path(self.info.log), 15)
+            last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
+            raise ToolFailed(f"{tool} {describe_exit(code)} before it was ready: {last.strip()} "
+                             f"(log: {self.info.log})", returncode=code, log_tail=tail)
+
     def stop(self) -> None:
         stop_process(self.info)
         if self.proc is not None:
@@ -256,19 +236,38 @@ class Server:
         Path(self.info.pid_file).unlink(missing_ok=True)
 
 
+def spawn(argv: list[str], env, log_path: Path, detach: bool) -> subprocess.Popen:
+    """Start a long-running tool in its own process group, its output appended to `log_path`
+    after a header line; unless detached it dies with halo."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    full_env = dict(os.environ)
+    full_env.update(env)
+    with open(log_path, "ab") as log:
+        log.write(f"=== {now()} {' '.join(argv)}\n".encode())
+        log.flush()
+        try:
+            return subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=full_env,
+                start_new_session=True,
+                preexec_fn=None if detach or sys.platform != "linux" else _die_with_parent)
+        except OSError as exc:
+            raise ToolFailed(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
+
+
 def _existing(port: int) -> ServerInfo | None:
     for info in read_pid_files():
-        if info.kind == "server" and info.port == port and is_running(info):
+        if isinstance(info, ServerInfo) and info.port == port and is_running(info):
             return info
     return None
 
 
 def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = None,
-          on_status=None) -> Server:
+          backend_options: Mapping[str, str] | None = None, on_status=None) -> Server:
     """Start llama-server for `spec`, wait until /health answers 200, and return it.
 
-    Raises UnsafeBind for a non-loopback host without a key, ToolFailed (with the log tail)
-    when the server dies or does not become ready within spec.ready_timeout.
+    `backend_options` configure the backend (`Backend.configure`). Raises UnsafeBind for a
+    non-loopback host without a key, ToolFailed (with the log tail) when the server dies or
+    does not become ready within spec.ready_timeout.
     """
     status = on_status or (lambda _msg: None)
     check_bind(spec.host, spec.api_key, spec.insecure)
@@ -279,14 +278,23 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
         raise HaloError(f"a server halo started (pid {running.pid}) already uses port {spec.port}: "
                         f"halo serve stop --port {spec.port}")
     host = host or get_host()
-    backend = host.backend(spec.backend)
+    [backend] = host.configured_backends([spec.backend], backend_options)
     availability = backend.availability()
     if not availability.available:
         raise HaloError(f"backend '{backend.name}' is unavailable: {availability.reason}")
     status(f"resolving model {spec.model}")
     model = fetch_model(spec.model, host=host)
+    if model.synthetic:
+        status(f"{model.name} is synthetic (random weights): its replies are noise"
+               + ("; n-gram speculation's acceptance on it means nothing" if spec.ngram else ""))
     cmd = backend.command("llama-server")
     flags = probe_flags(cmd, "llama-server")
+    workers = ()
+    if spec.rpc:
+        from .rpc import check_workers
+
+        status(f"checking RPC workers {','.join(spec.rpc)}")
+        workers = check_workers(spec.rpc, [(cmd, "llama-server")])
     defaults = backend.defaults()
     extra = list(spec.extra)
     if defaults.ubatch and not {"-ub", "--ubatch-size"} & set(extra):
@@ -294,29 +302,17 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
     params = ServerParams(backend.map_path(model.path), host=spec.host, port=spec.port,
                           ctx=spec.ctx, parallel=spec.parallel, cache_type_k=spec.cache_type,
                           cache_type_v=spec.cache_type, ngram=spec.ngram, no_think=spec.no_think,
-                          api_key=spec.api_key, threads=spec.threads, extra=tuple(extra))
+                          api_key=spec.api_key, threads=spec.threads, rpc=spec.rpc,
+                          tensor_split=spec.tensor_split, extra=tuple(extra))
     argv = server_argv(cmd, flags, params, defaults)
-    run_dir().mkdir(parents=True, exist_ok=True)
-    log_path = run_dir() / f"server-{spec.port}.log"
-    env = dict(os.environ)
-    env.update(cmd.env)
-    with open(log_path, "ab") as log:
-        log.write(f"=== {_now()} {' '.join(argv)}\n".encode())
-        log.flush()
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
-                preexec_fn=None if detach or sys.platform != "linux" else _die_with_parent)
-        except OSError as exc:
-            raise ToolFailed(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
-    pid_file = run_dir() / f"server-{spec.port}.json"
+    log_path = pid_dir() / f"server-{spec.port}.log"
+    proc = spawn(argv, cmd.env, log_path, detach)
     info = ServerInfo(
         pid=proc.pid, start_ticks=start_ticks(proc.pid) or 0, argv=argv, host=spec.host,
         port=spec.port, url=_url(spec.host, spec.port), model=str(model.path),
-        backend=backend.name, container=backend.provenance().get("container"),
-        log=str(log_path), started=_now(), pid_file=str(pid_file), detached=detach)
-    write_json(pid_file, info)
+        backend=backend.name, log=str(log_path), started=now(),
+        pid_file=str(pid_dir() / f"server-{spec.port}.json"), detached=detach, rpc=workers)
+    write_pid_file(info)
     server = Server(info, proc)
     try:
         _wait_ready(server, spec, status)
@@ -332,13 +328,7 @@ def _wait_ready(server: Server, spec: ServerSpec, status) -> None:
     status(f"waiting for {url}")
     with httpx.Client(timeout=2.0, trust_env=False) as client:
         while True:
-            code = server.proc.poll()
-            if code is not None:
-                tail = tail_of(Path(server.info.log), 15)
-                last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
-                raise ToolFailed(f"llama-server {describe_exit(code)} before it was ready: "
-                                 f"{last.strip()} (log: {server.info.log})",
-                                 returncode=code, log_tail=tail)
+            server.check_started("llama-server")
             try:
                 if client.get(url).status_code == 200:
                     return
@@ -350,29 +340,29 @@ def _wait_ready(server: Server, spec: ServerSpec, status) -> None:
             time.sleep(0.25)
 
 
-def servers() -> list[tuple[ServerInfo, bool]]:
-    """Every server pid file with whether its process still runs."""
-    return [(info, is_running(info)) for info in read_pid_files() if info.kind == "server"]
+def servers(kind: ProcessKind | str = ProcessKind.SERVER) -> list[tuple[ServerInfo, bool]]:
+    """Every pid file of this kind (servers, RPC workers) with whether its process still runs."""
+    return [(info, is_running(info)) for info in read_pid_files()
+            if isinstance(info, ServerInfo) and info.kind == kind]
 
 
 def record_bench(run_path: Path, backends: list) -> Path:
     """A pid file for this halo process while it runs llama-bench (`halo flush` stops it)."""
     pid = os.getpid()
-    pid_file = run_dir() / f"bench-{pid}.json"
-    containers = [b.provenance().get("container") for b in backends]
-    info = ServerInfo(pid=pid, start_ticks=start_ticks(pid) or 0, argv=sys.argv, host="", port=0,
-                      url="", model="", backend=",".join(b.name for b in backends),
-                      container=next((c for c in containers if c), None),
-                      log=str(run_path / "bench.log"), started=_now(), pid_file=str(pid_file),
-                      kind="bench")
-    write_json(pid_file, info)
-    return pid_file
+    info = ProcessInfo(kind=ProcessKind.BENCH, pid=pid, start_ticks=start_ticks(pid) or 0,
+                       argv=sys.argv, backend=",".join(b.name for b in backends),
+                       log=str(run_path / "bench.log"), started=now(),
+                       pid_file=str(pid_dir() / f"bench-{pid}.json"))
+    write_pid_file(info)
+    return Path(info.pid_file)
 
 
-def stop_servers(port: int | None = None) -> list[ServerInfo]:
-    """Stop the servers halo recorded (one port, or all) and remove their pid files."""
+def stop_servers(port: int | None = None,
+                 kind: ProcessKind | str = ProcessKind.SERVER) -> list[ServerInfo]:
+    """Stop the servers (or RPC workers) halo recorded (one port, or all) and remove their
+    pid files."""
     stopped = []
-    for info, _alive in servers():
+    for info, _alive in servers(kind):
         if port is not None and info.port != port:
             continue
         if stop_process(info):

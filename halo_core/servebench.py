@@ -24,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import time
 import uuid
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -36,14 +34,18 @@ import attrs
 import httpx
 import numpy as np
 
+from . import runs
 from .compare import ALPHA, MIN_CHANGE_PCT, welch_p
 from .endpoints import require
 from .errors import HaloError
+from .hostfacts import system_state
 from .plugins import PluginHost, get_host
-from .runs import RUN_NAME, read_jsonl
-from .serve import ServerSpec, serve
-from .store import append_line, halo_home, new_run_dir, to_json, write_json
-from .sysinfo import system_state
+from .records import Run, RunStatus
+from .runs import RunState, new_run_dir, now, pid_dir, read_jsonl
+from .serve import ServerSpec, free_port, serve
+from .store import append_line, from_dict, to_dict, write_json
+
+KIND = "serve"  # runs/serve/
 
 REQUESTS_PER_RATE = 8  # requests per round of a --rate cell unless --requests says otherwise
 CTX_MARGIN = 64        # tokens a server's slots get beyond depth + pp + tg (matrix_server)
@@ -54,7 +56,7 @@ def _tuple(value) -> tuple:
 
 
 def _server_spec(value):
-    return ServerSpec(**value) if isinstance(value, dict) else value
+    return from_dict(ServerSpec, value) if isinstance(value, dict) else value
 
 
 @attrs.frozen
@@ -85,6 +87,7 @@ class ServeBenchSpec:
     tag: str = "serve"
     timeout: float = 600.0
     seed: int = 0
+    backend_options: dict[str, str] = attrs.field(factory=dict)  # for the server halo starts
 
 
 @attrs.frozen
@@ -186,13 +189,9 @@ def load_label(concurrency: int | None, rate: float | None) -> str:
 
 
 @attrs.define
-class ServeRun:
-    """A serve-bench run directory and what it holds so far."""
+class ServeRun(Run):
+    """A serve-bench run directory (its spec a ServeBenchSpec) and what it holds so far."""
 
-    path: Path
-    spec: ServeBenchSpec
-    status: str = "running"  # running | complete | partial | failed | interrupted
-    error: str = ""
     endpoint: str = ""
     model: str = ""
     cells: list[ServeCell] = attrs.field(factory=list)
@@ -255,13 +254,6 @@ def matrix_server(spec: ServeBenchSpec) -> tuple[int, int]:
     parallel = max(spec.concurrency or (4,))
     per_slot = max(spec.depths) + spec.pp + spec.tg + CTX_MARGIN
     return parallel, -(-per_slot * parallel // 256) * 256
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- prompts of an exact token count -------------------------------------------------------------
@@ -558,28 +550,32 @@ def summarize(cell: Cell, records: list[RequestRecord]) -> ServeCell:
 
 # -- run directories ---------------------------------------------------------------------------
 
-def serve_root() -> Path:
-    return halo_home() / "runs" / "serve"
-
-
 def list_serve_runs() -> list[Path]:
     """Every serve-bench run directory, oldest first."""
-    root = serve_root()
-    runs = [p for p in root.iterdir() if (p / "run.json").is_file()] if root.is_dir() else []
-    return sorted(runs, key=lambda p: (m["stamp"] if (m := RUN_NAME.match(p.name)) else "", p.name))
+    return runs.list_runs(KIND)
+
+
+def resolve_serve_run(ref: str | Path) -> Path:
+    """A serve-bench run from a path, a run name or a tag (its latest run)."""
+    found = find_serve_run(ref)
+    if found is None:
+        raise HaloError(f"no serve-bench run '{ref}' (not a run directory, run name or tag; "
+                        f"`halo bench serve` writes them under {runs.runs_root(KIND)})")
+    return found
 
 
 def find_serve_run(ref: str | Path) -> Path | None:
-    """A serve-bench run from a path, a run name or a tag (its latest run); None if not one."""
+    """resolve_serve_run, or None when `ref` names no serve-bench run (a llama-bench run, say)."""
     path = Path(ref).expanduser()
-    for candidate in (path, serve_root() / str(ref)):
+    if (path / "run.json").is_file():
         try:
-            if json.loads((candidate / "run.json").read_text()).get("kind") == "serve":
-                return candidate
+            return path if json.loads((path / "run.json").read_text()).get("kind") == KIND else None
         except (OSError, ValueError):
-            continue
-    tagged = [p for p in list_serve_runs() if (m := RUN_NAME.match(p.name)) and m["tag"] == str(ref)]
-    return tagged[-1] if tagged else None
+            return None
+    try:
+        return runs.resolve_run(KIND, ref)
+    except HaloError:
+        return None
 
 
 def _attempts(path: Path) -> dict[str, dict]:
@@ -589,33 +585,29 @@ def _attempts(path: Path) -> dict[str, dict]:
 
 def load_serve_run(path: Path) -> ServeRun:
     """A run with the summaries and requests of each cell's counted attempt."""
+    state = RunState.load(path, "serve-bench").data
     try:
-        state = json.loads((path / "run.json").read_text())
-        spec = ServeBenchSpec(**state["spec"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise HaloError(f"{path} is not a serve-bench run (no readable run.json)") from exc
+        spec = from_dict(ServeBenchSpec, state["spec"])
+    except (ValueError, TypeError) as exc:
+        raise HaloError(f"{path} is not a serve-bench run (its spec does not read: {exc})") from None
     attempts = _attempts(path)
     counted = {(cell, row["attempt"]) for cell, row in attempts.items()}
-    requests = [RequestRecord(**row) for row in read_jsonl(path / "requests.jsonl")
+    requests = [from_dict(RequestRecord, row) for row in read_jsonl(path / "requests.jsonl")
                 if (row.get("cell"), row.get("attempt")) in counted]
     cells = [summarize(cell, [r for r in requests if r.cell == cell.key])
              for cell in plan(spec) if cell.key in attempts]
     endpoint = state.get("endpoint") or {}
-    return ServeRun(path=path, spec=spec, status=state.get("status", "?"), error=state.get("error", ""),
+    return ServeRun(path=path, spec=spec, status=state["status"], error=state.get("error", ""),
                     endpoint=endpoint.get("url", ""), model=endpoint.get("model", ""),
                     cells=cells, requests=requests)
 
 
 # -- the run -----------------------------------------------------------------------------------
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class _Session:
     """One sitting of a run against a live endpoint: the async client, prompts, the rounds."""
 
-    def __init__(self, run: ServeRun, state: dict, base: str, model: str, llama: bool,
+    def __init__(self, run: ServeRun, state: RunState, base: str, model: str, llama: bool,
                  api_key: str | None, status, on_cell):
         self.run, self.state, self.base, self.model, self.llama = run, state, base, model, llama
         self.api_key, self.status, self.on_cell = api_key, status, on_cell
@@ -637,11 +629,12 @@ class _Session:
     async def run_cells(self, cells: list[Cell]) -> None:
         async with self.client() as client:
             self.latency = await self._latency(client)
-            self.state["latency_ms"] = round(self.latency * 1000, 3)
+            self.state.data["latency_ms"] = round(self.latency * 1000, 3)
             prompts = Prompts(client, self.model, exact=self.llama)
             self.status("preparing prompts from halo's corpus")
             await prompts.prepare(max(self.spec.depths) + self.spec.pp, self.spec.seed)
-            self.state["endpoint"]["token_counts"] = "tokenize" if prompts.exact else "usage"
+            self.state.data["endpoint"]["token_counts"] = "tokenize" if prompts.exact else "usage"
+            self.state.save()
             self.status("warming up")
             warm = await _stream(client, self.payload([{"role": "user", "content": "Hello"}]))
             if not warm.ok:
@@ -680,7 +673,7 @@ class _Session:
                    for i, (start, seen) in enumerate(rows)]
             records += new
             for r in new:  # after the round: no disk wait while requests are in flight
-                append_line(self.run.path / "requests.jsonl", json.dumps(json.loads(to_json(r))))
+                append_line(self.run.path / "requests.jsonl", json.dumps(to_dict(r)))
             if any(seen.transport for _s, seen in rows) and not await self._alive(client):
                 self._finish_cell(cell, attempt, records, "errors")
                 first = next(seen.error for _s, seen in rows if seen.transport)
@@ -724,7 +717,7 @@ class _Session:
 
     def _finish_cell(self, cell: Cell, attempt: str, records: list[RequestRecord], status: str) -> None:
         append_line(self.run.path / "cells.jsonl",
-                    json.dumps({"cell": cell.key, "attempt": attempt, "status": status, "at": _now()}))
+                    json.dumps({"cell": cell.key, "attempt": attempt, "status": status, "at": now()}))
         summary = summarize(cell, records)
         order = [c.key for c in plan(self.spec)]
         self.run.cells = sorted([c for c in self.run.cells if c.cell != cell.key] + [summary],
@@ -735,23 +728,17 @@ class _Session:
             self.on_cell(summary)
 
 
-def _open_run(spec: ServeBenchSpec, resume: Path | None, resume_tag: bool) -> tuple[ServeRun, dict]:
+def _open_run(spec: ServeBenchSpec, resume: Path | None, resume_tag: bool) -> tuple[ServeRun, RunState]:
     path = resume
     if path is None and resume_tag:
-        latest = find_serve_run(spec.tag)
+        latest = runs.latest_with_tag(KIND, spec.tag)
         if latest is not None and load_serve_run(latest).spec == spec:
             path = latest
     if path is None:
-        run = ServeRun(path=new_run_dir("serve", spec.tag), spec=spec)
-        state = {"kind": "serve", "spec": spec, "status": "running", "error": "",
-                 "started_at": _now(), "finished_at": None, "resumed_at": [], "endpoint": {},
-                 "servers": []}
-        return run, json.loads(to_json(state))
+        run = ServeRun(path=new_run_dir(KIND, spec.tag), spec=spec)
+        return run, RunState.new(run.path, spec, kind=KIND, endpoint={}, servers=[])
     run = load_serve_run(path)
-    state = json.loads((path / "run.json").read_text())
-    state.update(status="running", error="", finished_at=None)
-    state.setdefault("resumed_at", []).append(_now())
-    return run, state
+    return run, RunState.resume(path, KIND)
 
 
 def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | None = None,
@@ -779,9 +766,9 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
         if spec.server is not None:
             host = host or get_host()
             server_spec = spec.server if spec.server.port else attrs.evolve(spec.server, port=free_port())
-            log = halo_home() / "run" / f"server-{server_spec.port}.log"
+            log = pid_dir() / f"server-{server_spec.port}.log"
             log_offset = log.stat().st_size if log.exists() else 0
-            server = serve(server_spec, host=host, on_status=status)
+            server = serve(server_spec, host=host, backend_options=spec.backend_options, on_status=status)
             base = server.info.url
         else:
             base = spec.endpoint.rstrip("/").removesuffix("/v1") if spec.endpoint else require()[0].base_url
@@ -789,17 +776,18 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
         run, state = _open_run(spec, Path(resume) if resume is not None else None, resume_tag)
         run.endpoint, run.model = base, model
         llama = bool(props.get("build_info") or props.get("total_slots"))
-        state["endpoint"] = {"url": base, "model": model, "kind": "llama-server" if llama else "openai"}
+        state.data["endpoint"] = {"url": base, "model": model, "kind": "llama-server" if llama else "openai"}
         if server is not None:
-            state["servers"].append({"argv": list(server.info.argv), "url": base, "pid": server.info.pid,
-                                     "log": server.info.log, "started": server.info.started})
+            state.data["servers"].append({"argv": list(server.info.argv), "url": base, "pid": server.info.pid,
+                                          "log": server.info.log, "started": server.info.started})
         if not (run.path / "system.json").exists():
             system = system_state(root)
             system.update(server_props=props, models=models)
             if server is not None:
-                system["backend"] = host.backend(server_spec.backend).provenance()
+                [backend] = host.configured_backends([server_spec.backend], spec.backend_options)
+                system["backend"] = backend.provenance()
             write_json(run.path / "system.json", system)
-        write_json(run.path / "run.json", state)
+        state.save()
         _measure(run, state, _Session(run, state, base, model, llama, api_key, status, on_cell), status)
     finally:
         if server is not None:
@@ -809,7 +797,7 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
     return run
 
 
-def _measure(run: ServeRun, state: dict, session: "_Session", status) -> None:
+def _measure(run: ServeRun, state: RunState, session: "_Session", status) -> None:
     """The cells still to do, with the run's status kept in run.json whatever happens."""
     done = {cell for cell, row in _attempts(run.path).items() if row["status"] == "ok"}
     todo = [c for c in plan(run.spec) if c.key not in done]
@@ -818,24 +806,24 @@ def _measure(run: ServeRun, state: dict, session: "_Session", status) -> None:
     try:
         asyncio.run(session.run_cells(todo))
     except EndpointDown as exc:
-        _finish(run, state, "partial" if any(c.errors == 0 for c in run.cells) else "failed",
+        _finish(run, state, RunStatus.PARTIAL if any(c.errors == 0 for c in run.cells) else RunStatus.FAILED,
                 f"{exc}; resume with: halo bench serve --resume {run.path}")
         return
     except KeyboardInterrupt:
-        _finish(run, state, "interrupted", "interrupted by the user")
+        _finish(run, state, RunStatus.INTERRUPTED, "interrupted by the user")
         raise
     except HaloError as exc:
-        _finish(run, state, "failed", str(exc))
+        _finish(run, state, RunStatus.FAILED, str(exc))
         raise
     except BaseException as exc:
-        _finish(run, state, "failed", f"{type(exc).__name__}: {exc}")
+        _finish(run, state, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     errors = [c for c in run.cells if c.errors]
     if errors:
-        _finish(run, state, "partial", f"{len(errors)} of {len(run.cells)} cells had failed requests: "
+        _finish(run, state, RunStatus.PARTIAL, f"{len(errors)} of {len(run.cells)} cells had failed requests: "
                                        f"{errors[0].first_error}")
     else:
-        _finish(run, state, "complete", "")
+        _finish(run, state, RunStatus.COMPLETE, "")
 
 
 def _client(base: str, api_key: str | None, timeout) -> httpx.AsyncClient:
@@ -869,10 +857,9 @@ async def _probe(base: str, spec: ServeBenchSpec, api_key: str | None) -> tuple[
     return base, model, props if isinstance(props, dict) else {}, models
 
 
-def _finish(run: ServeRun, state: dict, status: str, error: str) -> None:
+def _finish(run: ServeRun, state: RunState, status: RunStatus, error: str) -> None:
     run.status, run.error = status, error
-    state.update(status=status, error=error, finished_at=_now())
-    write_json(run.path / "run.json", state)
+    state.finish(status, error)
 
 
 def _keep_log(log: Path, offset: int, dest: Path) -> None:

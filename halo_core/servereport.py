@@ -4,13 +4,18 @@ a PNG per chart, as for llama-bench runs)."""
 
 from __future__ import annotations
 
+import html
 import json
 import shlex
 from collections import defaultdict
+from pathlib import Path
 
+from . import __version__
 from .errors import HaloError
-from .report import _pyplot, facts_html, html_table, write_page
-from .servebench import ServeCell, ServeRun
+from .report import STYLE, _pyplot, figure
+from .runs import now
+from .servebench import ServeRun
+from .store import write_atomic
 
 
 def _groups(runs: list[ServeRun], keep, by):
@@ -95,7 +100,8 @@ def _provenance(run: ServeRun) -> str:
              ("prompt cache", "left on" if run.spec.prompt_cache else "off, unique prefix per request"),
              ("cpu", system.get("cpu"))]
     facts += [("server", shlex.join(s["argv"])) for s in state.get("servers", [])]
-    return facts_html(run.path.name, facts)
+    items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts if v)
+    return f"<h3>{html.escape(run.path.name)}</h3><ul>{items}</ul>"
 
 
 def _stat(stat, *fields: str, spec: str = ".1f") -> str:
@@ -114,17 +120,29 @@ def _table(runs: list[ServeRun]) -> str:
              f"{c.cached_pct:.1f}", None if c.draft_accepted_pct is None else f"{c.draft_accepted_pct:.1f}",
              str(c.errors)]
             for run in runs for c in run.cells]
-    return html_table("cells", head, rows)
+    keep = [i for i in range(len(head)) if any(row[i] is not None for row in rows)]
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[i] or '')}</td>" for i in keep) + "</tr>"
+                   for row in rows)
+    return (f"<table id='cells'><thead><tr>{''.join(f'<th>{html.escape(head[i])}</th>' for i in keep)}"
+            f"</tr></thead><tbody>{body}</tbody></table>")
 
 
-def write_serve_report(runs: list[ServeRun], out_dir):
-    """Write index.html and the PNGs of serve-bench runs into out_dir; return the page."""
+def write_serve_report(runs: list[ServeRun], out_dir: Path) -> Path:
+    """Write index.html (self-contained, charts inline as SVG) and a PNG per chart of serve-bench
+    runs into out_dir; return the page."""
     cells = [c for run in runs for c in run.cells]
     if not cells:
         raise HaloError("nothing to report: the runs hold no finished cells")
     charts = [_bands(runs, "ttft_ms", False), _bands(runs, "itl_ms", False),
               _bands(runs, "ttft_ms", True), _bands(runs, "itl_ms", True),
               _speed_vs_depth(runs, "pp_ts"), _speed_vs_depth(runs, "tg_ts")]
-    return write_page(out_dir, "halo serve-bench report", f"{len(runs)} run(s), {len(cells)} cell(s).",
-                      "".join(_provenance(run) for run in runs), [c for c in charts if c],
-                      "<h2>All cells</h2>" + _table(runs))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = [figure(out_dir, chart_id, title, fig) for chart_id, title, fig in filter(None, charts)]
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>halo serve-bench report</title>"
+            f"<style>{STYLE}</style></head><body><h1>halo serve-bench report</h1>"
+            f"<p>halo {__version__}, written {now()}, {len(runs)} run(s), {len(cells)} cell(s).</p>"
+            + "".join(_provenance(run) for run in runs)
+            + "<h2>Charts</h2>" + "".join(figures)
+            + "<h2>All cells</h2>" + _table(runs) + "</body></html>")
+    write_atomic(out_dir / "index.html", page)
+    return out_dir / "index.html"

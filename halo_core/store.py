@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import tempfile
-from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping, TypeVar
 
 import attrs
 
@@ -28,44 +29,69 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: Path, data: str | bytes, *, mode: int | None = None,
-                 owner: tuple[int, int] | None = None) -> None:
-    """Write a whole file so readers see the old content or the new one, never a mix.
+@contextlib.contextmanager
+def replacing(path: Path, *, mode: int | None = None,
+              owner: tuple[int, int] | None = None) -> Iterator[Path]:
+    """A temporary file beside `path` to write; it replaces `path` when the block ends well and
+    is deleted when it does not, so readers see the old file or the new one, never a mix.
 
     `mode` (permission bits) defaults to the usual 0666 & ~umask; `owner` is (uid, gid).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    open_mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes 0600
         if owner is not None and (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != owner:
             os.fchown(fd, *owner)
-        with os.fdopen(fd, open_mode) as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.close(fd)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _jsonable(value: Any) -> Any:
+def write_atomic(path: Path, data: str | bytes, *, mode: int | None = None,
+                 owner: tuple[int, int] | None = None) -> None:
+    """Write a whole file so readers see the old content or the new one, never a mix.
+
+    `mode` (permission bits) defaults to the usual 0666 & ~umask; `owner` is (uid, gid).
+    """
+    with replacing(path, mode=mode, owner=owner) as tmp:
+        with open(tmp, "wb" if isinstance(data, bytes) else "w") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def to_dict(value: Any) -> Any:
+    """Records (attrs), paths and enums as plain JSON data: what to_json writes, as objects."""
     if attrs.has(type(value)):
-        return attrs.asdict(value, value_serializer=lambda _i, _a, v: _jsonable(v))
+        return attrs.asdict(value, value_serializer=lambda _i, _a, v: to_dict(v))
+    if isinstance(value, Enum):
+        return value.value
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [to_dict(v) for v in value]
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: to_dict(v) for k, v in value.items()}
     return value
 
 
+R = TypeVar("R")
+
+
+def from_dict(cls: type[R], data: Mapping[str, Any]) -> R:
+    """The record `cls` from JSON data, ignoring keys it does not know (files written by
+    another halo version); a missing or bad field raises TypeError / ValueError."""
+    names = {a.name for a in attrs.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(_jsonable(value), indent=2, sort_keys=False) + "\n"
+    return json.dumps(to_dict(value), indent=2, sort_keys=False) + "\n"
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -96,19 +122,3 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def safe_name(text: str) -> str:
     """A string usable as one path component."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "run"
-
-
-def new_run_dir(kind: str, tag: str) -> Path:
-    """Create $HALO_HOME/runs/<kind>/<tag>-<UTC timestamp>/ (unique)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    parent = halo_home() / "runs" / kind
-    parent.mkdir(parents=True, exist_ok=True)
-    base = f"{safe_name(tag)}-{stamp}"
-    for n in range(1000):
-        path = parent / (base if n == 0 else f"{base}.{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"cannot create a run directory under {parent}")

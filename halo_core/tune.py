@@ -7,6 +7,7 @@ validates, applies through the journal (journal.py), measures, and rolls back.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 from pathlib import Path
@@ -16,16 +17,22 @@ import attrs
 
 from .bench import run_bench
 from .errors import HaloError, TuneError, UnknownName
+from .evals import EvalSpec, resolve_suites, run_eval
 from .hostfacts import is_live, read_facts
 from .interfaces import Tuner
-from .journal import OPEN, Journal, locked
+from .journal import KERNEL_VALUES, OPEN, Journal, locked
 from .plugins import PluginHost, get_host
+from .serve import ServerSpec, serve
+from .store import to_json
+from .sweep import Comparison, compare_evals, free_port
 from .records import (
     AuditReport,
     BenchSpec,
     Change,
+    ChangeKind,
     Check,
     JournalInfo,
+    JournalStatus,
     MeasureSpec,
     TunePlan,
     TuneStep,
@@ -78,22 +85,33 @@ def parse_settings(items: Iterable[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _refuse_misfits(tuners: list[Tuner], facts) -> None:
+    """TuneError naming why, when a tuner says it does not apply to this host."""
+    misfits: dict[tuple[str, str], list[str]] = {}
+    for tuner in tuners:
+        fit = tuner.applies(facts)
+        if not fit.available:
+            misfits.setdefault((fit.reason, fit.hint), []).append(tuner.name)
+    if misfits:
+        (reason, hint), names = next(iter(misfits.items()))
+        if len(names) < len(tuners):
+            reason += f" (tuners {', '.join(names)})"
+        raise TuneError(f"{reason}{'; ' + hint if hint else ''}; pass --force to tune it anyway"
+                        + (", or leave them out with --only" if len(names) < len(tuners) else ""))
+
+
 def plan(root: Path = Path("/"), only: Iterable[str] | None = None, *,
          settings: Iterable[str] = (), force: bool = False,
          host: PluginHost | None = None) -> TunePlan:
     """What `halo tune` would change: validated, nothing written.
 
-    Raises TuneError for a host that is not an AMD APU (unless `force`), a setting or value
-    a tuner rejects, or two tuners that would change the same target.
+    Raises TuneError for a host a selected tuner does not apply to (unless `force`), a
+    setting or value a tuner rejects, or two tuners that would change the same target.
     """
     root = Path(root)
-    facts = read_facts(root)
-    if not facts.is_amd_apu and not force:
-        gpu = "an AMD GPU" if facts.amd_gpu else "no amdgpu device"
-        raise TuneError(f"this host is not an AMD APU (CPU: {facts.cpu_model or 'unknown'}; "
-                        f"{gpu}): halo tune is made for AMD APUs such as Strix Halo; "
-                        f"pass --force to tune it anyway")
     tuners = select_tuners(only, host=host)
+    if not force:
+        _refuse_misfits(tuners, read_facts(root))
     by_name = {t.name: t for t in tuners}
     for name, values in parse_settings(settings).items():
         if name not in by_name:
@@ -105,7 +123,7 @@ def plan(root: Path = Path("/"), only: Iterable[str] | None = None, *,
         changes = tuple(tuner.plan(root))
         for change in changes:
             key = (change.kind, change.target)
-            if change.kind != "command" and owners.setdefault(key, tuner.name) != tuner.name:
+            if change.kind != ChangeKind.COMMAND and owners.setdefault(key, tuner.name) != tuner.name:
                 raise TuneError(f"tuners '{owners[key]}' and '{tuner.name}' both change "
                                 f"{change.target}: apply them one at a time with --only")
         steps.append(TuneStep(tuner.name, changes, tuner.guidance(root)))
@@ -115,7 +133,7 @@ def plan(root: Path = Path("/"), only: Iterable[str] | None = None, *,
 # -- showing a plan ----------------------------------------------------------------------
 
 def _show_change(change: Change, live: bool) -> list[str]:
-    if change.kind == "file":
+    if change.kind == ChangeKind.FILE:
         before = (change.before or "").splitlines(keepends=True)
         after = (change.after or "").splitlines(keepends=True)
         old = change.target if change.before is not None else "/dev/null"
@@ -123,11 +141,11 @@ def _show_change(change: Change, live: bool) -> list[str]:
         lines = [line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                  for line in difflib.unified_diff(before, after, old, new)]
         return "".join(lines).splitlines()
-    if change.kind == "link":
+    if change.kind == ChangeKind.LINK:
         if change.after is None:
             return [f"- link {change.target} -> {change.before}"]
         return [f"+ link {change.target} -> {change.after}"]
-    if change.kind in ("sysfs", "sysctl"):
+    if change.kind in KERNEL_VALUES:
         return [f"~ {change.target}: {change.before} -> {change.after}"]
     lines = []
     note = "" if live else "   (recorded, not run: --root)"
@@ -172,14 +190,28 @@ def _check_can_write(root: Path, live: bool) -> None:
                         f"{'' if live else ' --root ' + str(root)}` to finish undoing it first")
 
 
-def _bench(spec: MeasureSpec, label: str, host: PluginHost | None, status: Status) -> dict:
+def _measure(spec: MeasureSpec, label: str, host: PluginHost | None, status: Status) -> dict:
+    """The bench, and with spec.eval the eval suites against a server started for them."""
     status(f"measuring ({label})")
     run = run_bench(BenchSpec(models=(spec.model,), backends=(spec.backend,), pp=spec.pp,
                               tg=spec.tg, reps=spec.reps, tag=f"tune-{label}",
                               threads=spec.threads), host=host)
-    return {"run": str(run.path),
-            "results": [{"test": r.test, "avg_ts": r.avg_ts, "stddev_ts": r.stddev_ts,
-                         "samples_ts": list(r.samples_ts)} for r in run.results]}
+    measured = {"run": str(run.path),
+                "results": [{"test": r.test, "avg_ts": r.avg_ts, "stddev_ts": r.stddev_ts,
+                             "samples_ts": list(r.samples_ts)} for r in run.results]}
+    if spec.eval:
+        status(f"evaluating {spec.eval} ({label})")
+        server = serve(ServerSpec(model=spec.model, backend=spec.backend, port=free_port(),
+                                  ctx=spec.ctx, threads=spec.threads, extra=("--seed", "0")), host=host)
+        try:
+            evaluation = run_eval(EvalSpec(suites=resolve_suites(spec.eval, host), selection=spec.eval,
+                                           limit=spec.eval_limit, concurrency=1,
+                                           max_tokens=spec.max_tokens),
+                                  endpoint=server.info.url, host=host)
+        finally:
+            server.stop()
+        measured["eval"] = str(evaluation.path)
+    return measured
 
 
 def _spread(result: dict) -> tuple[float, float, float, float]:
@@ -193,28 +225,65 @@ def _spread(result: dict) -> tuple[float, float, float, float]:
     return mean, sd, mean - sd, mean + sd
 
 
-def compare(step: str, before: list[dict], after: list[dict], min_effect: float = 0.05) -> Verdict:
-    """Is `after` worse than `before` beyond noise? (rule: see MeasureSpec)."""
-    deltas, worse = {}, []
+def _speed(before: list[dict], after: list[dict], min_effect: float) -> tuple[dict, list[str], list[str]]:
+    """(relative change per test, tests worse beyond noise, tests better beyond noise)."""
+    deltas, worse, better = {}, [], []
     after_by_test = {r["test"]: r for r in after}
     for b in before:
         a = after_by_test.get(b["test"])
         if a is None:
             continue
-        mean_b, sd_b, slow_b, _ = _spread(b)
-        mean_a, sd_a, _, fast_a = _spread(a)
+        mean_b, sd_b, slow_b, fast_b = _spread(b)
+        mean_a, sd_a, slow_a, fast_a = _spread(a)
         if mean_b <= 0:
             continue
         delta = (mean_a - mean_b) / mean_b
         deltas[b["test"]] = delta
-        drop = mean_b - mean_a
-        if delta < -min_effect and drop > 2 * max(sd_a, sd_b) and fast_a < slow_b:
-            worse.append(f"{b['test']} {mean_b:.2f} -> {mean_a:.2f} t/s ({delta:+.1%})")
+        shown = f"{b['test']} {mean_b:.2f} -> {mean_a:.2f} t/s ({delta:+.1%})"
+        noise = 2 * max(sd_a, sd_b)
+        if delta < -min_effect and mean_b - mean_a > noise and fast_a < slow_b:
+            worse.append(shown)
+        elif delta > min_effect and mean_a - mean_b > noise and slow_a > fast_b:
+            better.append(shown)
+    return deltas, worse, better
+
+
+def compare(step: str, before: list[dict], after: list[dict], min_effect: float = 0.05) -> Verdict:
+    """Is `after` worse than `before` beyond noise? (rule: see MeasureSpec)."""
+    deltas, worse, _better = _speed(before, after, min_effect)
     if worse:
         detail = "worse beyond noise: " + ", ".join(worse)
     else:
         detail = "within noise or better: " + (", ".join(f"{t} {d:+.1%}" for t, d in deltas.items()) or "no common tests")
     return Verdict(step, bool(worse), deltas, detail)
+
+
+def gate(step: str, before: list[dict], after: list[dict], quality: list[Comparison],
+         min_effect: float = 0.05) -> Verdict:
+    """`halo tune --measure --eval`: keep a step only when it is faster beyond noise and no
+    suite's paired test finds its answers worse (`quality`: after against before)."""
+    deltas, worse, better = _speed(before, after, min_effect)
+    regressed = [c for c in quality if c.paired.verdict == "worse"]
+    answers = ", ".join(f"{c.suite} {c.paired.verdict} (Δ {c.paired.delta:+.3f}, {c.paired.test} "
+                        f"p={c.paired.p_value:.4f}, {c.paired.n} pairs)" for c in quality) or "no common samples"
+    reasons = []
+    if worse:
+        reasons.append("slower beyond noise: " + ", ".join(worse))
+    elif not better:
+        reasons.append("not faster beyond noise: "
+                       + (", ".join(f"{t} {d:+.1%}" for t, d in deltas.items()) or "no common tests"))
+    if regressed:
+        reasons.append("answers worse: " + answers)
+    if reasons:
+        return Verdict(step, True, deltas, "; ".join(reasons))
+    return Verdict(step, False, deltas, "faster beyond noise: " + ", ".join(better) + "; answers " + answers)
+
+
+def _verdict(step: str, before: dict, after: dict, spec: MeasureSpec) -> tuple[Verdict, list[Comparison]]:
+    if not spec.eval:
+        return compare(step, before["results"], after["results"], spec.min_effect), []
+    quality = compare_evals(Path(before["eval"]), Path(after["eval"]), baseline="before")
+    return gate(step, before["results"], after["results"], quality, spec.min_effect), quality
 
 
 def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Status | None = None,
@@ -231,7 +300,7 @@ def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Stat
         _check_can_write(root, plan.live)
         if not plan.changes:
             return None
-        baseline = _bench(measure, "baseline", host, status) if measure else None
+        baseline = _measure(measure, "baseline", host, status) if measure else None
         journal = Journal.create(plan, boot_id=read_facts(root).boot_id,
                                  measure=attrs.asdict(measure) if measure else None)
         if baseline:
@@ -249,10 +318,10 @@ def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Stat
                 if step.needs_reboot:
                     pending.append(step.tuner)
                     continue
-                after = _bench(measure, step.tuner, host, status)
+                after = _measure(measure, step.tuner, host, status)
                 journal.event("measure", step=step.tuner, phase="after", **after)
-                verdict = compare(step.tuner, baseline["results"], after["results"], measure.min_effect)
-                journal.event("verdict", **attrs.asdict(verdict))
+                verdict, quality = _verdict(step.tuner, baseline, after, measure)
+                journal.event("verdict", **attrs.asdict(verdict), quality=json.loads(to_json(quality)))
                 if verdict.worse:
                     status(f"rolling back {step.tuner}: {verdict.detail}")
                     _undo_or_raise(journal, journal.step_changes(step.tuner))
@@ -260,12 +329,12 @@ def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Stat
                     baseline = after
         except (HaloError, OSError, KeyboardInterrupt) as exc:
             message = str(exc) if isinstance(exc, HaloError) else f"{type(exc).__name__}: {exc}"
-            journal.update(status="rolling-back", error=message)
+            journal.update(status=JournalStatus.ROLLING_BACK, error=message)
             errors = journal.undo()
             if errors:
                 raise TuneError(f"{message}; rollback left changes in place ({errors[0]}): "
                                 f"run `halo rollback` again once fixed") from exc
-            journal.update(status="rolled-back")
+            journal.update(status=JournalStatus.ROLLED_BACK)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise TuneError(f"{message}; everything this run changed was rolled back "
@@ -273,7 +342,8 @@ def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Stat
         if baseline is not None:
             journal.event("measure", step=None, phase="final", **baseline)
         left = journal.info().applied  # measured steps that made things worse are undone
-        journal.update(status="applied" if left else "rolled-back", pending_measure=pending)
+        journal.update(status=JournalStatus.APPLIED if left else JournalStatus.ROLLED_BACK,
+                       pending_measure=pending)
         return journal.info()
 
 
@@ -290,7 +360,7 @@ def resume(root: Path = Path("/"), *, on_status: Status | None = None,
     root = Path(root)
     with locked():
         journal = next((j for j in Journal.all(root) if j.header.get("pending_measure")
-                        and j.status == "applied"), None)
+                        and j.status == JournalStatus.APPLIED), None)
         if journal is None:
             raise TuneError(f"nothing to resume: no journal of {root} waits for a measurement "
                             f"after a reboot")
@@ -300,15 +370,16 @@ def resume(root: Path = Path("/"), *, on_status: Status | None = None,
                             f"effect after a reboot: reboot, then run halo tune --measure --resume")
         spec = MeasureSpec(**journal.header["measure"])
         before = next(e for e in reversed(journal.events("measure")) if e["phase"] == "final")
-        after = _bench(spec, "+".join(pending), host, status)
+        after = _measure(spec, "+".join(pending), host, status)
         step = "+".join(pending)
         journal.event("measure", step=step, phase="after-reboot", **after)
-        verdict = compare(step, before["results"], after["results"], spec.min_effect)
-        journal.event("verdict", **attrs.asdict(verdict))
+        verdict, quality = _verdict(step, before, after, spec)
+        journal.event("verdict", **attrs.asdict(verdict), quality=json.loads(to_json(quality)))
         if verdict.worse:
             status(f"rolling back {step}: {verdict.detail}")
             _undo_or_raise(journal, [i for name in pending for i in journal.step_changes(name)])
-        journal.update(pending_measure=[], status="applied" if journal.info().applied else "rolled-back")
+        journal.update(pending_measure=[], status=JournalStatus.APPLIED if journal.info().applied
+                       else JournalStatus.ROLLED_BACK)
         return journal.info()
 
 
@@ -322,7 +393,7 @@ def rollback(root: Path = Path("/"), journal_id: str | None = None) -> JournalIn
     crash interrupted): files come back byte for byte, values and commands are reversed."""
     root = Path(root)
     with locked():
-        candidates = [j for j in Journal.all(root) if j.status != "rolled-back"]
+        candidates = [j for j in Journal.all(root) if j.status != JournalStatus.ROLLED_BACK]
         if not candidates:
             raise TuneError(f"nothing to roll back: no applied journal for {root.resolve()}")
         journal = candidates[0]
@@ -334,12 +405,12 @@ def rollback(root: Path = Path("/"), journal_id: str | None = None) -> JournalIn
         if journal.live and os.geteuid() != 0:
             raise TuneError("rolling back changes to this machine writes /etc and /sys: "
                             "run it as root (sudo)")
-        journal.update(status="rolling-back")
+        journal.update(status=JournalStatus.ROLLING_BACK)
         errors = journal.undo()
         if errors:
             raise TuneError(f"rollback of journal {journal.path.name} left {len(errors)} "
                             f"change(s) in place ({errors[0]}): fix that and run halo rollback again")
-        journal.update(status="rolled-back")
+        journal.update(status=JournalStatus.ROLLED_BACK)
         return journal.info()
 
 
@@ -349,4 +420,4 @@ def needs_reboot(info: JournalInfo) -> bool:
 
 
 __all__ = ["audit", "verify", "plan", "apply", "resume", "rollback", "journals", "render_plan",
-           "compare", "parse_settings", "select_tuners"]
+           "compare", "gate", "parse_settings", "select_tuners"]

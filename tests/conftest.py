@@ -20,9 +20,12 @@ DATA = Path(__file__).resolve().parent / "data"
 # the sysroot fixtures (tests/sysroot.py), available to every test module
 from sysroot import fedora_root, intel_root, rpm_on_path, ubuntu_root  # noqa: E402,F401
 
-for var in ("HALO_LLAMA_CPP_DIR", "HALO_LOAD_PLUGINS", "HALO_DISABLE_PLUGINS", "HF_TOKEN",
-            "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN"):
+for var in ("HALO_LLAMA_CPP_DIR", "HALO_LOAD_PLUGINS", "HALO_DISABLE_PLUGINS", "HALO_CONFIG",
+            "HALO_BACKEND", "HALO_MODEL", "HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+            "HUGGING_FACE_HUB_TOKEN"):
     os.environ.pop(var, None)
+# the built-in defaults (native, smoke), whatever ~/.config/halo/config.toml says
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="halo-test-config-")
 # Nothing listens on port 9: a test that forgets the fake hub fails fast instead of reaching
 # the real Hugging Face Hub; no token file of the machine's user is read.
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
@@ -62,6 +65,8 @@ def run_halo(*args: str, env: dict | None = None, timeout: float = 600) -> subpr
     """The installed CLI in a child process, as a user would run it."""
     full_env = dict(os.environ)
     full_env.update(env or {})
+    if env and "PYTHONPATH" in env and os.environ.get("PYTHONPATH"):  # add to it, keep ours
+        full_env["PYTHONPATH"] = f"{env['PYTHONPATH']}{os.pathsep}{os.environ['PYTHONPATH']}"
     full_env.setdefault("COLUMNS", "200")
     return subprocess.run([sys.executable, "-m", "halo_core", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout)
@@ -90,6 +95,22 @@ def wait_until(probe, timeout: float, what: str, interval: float = 0.05):
         if time.monotonic() >= deadline:
             pytest.fail(f"{what} within {timeout:g}s")
         time.sleep(interval)
+
+
+def with_tuner(tuner):
+    """A plugin host with the installed plugins and `tuner`, registered as a test plugin."""
+    import types
+
+    from halo_core import hookimpl
+    from halo_core.plugins import PluginHost
+
+    @hookimpl
+    def register_tuners(register):
+        register(tuner)
+
+    host = PluginHost.from_entry_points()
+    host.register(types.SimpleNamespace(register_tuners=register_tuners), tuner.name)
+    return host
 
 
 def write_tool(path: Path, body: str) -> Path:

@@ -4,7 +4,8 @@ writer: the only fakes the hf tests use (the real Hub cannot be reached from tes
 It answers HEAD and GET on /{owner}/{repo}/resolve/{revision}/{file} (and on
 /datasets/{owner}/{repo}/... for dataset repos) the way the Hub does:
 X-Repo-Commit, ETag (the sha256 for LFS files, the git blob sha1 otherwise), X-Linked-Etag and
-X-Linked-Size for LFS files, Content-Length, Accept-Ranges and 206 answers to Range requests,
+X-Linked-Size for LFS files, Content-Length, Accept-Ranges and 206 answers to Range requests
+(`bytes=START-` and `bytes=START-END`),
 X-Error-Code on 404/401. With `redirect=True` an LFS file is served like the Hub does it: the
 resolve URL answers 302 to a "CDN" on another host name (localhost instead of 127.0.0.1).
 """
@@ -35,6 +36,7 @@ class HubFile:
     redirect: bool = False
     drop_after: int | None = None  # the first GET sends this many bytes and hangs up
     then_status: list[int] = attrs.field(factory=list)  # answers for the GETs after that
+    ranges: bool = True  # False: Range headers are ignored (the whole body, 200)
     gets: int = 0
 
 
@@ -134,16 +136,20 @@ class FakeHub:
             entry.gets += 1
             if entry.gets > 1 and entry.then_status:
                 return self._error(req, entry.then_status.pop(0), None)
-        start = 0
-        ranged = re.fullmatch(r"bytes=(\d+)-", req.headers.get("Range", "") or "")
+        start, end = 0, len(entry.body)
+        ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", req.headers.get("Range", "") or "")
+        if not entry.ranges:
+            ranged = None
         if ranged and not head:
             start = int(ranged[1])
-        body = entry.body[start:]
-        req.send_response(206 if start else 200)
+            end = min(end, int(ranged[2]) + 1) if ranged[2] else end
+        body = entry.body[start:end]
+        partial = ranged is not None and not head
+        req.send_response(206 if partial else 200)
         for key, value in (meta or {}).items():
             req.send_header(key, value)
-        if start:
-            req.send_header("Content-Range", f"bytes {start}-{len(entry.body) - 1}/{len(entry.body)}")
+        if partial:
+            req.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(entry.body)}")
         req.send_header("Content-Length", str(entry.size if head else len(body)))
         req.send_header("Accept-Ranges", "bytes")
         req.end_headers()

@@ -89,17 +89,38 @@ def test_unknown_model(halo):
     assert done.returncode == 1
     assert _last_line(done.stderr) == ("Error: unknown model 'no-such-model': not a file, an alias "
                                        "(22 known: halo models list) or SOURCE:REF "
-                                       "(sources: file, hf, pypi)")
+                                       "(sources: file, hf, pypi, synth)")
 
 
 def test_llama_cpp_missing(halo, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    done = halo("bench", "run", "--llama-cpp-dir", str(empty))
-    assert done.returncode == 1
-    assert _last_line(done.stderr).startswith(
-        f"Error: backend 'native' is unavailable: llama-bench not found in HALO_LLAMA_CPP_DIR={empty} (looked in ")
-    assert "Traceback" not in done.stderr
+    for flags in (["--llama-cpp-dir", str(empty)], ["--backend-opt", f"llama_cpp_dir={empty}"]):
+        done = halo("bench", "run", *flags)
+        assert done.returncode == 1
+        assert _last_line(done.stderr).startswith(
+            f"Error: backend 'native' is unavailable: llama-bench not found in llama_cpp_dir={empty} (looked in ")
+        assert "Traceback" not in done.stderr
+    done = halo("bench", "run", env={"HALO_LLAMA_CPP_DIR": str(empty)})
+    assert f"llama-bench not found in HALO_LLAMA_CPP_DIR={empty} (looked in " in done.stderr
+
+
+def test_backend_options_are_checked_and_leave_the_environment_alone(halo, tmp_path):
+    done = halo("bench", "run", "--backend-opt", "llama_cpp_dir")
+    assert (done.returncode, _last_line(done.stderr)) == (
+        2, "Error: --backend-opt takes KEY=VALUE, not 'llama_cpp_dir'")
+    done = halo("serve", "smoke", "--backend-opt", "threads=4")
+    assert (done.returncode, done.stderr) == (
+        1, "Error: no selected backend takes the option 'threads' (native: llama_cpp_dir)\n")
+
+    from click.testing import CliRunner
+    from halo_core.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", "smoke", "--llama-cpp-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.endswith(f"llama-bench not found in llama_cpp_dir={tmp_path} (looked in "
+                                  f"{tmp_path}, {tmp_path}/bin, {tmp_path}/build/bin)\n")
+    assert "HALO_LLAMA_CPP_DIR" not in os.environ
 
 
 def _wrapped(tmp_path: Path, llama_bin_dir: Path, body: str) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from halo_core.compare import welch_p
+from halo_core.gpu import nvidia_gpus
 from halo_core.metrics import MetricsSampler, sensors
 from halo_core.runs import read_jsonl
 
@@ -48,14 +49,23 @@ def test_depth_curve_is_one_process(halo, smoke_model):
     tests = [r["test"] for r in out["results"]]
     assert tests == ["pp16", "tg4", "pp32", "tg4", "pp32 @ d128", "tg4 @ d128",
                      "pp32 @ d256", "tg4 @ d256"]
-    depths = [r["n_depth"] for r in out["results"] if r["cell"].split("|")[2] == "ctx"]
+    assert [r["group"] for r in out["results"]] == ["std"] * 2 + ["ctx"] * 6
+    depths = [r["n_depth"] for r in out["results"] if r["group"] == "ctx"]
     assert depths == [0, 0, 128, 128, 256, 256]
-    ctx = [r for r in out["results"] if "|ctx|" in r["cell"]]
+    ctx = [r for r in out["results"] if r["group"] == "ctx"]
     assert all(len(r["samples_ts"]) == 3 for r in ctx)  # long-context tests: 3 repetitions
     state = json.loads(Path(out["path"], "run.json").read_text())
     assert len(state["commands"]) == 2
     argv = state["commands"][1]["argv"]
     assert argv[argv.index("-d") + 1] == "0,128,256" and argv[argv.index("-r") + 1] == "3"
+
+    # the two tg4 at depth 0 (2 and 3 repetitions) stay two rows everywhere
+    shown = halo("bench", "show", out["path"]).stdout.splitlines()
+    cells = [[c.strip() for c in line.split("│")] for line in shown]
+    assert [row[3] for row in cells if len(row) > 5 and row[5] == "tg4"] == ["std", "ctx"]  # group, test
+    rows = _json(halo("bench", "compare", out["path"], out["path"], "--json"))
+    assert [(r["group"], r["test"]) for r in rows] == [(r["group"], r["test"]) for r in out["results"]]
+    assert all(r["before_ts"] == r["after_ts"] for r in rows)
 
 
 def test_bad_matrix_options(halo):
@@ -236,11 +246,21 @@ def test_monitor_standalone(halo, tmp_path):
 
 
 def test_hw_bandwidth(halo):
-    measured = _json(halo("hw", "bandwidth", "--seconds", "0.3", "--json"))
-    assert measured["source"] == "measured" and measured["gbs"] > 0.5
+    measured = _json(halo("hw", "bandwidth", "--device", "host", "--seconds", "0.3", "--json"))
+    assert measured["source"] == "measured" and measured["device"] == "host" and measured["gbs"] > 0.5
     assert _json(halo("hw", "bandwidth", "--show", "--json")) == measured
+    shown = halo("hw", "bandwidth", "--show").stdout
+    assert shown == f"{measured['gbs']:g} GB/s, measured, host (memcpy of 256 MiB in {os.cpu_count()} process(es), 0.3s, read+write)\n"
     configured = _json(halo("hw", "bandwidth", "--set", "215", "--json"))
     assert configured["gbs"] == 215 and configured["source"] == "configured"
+
+
+@pytest.mark.skipif(bool(nvidia_gpus()), reason="NVML sees an NVIDIA GPU here (tests/test_gpu.py)")
+def test_hw_bandwidth_without_a_gpu(halo):
+    done = halo("hw", "bandwidth", "--device", "gpu")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == ("Error: no NVIDIA GPU reports its memory clock and bus width through NVML "
+                           "(needs the NVIDIA driver and nvidia-ml-py: pip install 'halo-llm[gpu]')\n")
 
 
 def test_list_and_show(halo, smoke_model):

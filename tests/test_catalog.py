@@ -100,7 +100,7 @@ def test_every_kind_of_name_resolves(smoke_model):
     with pytest.raises(ModelError) as err:
         find_source("qwen3.5-9b")
     assert str(err.value) == ("unknown model 'qwen3.5-9b': not a file, an alias (22 known: halo "
-                              "models list) or SOURCE:REF (sources: file, hf, pypi); did you mean "
+                              "models list) or SOURCE:REF (sources: file, hf, pypi, synth); did you mean "
                               "qwen3.5-9b-q4?")
 
 

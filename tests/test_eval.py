@@ -22,6 +22,7 @@ from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
 from halo_core.endpoints import detect
 from halo_core.evals import presets, resolve_suites
 from halo_core.plugins import PluginHost
+from halo_core.records import SuiteScore
 
 from conftest import ctrl_c_works, wait_until
 
@@ -74,11 +75,12 @@ def server(llama_bin_dir, smoke_model):
 
 class FlakyProxy:
     """Forwards to `target`, but answers chat requests with HTTP `status` while `fail(body)`
-    says so (a flaky server or a sample the server always rejects); GET paths in `canned`
+    says so (a flaky server or a sample the server always rejects), or hangs up on them
+    without an answer when `status` is None (a server stopped mid-run); GET paths in `canned`
     get their canned (status, body) instead (e.g. to look like ollama); chat requests wait
     `delay(body)` seconds first when `delay` is given (a server too slow to answer)."""
 
-    def __init__(self, target: str, fail, status: int = 503, canned: dict | None = None,
+    def __init__(self, target: str, fail, status: int | None = 503, canned: dict | None = None,
                  delay=None):
         self.requests = 0
         proxy = self
@@ -97,6 +99,8 @@ class FlakyProxy:
                         stalls.wait(delay(body))
                         return  # the client has given up by now: hang up without an answer
                     if fail(proxy.requests, body):
+                        if status is None:
+                            return  # the connection closes with no response at all
                         self.send_response(status)
                         self.send_header("Content-Length", "7")
                         self.end_headers()
@@ -346,14 +350,14 @@ def test_ifeval_hub_dataset_comes_through_huggingface_hub(halo, server, hub, tmp
     assert hub.seen("GET", "ifeval_input_data.jsonl")
 
 
-def through_proxy(halo, server, fail, status, *args) -> Path:
+def through_proxy(halo, server, fail, status, *args, returncode: int = 0) -> Path:
     """`halo eval --suite ifeval ARGS` through a FlakyProxy; the run directory."""
     proxy = FlakyProxy(server, fail, status=status)
     try:
         result = halo("eval", "--suite", "ifeval", "--endpoint", proxy.url, *FAST, "--json", *args)
     finally:
         proxy.close()
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == returncode, result.stderr
     return run_dir(result.stdout)
 
 
@@ -367,13 +371,18 @@ def test_retries_5xx_then_succeeds(halo, server):
 
 def test_a_sample_that_keeps_failing_is_recorded_as_failed(halo, server):
     path = through_proxy(halo, server, lambda n, body: b"haiku about autumn" in body, 500,
-                         "--limit", "4", "--retries", "1")
+                         "--limit", "4", "--retries", "1", returncode=1)
     rows = {r["id"]: r for r in samples(path, "ifeval")}
     assert sorted(rows) == ["1", "2", "3", "4"]
     assert rows["4"]["error"] == "HTTP 500: failing" and rows["4"]["passed"] is False
     assert rows["4"]["score"] == 0.0
     assert all(rows[k]["error"] == "" for k in "123")
-    assert json.loads((path / "scores.json").read_text())["ifeval"]["failed"] == 1
+    entry = json.loads((path / "scores.json").read_text())["ifeval"]
+    assert (entry["status"], entry["samples"], entry["failed"]) == ("partial", 3, 1)
+    (log,) = (path / "ifeval" / "logs").glob("*.eval")
+    from inspect_ai.log import read_eval_log
+
+    assert [s.id for s in read_eval_log(str(log)).samples] == ["1", "2", "3"]  # scored: what ran
 
 
 def test_a_request_past_the_timeout_is_retried_then_recorded_as_failed(halo, server):
@@ -387,7 +396,8 @@ def test_a_request_past_the_timeout_is_retried_then_recorded_as_failed(halo, ser
                       "--retries", "1")
     finally:
         proxy.close()
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["status"] == "partial", result.stdout
     path = run_dir(result.stdout)
     replies = {r["id"]: r for r in map(json.loads, (path / "completions.jsonl").read_text().splitlines())}
     assert replies["4"]["error"].startswith("ReadTimeout") and replies["4"]["attempts"] == 2
@@ -395,6 +405,111 @@ def test_a_request_past_the_timeout_is_retried_then_recorded_as_failed(halo, ser
     rows = {r["id"]: r for r in samples(path, "ifeval")}
     assert rows["4"]["error"].startswith("ReadTimeout") and rows["4"]["passed"] is False
     assert all(rows[k]["error"] == "" for k in "123")
+
+
+def journal_ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in (path / "completions.jsonl").read_text().splitlines()]
+
+
+def test_a_request_that_never_ran_leaves_the_run_partial_and_resume_sends_it(halo, server):
+    """The issue's run: humaneval+ --limit 4 while the server goes away for one request
+    (the proxy hangs up on HumanEval/3 as a stopped server would). That sample is not a wrong
+    answer: the suite and the run end `partial` (exit 1), pass@1 is over the 3 that ran with
+    1 failed beside it, and --resume sends exactly that request again and scores all 4."""
+    down = threading.Event()
+    down.set()
+    proxy = FlakyProxy(server, lambda n, body: down.is_set() and b"below_zero" in body, status=None)
+    try:
+        first = halo("eval", "--suite", "humaneval+", "--limit", "4", "--endpoint", proxy.url,
+                     *FAST, "--retries", "1", "--json")
+        assert first.returncode == 1, first.stderr
+        out = json.loads(first.stdout)
+        assert out["status"] == "partial"
+        entry = out["scores"]["humaneval+"]
+        assert (entry["status"], entry["samples"], entry["failed"]) == ("partial", 3, 1)
+        assert entry["error"].startswith("1 of 4 requests failed: HumanEval/3: RemoteProtocolError")
+        assert entry["scores"]["pass@1"] == pytest.approx(entry["passed"] / 3)
+        path = run_dir(first.stdout)
+        rows = {r["id"]: r for r in samples(path, "humanevalplus")}
+        assert sorted(rows) == ["HumanEval/0", "HumanEval/1", "HumanEval/2", "HumanEval/3"]
+        assert rows["HumanEval/3"]["error"].startswith("RemoteProtocolError")
+        assert all(rows[k]["error"] == "" for k in ("HumanEval/0", "HumanEval/1", "HumanEval/2"))
+        evaluated = json.loads((path / "humanevalplus" / "solutions_eval_results.json").read_text())
+        assert sorted(evaluated["eval"]) == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
+        before = journal_ids(path)
+
+        down.clear()  # the server is back
+        again = halo("eval", "--resume", path.name, "--json")
+    finally:
+        proxy.close()
+    assert again.returncode == 0, again.stderr
+    out = json.loads(again.stdout)
+    assert out["status"] == "complete"
+    entry = out["scores"]["humaneval+"]
+    assert (entry["status"], entry["samples"], entry["failed"]) == ("complete", 4, 0)
+    assert entry["scores"]["pass@1"] == pytest.approx(entry["passed"] / 4)
+    assert journal_ids(path) == before + ["HumanEval/3"]  # only the failed request, once more
+    assert all(r["error"] == "" for r in samples(path, "humanevalplus"))
+
+
+WORDS = ("apple", "river", "stone", "cloud")
+
+
+class Answers(EvalSuite):
+    """A third-party suite written as docs/plugins.md says: it asks through context.chat and
+    scores the replies it gets (a reply with text is a pass)."""
+
+    name = "answers"
+
+    def availability(self):
+        return Availability(True)
+
+    def run(self, endpoint, *, limit=None, workdir=None, context=None):
+        from halo_core.chat import ChatRequest
+
+        requests = [ChatRequest(word, [{"role": "user", "content": f"Say the word {word}."}],
+                                max_tokens=4) for word in WORDS]
+        replies = context.chat(requests)
+        out = [EvalSample(i, float(bool(r.content)), bool(r.content)) for i, r in replies.items()]
+        return EvalResult(self.name, {"answered": sum(s.score for s in out) / len(out)}, out)
+
+
+class _AnswersPlugin:
+    @hookimpl
+    def register_eval_suites(self, register):
+        register(Answers())
+
+
+def test_a_third_party_suite_never_sees_a_request_that_did_not_run(server):
+    """The runner owns failed samples: the suite scores the replies that came back, the one
+    that never ran is a failed sample beside the score, not a wrong answer in it."""
+    from halo_core.evals import EvalSpec, run_eval
+
+    host = PluginHost()
+    host.register(_AnswersPlugin(), "answers")
+
+    def through(fail):
+        proxy = FlakyProxy(server, fail, status=500)
+        try:
+            return run_eval(EvalSpec(suites=["answers"], retries=0), endpoint=proxy.url, host=host)
+        finally:
+            proxy.close()
+
+    nothing = through(lambda n, body: True)  # the server answers no request at all
+    assert nothing.status == "failed"
+    score = nothing.scores["answers"]
+    assert (score.status, score.samples, score.failed) == ("failed", None, 4)
+    assert score.error == "4 of 4 requests failed: apple: HTTP 500: failing"
+
+    run = through(lambda n, body: b"stone" in body)
+    assert run.status == "partial"
+    score = run.scores["answers"]
+    assert (score.status, score.samples, score.failed) == ("partial", 3, 1)
+    assert score.scores == {"answered": 1.0}
+    assert score.error == "1 of 4 requests failed: stone: HTTP 500: failing"
+    rows = {r["id"]: r for r in samples(run.path, "answers")}
+    assert sorted(rows) == sorted(WORDS)
+    assert (rows["stone"]["error"], rows["stone"]["passed"]) == ("HTTP 500: failing", False)
 
 
 def test_ctrl_c_leaves_a_run_that_resume_finishes(halo, server, tmp_path):
@@ -459,10 +574,9 @@ def test_a_suite_without_its_framework_is_skipped_with_the_install_hint(server):
     run = run_eval(EvalSpec(suites=resolve_suites("mine", host), selection="mine"),
                    endpoint=server, host=host)
     assert run.status == "complete"
-    assert run.scores["needs-framework"] == {
-        "status": "skipped", "error": "frameworkx is not installed; pip install 'halo-llm[eval]'",
-        "scores": {}}
-    assert run.scores["third-party"]["scores"] == {"accuracy": 1.0}
+    assert run.scores["needs-framework"] == SuiteScore(
+        "skipped", error="frameworkx is not installed; pip install 'halo-llm[eval]'")
+    assert run.scores["third-party"].scores == {"accuracy": 1.0}
     with pytest.raises(Unavailable) as info:
         run_eval(EvalSpec(suites=["needs-framework"]), endpoint=server, host=host)
     assert str(info.value) == ("suite 'needs-framework' is unavailable: frameworkx is not "

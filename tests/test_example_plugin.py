@@ -25,16 +25,18 @@ def plugin_site(tmp_path_factory):
 def test_halo_plugins_lists_it(halo, plugin_site):
     done = halo("plugins", "--json", env={"PYTHONPATH": str(plugin_site)})
     assert done.returncode == 0, done.stderr
-    infos = {i["name"]: i for i in json.loads(done.stdout)}
+    infos = {i["name"]: i for i in json.loads(done.stdout)["plugins"]}
     assert infos["taskset"]["distribution"] == "halo-taskset"
     assert infos["taskset"]["source"] == "entry-point"
     assert infos["taskset"]["registers"] == {"backends": ["taskset"]}
     assert infos["taskset"]["error"] is None
 
 
-def test_bench_runs_through_it(halo, plugin_site, smoke_model):
+def test_bench_runs_through_it(halo, plugin_site, smoke_model, llama_bin_dir):
+    # --llama-cpp-dir reaches the native backend the plugin wraps (taskset forwards its options)
     done = halo("bench", "run", "--backend", "taskset", "-m", str(smoke_model.path),
                 "--pp", "32", "--tg", "8", "--reps", "1", "--json",
+                "--llama-cpp-dir", str(llama_bin_dir),
                 env={"PYTHONPATH": str(plugin_site), "HALO_TASKSET_CPUS": "0"})
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -43,7 +45,7 @@ def test_bench_runs_through_it(halo, plugin_site, smoke_model):
     state = json.loads(open(f"{out['path']}/run.json").read())
     argv = state["commands"][0]["argv"]
     assert argv[1:3] == ["-c", "0"] and argv[0].endswith("taskset")
-    assert argv[3].endswith("llama-bench")
+    assert argv[3] == str(llama_bin_dir / "llama-bench")
     system = json.loads(open(f"{out['path']}/system.json").read())
     assert system["backends"]["taskset"]["taskset_cpus"] == "0"
 

@@ -12,7 +12,7 @@ import halo_core
 from halo_core.errors import ModelError
 from halo_core.fit import attention_layout, kv_cache_bytes, parse_kv_type, recurrent_bytes, row_bytes
 from halo_core.gguf import SkippedArray, read_header
-from halo_core.sysinfo import gpu_memory
+from halo_core.gpu import addressable_memory, read_gpus
 from hub import write_gguf
 
 MiB, GiB = 1 << 20, 1 << 30
@@ -58,16 +58,17 @@ def test_kv_bytes_formula_on_smoke(smoke_model):
 
 def test_fit_against_an_amdgpu_sysroot(smoke_model, tmp_path):
     root = _sysroot(tmp_path / "root", vram=512 * MiB, gtt=62 * GiB)
-    mem = gpu_memory(root)
-    assert mem == halo_core.GpuMemory(512 * MiB + 62 * GiB, "amdgpu", 512 * MiB, 62 * GiB, "card1")
+    memory, [card] = addressable_memory(read_gpus(root))
+    assert memory == 512 * MiB + 62 * GiB
+    assert (card.card, card.vram_total, card.gtt_total) == ("card1", 512 * MiB, 62 * GiB)
     report = halo_core.fit_model("smoke", ctx=8192, root=root)
     assert (report.n_layer, report.n_head, set(report.n_head_kv)) == (30, 9, {3})
     assert (report.head_dim_k, report.head_dim_v, report.kv_layers) == (64, 64, 30)
     assert report.kv_bytes == SMOKE_KV_8K and report.recurrent_bytes == 0
     assert report.weights_bytes == smoke_model.size
     assert report.total_bytes == smoke_model.size + SMOKE_KV_8K
-    assert report.fits and report.headroom_bytes == mem.total - report.total_bytes
-    assert report.memory == mem and report.notes == ()
+    assert report.fits and report.headroom_bytes == memory - report.total_bytes
+    assert report.memory == memory and report.gpus == (card,) and report.notes == ()
 
 
 def test_does_not_fit_exits_3(smoke_model, tmp_path, halo):
@@ -79,7 +80,9 @@ def test_does_not_fit_exits_3(smoke_model, tmp_path, halo):
                         "30 of 30 layers keep KV")
     assert lines[3] == "KV cache  188.7 MB  (ctx 8192, f16, parallel 1)"
     short = smoke_model.size + SMOKE_KV_8K - 192 * MiB
-    assert lines[-1] == f"fits      NO, {short / 1e6:.1f} MB short"
+    assert lines[-2] == f"fits      NO, {short / 1e6:.1f} MB short"
+    assert lines[-1] == ("boxes     2 like this one (201.3 MB each), joined with `halo rpc serve` on "
+                         "the others and --rpc")
     assert "card1: VRAM 67.1 MB + GTT 134.2 MB" in lines[4]
 
 
@@ -91,7 +94,7 @@ def test_fit_json_and_meminfo_fallback(smoke_model, tmp_path, halo):
                 "--sysroot", str(root))
     assert done.returncode == 0, done.stderr
     fit = json.loads(done.stdout)
-    assert fit["memory"] == {"total": 2048000 * 1024, "source": "meminfo", "vram": 0, "gtt": 0, "card": None}
+    assert fit["memory"] == 2048000 * 1024 and fit["gpus"] == []  # no GPU: the RAM in /proc/meminfo
     assert fit["kv_bytes"] == 8192 * 30 * 2 * 204 and fit["type_k"] == fit["type_v"] == "q8_0"
     assert fit["fits"] is True and fit["ctx"] == 8192 and fit["n_head_kv"] == [3] * 30
     done = halo("models", "fit", "smoke", "--kv-type", "q3_k", "--sysroot", str(root))

@@ -42,6 +42,21 @@ def test_required_methods_are_abstract_and_marked():
             assert getattr(cls, name).__doc__.startswith("REQUIRED."), f"{cls.__name__}.{name}"
 
 
+def test_the_docs_table_matches_each_interface():
+    """docs/architecture.md's table lists each interface's required (abstract) and optional
+    members, no more and no fewer."""
+    text = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    rows = {m[0]: m[1:] for m in re.findall(r"^\| `(\w+)` \| [^|]+ \| ([^|]*) \| ([^|]*) \| [^|]+ \|$",
+                                              text, re.M)}
+    assert set(rows) == {cls.__name__ for cls in INTERFACES.values()}
+    for cls in INTERFACES.values():
+        required, optional = ({re.match(r"`(\w+)", item).group(1) for item in re.findall(r"`[^`]+`", cell)}
+                              for cell in rows[cls.__name__])
+        members = {n for n in vars(cls) if not n.startswith("_")} - {"name", "description"}
+        assert required == set(cls.__abstractmethods__), cls.__name__
+        assert optional == members - required, cls.__name__
+
+
 def test_every_hookspec_is_documented_and_tested():
     specs = [n for n, f in vars(hookspecs).items() if n.startswith("register_") and callable(f)]
     assert set(specs) == {f"register_{k}" for k in INTERFACES} | {"register_commands"}

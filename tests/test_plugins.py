@@ -8,7 +8,7 @@ import types
 import pytest
 
 from halo_core import Availability, Backend, PluginHost, ToolCommand, hookimpl
-from halo_core.errors import UnknownName
+from halo_core.errors import HaloError, UnknownName
 
 
 def _backend_plugin(*names: str) -> types.SimpleNamespace:
@@ -88,6 +88,85 @@ def test_misspelt_hook_is_rejected_with_a_suggestion():
     host.pm.check_pending()  # nothing unvalidated is left behind
 
 
+def test_hooks_get_the_host_they_run_in():
+    seen = []
+
+    @hookimpl
+    def register_backends(register, host):
+        seen.append(host)
+        register(Wrapper(host))
+
+    class Wrapper(Backend):
+        name = "wrapper"
+
+        def __init__(self, host):
+            self.host = host
+
+        def availability(self):  # looks another plugin's backend up when asked, not before
+            return self.host.backend("alpha").availability()
+
+        def command(self, tool):
+            return self.host.backend("alpha").command(tool)
+
+    host = PluginHost()
+    host.register(types.SimpleNamespace(register_backends=register_backends), "wrapping")
+    host.register(_backend_plugin("alpha"), "plain")  # the old one-argument hook still works
+    assert sorted(host.backends()) == ["alpha", "wrapper"]
+    assert seen == [host]
+    assert host.backend("wrapper").command("llama-bench") == ToolCommand(["llama-bench"])
+
+
+def test_a_lookup_while_registering_is_the_plugins_error(capsys):
+    @hookimpl
+    def register_backends(register, host):
+        host.backend("alpha")
+
+    host = PluginHost()
+    host.register(_backend_plugin("alpha"), "plain")
+    host.register(types.SimpleNamespace(register_backends=register_backends), "eager")
+    assert list(host.backends()) == ["alpha"]
+    errors = {i.name: i.error for i in host.info()}
+    assert errors == {"plain": None, "eager": (
+        "register_backends failed: asked for a registered object while plugins are still "
+        "registering: keep the host and look it up later")}
+    assert "plugin 'eager': register_backends failed" in capsys.readouterr().err
+
+
+def test_backend_options_go_to_the_backends_that_take_them():
+    class Tunable(Backend):
+        name = "tunable"
+        option_help = {"flavour": "which flavour"}
+
+        def __init__(self, flavour="plain"):
+            self.flavour = flavour
+
+        def configure(self, options):
+            return Tunable(options["flavour"])
+
+        def availability(self):
+            return Availability(True)
+
+        def command(self, tool):
+            return ToolCommand([tool, self.flavour])
+
+    @hookimpl
+    def register_backends(register):
+        register(Tunable())
+
+    host = PluginHost()
+    host.register(types.SimpleNamespace(register_backends=register_backends), "tunable")
+    host.register(_backend_plugin("alpha"), "plain")
+    tunable, alpha = host.configured_backends(["tunable", "alpha"], {"flavour": "spicy"})
+    assert tunable.command("x").argv == ("x", "spicy")
+    assert alpha is host.backend("alpha") and host.backend("tunable").flavour == "plain"
+    assert host.configured_backends(["alpha"]) == [alpha]
+    with pytest.raises(HaloError, match=r"^no selected backend takes the option 'colour' "
+                                        r"\(tunable: flavour; alpha: none\)$"):
+        host.configured_backends(["tunable", "alpha"], {"colour": "red"})
+    with pytest.raises(HaloError, match=r"^backend 'alpha' takes no option 'flavour'$"):
+        alpha.configure({"flavour": "spicy"})
+
+
 def test_registering_the_wrong_type_is_reported():
     @hookimpl
     def register_backends(register):
@@ -116,7 +195,7 @@ def fake_dist(tmp_path):
 
 BROKEN = "raise ImportError('needs libfoo')\n"
 GOOD = """
-from halo_core import Availability, Backend, ToolCommand, hookimpl
+from halo_core.plugin_api import Availability, Backend, ToolCommand, hookimpl
 
 class Extra(Backend):
     name = "extra"
@@ -136,7 +215,7 @@ def test_cli_lists_third_party_and_survives_a_broken_plugin(fake_dist, halo):
                      {"halo_extra_mod": GOOD, "halo_broken_mod": BROKEN})
     done = halo("plugins", "--json", env={"PYTHONPATH": str(path)})
     assert done.returncode == 0, done.stderr
-    infos = {i["name"]: i for i in json.loads(done.stdout)}
+    infos = {i["name"]: i for i in json.loads(done.stdout)["plugins"]}
     assert infos["extra"]["source"] == "entry-point"
     assert infos["extra"]["distribution"] == "halo-thirdparty"
     assert infos["extra"]["version"] == "1.2.3"
@@ -151,12 +230,57 @@ def test_cli_lists_third_party_and_survives_a_broken_plugin(fake_dist, halo):
     assert rows["extra"]["reason"] == "extra is a test double"
 
 
+BROKEN_HOOKS = """
+import click
+from halo_core.plugin_api import hookimpl
+
+@hookimpl
+def {hook}({args}):
+    {body}
+"""
+
+
+def test_a_broken_hook_of_any_kind_never_takes_the_cli_down(fake_dist, halo):
+    plugins = {
+        "bad_backends": ("register_backends", "register", "raise RuntimeError('no GPU here')"),
+        "bad_sources": ("register_model_sources", "register, host", "1 / 0"),
+        "bad_tuners": ("register_tuners", "register", "raise KeyError('grub')"),
+        "bad_suites": ("register_eval_suites", "register", "register('a suite')"),
+        "bad_commands": ("register_commands", "cli", "raise OSError('no config')"),
+        "greedy_commands": ("register_commands", "cli",
+                            "cli.add_command(click.Command('bench', callback=lambda: print('mine')))"),
+    }
+    path = fake_dist("halo-broken-hooks", {n: f"halo_{n}_mod" for n in plugins},
+                     {f"halo_{n}_mod": BROKEN_HOOKS.format(hook=h, args=a, body=b)
+                      for n, (h, a, b) in plugins.items()})
+    env = {"PYTHONPATH": str(path)}
+    done = halo("plugins", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    errors = {i["name"]: i["error"] for i in json.loads(done.stdout)["plugins"]}
+    assert {n: errors[n] for n in plugins} == {
+        "bad_backends": "register_backends failed: no GPU here",
+        "bad_sources": "register_model_sources failed: division by zero",
+        "bad_tuners": "register_tuners failed: 'grub'",
+        "bad_suites": "register_eval_suites failed: registered 'a suite', which is not a EvalSuite",
+        "bad_commands": "register_commands failed: no config",
+        "greedy_commands": "register_commands failed: command 'bench' is taken",
+    }
+    assert errors["native"] is None
+    assert "Traceback" not in done.stderr
+    assert "halo: warning: plugin 'bad_commands': register_commands failed: no config" in done.stderr
+
+    done = halo("backends", "--json", env=env)
+    assert done.returncode == 0 and "native" in {r["name"] for r in json.loads(done.stdout)}
+    done = halo("bench", "--help", env=env)
+    assert done.returncode == 0 and "Benchmark llama.cpp" in done.stdout
+
+
 def test_allow_and_deny_lists(fake_dist, halo):
     path = fake_dist("halo-thirdparty", {"extra": "halo_extra_mod"}, {"halo_extra_mod": GOOD})
     done = halo("plugins", "--json", env={"PYTHONPATH": str(path), "HALO_LOAD_PLUGINS": "extra,pypi"})
-    assert sorted(i["name"] for i in json.loads(done.stdout)) == ["extra", "pypi"]
+    assert sorted(i["name"] for i in json.loads(done.stdout)["plugins"]) == ["extra", "pypi"]
     done = halo("plugins", "--json", env={"PYTHONPATH": str(path), "HALO_DISABLE_PLUGINS": "extra"})
-    names = {i["name"] for i in json.loads(done.stdout)}
+    names = {i["name"] for i in json.loads(done.stdout)["plugins"]}
     assert "extra" not in names and "native" in names
 
 

@@ -44,6 +44,9 @@ def test_report_renders_in_chromium(halo, smoke_model, tmp_path):
     # self-contained: nothing is loaded from anywhere (the SVGs' xmlns URIs are names, not loads)
     assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", html) and "<script" not in html
     assert "<link" not in html
+    # every row names its test group: the standard tg4 and the depth-0 tg4 are two rows
+    assert "<th>group</th>" in html
+    assert re.findall(r"<td>(std|ctx)</td><td>f16</td><td>tg4</td>", html) == ["std", "ctx"]
 
     dom = chromium(tmp_path, "--dump-dom", page.as_uri())
     assert dom.returncode == 0, dom.stderr

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import httpx
@@ -17,8 +18,13 @@ import pytest
 
 from sysroot import strix_halo, write
 from conftest import ctrl_c_works, wait_until, write_tool
+from halo_core import Availability, Backend, PluginHost, ToolCommand, hookimpl
 from halo_core import serve as serve_mod
-from halo_core.serve import ServerInfo, check_bind, load_presets, start_ticks
+from halo_core.flush import flush
+from halo_core.records import ProcessInfo
+from halo_core.runs import read_pid_files, write_pid_file
+from halo_core.serve import check_bind, load_presets, start_ticks
+from halo_core.store import to_dict, write_json
 
 pytestmark = pytest.mark.slow
 
@@ -92,13 +98,13 @@ def test_foreground_ctrl_c_stops_the_server(smoke_model, cleanup):
     proc, seen = serve_foreground(smoke_model.path, port)
     try:
         assert seen[0].startswith(f"serving {smoke_model.path} on native"), seen
-        [info] = serve_mod.read_pid_files()
+        [info] = read_pid_files()
         assert chat(port).status_code == 200
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
         assert "server stopped" in proc.stderr.read()
         assert start_ticks(info.pid) is None
-        assert serve_mod.read_pid_files() == []
+        assert read_pid_files() == []
     finally:
         proc.kill()
         proc.wait()
@@ -185,8 +191,8 @@ def test_user_preset_on_a_toolbox_backend(halo, home, toolbox, smoke_model, clea
     model = str(smoke_model.path)
     assert argv[argv.index("-m") + 1] == (model if model.startswith("/home/") else "/run/host" + model)
     assert argv[argv.index("-np") + 1] == "2" and argv[argv.index("-ub") + 1] == "2048"
-    [info] = serve_mod.read_pid_files()
-    assert (info.backend, info.container) == ("rocm-7.2.1", "llama-rocm-7.2.1")
+    [info] = read_pid_files()
+    assert info.backend == "rocm-7.2.1"
 
 
 def test_flush(halo, home, toolbox, smoke_model, tmp_path, cleanup):
@@ -198,13 +204,13 @@ def test_flush(halo, home, toolbox, smoke_model, tmp_path, cleanup):
     done = halo("serve", str(smoke_model.path), "--backend", "vulkan-radv", "--port", str(port),
                 "-c", "2048", "--detach")
     assert done.returncode == 0, done.stderr
-    [server] = serve_mod.read_pid_files()
+    [server] = read_pid_files()
     # a pid file whose pid now runs something else (this test): never signalled
-    me = ServerInfo(pid=os.getpid(), start_ticks=(start_ticks(os.getpid()) or 0) + 1, argv=["x"],
-                    host="", port=0, url="", model="", backend="native", container=None, log="",
-                    started="2999-01-01T00:00:00Z", pid_file=str(home / "run" / "bench-1.json"),
-                    kind="bench")
-    serve_mod.write_json(Path(me.pid_file), me)
+    me = ProcessInfo(kind="bench", pid=os.getpid(), start_ticks=(start_ticks(os.getpid()) or 0) + 1,
+                     argv=["x"], backend="native", log="",
+                     started="2999-01-01T00:00:00+00:00", pid_file=str(home / "run" / "bench-1.json"))
+    # as an older halo wrote it, with a "container" key: still read
+    write_json(Path(me.pid_file), {**to_dict(me), "container": None})
 
     done = halo("flush", "--root", str(root))
     assert done.returncode == 0, done.stderr
@@ -221,20 +227,61 @@ def test_flush(halo, home, toolbox, smoke_model, tmp_path, cleanup):
     assert list((home / "run").glob("*.json")) == []
     done = halo("flush", "--root", str(root), "--json")
     report = json.loads(done.stdout)
-    assert (report["stopped"], report["containers"]) == ([], [])
-    assert report["gpu"] == [{"card": "card1", "vram_used": 98 << 20, "gtt_used": 21 << 20}]
+    assert (report["stopped"], report["released"]) == ([], [])
+    [gpu] = report["gpu"]
+    assert (gpu["card"], gpu["vram_used"], gpu["gtt_used"]) == ("card1", 98 << 20, 21 << 20)
+
+
+def test_flush_asks_each_backend_once_and_survives_a_broken_one(home, tmp_path):
+    calls = []
+
+    class Releasing(Backend):
+        def __init__(self, name, outcome):
+            self.name, self.outcome = name, outcome
+
+        def availability(self):
+            return Availability(True)
+
+        def command(self, tool):
+            return ToolCommand([tool])
+
+        def release(self):
+            calls.append(self.name)
+            if isinstance(self.outcome, Exception):
+                raise self.outcome
+            return self.outcome
+
+    @hookimpl
+    def register_backends(register):
+        for name, outcome in (("quiet", ""), ("box", "container box: stopped"),
+                              ("buggy", RuntimeError("podman exploded"))):
+            register(Releasing(name, outcome))
+
+    host = PluginHost()
+    host.register(types.SimpleNamespace(register_backends=register_backends), "releasing")
+    for n, backend in enumerate(("box,quiet", "buggy", "box", "gone")):  # stale records
+        info = ProcessInfo(kind="bench", pid=os.getpid(), start_ticks=0, argv=["x"],
+                           backend=backend, log="", started=f"2999-01-0{n + 1}",
+                           pid_file=str(home / "run" / f"bench-{n}.json"))
+        write_pid_file(info)
+    report = flush(tmp_path, host=host)
+    assert len(report.stale) == 4 and report.stopped == ()
+    assert calls == ["box", "quiet", "buggy"]  # each once; "gone" is not registered: nothing
+    assert report.released == ("container box: stopped", "buggy: release failed: podman exploded")
+    write_pid_file(info)
+    assert flush(tmp_path, release=False, host=host).released == () and len(calls) == 3
 
 
 def test_foreground_server_that_dies_exits_1(smoke_model, cleanup):
     proc, _seen = serve_foreground(smoke_model.path, free_port())
     try:
-        [info] = serve_mod.read_pid_files()
+        [info] = read_pid_files()
         os.kill(info.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == 1
         err = proc.stderr.read()
         assert "llama-server log (last lines):" in err
         assert err.strip().splitlines()[-1].startswith("Error: llama-server was killed by SIGKILL: ")
-        assert serve_mod.read_pid_files() == []
+        assert read_pid_files() == []
     finally:
         proc.kill()
         proc.wait()
@@ -250,8 +297,10 @@ def test_flush_stops_a_running_bench(halo, home, toolbox, smoke_model, tmp_path)
         wait_until(lambda: toolbox.exists() and any(
             "--help" not in line for line in toolbox.read_text().splitlines()),
             120, "the bench never ran through the toolbox", interval=0.2)
-        [info] = serve_mod.read_pid_files()
-        assert (info.kind, info.pid, info.container) == ("bench", proc.pid, "llama-rocm-7.2.1")
+        [info] = read_pid_files()
+        assert (info.kind, info.pid, info.backend) == ("bench", proc.pid, "rocm-7.2.1")
+        # a bench is a halo process, not a server with port 0
+        assert type(info) is ProcessInfo and "port" not in json.loads(Path(info.pid_file).read_text())
         done = halo("flush", "--root", str(root), "--keep-containers")
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[0] == f"stopped bench pid {proc.pid}"

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import wait_until
-from halo_core.serve import ServerSpec, serve
+from halo_core.serve import ServerSpec, free_port, serve
 from halo_core.servebench import (RequestRecord, ServeBenchSpec, ServeRun, Stat, bootstrap_p,
-                                  compare_serve_runs, find_serve_run, free_port, load_serve_run, plan,
+                                  compare_serve_runs, find_serve_run, load_serve_run, plan,
                                   run_serve_bench, summarize)
 
 pytestmark = pytest.mark.slow
@@ -205,7 +205,8 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     (["smoke", "--endpoint", "http://127.0.0.1:9"], 2, "give MODEL (or --preset) to start a server, or --endpoint URL, not both"),
     (["--endpoint", "http://127.0.0.1:9", "-np", "2"], 2, "server options (--backend, -c, -np, ... or args after --) need MODEL or --preset"),
     (["--endpoint", "http://127.0.0.1:9"], 1, "no OpenAI-compatible server at http://127.0.0.1:9 (ConnectError: "),
-    (["--resume", "no-such-run"], 1, "no serve-bench run 'no-such-run' (not a run directory, run name or tag)"),
+    (["--resume", "no-such-run"], 1, "no serve-bench run 'no-such-run' (not a run directory, run name or tag; "
+                                     "`halo bench serve` writes them under "),
 ])
 def test_bad_input_is_one_line(halo, home, args, code, message):
     done = halo("bench", "serve", *args)

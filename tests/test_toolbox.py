@@ -83,7 +83,8 @@ def test_backends_through_the_shim(halo, toolbox):
         "reason": "container llama-vulkan-amdvlk missing: create it with `toolbox create "
                   "llama-vulkan-amdvlk --image docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-amdvlk`",
         "hint": "create it with `toolbox create llama-vulkan-amdvlk "
-                "--image docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-amdvlk`"}
+                "--image docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-amdvlk`",
+        "options": {}, "default": False}
 
 
 def test_toolbox_not_installed(halo, tmp_path):

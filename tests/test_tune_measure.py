@@ -4,19 +4,25 @@ need a reboot measured after it (`--resume`)."""
 
 from __future__ import annotations
 
-import json
-import sys
 import types
 
+import json
+import sys
+
+import attrs
 import pytest
 
-from halo_core import Change, Check, Tuner, hookimpl, tune
+from halo_core import Availability, Change, Check, EvalResult, EvalSample, EvalSuite, Tuner, hookimpl, tune
+from halo_core.chat import ChatRequest
+from halo_core.plugins import PluginHost
 from halo_core.errors import TuneError
 from halo_core.journal import Journal
-from halo_core.plugins import PluginHost
 from halo_core.records import MeasureSpec
+from halo_core.stats import paired_test
+from halo_core.sweep import Comparison
 
 import sysroot
+from conftest import with_tuner
 from sysroot import snapshot
 
 SMALL = MeasureSpec(pp=32, tg=8, reps=2, threads=1)
@@ -100,40 +106,47 @@ class Slowdown(Tuner):
         return [] if flag.exists() else [Change(self.name, "file", "/etc/halo-test/slow", "slow down", after="1\n")]
 
 
-def slow_llama_bench(folder, llama_bin_dir, flag):
-    """The real llama-bench, reporting 1/100 of its speed while `flag` exists (a 100x drop
-    stays a drop whatever the load of a shared test machine does between two runs)."""
+def wrapped_llama(folder, llama_bin_dir, speed: dict, no_answers=None):
+    """The real llama-bench, its t/s multiplied by `speed[flag]` for each flag file that exists
+    (a 100x change stays a change whatever the load of a shared test machine does between two
+    runs), and the real llama-server, which answers only "No." while `no_answers` exists."""
     folder.mkdir()
-    (folder / "llama-server").symlink_to(llama_bin_dir / "llama-server")
-    script = folder / "llama-bench"
-    script.write_text(f"""#!{sys.executable}
+    bench = folder / "llama-bench"
+    bench.write_text(f"""#!{sys.executable}
 import json, os, subprocess, sys
+factor = 1.0
+for flag, times in {[(str(f), t) for f, t in speed.items()]!r}:
+    if os.path.exists(flag):
+        factor *= times
 done = subprocess.run([{str(llama_bin_dir / 'llama-bench')!r}, *sys.argv[1:]], stdout=subprocess.PIPE, text=True)
 for line in done.stdout.splitlines(True):
-    if os.path.exists({str(flag)!r}) and line.startswith("{{"):
+    if factor != 1.0 and line.startswith("{{"):
         record = json.loads(line)
-        record["avg_ts"] /= 100
-        record["stddev_ts"] /= 100
-        record["samples_ts"] = [s / 100 for s in record.get("samples_ts", [])]
+        record["avg_ts"] *= factor
+        record["stddev_ts"] *= factor
+        record["samples_ts"] = [s * factor for s in record.get("samples_ts", [])]
         line = json.dumps(record) + "\\n"
     sys.stdout.write(line)
 sys.exit(done.returncode)
 """)
-    script.chmod(0o755)
+    server = folder / "llama-server"
+    server.write_text(f"""#!{sys.executable}
+import os, sys
+real = {str(llama_bin_dir / 'llama-server')!r}
+extra = ["--grammar", 'root ::= "No."'] if os.path.exists({str(no_answers)!r}) else []
+os.execv(real, [real, *sys.argv[1:], *extra])
+""")
+    for script in (bench, server):
+        script.chmod(0o755)
     return folder
 
 
 def test_a_step_that_makes_things_worse_is_rolled_back(fedora_root, smoke_model, llama_bin_dir, tmp_path,
                                                        monkeypatch):
-    wrapper = slow_llama_bench(tmp_path / "llama", llama_bin_dir, fedora_root / "etc/halo-test/slow")
+    wrapper = wrapped_llama(tmp_path / "llama", llama_bin_dir, {fedora_root / "etc/halo-test/slow": 0.01})
     monkeypatch.setenv("HALO_LLAMA_CPP_DIR", str(wrapper))
 
-    @hookimpl
-    def register_tuners(register):
-        register(Slowdown())
-
-    host = PluginHost.from_entry_points()
-    host.register(types.SimpleNamespace(register_tuners=register_tuners), "slowdown")
+    host = with_tuner(Slowdown())
     before = snapshot(fedora_root)
     info = tune.apply(tune.plan(fedora_root, ["slowdown"], host=host), measure=SMALL, host=host)
     (verdict,) = info.verdicts
@@ -142,3 +155,111 @@ def test_a_step_that_makes_things_worse_is_rolled_back(fedora_root, smoke_model,
     assert verdict.deltas["pp32"] < -0.5 and verdict.deltas["tg8"] < -0.5
     assert info.status == "rolled-back" and info.undone == 1
     assert snapshot(fedora_root) == before
+
+
+# -- the quality gate: halo tune --measure --eval ----------------------------------------------
+
+def same_answers(n: int = 6) -> list[Comparison]:
+    return [Comparison("ifeval", "before", paired_test([1.0] * n, [1.0] * n), 0)]
+
+
+def test_gate_rule():
+    before = [result("pp32", 100, 104, 98), result("tg8", 30, 31, 29)]
+    faster = [result("pp32", 200, 204, 198), result("tg8", 30, 31, 29.5)]
+    kept = tune.gate("x", before, faster, same_answers())
+    assert not kept.worse
+    assert kept.detail == ("faster beyond noise: pp32 100.67 -> 200.67 t/s (+99.3%); answers ifeval "
+                           "no difference (Δ +0.000, mcnemar p=1.0000, 6 pairs)")
+    # not faster beyond noise: rolled back, even with the same answers
+    same = tune.gate("x", before, [result("pp32", 99, 103, 101), result("tg8", 30, 30.5, 29.5)], same_answers())
+    assert same.worse and same.detail == "not faster beyond noise: pp32 +0.3%, tg8 +0.0%"
+    # faster, but six answers of six now fail: McNemar p = 2 * 0.5**6
+    broken = [Comparison("ifeval", "before", paired_test([1.0] * 6, [0.0] * 6), 0)]
+    worse = tune.gate("x", before, faster, broken)
+    assert worse.worse and worse.detail == (
+        "answers worse: ifeval worse (Δ -1.000, mcnemar p=0.0312, 6 pairs)")
+    # five such pairs cannot tell (p = 0.0625): the gate keeps what it cannot show is worse
+    assert not tune.gate("x", before, faster, [Comparison("ifeval", "before", paired_test([1.0] * 5, [0.0] * 5), 0)]).worse
+    slower = tune.gate("x", before, [result("pp32", 50, 51, 49)], broken)
+    assert slower.detail == ("slower beyond noise: pp32 100.67 -> 50.00 t/s (-50.3%); answers worse: ifeval "
+                             "worse (Δ -1.000, mcnemar p=0.0312, 6 pairs)")
+
+
+class Sentences(EvalSuite):
+    """Six requests for a sentence; a reply of three words or more passes."""
+
+    name = "sentences"
+    TOPICS = ("cats", "the sea", "bread", "rain", "music", "trees")
+
+    def availability(self):
+        return Availability(True)
+
+    def run(self, endpoint, *, limit=None, workdir=None, context=None):
+        replies = context.chat([ChatRequest(str(i), [{"role": "user", "content": f"Write one sentence about {t}."}],
+                                            max_tokens=context.max_tokens or 16)
+                                for i, t in enumerate(self.TOPICS[:limit], 1)])
+        samples = [EvalSample(k, float(len(r.content.split()) >= 3), len(r.content.split()) >= 3, error=r.error)
+                   for k, r in replies.items()]
+        return EvalResult(self.name, {"accuracy": sum(s.score for s in samples) / len(samples)}, samples)
+
+
+class Flag(Tuner):
+    """A step that writes one flag file the llama.cpp wrappers read."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def verify(self, root):
+        return [Check(self.name, "PASS", "")]
+
+    def plan(self, root):
+        target = f"/etc/halo-test/{self.name}"
+        return [] if (root / target.lstrip("/")).exists() else [Change(self.name, "file", target, self.name, after="1\n")]
+
+
+def test_the_eval_gate_keeps_a_faster_step_and_rolls_back_one_that_breaks_answers(
+        fedora_root, smoke_model, llama_bin_dir, tmp_path, monkeypatch):
+    """`faster` makes llama-bench report 100x; `broken` 100x again, but its server answers
+    only "No." (a grammar): the paired test on the same six prompts says worse (p = 0.031)."""
+    flags = fedora_root / "etc/halo-test"
+    wrapper = wrapped_llama(tmp_path / "llama", llama_bin_dir, {flags / "faster": 100, flags / "broken": 100},
+                            no_answers=flags / "broken")
+    monkeypatch.setenv("HALO_LLAMA_CPP_DIR", str(wrapper))
+
+    @hookimpl
+    def register_tuners(register):
+        register(Flag("faster"))
+        register(Flag("broken"))
+
+    @hookimpl
+    def register_eval_suites(register):
+        register(Sentences())
+
+    host = PluginHost.from_entry_points()
+    host.register(types.SimpleNamespace(register_tuners=register_tuners,
+                                        register_eval_suites=register_eval_suites), "gate-test")
+    spec = attrs.evolve(SMALL, eval="sentences", eval_limit=6, max_tokens=16, ctx=2048)
+    info = tune.apply(tune.plan(fedora_root, ["faster", "broken"], host=host), measure=spec, host=host)
+    faster, broken = info.verdicts
+    assert not faster.worse and faster.detail.startswith("faster beyond noise: pp32 ")
+    assert faster.detail.endswith("answers sentences no difference (Δ +0.000, mcnemar p=1.0000, 6 pairs)")
+    assert broken.worse and broken.detail == ("answers worse: sentences worse (Δ -1.000, mcnemar p=0.0312, "
+                                              "6 pairs)")
+    assert (flags / "faster").exists() and not (flags / "broken").exists()
+    assert info.status == "applied" and info.undone == 1
+    journal = Journal(info.path)
+    measures = journal.events("measure")
+    assert [(m["step"], m["phase"]) for m in measures] == [
+        (None, "baseline"), ("faster", "after"), ("broken", "after"), (None, "final")]
+    replies = [r["content"] for r in map(json.loads, open(f"{measures[2]['eval']}/completions.jsonl"))]
+    assert replies == ["No."] * 6
+    assert measures[-1]["eval"] == measures[1]["eval"]  # the kept step's measurement is the new baseline
+    (quality,) = journal.events("verdict")[1]["quality"]
+    assert quality["paired"]["worse"] == 6 and quality["suite"] == "sentences"
+
+
+def test_cli_eval_needs_measure_and_a_known_suite(halo, fedora_root):
+    done = halo("tune", "--root", str(fedora_root), "--eval", "ifeval")
+    assert done.returncode == 2 and done.stderr.strip().endswith("--eval goes with --measure: halo tune --measure --eval SUITE")
+    done = halo("tune", "--root", str(fedora_root), "--measure", "--eval", "nope")
+    assert done.returncode == 1 and done.stderr.strip().startswith("Error: unknown suite or preset 'nope'")

@@ -4,16 +4,21 @@ stops a plan before anything is written."""
 
 from __future__ import annotations
 
+import json
 import types
+from pathlib import Path
 
 import pytest
 
-from halo_core import Change, Tuner, hookimpl, tune
-from halo_core.errors import TuneError, UnknownName
+from halo_core import Availability, BenchRun, BenchSpec, Change, Check, Tuner, hookimpl, tune
+from halo_core.errors import TuneError, UnknownName, UnknownState
+from halo_core.records import ChangeKind, CheckStatus
+from halo_core.store import to_json
 from halo_core.journal import Journal
 from halo_core.plugins import PluginHost
 
 import sysroot
+from conftest import with_tuner
 from sysroot import snapshot
 
 
@@ -189,6 +194,55 @@ def test_not_an_amd_apu(intel_root):
     assert "ttm.pages_limit=7077888" in forced.changes[0].after  # 32 GiB - 5 GiB
 
 
+class Swappiness(Tuner):
+    """A third-party tuner that fits any Linux host (the default `applies`)."""
+
+    name = "swappiness"
+
+    def verify(self, root):
+        return []
+
+    def plan(self, root):
+        return [Change(self.name, "sysctl", "vm.swappiness", "lower swappiness", before="60",
+                       after="10")]
+
+
+class ServersOnly(Swappiness):
+    name = "servers"
+
+    def applies(self, facts):
+        return Availability(False, f"{facts.cpu_model} is no server CPU", "run it on a server")
+
+
+@pytest.fixture
+def with_swappiness():
+    host = PluginHost.from_entry_points()
+
+    @hookimpl
+    def register_tuners(register):
+        register(Swappiness())
+        register(ServersOnly())
+
+    host.register(types.SimpleNamespace(register_tuners=register_tuners), "extra-tuners")
+    return host
+
+
+def test_each_tuner_says_which_hosts_it_applies_to(intel_root, with_swappiness):
+    host = with_swappiness
+    assert tune.plan(intel_root, ["swappiness"], host=host).changes[0].after == "10"
+    with pytest.raises(TuneError) as err:
+        tune.plan(intel_root, ["swappiness", "kernel"], host=host)
+    assert str(err.value) == (
+        "this host is not an AMD APU (CPU: Intel(R) Core(TM) Ultra 7 155H; no amdgpu device): "
+        "halo tune is made for AMD APUs such as Strix Halo (tuners kernel); pass --force to tune "
+        "it anyway, or leave them out with --only")
+    with pytest.raises(TuneError) as err:
+        tune.plan(intel_root, ["servers"], host=host)
+    assert str(err.value) == ("Intel(R) Core(TM) Ultra 7 155H is no server CPU; run it on a server; "
+                              "pass --force to tune it anyway")
+    assert len(tune.plan(intel_root, ["servers", "kernel"], host=host, force=True).steps) == 2
+
+
 def test_unknown_tuner(fedora_root):
     with pytest.raises(UnknownName) as err:
         tune.plan(fedora_root, ["turbo"])
@@ -275,26 +329,50 @@ def test_all_tuners_then_reboot_is_nine_of_nine(fedora_root):
     assert [c.tuner for c in report.checks] == ["tuned"] + ["kernel"] * 4 + ["vram"] * 2 + ["power"] * 2
 
 
+class Planning(Tuner):
+    """A test tuner that checks nothing and plans one Change(name, *args), made when planned."""
+
+    def __init__(self, name: str, *args, **kwargs):
+        self.name, self.args, self.kwargs = name, args, kwargs
+
+    def verify(self, root):
+        return []
+
+    def plan(self, root):
+        return [Change(self.name, *self.args, **self.kwargs)]
+
+
 def test_two_tuners_changing_one_file_is_refused(fedora_root):
-    class Grubby(Tuner):
-        name = "grubby"
-
-        def verify(self, root):
-            return []
-
-        def plan(self, root):
-            return [Change(self.name, "file", "/etc/default/grub", "mine", before="x", after="y")]
-
-    @hookimpl
-    def register_tuners(register):
-        register(Grubby())
-
-    host = PluginHost.from_entry_points()
-    host.register(types.SimpleNamespace(register_tuners=register_tuners), "grubby")
+    host = with_tuner(Planning("grubby", "file", "/etc/default/grub", "mine", before="x", after="y"))
     with pytest.raises(TuneError) as err:
         tune.plan(fedora_root, ["kernel", "grubby"], host=host)
     assert str(err.value) == ("tuners 'kernel' and 'grubby' both change /etc/default/grub: apply them "
                               "one at a time with --only")
+
+
+def test_states_are_types():
+    """Change kinds, check and run statuses are enums: the plain strings still work and JSON
+    keeps them; any other value fails where the record is made, naming the known ones."""
+    change = Change("t", "sysctl", "vm.swappiness", "lower swappiness", before="60", after="10")
+    assert change.kind is ChangeKind.SYSCTL and f"{change.kind}" == "sysctl"
+    assert json.loads(to_json(change))["kind"] == "sysctl"
+    check = Check("swappiness", "PASS", "vm.swappiness=10")
+    assert check.status is CheckStatus.PASS and json.loads(to_json(check))["status"] == "PASS"
+    with pytest.raises(UnknownState) as err:
+        Change("t", "sysctrl", "vm.swappiness", "a typo")
+    assert str(err.value) == "unknown change kind 'sysctrl' (known: file, link, sysfs, sysctl, command)"
+    with pytest.raises(ValueError, match=r"^unknown check status 'OK' \(known: PASS, WARN, FAIL\)$"):
+        Check("swappiness", "OK", "vm.swappiness=10")
+    with pytest.raises(ValueError, match=r"^unknown run status 'done' \(known: running, complete, "):
+        BenchRun(path=Path("run"), spec=BenchSpec(models=["smoke"]), status="done")
+
+
+def test_a_tuner_planning_an_unknown_kind_fails_before_anything_is_applied(fedora_root):
+    typo = Planning("typo", "sysctrl", "vm.swappiness", "lower swappiness", after="10")
+    before = snapshot(fedora_root)
+    with pytest.raises(UnknownState, match="^unknown change kind 'sysctrl'"):
+        tune.plan(fedora_root, ["tuned", "typo"], host=with_tuner(typo))
+    assert snapshot(fedora_root) == before and tune.journals(fedora_root) == []
 
 
 def test_a_file_changed_after_planning_is_not_overwritten(fedora_root):

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 
-from halo_core import Availability, Backend, ToolCommand, get_host, hookimpl
-from halo_core.errors import Unavailable
+from halo_core.plugin_api import (
+    Availability, Backend, PluginHost, ToolCommand, Unavailable, hookimpl,
+)
 
 
 def _cpus() -> str:
@@ -26,8 +27,19 @@ class TasksetBackend(Backend):
     name = "taskset"
     description = "native llama.cpp pinned to $HALO_TASKSET_CPUS with taskset"
 
+    def __init__(self, host: PluginHost, native: Backend | None = None):
+        self.host = host  # the host halo registered us in: `native` is looked up when needed
+        self.native = native  # a configured `native`, once options were given
+
     def _native(self) -> Backend:
-        return get_host().backend("native")
+        return self.native or self.host.backend("native")
+
+    @property
+    def option_help(self):  # native's options (llama_cpp_dir) are ours too
+        return self._native().option_help
+
+    def configure(self, options) -> "TasksetBackend":
+        return TasksetBackend(self.host, self._native().configure(options))
 
     def availability(self) -> Availability:
         if shutil.which("taskset") is None:
@@ -51,5 +63,5 @@ class TasksetBackend(Backend):
 
 
 @hookimpl
-def register_backends(register):
-    register(TasksetBackend())
+def register_backends(register, host):
+    register(TasksetBackend(host))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import attrs
@@ -11,18 +10,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..bench import run_bench
+from ..bench import KIND, load_run, run_bench
 from ..compare import compare_runs
 from ..errors import HaloError
 from ..fit import KV_TYPES
 from ..models import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
-from ..runs import list_runs, load_run, resolve_run
-from ..servebench import (ServeBenchSpec, ServeCell, compare_serve_runs, find_serve_run,
-                          load_serve_run, matrix_server, run_serve_bench)
+from ..rpc import parse_endpoints, parse_tensor_split
+from ..runs import list_runs, resolve_run
 from ..setup import bench_setup
-from .common import emit_json, err_console, sigterm_as_interrupt, split_list
+from .common import (
+    backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt, split_list,
+)
 from .serve import server_options, server_spec
+
 
 
 @click.group()
@@ -40,10 +41,10 @@ def results_table(results: list[BenchResult], title: str = "llama-bench") -> Tab
         "t/J": any(r.tokens_per_joule is not None for r in results),
         "% BW": any(r.bandwidth_pct is not None for r in results),
     }
-    table = Table("model", "backend", "kv", "test", "t/s", *[k for k, v in extras.items() if v],
-                  title=title)
+    table = Table("model", "backend", "group", "kv", "test", "t/s",
+                  *[k for k, v in extras.items() if v], title=title)
     for r in results:
-        row = [r.model, r.backend, r.kv, r.test, f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"]
+        row = [r.model_label, r.backend, _fmt(r.group, ""), r.kv, r.test, f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"]
         if extras["W"]:
             row.append(_fmt(r.power_w, ".1f"))
         if extras["t/J"]:
@@ -90,13 +91,15 @@ def matrix_options(default_tag: str, default_context: int | None):
         options = [
             click.option("-m", "--model", "--models", "models_", multiple=True,
                          help="Models: catalog name, SOURCE:REF or GGUF path (repeat or comma-separate); "
-                              "default: smoke, or the --category/--max-size selection."),
+                              "default: the --category/--max-size selection, else the default model "
+                              "(`halo plugins` shows it)."),
             click.option("--category", "-c", default=None,
                          help="Add every downloaded catalog model of these categories (comma-separated)."),
             click.option("--max-size", "-s", type=click.FloatRange(min=0, min_open=True), default=None,
                          help="Only catalog models up to this many GB."),
-            click.option("--backend", "--backends", "backends_", multiple=True, default=("native",),
-                         show_default=True, help="Backends (repeat or comma-separate)."),
+            click.option("--backend", "--backends", "backends_", multiple=True,
+                         help="Backends (repeat or comma-separate); default: the default backend "
+                              "(`halo backends` shows it)."),
             click.option("--pp", type=click.IntRange(min=0), default=512, show_default=True,
                          help="Prompt tokens of the standard test (0 skips pp)."),
             click.option("--tg", type=click.IntRange(min=0), default=128, show_default=True,
@@ -116,14 +119,17 @@ def matrix_options(default_tag: str, default_context: int | None):
             click.option("-ub", "--ubatch", type=click.IntRange(min=1), default=None,
                          help="Micro-batch size (-ub); long-context tests default to the backend's."),
             click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (-t)."),
+            click.option("--rpc", default=None, metavar="HOST:PORT,...",
+                         help="llama.cpp RPC workers to split the model over (see `halo rpc`)."),
+            click.option("--tensor-split", "-ts", "tensor_split", default=None, metavar="N0,N1,...",
+                         help="Share of the model per device, RPC workers' devices first (-ts)."),
             click.option("--cooldown", type=click.FloatRange(min=0), default=0, show_default=True,
                          help="Seconds to wait between llama-bench processes."),
             click.option("--tag", default=default_tag, show_default=True,
                          help="Run name prefix; an explicit tag resumes its latest run when the spec is the same."),
             click.option("--resume", "resume", default=None, metavar="RUN",
                          help="Continue this run (path, name or tag) with its own spec."),
-            click.option("--llama-cpp-dir", type=click.Path(file_okay=False), default=None,
-                         help="Folder with llama.cpp binaries (same as $HALO_LLAMA_CPP_DIR)."),
+            backend_flags,
             click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
                          show_default=True, help="Sysroot for sensors and machine facts."),
             click.option("--json", "as_json", is_flag=True, help="Print the run as JSON."),
@@ -135,8 +141,8 @@ def matrix_options(default_tag: str, default_context: int | None):
 
 
 def select_models(models_: tuple[str, ...], category: str | None, max_size: float | None) -> tuple[str, ...]:
-    """Explicit models, plus the downloaded catalog models the filters pick (the seed's
-    --category/--max-size); `smoke` when nothing is named."""
+    """Explicit models, plus the downloaded catalog models --category/--max-size pick; ()
+    when nothing is named (the spec then takes the default model)."""
     chosen = list(split_list(models_))
     if category or max_size:
         picked = []
@@ -153,27 +159,29 @@ def select_models(models_: tuple[str, ...], category: str | None, max_size: floa
                             f"{' --category ' + category if category else ''}"
                             f"{f' --max-size {max_size:g}' if max_size else ''} (see `halo models list`)")
         chosen += picked
-    return tuple(chosen) or ("smoke",)
+    return tuple(chosen)
 
 
 def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, tg, reps, context, depths, ctx_prompt, skip_longctx,
-             kv_types, batch, ubatch, threads, cooldown, tag, resume, llama_cpp_dir, root, as_json):
+             kv_types, batch, ubatch, threads, rpc, tensor_split, cooldown, tag, resume, backend_opts,
+             llama_cpp_dir, root, as_json):
     if pp == 0 and tg == 0:
         raise click.UsageError("--pp and --tg cannot both be 0")
-    if llama_cpp_dir:
-        os.environ["HALO_LLAMA_CPP_DIR"] = os.path.abspath(llama_cpp_dir)
+    options = backend_options(backend_opts, llama_cpp_dir)
     all_depths = _parse_numbers(depths, "--depths")
     if context and not all_depths:
         all_depths = (context,)
-    spec = BenchSpec(models=select_models(models_, category, max_size), backends=split_list(backends_), pp=pp, tg=tg,
-                     reps=reps, tag=tag, threads=threads, kv_types=_parse_kv(kv_types),
-                     batch=batch, ubatch=ubatch, depths=() if skip_longctx else all_depths,
-                     ctx_prompt=ctx_prompt, cooldown=cooldown)
+    named = dict(models=select_models(models_, category, max_size), backends=split_list(backends_))
+    spec = BenchSpec(**{k: v for k, v in named.items() if v}, pp=pp, tg=tg, reps=reps, tag=tag,
+                     threads=threads, kv_types=_parse_kv(kv_types), batch=batch, ubatch=ubatch,
+                     depths=() if skip_longctx else all_depths, ctx_prompt=ctx_prompt,
+                     cooldown=cooldown, rpc=parse_endpoints(rpc or ()),
+                     tensor_split=parse_tensor_split(tensor_split))
     explicit_tag = ctx.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
-    resume_path = resolve_run(resume) if resume else None
+    resume_path = resolve_run(KIND, resume) if resume else None
 
     def show_result(r: BenchResult) -> None:
-        err_console.print(f"  {r.model} · {r.backend} · {r.kv} · {r.test}: "
+        err_console.print(f"  {r.model_label} · {r.backend} · {r.group} · {r.kv} · {r.test}: "
                           f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f} t/s")
 
     def show_failure(f: FailedCell) -> None:
@@ -182,7 +190,8 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
 
     with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
         run = run_bench(None if resume_path else spec, resume=resume_path,
-                        resume_tag=explicit_tag or ctx.info_name == "baseline", root=root,
+                        resume_tag=explicit_tag or ctx.info_name == "baseline",
+                        backend_options=options, root=root,
                         on_status=lambda msg: spinner.update(msg), on_result=show_result,
                         on_failure=show_failure)
     if as_json:
@@ -207,7 +216,8 @@ def bench_run(ctx, **options):
 @matrix_options(default_tag="baseline", default_context=32768)
 @click.pass_context
 def bench_baseline(ctx, **options):
-    """The seed's baseline capture: pp512/tg128 (5 reps) and pp2048 at 32K depth (3 reps)."""
+    """The baseline capture: pp512/tg128 (5 reps) and pp2048 at 32K depth (3 reps), tagged
+    `baseline` (run it again to resume it)."""
     _execute(ctx, **options)
 
 
@@ -245,7 +255,7 @@ def bench_setup_cmd(as_json):
 def bench_list(as_json):
     """List bench runs, oldest first."""
     rows = []
-    for path in list_runs():
+    for path in list_runs(KIND):
         try:
             run = load_run(path)
         except HaloError:
@@ -268,7 +278,7 @@ def bench_list(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def bench_show(run_ref, as_json):
     """Show one run: its results, failures and status (RUN: path, name or tag)."""
-    run: BenchRun = load_run(resolve_run(run_ref))
+    run: BenchRun = load_run(resolve_run(KIND, run_ref))
     if as_json:
         emit_json(run)
         return
@@ -281,6 +291,8 @@ def bench_show(run_ref, as_json):
 
 def _serve_runs(refs) -> list | None:
     """The serve-bench runs `refs` name, None when they name llama-bench runs."""
+    from ..servebench import find_serve_run, load_serve_run
+
     found = [find_serve_run(ref) for ref in refs]
     if not any(found):
         return None
@@ -299,6 +311,8 @@ def bench_compare(before, after, as_json):
     colors = {"faster": "green", "slower": "red"}
     serve_runs = _serve_runs((before, after))
     if serve_runs is not None:
+        from ..servebench import compare_serve_runs
+
         serve_deltas = compare_serve_runs(*serve_runs)
         if as_json:
             emit_json(serve_deltas)
@@ -310,15 +324,16 @@ def bench_compare(before, after, as_json):
                           _fmt(d.change_pct, "+.1f", "%"), _fmt(d.p_value, ".3f"), verdict)
         Console().print(table)
         return
-    deltas = compare_runs(load_run(resolve_run(before)), load_run(resolve_run(after)))
+    deltas = compare_runs(load_run(resolve_run(KIND, before)), load_run(resolve_run(KIND, after)))
     if as_json:
         emit_json(deltas)
         return
-    table = Table("model", "backend", "kv", "test", "before t/s", "after t/s", "change", "verdict")
+    table = Table("model", "backend", "group", "kv", "test", "before t/s", "after t/s", "change",
+                  "verdict")
     for d in deltas:
         change = "-" if d.change_pct is None else f"{d.change_pct:+.1f}%"
         verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
-        table.add_row(d.model, d.backend, d.kv, d.test, _fmt(d.before_ts, ".2f"),
+        table.add_row(d.model, d.backend, _fmt(d.group, ""), d.kv, d.test, _fmt(d.before_ts, ".2f"),
                       _fmt(d.after_ts, ".2f"), change, verdict)
     Console().print(table)
 
@@ -336,7 +351,7 @@ def bench_report(run_refs, output):
     if serve_runs is not None:
         click.echo(str(write_serve_report(serve_runs, output or serve_runs[-1].path / "report")))
         return
-    runs = [load_run(resolve_run(ref)) for ref in run_refs]
+    runs = [load_run(resolve_run(KIND, ref)) for ref in run_refs]
     page = write_report(runs, output or runs[-1].path / "report")
     click.echo(str(page))
 
@@ -346,7 +361,7 @@ def _ms(stat, *fields: str) -> str:
     return "/".join(f"{v:.1f}" if v < 100 else f"{v:.0f}" for v in values) or "-"
 
 
-def serve_table(cells: list[ServeCell], title: str) -> Table:
+def serve_table(cells: list, title: str) -> Table:
     """One row per cell: speeds, latency percentiles (ms), throughput, cache hits, errors."""
     drafts = any(c.draft_accepted_pct is not None for c in cells)
     table = Table("depth", "load", "prompt", "pp t/s", "tg t/s", "TTFR ms p50", "TTFT ms p50/95/99",
@@ -365,7 +380,8 @@ def serve_table(cells: list[ServeCell], title: str) -> Table:
     return table
 
 
-SERVER_OPTIONS = ("preset", "backend", "ctx", "parallel", "cache_type", "ngram", "no_think", "threads")
+SERVER_OPTIONS = ("preset", "backend", "ctx", "parallel", "cache_type", "ngram", "no_think", "threads", "rpc",
+                  "tensor_split", "backend_opts", "llama_cpp_dir")
 
 
 @bench.command("serve", context_settings={"ignore_unknown_options": True})
@@ -407,6 +423,8 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
 
     Anything after `--` goes to the llama-server halo starts.
     """
+    from ..servebench import ServeBenchSpec, matrix_server, resolve_serve_run, run_serve_bench
+
     context = click.get_current_context()  # (`ctx` is -c/--ctx here)
     given = [name for name in SERVER_OPTIONS
              if context.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
@@ -422,20 +440,16 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         depths=_parse_numbers(depths, "--depths") or (0,), pp=pp, tg=tg, concurrency=levels,
         rates=rates, requests=requests, reps=reps, prompt_cache=prompt_cache, tag=tag, timeout=timeout)
     if starts:
-        fields = {k: v for k, v in server.items() if k not in ("preset", "backend")}
+        fields = {k: v for k, v in server.items() if k not in ("preset", "backend_opts", "llama_cpp_dir")}
         if not server["preset"]:  # a plain MODEL: slots and context to fit the matrix
             parallel, needed = matrix_server(spec)
             fields.update(parallel=fields["parallel"] or parallel, ctx=fields["ctx"] or needed)
-        spec = attrs.evolve(spec, server=server_spec(model, server["preset"], server["backend"], port=0,
-                                                     extra=tuple(extra), **fields))
-    resume_path = None
-    if resume:
-        resume_path = find_serve_run(resume)
-        if resume_path is None:
-            raise HaloError(f"no serve-bench run '{resume}' (not a run directory, run name or tag)")
+        spec = attrs.evolve(spec, server=server_spec(model, server["preset"], port=0, extra=tuple(extra), **fields),
+                            backend_options=backend_options(server["backend_opts"], server["llama_cpp_dir"]))
+    resume_path = resolve_serve_run(resume) if resume else None
     explicit_tag = context.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
 
-    def show_cell(c: ServeCell) -> None:
+    def show_cell(c) -> None:
         line = (f"  depth {c.depth} · {c.load}: pp {_fmt(c.pp_ts and c.pp_ts.mean, '.1f')} t/s · "
                 f"tg {_fmt(c.tg_ts and c.tg_ts.mean, '.1f')} t/s · TTFT p50 {_ms(c.ttft_ms, 'p50')} ms · "
                 f"ITL p95 {_ms(c.itl_ms, 'p95')} ms")

@@ -6,12 +6,19 @@ import contextlib
 import signal
 
 import click
-from rich.console import Console
 
 from ..errors import HaloError
 from ..store import to_json
 
-err_console = Console(stderr=True)
+
+def __getattr__(name: str):
+    """`err_console`: rich's Console for stderr, made when a command module first asks."""
+    if name == "err_console":
+        from rich.console import Console
+
+        globals()["err_console"] = console = Console(stderr=True)
+        return console
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class HaloGroup(click.Group):
@@ -26,6 +33,27 @@ class HaloGroup(click.Group):
 
 def emit_json(value) -> None:
     click.echo(to_json(value), nl=False)
+
+
+def backend_flags(f):
+    """--backend-opt KEY=VALUE (repeatable) and its shorthand --llama-cpp-dir DIR."""
+    f = click.option("--llama-cpp-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder with llama.cpp binaries: --backend-opt llama_cpp_dir=DIR.")(f)
+    return click.option("--backend-opt", "backend_opts", multiple=True, metavar="KEY=VALUE",
+                        help="An option for the backend (repeatable; `halo backends` lists them).")(f)
+
+
+def backend_options(pairs: tuple[str, ...], llama_cpp_dir: str | None) -> dict[str, str]:
+    """{KEY: VALUE} from --backend-opt and --llama-cpp-dir; a pair without "=" is a usage error."""
+    options = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not (eq and key.strip()):
+            raise click.UsageError(f"--backend-opt takes KEY=VALUE, not {pair!r}")
+        options[key.strip()] = value
+    if llama_cpp_dir:
+        options["llama_cpp_dir"] = llama_cpp_dir
+    return options
 
 
 def split_list(values: tuple[str, ...]) -> tuple[str, ...]:

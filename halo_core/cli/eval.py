@@ -10,6 +10,8 @@ from rich.table import Table
 
 from .. import evals
 from ..errors import HaloError
+from ..records import RunStatus
+from ..runs import list_runs, resolve_run
 from .common import HaloGroup, emit_json, err_console
 
 
@@ -35,10 +37,11 @@ def _progress(suite: str, done: int, total: int) -> None:
 
 def _scores_table(run: evals.EvalRun) -> Table:
     table = Table("suite", "status", "scores", "samples", "failed")
-    for suite, entry in run.scores.items():
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in entry.get("scores", {}).items())
-        table.add_row(suite, entry.get("status", "?"), shown or entry.get("error", ""),
-                      str(entry.get("samples", "-")), str(entry.get("failed", "-")))
+    for suite, score in run.scores.items():
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in score.scores.items())
+        table.add_row(suite, score.status, shown or score.error,
+                      "-" if score.samples is None else str(score.samples),
+                      str(score.failed) if score.samples is not None or score.failed else "-")
     return table
 
 
@@ -93,13 +96,14 @@ def eval(ctx, suite, endpoint, model, limit, concurrency, timeout, retries, max_
     if as_json:
         emit_json({"path": run.path, "status": run.status, "error": run.error,
                    "endpoint": run.endpoint, "scores": run.scores})
-        if run.status != "complete":
+        if run.status != RunStatus.COMPLETE:
             sys.exit(1)
         return
     Console().print(_scores_table(run))
     click.echo(f"run: {run.path}")
-    if run.status != "complete":
-        raise HaloError(f"run {run.status}: {run.error}")
+    if run.status != RunStatus.COMPLETE:
+        raise HaloError(f"run {run.status}: {run.error}; continue it with "
+                        f"`halo eval --resume {run.path.name}`")
 
 
 @eval.command()
@@ -123,10 +127,10 @@ def suites(as_json):
 def list_(as_json):
     """Eval runs, oldest first: status, model, headline score per suite."""
     rows = []
-    for path in evals.list_runs():
+    for path in list_runs(evals.KIND):
         run = evals.load_run(path)
         rows.append({"name": path.name, "status": run.status, "model": run.endpoint.get("model", ""),
-                     "scores": {s: evals.headline(e) for s, e in run.scores.items()}})
+                     "scores": {s: score.headline for s, score in run.scores.items()}})
     if as_json:
         emit_json(rows)
         return
@@ -143,7 +147,7 @@ def list_(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def show(run_ref, samples, as_json):
     """One run: endpoint, status, scores per suite (and samples)."""
-    run = evals.load_run(evals.resolve_run(run_ref))
+    run = evals.load_run(resolve_run(evals.KIND, run_ref))
     listed = {s: evals.load_samples(run.path, s) for s in run.scores} if samples else {}
     if as_json:
         emit_json({"path": run.path, "status": run.status, "error": run.error, "spec": run.spec,
@@ -164,12 +168,14 @@ def show(run_ref, samples, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def compare_(runs, as_json):
     """Headline score per suite across runs."""
-    paths = [evals.resolve_run(r) for r in runs]
+    paths = [resolve_run(evals.KIND, r) for r in runs]
     rows = evals.compare(paths)
     if as_json:
         emit_json(rows)
         return
     table = Table("suite", *[p.name for p in paths])
     for row in rows:
-        table.add_row(row["suite"], *["-" if v is None else f"{v:.3f}" for v in row["runs"].values()])
+        table.add_row(row["suite"], *["-" if v is None else f"{v:.3f}" + (
+            f" ({row['failed'][name]} failed)" if row["failed"][name] else "")
+            for name, v in row["runs"].items()])
     Console().print(table)

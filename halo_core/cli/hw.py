@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..hw import Bandwidth, configured_bandwidth, measure_bandwidth, save_bandwidth
+from ..hw import DEVICES, Bandwidth, configured_bandwidth, device_bandwidth, save_bandwidth
 from ..metrics import MetricsSampler
 from .common import emit_json, err_console
 
@@ -21,10 +21,15 @@ def hw():
 @click.option("--set", "set_gbs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Record a known figure in GB/s instead of measuring (e.g. 215 on Strix Halo).")
 @click.option("--show", is_flag=True, help="Print the figure in use without measuring.")
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="Whose memory: an NVIDIA GPU's (the vendor's theoretical figure through NVML), "
+                   "the host's (a measured memcpy), or auto: the GPU's where NVML sees one.")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="How long the host memcpy runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def hw_bandwidth(set_gbs, show, seconds, as_json):
-    """Measure main-memory bandwidth (or record a known figure) for roofline percentages."""
+def hw_bandwidth(set_gbs, show, device, seconds, as_json):
+    """Record the memory bandwidth of the device that runs the model, for roofline percentages:
+    an NVIDIA GPU's theoretical figure, a measured host memcpy, or a known figure (--set)."""
     if show:
         bw = configured_bandwidth()
         if bw is None:
@@ -33,13 +38,14 @@ def hw_bandwidth(set_gbs, show, seconds, as_json):
         bw = Bandwidth(set_gbs, "configured", "set by `halo hw bandwidth --set`")
         save_bandwidth(bw)
     else:
-        with err_console.status("measuring memory bandwidth"):
-            bw = measure_bandwidth(seconds=seconds)
+        with err_console.status("finding the memory bandwidth"):
+            bw = device_bandwidth(device, seconds=seconds)
         save_bandwidth(bw)
     if as_json:
         emit_json(bw)
     else:
-        click.echo(f"{bw.gbs:g} GB/s ({bw.source}{': ' + bw.detail if bw.detail else ''})")
+        click.echo(f"{bw.gbs:g} GB/s, {bw.source}" + (f", {bw.device}" if bw.device else "")
+                   + (f" ({bw.detail})" if bw.detail else ""))
 
 
 @click.command()

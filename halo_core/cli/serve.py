@@ -15,7 +15,9 @@ from ..runner import describe_exit, tail_of
 from ..fit import KV_TYPES
 from ..serve import ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
 from ..serve import serve as start_server
-from .common import emit_json, err_console, sigterm_as_interrupt
+from ..rpc import parse_endpoints, parse_tensor_split
+from ..store import human_size, to_dict
+from .common import backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt
 
 
 class DefaultRunGroup(click.Group):
@@ -34,12 +36,15 @@ def serve():
 
 
 def server_options(f=None, *, ctx_default: str = "131072", parallel_default: str = "1"):
-    """The llama-server options `halo serve` and `halo bench serve` share."""
+    """The llama-server options `halo serve` and `halo bench serve` share (server_spec reads
+    them)."""
     if f is None:
         return lambda g: server_options(g, ctx_default=ctx_default, parallel_default=parallel_default)
     options = [
         click.option("--preset", help="A preset from configs/serve-presets.ini (see `halo serve presets`)."),
-        click.option("--backend", default=None, help="Backend to run llama-server on (default: native)."),
+        click.option("--backend", default=None,
+                     help="Backend to run llama-server on (default: the preset's, else the default "
+                          "backend: `halo backends` shows it)."),
         click.option("-c", "--ctx", type=click.IntRange(min=256), default=None,
                      help=f"Context size [default: {ctx_default}]."),
         click.option("-np", "--parallel", type=click.IntRange(min=1), default=None,
@@ -49,19 +54,25 @@ def server_options(f=None, *, ctx_default: str = "131072", parallel_default: str
         click.option("--ngram", is_flag=True, default=None, help="n-gram speculation (ngram-simple, draft 64/4)."),
         click.option("--no-think", is_flag=True, default=None, help="Reasoning budget 0."),
         click.option("--threads", type=click.IntRange(min=1), default=None),
+        click.option("--rpc", default=None, metavar="HOST:PORT,...",
+                     help="llama.cpp RPC workers to split the model over (see `halo rpc`)."),
+        click.option("--tensor-split", "-ts", "tensor_split", default=None, metavar="N0,N1,...",
+                     help="Share of the model per device, RPC workers' devices first (-ts)."),
+        backend_flags,
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def server_spec(model: str | None, preset: str | None, backend: str | None, **options) -> ServerSpec:
-    """The ServerSpec of MODEL or --preset NAME with the options given (None: the preset's or
-    the default)."""
+def server_spec(model: str | None, preset: str | None, **options) -> ServerSpec:
+    """The ServerSpec of MODEL or --preset NAME from server_options' values and any other
+    ServerSpec fields (None: the preset's or the default)."""
+    options.update(rpc=parse_endpoints(options.get("rpc") or ()),
+                   tensor_split=parse_tensor_split(options.get("tensor_split")))
     if preset:
-        return preset_spec(preset, backend=backend, **options)
-    return ServerSpec(model=model, backend=backend or "native",
-                      **{k: v for k, v in options.items() if v is not None})
+        return preset_spec(preset, **options)
+    return ServerSpec(model=model, **{k: v for k, v in options.items() if v is not None})
 
 
 @serve.command(context_settings={"ignore_unknown_options": True})
@@ -76,7 +87,8 @@ def server_spec(model: str | None, preset: str | None, backend: str | None, **op
 @click.option("--json", "as_json", is_flag=True, help="Print the server record as JSON once ready.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no_think, api_key,
-        insecure, threads, timeout, detach, as_json, extra):
+        insecure, threads, rpc, tensor_split, timeout, detach, backend_opts, llama_cpp_dir, as_json,
+        extra):
     """Start llama-server for MODEL (or --preset) and wait until it is ready.
 
     Anything after `--` goes to llama-server as it is.
@@ -87,47 +99,54 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
         check_bind(host, api_key, insecure)
     except UnsafeBind as exc:
         raise click.UsageError(str(exc)) from None
-    spec = server_spec(model, preset, backend, host=host, port=port, ctx=ctx, parallel=parallel,
+    spec = server_spec(model, preset, backend=backend, host=host, port=port, ctx=ctx, parallel=parallel,
                        cache_type=cache_type, ngram=ngram, no_think=no_think, api_key=api_key,
-                       insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra))
+                       insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra),
+                       rpc=rpc, tensor_split=tensor_split)
     status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     try:
-        server = start_server(spec, detach=detach, on_status=status)
+        server = start_server(spec, detach=detach, on_status=status,
+                              backend_options=backend_options(backend_opts, llama_cpp_dir))
     except ToolFailed as exc:
         if exc.log_tail:
             click.echo(f"llama-server log (last lines):\n{exc.log_tail}", err=True)
         raise
     info = server.info
+    lines = [f"serving {spec.model} on {info.backend}: {info.url}/v1 (pid {info.pid})",
+             f"command: {shlex.join(info.argv)}", f"log: {info.log}"]
+    for worker in info.rpc:
+        devices = ", ".join(f"{d.name} {human_size(d.total)}" for d in worker.devices)
+        lines.append(f"RPC worker {worker.endpoint} (protocol {worker.version}): {devices}")
+    hold(server, lines, as_json=as_json, detach=detach, stop=f"halo serve stop --port {info.port}")
+
+
+def hold(server, lines: list[str], *, as_json: bool, detach: bool, stop: str,
+         what: str = "llama-server", noun: str = "server") -> None:
+    """Say how a started server (or RPC worker) runs, then leave it running (--detach) or
+    wait for it: Ctrl-C or SIGTERM stops it, a death exits 1 with the log tail."""
     if as_json:
-        emit_json(info)
+        emit_json(server.info)
     else:
-        click.echo(f"serving {spec.model} on {info.backend}: {info.url}/v1 (pid {info.pid})")
-        click.echo(f"command: {shlex.join(info.argv)}")
-        click.echo(f"log: {info.log}")
+        click.echo("\n".join(lines))
     if detach:
         if not as_json:
-            click.echo(f"detached; stop it with: halo serve stop --port {info.port}")
+            click.echo(f"detached; stop it with: {stop}")
         return
     if not as_json:
-        click.echo("Ctrl-C stops the server")
+        click.echo(f"Ctrl-C stops the {noun}")
     sys.stdout.flush()
-    _stay_attached(server)
-
-
-def _stay_attached(server) -> None:
-    """Wait for the server; Ctrl-C or SIGTERM stops it, a death exits 1 with the log tail."""
     try:
         with sigterm_as_interrupt():
             code = server.wait()
     except KeyboardInterrupt:
         server.stop()
-        err_console.print("server stopped")
+        err_console.print(f"{noun} stopped")
         return
     server.stop()
     tail = tail_of(Path(server.info.log), 15)
     last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
-    click.echo(f"llama-server log (last lines):\n{tail}", err=True)
-    raise ToolFailed(f"llama-server {describe_exit(code)}: {last.strip()} (log: {server.info.log})")
+    click.echo(f"{what} log (last lines):\n{tail}", err=True)
+    raise ToolFailed(f"{what} {describe_exit(code)}: {last.strip()} (log: {server.info.log})")
 
 
 @serve.command()
@@ -136,7 +155,7 @@ def status(as_json):
     """The servers halo started and whether each still runs."""
     rows = servers()
     if as_json:
-        emit_json([{"running": alive, **_info_dict(info)} for info, alive in rows])
+        emit_json([{"running": alive, **to_dict(info)} for info, alive in rows])
         return
     if not rows:
         click.echo("no servers started by halo")
@@ -148,24 +167,20 @@ def status(as_json):
     Console().print(table)
 
 
-def _info_dict(info) -> dict:
-    import json
-
-    from ..store import to_json
-
-    return json.loads(to_json(info))
-
-
 @serve.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Only the server on this port.")
 def stop(port):
     """Stop the servers halo started (from their pid files)."""
-    stopped = stop_servers(port)
+    echo_stopped(stop_servers(port), "server", port,
+                 lambda info: f"port {info.port}, {info.backend}")
+
+
+def echo_stopped(stopped, what: str, port: int | None, describe) -> None:
+    """One line per process stopped, or that none of `what` was running."""
     if not stopped:
-        click.echo("no running server started by halo" + (f" on port {port}" if port else ""))
-        return
+        click.echo(f"no running {what} started by halo" + (f" on port {port}" if port else ""))
     for info in stopped:
-        click.echo(f"stopped pid {info.pid} (port {info.port}, {info.backend})")
+        click.echo(f"stopped pid {info.pid} ({describe(info)})")
 
 
 @serve.command()

@@ -10,8 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import tune as lib
+from ..evals import resolve_suites
+from ..gpu import NVIDIA
 from ..hostfacts import GIB
-from ..records import Check, JournalInfo, MeasureSpec
+from ..records import Check, HostFacts, JournalInfo, MeasureSpec
 from .common import emit_json, err_console, split_list
 
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}
@@ -30,6 +32,22 @@ def _gib(n: int | None) -> str:
     if n is None:
         return "?"
     return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / (1 << 20):.0f} MiB"
+
+
+def _gpu_row(f: HostFacts) -> str:
+    """The amdgpu card, else the NVIDIA GPUs (the first one's facts and how many more)."""
+    if f.amd_gpu:
+        gpu = f.amd_gpu
+        return (f"{gpu.card} {gpu.vendor}:{gpu.device} · VRAM {_gib(gpu.vram_used)} / {_gib(gpu.vram_total)}"
+                f" · GTT {_gib(gpu.gtt_used)} / {_gib(gpu.gtt_total)}")
+    nvidia = [g for g in f.gpus if g.vendor == NVIDIA]
+    if not nvidia:
+        return "no amdgpu or NVIDIA GPU"
+    gpu = nvidia[0]
+    more = f" · {len(nvidia) - 1} more" if len(nvidia) > 1 else ""
+    return (f"{gpu.card} {gpu.name} · VRAM {_gib(gpu.vram_used)} / {_gib(gpu.vram_total)} · driver "
+            f"{gpu.driver_version or '?'} · CUDA {gpu.cuda_version or '?'} · compute {gpu.compute_capability or '?'}"
+            + more)
 
 
 def checks_table(checks: list[Check]) -> Table:
@@ -57,13 +75,11 @@ def audit(root, as_json):
                    "score": {"pass": passed, "total": total}})
         return
     f = report.facts
-    gpu = f.amd_gpu
     rows = [
         ("host", f"{f.cpu_model or '?'} · {f.os_name or f.os_id or '?'}" + ("" if f.live else f" · sysroot {root}")),
         ("memory", f"{_gib(f.installed_ram)} installed · {_gib(f.mem_total)} seen by the OS · "
                    f"{_gib(f.mem_available)} available"),
-        ("gpu", (f"{gpu.card} {gpu.vendor}:{gpu.device} · VRAM {_gib(gpu.vram_used)} / {_gib(gpu.vram_total)}"
-                 f" · GTT {_gib(gpu.gtt_used)} / {_gib(gpu.gtt_total)}") if gpu else "no amdgpu device"),
+        ("gpu", _gpu_row(f)),
         ("kernel", f"{f.kernel or '?'} · linux-firmware {f.firmware or '?'}"),
         ("cmdline", f.cmdline or "?"),
         ("tuning", f"tuned {f.tuned_profile or '-'} · THP {f.thp_enabled or '?'} (defrag {f.thp_defrag or '?'}) · "
@@ -130,24 +146,41 @@ def _print_verdicts(info: JournalInfo, *, last: bool = False) -> None:
 @click.option("--force", is_flag=True, help="Tune a host that is not an AMD APU.")
 @click.option("--set", "settings", multiple=True, metavar="TUNER.KEY=VALUE",
               help="A tuner setting, e.g. kernel.gtt_gib=48 or power.watts=70.")
-@click.option("--model", default="smoke", show_default=True, help="Bench model for --measure.")
+@click.option("--model", default=None,
+              help="Bench model for --measure (default: the default model, `halo plugins` shows it).")
 @click.option("--pp", type=click.IntRange(min=0), default=512, show_default=True)
 @click.option("--tg", type=click.IntRange(min=0), default=128, show_default=True)
 @click.option("--reps", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the bench.")
 @click.option("--min-effect", type=click.FloatRange(0, 1), default=0.05, show_default=True,
               help="Smallest relative slowdown that counts as worse.")
+@click.option("--eval", "eval_suite", default=None, metavar="SUITE",
+              help="With --measure: also run these eval suites (or preset) on a server of --model "
+                   "before and after each step; keep a step only when it is faster beyond noise "
+                   "and the paired test finds no answers worse.")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Samples per suite for --eval.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None,
+              help="Cap on generated tokens per --eval request (default: each suite's own).")
+@click.option("-c", "--ctx", type=click.IntRange(min=256), default=8192, show_default=True,
+              help="Context of the --eval server.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, reps, threads,
-         min_effect, as_json):
+         min_effect, eval_suite, eval_limit, max_tokens, ctx, as_json):
     """Show the tuning plan as a diff (dry run), or apply it as a transaction."""
     if resume and not measure:
         raise click.UsageError("--resume goes with --measure: halo tune --measure --resume")
+    if eval_suite and not measure:
+        raise click.UsageError("--eval goes with --measure: halo tune --measure --eval SUITE")
+    if eval_suite and resume:
+        raise click.UsageError("--resume measures with the journal's own --eval: give neither")
     if resume and (only or settings or force):
         raise click.UsageError("--resume takes no --only, --set or --force: it measures the "
                                "journal's waiting steps")
     if measure and pp == 0 and tg == 0:
         raise click.UsageError("--pp and --tg cannot both be 0")
+    if eval_suite:
+        resolve_suites(eval_suite)  # an unknown suite is an error before anything is measured
     status = (lambda msg: err_console.print(escape(msg))) if not as_json else None
     if resume:
         info = lib.resume(root, on_status=status)
@@ -169,8 +202,9 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
             click.echo(f"dry run: nothing written. Apply with: {sudo}halo tune{_root_arg(root)}"
                        f"{' --only ' + ','.join(split_list(only)) if only else ''} --apply")
         return
-    spec = MeasureSpec(model=model, pp=pp, tg=tg, reps=reps, threads=threads,
-                       min_effect=min_effect) if measure else None
+    spec = MeasureSpec(**({"model": model} if model else {}), pp=pp, tg=tg, reps=reps,
+                       threads=threads, min_effect=min_effect, eval=eval_suite,
+                       eval_limit=eval_limit, max_tokens=max_tokens, ctx=ctx) if measure else None
     if not as_json:
         click.echo(lib.render_plan(plan), nl=False)
     info = lib.apply(plan, measure=spec, on_status=status)

@@ -3,7 +3,7 @@ sanitizes and scores in a child Python.
 
 Completions come from halo's concurrent client with bigcodebench's own chat prompt (its
 instruction prefix + the task's `instruct_prompt`, as `bigcodebench.generate` sends to an
-OpenAI-compatible server). The child (`python -m halo_bigcodebench.score`) extracts the code
+OpenAI-compatible server); only the tasks whose request ran are scored. The child (`python -m halo_bigcodebench.score`) extracts the code
 with `bigcodebench.sanitize` and runs `bigcodebench.evaluate.evaluate(execution="local")`:
 each solution runs its unittest TestCases in its own process, in a temporary directory, with
 RLIMIT_AS / DATA / STACK limits, a per-task time limit and destructive calls disabled. The
@@ -25,10 +25,10 @@ import json
 import os
 from pathlib import Path
 
-from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
-from halo_core.chat import ChatRequest
-from halo_core.errors import HaloError
-from halo_core.evalkit import dist_version, needs, read_records, score_in_child, write_records
+from halo_core.plugin_api import (
+    Availability, ChatRequest, EvalResult, EvalSample, EvalSuite, HaloError, dist_version,
+    hookimpl, needs, read_records, score_in_child, write_records,
+)
 
 # bigcodebench.generate's defaults for chat models
 INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem "
@@ -84,12 +84,13 @@ class BigCodeBench(EvalSuite):
         tasks = self.tasks(context.dataset)[:limit]
         if not tasks:
             raise HaloError("the bigcodebench dataset has no tasks")
-        write_records(workdir / "problems.jsonl", tasks)
         requests = [ChatRequest(t["task_id"], [{"role": "user", "content":
                                                 f"{INSTRUCTION}\n{t['instruct_prompt'].strip()}\n"}],
                                 max_tokens=context.max_tokens or MAX_TOKENS) for t in tasks]
         context.log(f"{len(requests)} tasks")
         replies = context.chat(requests)
+        tasks = [t for t in tasks if t["task_id"] in replies]  # halo counts the rest as failed
+        write_records(workdir / "problems.jsonl", tasks)
         write_records(workdir / "replies.jsonl",
                       [{"task_id": t["task_id"], "raw_solution": replies[t["task_id"]].content}
                        for t in tasks])
@@ -108,7 +109,7 @@ class BigCodeBench(EvalSuite):
             (res,) = results[task["task_id"]]
             passed = res["status"] == "pass"
             failing = ", ".join(sorted(res.get("details") or {}))
-            out.append(EvalSample(task["task_id"], float(passed), passed, error=reply.error,
+            out.append(EvalSample(task["task_id"], float(passed), passed,
                                   detail={"status": res["status"], "failing_tests": failing[:500],
                                           "ground_truth": "fail" if task["task_id"] in failed_gt else "pass",
                                           "attempts": str(reply.attempts),

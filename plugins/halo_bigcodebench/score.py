@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from halo_core.evalkit import child_main, read_records, write_records
+from halo_core.plugin_api import child_main, read_records, write_records
 
 
 def main(workdir: Path, memory_mb: int) -> None:

@@ -1,7 +1,8 @@
 """HumanEval+ and MBPP+ through evalplus: halo generates, evalplus scores in subprocesses.
 
 Completions come from halo's concurrent client (EvalContext.chat) with evalplus's own
-instruction prompt; code is extracted with `evalplus.sanitize`. Scoring runs
+instruction prompt; code is extracted with `evalplus.sanitize`. Only the tasks whose request
+ran are scored (halo counts the others as failed samples). Scoring runs
 `evalplus.evaluate.evaluate` in a child Python (`python -m halo_evalplus.score`), never in
 halo's process; evalplus then executes each solution in its own subprocess with RLIMIT_AS /
 DATA / STACK limits (EVALPLUS_MAX_MEMORY_BYTES, 4 GiB by default), per-test time limits and
@@ -23,10 +24,10 @@ import importlib.util
 import json
 from pathlib import Path
 
-from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
-from halo_core.chat import ChatRequest
-from halo_core.errors import HaloError
-from halo_core.evalkit import INSTALL, dist_version, needs, read_records, score_in_child, write_records
+from halo_core.plugin_api import (
+    Availability, ChatRequest, EvalResult, EvalSample, EvalSuite, HaloError, INSTALL,
+    dist_version, hookimpl, needs, read_records, score_in_child, write_records,
+)
 
 INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem "
                "in a markdown code block:")
@@ -81,20 +82,21 @@ class _EvalPlusSuite(EvalSuite):
         tasks = self.tasks(context.dataset)[:limit]
         if not tasks:
             raise HaloError(f"the {self.name} dataset has no tasks")
-        problems = workdir / "problems.jsonl"
-        write_records(problems, tasks)
         requests = [ChatRequest(t["task_id"], [{"role": "user", "content":
                                                 f"{INSTRUCTION}\n```python\n{t['prompt'].strip()}\n```"}],
                                 max_tokens=context.max_tokens or 768) for t in tasks]
         context.log(f"{len(requests)} tasks")
         replies = context.chat(requests)
+        tasks = [t for t in tasks if t["task_id"] in replies]  # halo counts the rest as failed
+        problems = workdir / "problems.jsonl"
+        write_records(problems, tasks)
 
         from evalplus.sanitize import sanitize
 
         samples = workdir / "solutions.jsonl"
-        write_records(samples, [
-            {"task_id": t["task_id"], "solution": sanitize(replies[t["task_id"]].content, t["entry_point"])
-             if not replies[t["task_id"]].error else ""} for t in tasks])
+        write_records(samples, [{"task_id": t["task_id"],
+                                 "solution": sanitize(replies[t["task_id"]].content, t["entry_point"])}
+                                for t in tasks])
         results_file = workdir / "solutions_eval_results.json"
         results_file.unlink(missing_ok=True)  # evalplus reuses an existing one
         base_only = all(not t.get("plus_input") for t in tasks)
@@ -111,7 +113,6 @@ class _EvalPlusSuite(EvalSuite):
             base = res["base_status"] == "pass"
             plus = base_only or res["plus_status"] == "pass"
             out.append(EvalSample(task["task_id"], float(base and plus), base and plus,
-                                  error=reply.error,
                                   detail={"base": res["base_status"], "plus": str(res["plus_status"]),
                                           "attempts": str(reply.attempts),
                                           "seconds": str(reply.seconds)}))

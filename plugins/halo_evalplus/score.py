@@ -5,7 +5,7 @@ Run with HUMANEVAL_OVERRIDE_PATH / MBPP_OVERRIDE_PATH set (evalplus reads them a
 
 import sys
 
-from halo_core.evalkit import child_main
+from halo_core.plugin_api import child_main
 
 
 def main(dataset: str, samples: str, base_only: bool) -> None:

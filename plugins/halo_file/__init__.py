@@ -1,11 +1,15 @@
-"""The `file` model source: a GGUF that is already on disk (`file:PATH` or a plain path)."""
+"""Model sources for GGUFs already on this machine: `file` (`file:PATH` or a plain path) and
+`synth` (`synth:NAME`, the synthetic models `halo models synth` writes to
+$HALO_HOME/models/synth/NAME.gguf)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from halo_core import LocalModel, ModelSource, hookimpl
-from halo_core.errors import ModelError
+from halo_core.plugin_api import (
+    SYNTH_FROM_KEY, CatalogEntry, LocalModel, ModelError, ModelSource, hookimpl, read_header,
+    synth_dir, synth_name,
+)
 
 GGUF_MAGIC = b"GGUF"
 
@@ -37,6 +41,57 @@ class FileSource(ModelSource):
         return model
 
 
+class SynthSource(ModelSource):
+    name = "synth"
+    description = "synthetic models (real shapes, random weights) from halo models synth"
+    alias_priority = 200  # a catalog model of the same name wins
+
+    def _path(self, ref: str) -> Path:
+        return synth_dir() / f"{synth_name(ref.removeprefix('synth:'))}.gguf"
+
+    def _names(self) -> list[str]:
+        folder = synth_dir()
+        return sorted(p.stem for p in folder.glob("*.gguf")) if folder.is_dir() else []
+
+    def aliases(self) -> dict[str, str]:
+        return {name: f"synth:{name}" for name in self._names()}
+
+    def catalog(self) -> list[CatalogEntry]:
+        entries = []
+        for name in self._names():
+            path = self._path(name)
+            try:
+                origin = str(read_header(path).metadata.get(SYNTH_FROM_KEY, ""))
+            except ModelError as exc:
+                origin = str(exc)
+            entries.append(CatalogEntry(name, f"synth:{name}", self.name, ("synthetic",),
+                                        round(path.stat().st_size / 1e9, 2),
+                                        f"random weights, {origin}"))
+        return entries
+
+    def local(self, ref: str) -> LocalModel | None:
+        path = self._path(ref)
+        if not path.is_file():
+            return None
+        return LocalModel(path.stem, f"synth:{path.stem}", path, path.stat().st_size, "",
+                          self.name, synthetic=True)
+
+    def fetch(self, ref, progress=None) -> LocalModel:
+        model = self.local(ref)
+        if model is None:
+            raise ModelError(f"no synthetic model {ref.removeprefix('synth:')} in {synth_dir()}: "
+                             "make it with halo models synth")
+        return model
+
+    def remove(self, ref: str) -> list[Path]:
+        model = self.local(ref)
+        if model is None:
+            raise ModelError(f"{ref} does not exist")
+        model.path.unlink()
+        return [model.path]
+
+
 @hookimpl
 def register_model_sources(register):
     register(FileSource())
+    register(SynthSource())

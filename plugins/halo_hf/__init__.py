@@ -16,6 +16,9 @@ is pulled. The download:
 - writes FILE.json (ref, commit, etag, sha256, size) beside the file; a file with a matching
   sidecar is reused without asking the Hub, so offline use works.
 
+`read_range` reads part of a file that is not downloaded with an HTTP Range request (what
+`halo models synth` uses to read a GGUF header).
+
 Repo ids and file names are checked before any request: no '..', '.', empty or absolute
 components, no backslashes, and the target must stay inside $HALO_HOME/models.
 """
@@ -33,9 +36,10 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlparse
 
-from halo_core import CatalogEntry, LocalModel, ModelSource, __version__, hookimpl
-from halo_core.errors import ModelError
-from halo_core.store import halo_home, human_size, write_json
+from halo_core.plugin_api import (
+    __version__, CatalogEntry, LocalModel, ModelError, ModelSource, halo_home, hookimpl,
+    human_size, write_json,
+)
 
 from .catalog import file_problem, parse_catalog, repo_problem, unsafe_path
 
@@ -56,6 +60,17 @@ def _endpoint() -> str:
     from huggingface_hub import constants
 
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def _headers(url: str) -> dict[str, str]:
+    """huggingface_hub's request headers (token included) for `url`; a CDN on another host
+    gets no token, as in huggingface_hub."""
+    from huggingface_hub.utils import build_hf_headers
+
+    headers = build_hf_headers(library_name="halo", library_version=__version__)
+    if urlparse(url).netloc != urlparse(_endpoint()).netloc:
+        headers.pop("authorization", None)
+    return headers
 
 
 def models_dir() -> Path:
@@ -224,6 +239,37 @@ class HfSource(ModelSource):
         _prune(paths[0].parent, models_dir())
         return removed
 
+    # -- part of a file, without downloading it ---------------------------------------------
+
+    def read_range(self, ref: str, start: int, end: int) -> tuple[bytes, int]:
+        """Bytes [start, end) of the file with an HTTP Range request, and the file's size."""
+        from huggingface_hub.utils import http_stream_backoff
+
+        repo, file = parse_ref(ref)
+        if _offline():
+            raise ModelError(f"{ref} is not downloaded and offline mode is on (HF_HUB_OFFLINE)")
+        meta = self._metadata(_endpoint(), repo, file, "main")
+        size = meta.size or 0
+        end = min(end, size) if size else end
+        headers = _headers(meta.location)
+        headers["Range"] = f"bytes={start}-{end - 1}"
+        data = bytearray()
+        try:
+            with http_stream_backoff("GET", meta.location, headers=headers) as response:
+                if response.status_code not in (200, 206):
+                    raise ModelError(f"{repo}/{file}: HTTP {response.status_code} for a Range request")
+                skip = start if response.status_code == 200 else 0  # the server ignored Range
+                for block in response.iter_bytes():
+                    data += block
+                    if len(data) >= skip + end - start:
+                        break
+        except ModelError:
+            raise
+        except Exception as exc:  # the HTTP client's connection errors, after its retries
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ModelError(f"cannot read part of {repo}/{file}: {type(exc).__name__}: {first}") from None
+        return bytes(data[skip:skip + end - start]), size
+
     # -- download ------------------------------------------------------------------------
 
     def fetch(self, ref, progress=None) -> LocalModel:
@@ -299,7 +345,6 @@ class HfSource(ModelSource):
     def _download(self, ref, repo, file, path: Path, meta, progress, done, total) -> None:
         from huggingface_hub import errors
         from huggingface_hub.file_download import http_get
-        from huggingface_hub.utils import build_hf_headers
 
         part, part_meta = _partial(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,10 +354,8 @@ class HfSource(ModelSource):
             write_json(part_meta, {"ref": ref, "repo": repo, "file": file,
                                    "commit": meta.commit_hash, "etag": meta.etag,
                                    "size": meta.size})
-        headers = build_hf_headers(library_name="halo", library_version=__version__)
         url = meta.location
-        if urlparse(url).netloc != urlparse(_endpoint()).netloc:
-            headers.pop("authorization", None)  # a CDN gets no token, as in huggingface_hub
+        headers = _headers(url)
         verb = f"resuming at {resume / 1e6:.1f} MB" if resume else "downloading"
         print(f"halo: {verb} {repo}/{file} ({human_size(meta.size or 0)})", file=sys.stderr)
         with open(part, "r+b" if part.exists() else "wb") as fh:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from halo_core import CatalogEntry
+from halo_core.plugin_api import CatalogEntry
 
 FIELDS = "NAME|HF_REPO|FILE|SIZE_GB|CATEGORY|DESCRIPTION"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -21,11 +21,10 @@ import os
 import warnings
 from pathlib import Path
 
-from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
-from halo_core.chat import ChatRequest
-from halo_core.errors import HaloError
-from halo_core.evalkit import dist_version, needs, read_records
-from halo_core.store import halo_home
+from halo_core.plugin_api import (
+    Availability, ChatRequest, EvalResult, EvalSample, EvalSuite, HaloError, dist_version,
+    halo_home, hookimpl, needs, read_records,
+)
 
 SAMPLE = Path(__file__).with_name("data") / "ifeval-sample.jsonl"
 
@@ -62,13 +61,11 @@ def ifeval_records(choice: str | None) -> list[dict]:
     return read_records(path, "ifeval dataset")
 
 
-def _score_with_inspect(records: list[dict], completions: dict[str, str], errors: dict[str, str],
-                        log_dir: Path, endpoint):
+def _score_with_inspect(records: list[dict], completions: dict[str, str], log_dir: Path, endpoint):
     """Score `completions` (sample key -> text) in an inspect Task and return its EvalLog.
 
     The log names the model and endpoint that answered (inspect's OpenAI-compatible provider,
-    which the replaying solver never calls). A sample whose request failed (`errors`) scores 0
-    on every instruction."""
+    which the replaying solver never calls)."""
     from if_verifiable import evaluate_output_for_sample
     from if_verifiable.types import IFEvalSample
     from inspect_ai import Task, eval as inspect_eval
@@ -89,12 +86,6 @@ def _score_with_inspect(records: list[dict], completions: dict[str, str], errors
     def if_verifiable_scorer():
         async def score(state: TaskState, target: Target) -> Score:
             meta = state.metadata
-            if errors.get(str(state.sample_id)):
-                n = len(meta["instruction_id_list"])
-                return Score(value={"prompt_level_strict": False, "inst_level_strict": 0,
-                                    "prompt_level_loose": False, "inst_level_loose": 0,
-                                    "num_instructions": n}, answer="",
-                             explanation=f"request failed: {errors[str(state.sample_id)]}")
             sample = IFEvalSample(int(meta["key"]), meta["prompt"], meta["instruction_id_list"],
                                   meta["kwargs"])
             strict, _ = evaluate_output_for_sample("ifeval", sample, state.output.completion)
@@ -143,10 +134,10 @@ class IFEval(EvalSuite):
                                 max_tokens=context.max_tokens or 1024) for r in records]
         context.log(f"{len(requests)} prompts")
         replies = context.chat(requests)
+        records = [r for r in records if str(r["key"]) in replies]  # halo counts the rest as failed
         ensure_punkt_tab()
         os.environ.setdefault("INSPECT_EVAL_LOG_FILE_PATTERN", "{task}_{id}")
         log = _score_with_inspect(records, {k: r.content for k, r in replies.items()},
-                                  {k: r.error for k, r in replies.items() if r.error},
                                   workdir / "logs", endpoint)
         metrics = log.results.scores[0].metrics
         scores = {name: float(metrics[name].value) for name in
@@ -158,7 +149,7 @@ class IFEval(EvalSuite):
             reply = replies[str(sample.id)]
             n = value["num_instructions"] or 1
             out.append(EvalSample(str(sample.id), value["inst_level_strict"] / n,
-                                  bool(value["prompt_level_strict"]), error=reply.error,
+                                  bool(value["prompt_level_strict"]),
                                   detail={"instructions": " ".join(sample.metadata["instruction_id_list"]),
                                           "prompt_loose": str(value["prompt_level_loose"]),
                                           "attempts": str(reply.attempts)}))

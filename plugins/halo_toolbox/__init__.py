@@ -21,10 +21,10 @@ from pathlib import Path
 
 import attrs
 
-from halo_core import Availability, Backend, BackendDefaults, ToolCommand, hookimpl
-from halo_core.errors import HaloError, Unavailable
-from halo_core.runner import run_capture
-from halo_core.store import halo_home
+from halo_core.plugin_api import (
+    Availability, Backend, BackendDefaults, HaloError, ToolCommand, Unavailable, halo_home,
+    hookimpl, run_capture,
+)
 
 INSTALL_TOOLBOX = "sudo dnf install toolbox"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -225,6 +225,19 @@ class ToolboxBackend(Backend):
             facts.update(container_id=self.found.id, image=self.found.image,
                          created=self.found.created)
         return facts
+
+    def release(self) -> str:
+        """Stop the container: a llama-server that outlived its `toolbox run` ends with it."""
+        if self.found is None:
+            return ""
+        podman = shutil.which("podman")
+        if podman is None:
+            return f"container {self.container}: not stopped (podman not found)"
+        done = run_capture([podman, "stop", self.container], timeout=120)
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            return f"container {self.container}: podman stop failed: {last[0]}"
+        return f"container {self.container}: stopped"
 
 
 def discover(conf: Conf | None = None) -> list[ToolboxBackend]:

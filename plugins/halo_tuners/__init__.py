@@ -6,7 +6,7 @@ through its journal, so every one of them can be rolled back.
 
 from __future__ import annotations
 
-from halo_core import hookimpl
+from halo_core.plugin_api import hookimpl
 
 from .kernel import KernelTuner, VramTuner
 from .power import PowerTuner

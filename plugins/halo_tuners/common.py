@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halo_core.errors import TuneError
-from halo_core.hostfacts import GIB, host_path, is_live
-from halo_core.records import Change
+from halo_core.plugin_api import (
+    Availability, Change, GIB, HostFacts, TuneError, Tuner, host_path, is_live,
+)
 
 # halo_tuners/configs is a symlink to the source tree's configs/tuning/ (editable installs);
 # a wheel holds real copies of the files there (see pyproject.toml's package-data)
 DATA_DIRS = (Path(__file__).resolve().parent / "configs",)
+
+
+class ApuTuner(Tuner):
+    """What the built-in tuners share: they are made for AMD APUs (Strix Halo and kin)."""
+
+    def applies(self, facts: HostFacts) -> Availability:
+        if facts.is_amd_apu:
+            return Availability(True)
+        gpu = "an AMD GPU" if facts.amd_gpu else "no amdgpu device"
+        return Availability(False, f"this host is not an AMD APU (CPU: {facts.cpu_model or 'unknown'}; "
+                                   f"{gpu}): halo tune is made for AMD APUs such as Strix Halo")
 
 
 def data_text(name: str) -> str:

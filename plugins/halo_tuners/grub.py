@@ -13,9 +13,7 @@ from typing import Callable
 
 import attrs
 
-from halo_core.errors import TuneError
-from halo_core.hostfacts import host_path
-from halo_core.records import HostFacts
+from halo_core.plugin_api import HostFacts, TuneError, host_path
 
 GRUB_FILE = "/etc/default/grub"
 CMDLINE_VARS = ("GRUB_CMDLINE_LINUX_DEFAULT", "GRUB_CMDLINE_LINUX")

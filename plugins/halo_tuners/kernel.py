@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halo_core import Change, Check, Tuner
-from halo_core.errors import TuneError
-from halo_core.hostfacts import GIB, PAGE_SIZE, firmware_version, kernel_version, read_facts, read_text
-from halo_core.records import HostFacts
+from halo_core.plugin_api import (
+    Change, Check, GIB, HostFacts, PAGE_SIZE, TuneError, firmware_version,
+    kernel_version, read_facts, read_text,
+)
 
 from . import grub
-from .common import fix, gib, read_exact, setting
+from .common import ApuTuner, fix, gib, read_exact, setting
 
 RESERVE = 5 * GIB  # what the seed leaves to the OS (64 GB -> 59 GiB of GTT)
 MIN_RESERVE = 4 * GIB  # the least a --set kernel.gtt_gib may leave
@@ -43,7 +43,7 @@ def _family(facts: HostFacts) -> set[str]:
     return {facts.os_id, *facts.os_like}
 
 
-class KernelTuner(Tuner):
+class KernelTuner(ApuTuner):
     name = "kernel"
     description = "amd_iommu=off and ttm.pages_limit (GTT) on the kernel command line, via GRUB"
 
@@ -193,7 +193,7 @@ class KernelTuner(Tuner):
         return Check("gtt-limit", "PASS", detail)
 
 
-class VramTuner(Tuner):
+class VramTuner(ApuTuner):
     name = "vram"
     description = "BIOS VRAM carve-out guidance and GTT verification (writes nothing)"
 
@@ -208,8 +208,8 @@ class VramTuner(Tuner):
                 f"settings. Reboot into the BIOS setup (HP ZBook: F10; Framework/GMKtec: F2 or Del), "
                 f"find \"UMA Frame Buffer Size\" (or iGPU memory / VRAM size), set it to 512 MB, save. "
                 f"The RAM comes back to the OS, and the GPU takes it through GTT (ttm.pages_limit) "
-                f"when it needs it. The seed measured small models 3-8% slower through GTT, and "
-                f"gained room for 37 GB+ models at 32K+ context. Undo: set the old size again.")
+                f"when it needs it. On an HP ZBook Ultra G1a small models ran 3-8% slower through GTT, "
+                f"and 37 GB+ models fit at 32K+ context. Undo: set the old size again.")
 
     def verify(self, root: Path) -> list[Check]:
         facts = read_facts(root, ask_tools=False)

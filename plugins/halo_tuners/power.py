@@ -12,21 +12,12 @@ import os
 import re
 from pathlib import Path
 
-from halo_core import Change, Check, Tuner
-from halo_core.errors import TuneError
-from halo_core.hostfacts import (
-    THP_DEFRAG,
-    THP_ENABLED,
-    host_path,
-    power_limits,
-    read_facts,
-    read_text,
-    selected,
-    sysctl_path,
-    which,
+from halo_core.plugin_api import (
+    Change, Check, THP_DEFRAG, THP_ENABLED, TuneError, host_path, power_limits,
+    read_facts, read_text, selected, sysctl_path, which,
 )
 
-from .common import data_text, file_change, fix, read_exact, setting
+from .common import ApuTuner, data_text, file_change, fix, read_exact, setting
 
 SYSCTL_CONF = "/etc/sysctl.d/99-llm-inference.conf"
 THP_CONF = "/etc/tmpfiles.d/halo-thp.conf"
@@ -67,7 +58,7 @@ def _has_nogttspill(root: Path) -> bool:
     return bool(lines) and "nogttspill" in lines[-1]  # the last assignment wins
 
 
-class PowerTuner(Tuner):
+class PowerTuner(ApuTuner):
     name = "power"
     description = "ryzenadj power limits, VM sysctls, transparent huge pages, RADV_PERFTEST=nogttspill"
 
@@ -178,7 +169,7 @@ class PowerTuner(Tuner):
         program = which(root, "ryzenadj")
         if not program:
             return Check("power-limits", "WARN", "ryzenadj not installed: the APU keeps the "
-                                                 "firmware's power limits (85 W gave +46% tg in the seed)",
+                                                 "firmware's power limits (85 W gave +46% tg on an HP ZBook Ultra G1a)",
                          "install RyzenAdj (github.com/FlyGoat/RyzenAdj), then " + fix(root, self.name))
         missing = [c.target for c in self._unit_changes(root, program)]
         limits = power_limits(root)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halo_core import Change, Check, Tuner
-from halo_core.hostfacts import TUNED_PROFILE, host_path, read_text, which
+from halo_core.plugin_api import Change, Check, TUNED_PROFILE, host_path, read_text, which
 
-from .common import file_change, fix, read_exact
+from .common import ApuTuner, file_change, fix, read_exact
 
 PROFILE = "accelerator-performance"
 PROFILE_MODE = "/etc/tuned/profile_mode"
@@ -23,7 +22,7 @@ def _installed(root: Path) -> bool:
     return bool(which(root, "tuned-adm")) or host_path(root, "/etc/tuned").is_dir()
 
 
-class TunedTuner(Tuner):
+class TunedTuner(ApuTuner):
     name = "tuned"
     description = "tuned profile accelerator-performance (previous profile kept for rollback)"
 

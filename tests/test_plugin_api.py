@@ -1,0 +1,66 @@
+"""The declared surfaces: plugins import only `halo_core.plugin_api`, scripts only `halo_core`."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import halo_core
+from halo_core import plugin_api
+from conftest import ROOT
+
+PLUGIN_API = "halo_core.plugin_api"
+
+
+def _imports(path: Path) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(line, module, names) for every import of halo_core or a module under it."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, ()) for a in node.names
+                      if a.name.split(".")[0] == "halo_core"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                and node.module.split(".")[0] == "halo_core":
+            found.append((node.lineno, node.module, tuple(a.name for a in node.names)))
+    return found
+
+
+def _plugin_modules() -> list[Path]:
+    """Every module of the built-in plugins and of the example plugin packages."""
+    packages = [ROOT / "plugins", *(p.parent for p in (ROOT / "examples").glob("*/pyproject.toml"))]
+    return sorted(path for folder in packages for path in folder.rglob("*.py"))
+
+
+def test_plugins_import_only_the_plugin_api():
+    modules = _plugin_modules()
+    assert any("halo_taskset" in p.name for p in modules)
+    bad, used = [], set()
+    for path in modules:
+        for line, module, names in _imports(path):
+            if module != PLUGIN_API:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+            used.update(names)
+    assert bad == [], "plugins must import only halo_core.plugin_api:\n" + "\n".join(bad)
+    assert used - set(plugin_api.__all__) == set()
+
+
+def test_scripts_use_only_the_public_library():
+    scripts = sorted((ROOT / "examples").glob("*.py"))
+    assert scripts
+    for path in scripts:
+        for line, module, names in _imports(path):
+            assert module == "halo_core", f"{path.relative_to(ROOT)}:{line} imports {module}"
+            assert set(names) <= set(halo_core.__all__), (path, names)
+
+
+@pytest.mark.parametrize("name", plugin_api.__all__)
+def test_every_declared_name_exists(name):
+    assert getattr(plugin_api, name) is not None
+
+
+def test_the_docs_describe_the_whole_surface():
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    missing = [n for n in plugin_api.__all__ if f"`{n}`" not in text]
+    assert missing == [], f"docs/plugins.md does not mention {missing}"
