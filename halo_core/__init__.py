@@ -61,6 +61,13 @@ _LAZY: dict[str, tuple[str, str]] = {
     "load_bench_run": ("bench", "load_run"),
     "compare_runs": ("compare", "compare_runs"),
     "write_report": ("report", "write_report"),
+    # serving benchmark (bench serve)
+    "ServeBenchSpec": ("servebench", "ServeBenchSpec"),
+    "run_serve_bench": ("servebench", "run_serve_bench"),
+    "resolve_serve_run": ("servebench", "resolve_serve_run"),
+    "load_serve_run": ("servebench", "load_serve_run"),
+    "compare_serve_runs": ("servebench", "compare_serve_runs"),
+    "write_serve_report": ("servereport", "write_serve_report"),
     # models
     "list_models": ("models", "list_models"),
     "fetch_model": ("models", "fetch_model"),

@@ -12,6 +12,7 @@ import configparser
 import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -184,6 +185,13 @@ def stop_process(info: ProcessInfo, grace: float = 10.0) -> bool:
         if not is_running(info):
             break
     return True
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for a server halo starts for itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _health_host(host: str) -> str:

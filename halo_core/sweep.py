@@ -26,7 +26,6 @@ import html
 import itertools
 import json
 import re
-import socket
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +41,7 @@ from .plugins import PluginHost, get_host
 from .records import BenchResult, BenchSpec
 from .bench import load_run as load_bench_run, run_bench
 from .runs import RUN_NAME, new_run_dir, now, read_jsonl
-from .serve import ServerSpec, serve
+from .serve import ServerSpec, free_port, serve
 from .stats import ALPHA, Interval, PairedTest, interval, paired_test
 from .store import halo_home, safe_name, sha256_file, to_json, write_atomic, write_json
 
@@ -284,12 +283,6 @@ class _State:
 
 
 # -- running -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None,
               host: PluginHost | None = None, status: Callable[[str], None] | None = None,

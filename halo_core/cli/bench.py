@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..bench import KIND, load_run, run_bench
@@ -20,6 +22,7 @@ from ..setup import bench_setup
 from .common import (
     backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt, split_list,
 )
+from .serve import server_options, server_spec
 
 
 
@@ -52,15 +55,19 @@ def results_table(results: list[BenchResult], title: str = "llama-bench") -> Tab
     return table
 
 
-def _parse_ints(value: str | None, option: str) -> tuple[int, ...]:
+def _parse_numbers(value: str | None, option: str, kind=int, minimum: int = 0) -> tuple:
+    """Comma-separated whole numbers >= minimum (kind=float: numbers > 0)."""
     if not value:
         return ()
     try:
-        numbers = tuple(int(v) for v in split_list((value,)))
+        numbers = tuple(kind(v) for v in split_list((value,)))
     except ValueError:
-        raise click.UsageError(f"{option} takes comma-separated whole numbers, not {value!r}") from None
-    if any(n < 0 for n in numbers):
-        raise click.UsageError(f"{option} values must be >= 0")
+        what = "whole numbers" if kind is int else "numbers"
+        raise click.UsageError(f"{option} takes comma-separated {what}, not {value!r}") from None
+    if kind is float and any(n <= 0 for n in numbers):
+        raise click.UsageError(f"{option} values must be > 0")
+    if any(n < minimum for n in numbers):
+        raise click.UsageError(f"{option} values must be >= {minimum}")
     return numbers
 
 
@@ -161,7 +168,7 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
     if pp == 0 and tg == 0:
         raise click.UsageError("--pp and --tg cannot both be 0")
     options = backend_options(backend_opts, llama_cpp_dir)
-    all_depths = _parse_ints(depths, "--depths")
+    all_depths = _parse_numbers(depths, "--depths")
     if context and not all_depths:
         all_depths = (context,)
     named = dict(models=select_models(models_, category, max_size), backends=split_list(backends_))
@@ -282,19 +289,47 @@ def bench_show(run_ref, as_json):
     click.echo(f"path: {run.path}")
 
 
+def _serve_runs(refs) -> list | None:
+    """The serve-bench runs `refs` name, None when they name llama-bench runs."""
+    from ..servebench import find_serve_run, load_serve_run
+
+    found = [find_serve_run(ref) for ref in refs]
+    if not any(found):
+        return None
+    if not all(found):
+        raise HaloError("cannot mix serve-bench runs (halo bench serve) with llama-bench runs")
+    return [load_serve_run(path) for path in found]
+
+
 @bench.command("compare")
 @click.argument("before")
 @click.argument("after")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def bench_compare(before, after, as_json):
-    """Per-cell t/s before and after, % change, and whether it is beyond noise."""
+    """Per-cell t/s before and after, % change, and whether it is beyond noise (serve-bench
+    runs: t/s and TTFT/ITL/latency percentiles per cell)."""
+    colors = {"faster": "green", "slower": "red"}
+    serve_runs = _serve_runs((before, after))
+    if serve_runs is not None:
+        from ..servebench import compare_serve_runs
+
+        serve_deltas = compare_serve_runs(*serve_runs)
+        if as_json:
+            emit_json(serve_deltas)
+            return
+        table = Table("cell", "metric", "before", "after", "change", "p", "verdict")
+        for d in serve_deltas:
+            verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
+            table.add_row(d.cell, d.metric, _fmt(d.before, ".2f"), _fmt(d.after, ".2f"),
+                          _fmt(d.change_pct, "+.1f", "%"), _fmt(d.p_value, ".3f"), verdict)
+        Console().print(table)
+        return
     deltas = compare_runs(load_run(resolve_run(KIND, before)), load_run(resolve_run(KIND, after)))
     if as_json:
         emit_json(deltas)
         return
     table = Table("model", "backend", "group", "kv", "test", "before t/s", "after t/s", "change",
                   "verdict")
-    colors = {"faster": "green", "slower": "red"}
     for d in deltas:
         change = "-" if d.change_pct is None else f"{d.change_pct:+.1f}%"
         verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
@@ -310,7 +345,129 @@ def bench_compare(before, after, as_json):
 def bench_report(run_refs, output):
     """Write a self-contained HTML report (and PNG charts) of one or more runs."""
     from ..report import write_report
+    from ..servereport import write_serve_report
 
+    serve_runs = _serve_runs(run_refs)
+    if serve_runs is not None:
+        click.echo(str(write_serve_report(serve_runs, output or serve_runs[-1].path / "report")))
+        return
     runs = [load_run(resolve_run(KIND, ref)) for ref in run_refs]
     page = write_report(runs, output or runs[-1].path / "report")
     click.echo(str(page))
+
+
+def _ms(stat, *fields: str) -> str:
+    values = [getattr(stat, f) for f in fields] if stat is not None else []
+    return "/".join(f"{v:.1f}" if v < 100 else f"{v:.0f}" for v in values) or "-"
+
+
+def serve_table(cells: list, title: str) -> Table:
+    """One row per cell: speeds, latency percentiles (ms), throughput, cache hits, errors."""
+    drafts = any(c.draft_accepted_pct is not None for c in cells)
+    table = Table("depth", "load", "prompt", "pp t/s", "tg t/s", "TTFR ms p50", "TTFT ms p50/95/99",
+                  "ITL ms p50/95/99", "e2e ms p50", "req/s", "agg t/s", "cache", *(["draft acc."] if drafts else []),
+                  "errors", title=title)
+    for c in cells:
+        pp = _fmt(c.pp_ts and c.pp_ts.mean, ".1f") + (" est." if c.pp_source == "estimated" else "")
+        cache = (f"[yellow]{c.cache_hits}/{c.requests} hit, {c.cached_pct:.0f}%[/]" if c.cache_hits else "-")
+        errors = f"[red]{c.errors}[/]" if c.errors else "0"
+        table.add_row(str(c.depth), c.load, _fmt(c.prompt_tokens, "d"), pp,
+                      _fmt(c.tg_ts and c.tg_ts.mean, ".1f"), _ms(c.ttfr_ms, "p50"),
+                      _ms(c.ttft_ms, "p50", "p95", "p99"), _ms(c.itl_ms, "p50", "p95", "p99"),
+                      _ms(c.e2e_ms, "p50"), _fmt(c.req_per_s and c.req_per_s.mean, ".2f"),
+                      _fmt(c.agg_ts and c.agg_ts.mean, ".1f"), cache,
+                      *([_fmt(c.draft_accepted_pct, ".0f", "%")] if drafts else []), errors)
+    return table
+
+
+SERVER_OPTIONS = ("preset", "backend", "ctx", "parallel", "cache_type", "ngram", "no_think", "threads", "rpc",
+                  "tensor_split", "backend_opts", "llama_cpp_dir")
+
+
+@bench.command("serve", context_settings={"ignore_unknown_options": True})
+@click.argument("model", required=False)
+@click.option("--endpoint", default=None, metavar="URL",
+              help="Measure this OpenAI-compatible server instead of starting MODEL "
+                   "(neither: the server `halo eval` would detect).")
+@click.option("--model-id", default=None, help="Model name sent in requests (default: the first in /v1/models).")
+@click.option("--api-key", default=None, help="Bearer key for --endpoint (not saved: give it again to resume).")
+@click.option("--depths", default="0", show_default=True, help="Context depths in tokens, comma-separated.")
+@click.option("--pp", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Prompt tokens after the context.")
+@click.option("--tg", type=click.IntRange(min=2), default=128, show_default=True, help="Generated tokens.")
+@click.option("--concurrency", default=None,
+              help="Concurrent requests, comma-separated levels [default: 1, none with --rate only].")
+@click.option("--rate", default=None, help="Request rates (requests/s, Poisson arrivals), comma-separated.")
+@click.option("--requests", type=click.IntRange(min=1), default=None,
+              help="Requests per round [default: the concurrency; 8 per rate].")
+@click.option("--reps", "-r", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Rounds per cell.")
+@click.option("--prompt-cache", is_flag=True,
+              help="Leave the server's prompt cache on and send one prompt per cell (cells it serves "
+                   "from the cache are flagged).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds one request may take.")
+@click.option("--tag", default="serve", show_default=True,
+              help="Run name prefix; an explicit tag resumes its latest run when the spec is the same.")
+@click.option("--resume", "resume", default=None, metavar="RUN", help="Continue this serve-bench run.")
+@server_options(ctx_default="what the matrix needs", parallel_default="the largest --concurrency")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
+              show_default=True, help="Sysroot for machine facts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency, rate, requests,
+                reps, prompt_cache, timeout, tag, resume, root, as_json, extra, **server):
+    """Benchmark serving: streamed chat completions against an OpenAI-compatible endpoint (or
+    llama-server started for MODEL with `halo serve`'s options) over depths x concurrency
+    levels / request rates; TTFR, TTFT, ITL and latency percentiles, pp/tg t/s, cache hits.
+
+    Anything after `--` goes to the llama-server halo starts.
+    """
+    from ..servebench import ServeBenchSpec, matrix_server, resolve_serve_run, run_serve_bench
+
+    context = click.get_current_context()  # (`ctx` is -c/--ctx here)
+    given = [name for name in SERVER_OPTIONS
+             if context.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
+    starts = bool(model or server["preset"])
+    if endpoint and starts:
+        raise click.UsageError("give MODEL (or --preset) to start a server, or --endpoint URL, not both")
+    if not starts and (given or extra):
+        raise click.UsageError("server options (--backend, -c, -np, ... or args after --) need MODEL or --preset")
+    rates = _parse_numbers(rate, "--rate", float)
+    levels = _parse_numbers(concurrency, "--concurrency", minimum=1) or (() if rates else (1,))
+    spec = ServeBenchSpec(
+        endpoint=endpoint, model=model_id,
+        depths=_parse_numbers(depths, "--depths") or (0,), pp=pp, tg=tg, concurrency=levels,
+        rates=rates, requests=requests, reps=reps, prompt_cache=prompt_cache, tag=tag, timeout=timeout)
+    if starts:
+        fields = {k: v for k, v in server.items() if k not in ("preset", "backend_opts", "llama_cpp_dir")}
+        if not server["preset"]:  # a plain MODEL: slots and context to fit the matrix
+            parallel, needed = matrix_server(spec)
+            fields.update(parallel=fields["parallel"] or parallel, ctx=fields["ctx"] or needed)
+        spec = attrs.evolve(spec, server=server_spec(model, server["preset"], port=0, extra=tuple(extra), **fields),
+                            backend_options=backend_options(server["backend_opts"], server["llama_cpp_dir"]))
+    resume_path = resolve_serve_run(resume) if resume else None
+    explicit_tag = context.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
+
+    def show_cell(c) -> None:
+        line = (f"  depth {c.depth} · {c.load}: pp {_fmt(c.pp_ts and c.pp_ts.mean, '.1f')} t/s · "
+                f"tg {_fmt(c.tg_ts and c.tg_ts.mean, '.1f')} t/s · TTFT p50 {_ms(c.ttft_ms, 'p50')} ms · "
+                f"ITL p95 {_ms(c.itl_ms, 'p95')} ms")
+        if c.cache_hits:
+            line += f" · [yellow]{c.cache_hits} cache hit(s)[/]"
+        if c.errors:
+            line += f" · [red]{c.errors} error(s): {escape(c.first_error)}[/]"
+        err_console.print(line, highlight=False)
+
+    with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
+        run = run_serve_bench(None if resume_path else spec, resume=resume_path, resume_tag=explicit_tag,
+                              api_key=api_key, root=root, on_status=lambda msg: spinner.update(msg),
+                              on_cell=show_cell)
+    if as_json:
+        emit_json({"path": run.path, "status": run.status, "error": run.error, "endpoint": run.endpoint,
+                   "model": run.model, "spec": run.spec, "cells": run.cells})
+    else:
+        Console().print(serve_table(run.cells, f"{run.model} at {run.endpoint}"))
+        click.echo(f"saved: {run.path}")
+    if run.status != "complete":
+        raise HaloError(f"{run.error}; {sum(1 for c in run.cells if not c.errors)} clean cell(s) kept in {run.path}")

@@ -35,30 +35,55 @@ def serve():
     `halo serve status`, `halo serve stop`."""
 
 
+def server_options(f=None, *, ctx_default: str = "131072", parallel_default: str = "1"):
+    """The llama-server options `halo serve` and `halo bench serve` share (server_spec reads
+    them)."""
+    if f is None:
+        return lambda g: server_options(g, ctx_default=ctx_default, parallel_default=parallel_default)
+    options = [
+        click.option("--preset", help="A preset from configs/serve-presets.ini (see `halo serve presets`)."),
+        click.option("--backend", default=None,
+                     help="Backend to run llama-server on (default: the preset's, else the default "
+                          "backend: `halo backends` shows it)."),
+        click.option("-c", "--ctx", type=click.IntRange(min=256), default=None,
+                     help=f"Context size [default: {ctx_default}]."),
+        click.option("-np", "--parallel", type=click.IntRange(min=1), default=None,
+                     help=f"Parallel request slots [default: {parallel_default}]."),
+        click.option("--cache-type", type=click.Choice(tuple(KV_TYPES)), default="q4_0", show_default=True,
+                     help="K/V cache type."),
+        click.option("--ngram", is_flag=True, default=None, help="n-gram speculation (ngram-simple, draft 64/4)."),
+        click.option("--no-think", is_flag=True, default=None, help="Reasoning budget 0."),
+        click.option("--threads", type=click.IntRange(min=1), default=None),
+        click.option("--rpc", default=None, metavar="HOST:PORT,...",
+                     help="llama.cpp RPC workers to split the model over (see `halo rpc`)."),
+        click.option("--tensor-split", "-ts", "tensor_split", default=None, metavar="N0,N1,...",
+                     help="Share of the model per device, RPC workers' devices first (-ts)."),
+        backend_flags,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def server_spec(model: str | None, preset: str | None, **options) -> ServerSpec:
+    """The ServerSpec of MODEL or --preset NAME from server_options' values and any other
+    ServerSpec fields (None: the preset's or the default)."""
+    options.update(rpc=parse_endpoints(options.get("rpc") or ()),
+                   tensor_split=parse_tensor_split(options.get("tensor_split")))
+    if preset:
+        return preset_spec(preset, **options)
+    return ServerSpec(model=model, **{k: v for k, v in options.items() if v is not None})
+
+
 @serve.command(context_settings={"ignore_unknown_options": True})
 @click.argument("model", required=False)
-@click.option("--preset", help="A preset from configs/serve-presets.ini (see `halo serve presets`).")
-@click.option("--backend", default=None,
-              help="Backend to run llama-server on (default: the preset's, else the default "
-                   "backend: `halo backends` shows it).")
+@server_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-@click.option("-c", "--ctx", type=click.IntRange(min=256), default=None, help="Context size [default: 131072].")
-@click.option("-np", "--parallel", type=click.IntRange(min=1), default=None, help="Parallel request slots [default: 1].")
-@click.option("--cache-type", type=click.Choice(tuple(KV_TYPES)), default="q4_0", show_default=True,
-              help="K/V cache type.")
-@click.option("--ngram", is_flag=True, default=None, help="n-gram speculation (ngram-simple, draft 64/4).")
-@click.option("--no-think", is_flag=True, default=None, help="Reasoning budget 0.")
 @click.option("--api-key", default=None, help="Require this key (needed for a non-loopback --host).")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without --api-key.")
-@click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--rpc", default=None, metavar="HOST:PORT,...",
-              help="llama.cpp RPC workers to split the model over (see `halo rpc`).")
-@click.option("--tensor-split", "-ts", "tensor_split", default=None, metavar="N0,N1,...",
-              help="Share of the model per device, RPC workers' devices first (-ts).")
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for /health.")
 @click.option("--detach", is_flag=True, help="Leave the server running in the background (pid file).")
-@backend_flags
 @click.option("--json", "as_json", is_flag=True, help="Print the server record as JSON once ready.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no_think, api_key,
@@ -74,14 +99,10 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
         check_bind(host, api_key, insecure)
     except UnsafeBind as exc:
         raise click.UsageError(str(exc)) from None
-    common = dict(backend=backend, host=host, port=port, ctx=ctx, parallel=parallel,
-                  cache_type=cache_type, ngram=ngram, no_think=no_think, api_key=api_key,
-                  insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra),
-                  rpc=parse_endpoints(rpc or ()), tensor_split=parse_tensor_split(tensor_split))
-    if preset:
-        spec = preset_spec(preset, **common)
-    else:
-        spec = ServerSpec(model=model, **{k: v for k, v in common.items() if v is not None})
+    spec = server_spec(model, preset, backend=backend, host=host, port=port, ctx=ctx, parallel=parallel,
+                       cache_type=cache_type, ngram=ngram, no_think=no_think, api_key=api_key,
+                       insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra),
+                       rpc=rpc, tensor_split=tensor_split)
     status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     try:
         server = start_server(spec, detach=detach, on_status=status,

@@ -1,0 +1,271 @@
+"""`halo bench serve` against a real llama-server on the smoke model: exact prompt token counts
+at depth, concurrency 1 and 4, cache-hit flagging with the prompt cache left on, a server
+killed mid-run (recorded errors) and the run resumed, the CLI, compare and report; and against
+an OpenAI-compatible server that is not llama.cpp (tests/openai_stub.py: no tokenizer there)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import wait_until
+from halo_core.serve import ServerSpec, free_port, serve
+from halo_core.servebench import (RequestRecord, ServeBenchSpec, ServeRun, Stat, bootstrap_p,
+                                  compare_serve_runs, find_serve_run, load_serve_run, plan,
+                                  run_serve_bench, summarize)
+
+pytestmark = pytest.mark.slow
+
+PP, TG = 64, 8
+
+
+@pytest.fixture(scope="module")
+def server(smoke_model, llama_bin_dir):
+    """One real llama-server with 4 slots for the module."""
+    started = serve(ServerSpec(model=str(smoke_model.path), port=free_port(), ctx=4 * 512, parallel=4))
+    try:
+        yield started.info.url
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def matrix_run(server):
+    """Depths 0 and 256 at concurrency 1 and 4, one round each, cache busted."""
+    spec = ServeBenchSpec(endpoint=server, depths=(0, 256), pp=PP, tg=TG, concurrency=(1, 4), reps=1,
+                          tag="matrix")
+    cells = []
+    return run_serve_bench(spec, on_cell=cells.append), cells
+
+
+def test_matrix_records_exact_counts_and_server_timings(matrix_run):
+    run, streamed = matrix_run
+    assert (run.status, run.error) == ("complete", "")
+    assert [c.cell for c in run.cells] == ["d0|pp64|tg8|c1", "d0|pp64|tg8|c4",
+                                           "d256|pp64|tg8|c1", "d256|pp64|tg8|c4"]
+    assert [c.cell for c in streamed] == [c.cell for c in run.cells]  # progress, cell by cell
+    assert len(run.requests) == 1 + 4 + 1 + 4
+    for r in run.requests:
+        depth = int(r.cell.split("|")[0][1:])
+        assert r.ok and r.error == "" and r.http_status == 200
+        # halo's count before sending (/apply-template + /tokenize) is the server's own
+        assert r.prompt_counted == r.prompt_tokens == r.timings["prompt_n"] == depth + PP
+        assert r.completion_tokens == r.timings["predicted_n"] == TG
+        assert r.cached_tokens == 0 == r.timings["cache_n"]  # unique prefix + cache_prompt false
+        assert r.shared_tokens > 0  # the template's opening, before the unique prefix
+        assert len(r.uid) == 12
+        assert 0 < r.ttfr_s <= r.first_token_s <= r.ttft_s <= r.last_token_s <= r.e2e_s
+        assert len(r.itl_s) == TG - 1 and all(g >= 0 for g in r.itl_s)
+        assert r.pp_source == "server"
+        assert r.pp_ts == pytest.approx(r.timings["prompt_per_second"], rel=1e-3)
+        assert r.tg_ts == pytest.approx((TG - 1) / (r.last_token_s - r.first_token_s), rel=1e-2)
+    assert len({r.uid for r in run.requests}) == len(run.requests)
+    four = [r for r in run.requests if r.cell == "d0|pp64|tg8|c4"]
+    assert max(r.start_s for r in four) < min(r.start_s + r.ttfr_s for r in four)  # all in flight at once
+    for c in run.cells:
+        assert (c.errors, c.cache_hits, c.cached_pct, c.pp_source) == (0, 0, 0.0, "server")
+        assert c.prompt_tokens == c.depth + PP
+        assert c.ttft_ms.n == c.requests == (c.concurrency or 0)
+        assert c.ttft_ms.p50 <= c.ttft_ms.p95 <= c.ttft_ms.p99 <= c.ttft_ms.max
+        assert c.itl_ms.n == c.requests * (TG - 1)
+        assert c.req_per_s.mean > 0 and c.agg_ts.mean > 0
+
+
+def test_run_directory_holds_what_the_numbers_came_from(matrix_run):
+    run, _ = matrix_run
+    state = json.loads((run.path / "run.json").read_text())
+    assert (state["kind"], state["status"], state["servers"]) == ("serve", "complete", [])
+    assert state["endpoint"]["kind"] == "llama-server" and state["endpoint"]["token_counts"] == "tokenize"
+    system = json.loads((run.path / "system.json").read_text())
+    assert system["server_props"]["total_slots"] == 4 and system["models"]["data"]
+    lines = (run.path / "requests.jsonl").read_text().splitlines()
+    assert len(lines) == 10 and json.loads(lines[0])["timings"]["prompt_n"] == PP
+    assert [json.loads(line)["status"] for line in (run.path / "cells.jsonl").read_text().splitlines()] == ["ok"] * 4
+    assert len(json.loads((run.path / "results.json").read_text())) == 4
+    again = load_serve_run(run.path)  # summaries are recomputed from requests.jsonl
+    assert again.cells == run.cells and again.requests == run.requests
+
+
+def test_prompt_cache_left_on_is_flagged(halo, server, matrix_run):
+    done = halo("bench", "serve", "--endpoint", server, "--pp", str(PP), "--tg", str(TG), "--reps", "2",
+                "--prompt-cache", "--tag", "cached", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    [cell] = out["cells"]
+    run = load_serve_run(Path(out["path"]))
+    first, second = run.requests
+    # the same prompt twice: the first shares only the chat template's opening (SmolLM2's
+    # default system turn) with earlier requests, which is no hit; the second is served from
+    # the cache, and the cell says so
+    assert first.uid == second.uid == "" and 0 < first.cached_tokens == first.shared_tokens
+    assert second.cached_tokens == second.timings["cache_n"] >= PP - 2
+    assert cell["cache_hits"] == 1 and cell["cached_pct"] > 15
+    assert second.timings["prompt_n"] < PP  # what the server really computed
+    assert "1 cache hit(s)" in done.stderr  # progress line on the terminal
+
+
+def test_killed_server_records_errors_and_the_run_resumes(smoke_model, llama_bin_dir):
+    spec = ServeBenchSpec(server=ServerSpec(model=str(smoke_model.path), port=0, ctx=2 * 512, parallel=2),
+                          depths=(0,), pp=PP, tg=64, concurrency=(1, 2), reps=1, tag="killed")
+    killed = threading.Event()
+
+    def kill_mid_stream(cell) -> None:
+        """After the first cell: SIGKILL the server as soon as it streams the next cell's tokens."""
+        state = json.loads((find_serve_run("killed") / "run.json").read_text())
+        url, pid = state["servers"][-1]["url"], state["servers"][-1]["pid"]
+
+        def streaming() -> bool:
+            try:
+                slots = httpx.get(f"{url}/slots", timeout=2).json()
+            except (httpx.HTTPError, ValueError):
+                return False
+            return any(s["is_processing"] and s["next_token"][0]["n_decoded"] >= 1 for s in slots)
+
+        def killer() -> None:
+            wait_until(streaming, 120, "the server did not stream the second cell", interval=0.01)
+            os.kill(pid, signal.SIGKILL)
+            killed.set()
+
+        threading.Thread(target=killer, daemon=True).start()
+
+    run = run_serve_bench(spec, on_cell=lambda c: kill_mid_stream(c) if c.concurrency == 1 else None)
+    assert killed.is_set()
+    assert run.status == "partial"
+    assert run.error.startswith("the endpoint stopped answering (")
+    assert run.error.endswith(f"resume with: halo bench serve --resume {run.path}")
+    first, second = run.cells
+    assert (first.errors, second.errors, second.requests) == (0, 2, 2)
+    cut = [r for r in run.requests if r.cell == second.cell]
+    assert all(not r.ok and r.error for r in cut)
+    assert any(r.ttfr_s is not None for r in cut)  # it was killed while streaming
+    state = json.loads((run.path / "run.json").read_text())
+    assert state["status"] == "partial" and len(state["servers"]) == 1
+
+    resumed = run_serve_bench(resume=run.path)
+    assert (resumed.status, resumed.error) == ("complete", "")
+    assert [c.errors for c in resumed.cells] == [0, 0]
+    rows = [json.loads(line) for line in (run.path / "requests.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 + 2 + 2  # the cut attempt stays on disk; the new one counts
+    assert resumed.requests[0] == run.requests[0]  # the finished cell was not run again
+    state = json.loads((run.path / "run.json").read_text())
+    assert len(state["servers"]) == 2 and len(state["resumed_at"]) == 1
+    argv = state["servers"][0]["argv"]
+    assert argv[argv.index("-np") + 1] == "2" and argv[argv.index("-c") + 1] == "1024"
+    system = json.loads((run.path / "system.json").read_text())
+    assert system["server_props"]["total_slots"] == 2 and system["backend"]["found_through"]
+    log = (run.path / "server.log").read_text()  # both servers' logs, each behind its argv
+    assert log.count("=== ") == 2 and log.count("llama_server: listening on") == 2
+
+
+def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
+    done = halo("bench", "serve", "--endpoint", server, "--depths", "0", "--pp", str(PP), "--tg", str(TG),
+                "--concurrency", "2", "--rate", "4", "--requests", "2", "--reps", "1", "--tag", "cli")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "TTFT ms p50/95/99" in done.stdout and "ITL ms p50/95/99" in done.stdout
+    assert lines[-1].startswith("saved: ") and "/runs/serve/cli-" in lines[-1]
+    assert "depth 0 · c2: pp " in done.stderr and "depth 0 · 4 r/s: pp " in done.stderr
+    run = load_serve_run(Path(lines[-1].removeprefix("saved: ")))
+    assert [c.cell for c in run.cells] == ["d0|pp64|tg8|c2", "d0|pp64|tg8|r4"]
+    paced = [r for r in run.requests if r.cell.endswith("r4")]
+    assert paced[0].start_s < 0.01 < paced[1].start_s  # the second arrives at its Poisson time
+
+    matrix = str(matrix_run[0].path)
+    compared = halo("bench", "compare", matrix, "cli", "--json")
+    assert compared.returncode == 0, compared.stderr
+    deltas = json.loads(compared.stdout)
+    by = {(d["cell"], d["metric"]): d for d in deltas}
+    assert by[("d0|pp64|tg8|c1", "TTFT p50 ms")]["verdict"] == "only before"
+    assert by[("d0|pp64|tg8|c2", "tg t/s")]["verdict"] == "only after"
+    assert {d["metric"] for d in deltas} == {"pp t/s", "tg t/s", "TTFT p50 ms", "TTFT p95 ms",
+                                             "ITL p50 ms", "ITL p95 ms", "e2e p50 ms"}
+
+    report = halo("bench", "report", matrix, "cli", "-o", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "TTFT p50 / p95 / p99 vs concurrency" in page and "tg t/s vs context depth" in page
+    assert "TTFT p50 / p95 / p99 vs rate" in page
+    assert page.count("<tr>") == 1 + 4 + 2  # header + the cells of both runs
+    assert sorted(p.name for p in (tmp_path / "report").glob("*.png")) == [
+        "depth-pp.png", "depth-tg.png", "itl-concurrency.png", "itl-rate.png", "ttft-concurrency.png",
+        "ttft-rate.png"]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--concurrency", "0"], 2, "--concurrency values must be >= 1"),
+    (["--rate", "0"], 2, "--rate values must be > 0"),
+    (["--depths", "a"], 2, "--depths takes comma-separated whole numbers, not 'a'"),
+    (["smoke", "--endpoint", "http://127.0.0.1:9"], 2, "give MODEL (or --preset) to start a server, or --endpoint URL, not both"),
+    (["--endpoint", "http://127.0.0.1:9", "-np", "2"], 2, "server options (--backend, -c, -np, ... or args after --) need MODEL or --preset"),
+    (["--endpoint", "http://127.0.0.1:9"], 1, "no OpenAI-compatible server at http://127.0.0.1:9 (ConnectError: "),
+    (["--resume", "no-such-run"], 1, "no serve-bench run 'no-such-run' (not a run directory, run name or tag; "
+                                     "`halo bench serve` writes them under "),
+])
+def test_bad_input_is_one_line(halo, home, args, code, message):
+    done = halo("bench", "serve", *args)
+    assert done.returncode == code
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"Error: {message}") and "Traceback" not in done.stderr
+    assert len(lines) == 1 or lines[0].startswith("Usage: halo bench serve")
+
+
+def _request(cell: str, i: int, ttft: float, tg: float, gaps: list[float]) -> RequestRecord:
+    return RequestRecord(cell=cell, attempt="a", rep=0, index=i, uid=f"u{i}", start_s=0.0, ok=True,
+                         prompt_tokens=PP, completion_tokens=TG, ttfr_s=ttft, first_token_s=ttft,
+                         ttft_s=ttft, last_token_s=ttft + sum(gaps), e2e_s=ttft + sum(gaps),
+                         itl_s=gaps, pp_ts=PP / ttft, pp_source="server", tg_ts=tg)
+
+
+def test_compare_calls_a_real_change_and_not_noise(tmp_path):
+    rng = np.random.default_rng(1)
+    [cell] = plan(ServeBenchSpec(pp=PP, tg=TG, reps=1, concurrency=(30,)))
+    ttft = rng.normal(0.100, 0.005, 30)
+    tg = rng.normal(50, 2, 30)
+    gaps = rng.normal(0.02, 0.002, (30, TG - 1))
+
+    def side(ttft, order) -> ServeRun:
+        requests = [_request(cell.key, i, float(ttft[i]), float(tg[j]), [float(g) for g in gaps[j]])
+                    for i, j in enumerate(order)]
+        return ServeRun(tmp_path, ServeBenchSpec(), cells=[summarize(cell, requests)], requests=requests)
+
+    # after: TTFT 20 ms lower; tg and the inter-token gaps the same values, shuffled over requests
+    before, after = side(ttft, range(30)), side(ttft - 0.020 + rng.normal(0, 0.002, 30), rng.permutation(30))
+    deltas = {d.metric: d for d in compare_serve_runs(before, after)}
+    assert deltas["TTFT p50 ms"].verdict == deltas["TTFT p95 ms"].verdict == "faster"
+    assert deltas["TTFT p50 ms"].change_pct < -15 and deltas["pp t/s"].verdict == "faster"
+    for metric in ("tg t/s", "ITL p50 ms", "ITL p95 ms"):
+        assert deltas[metric].verdict == "within noise" and deltas[metric].change_pct == 0, deltas[metric]
+    assert compare_serve_runs(before, before)[0].verdict == "within noise"
+    # a percentile of a handful of requests is not tested at all
+    few = [np.array([0.1]), np.array([0.2])]
+    assert bootstrap_p(few, few, 95) is None
+    assert Stat.of([]) is None and Stat.of([2.0]).std == 0.0
+
+
+def test_an_endpoint_without_tokenize_counts_through_usage():
+    """A server that is not llama.cpp (no /props, /tokenize, timings; tests/openai_stub.py):
+    prompts sized from tokens per word measured through `usage`, counted by the server, pp
+    estimated from the time to the first token."""
+    from openai_stub import TEMPLATE, StubServer
+
+    with StubServer(token_delay=0.002) as url:
+        run = run_serve_bench(ServeBenchSpec(endpoint=url, depths=(0, 256), pp=PP, tg=TG, concurrency=(2,),
+                                             reps=2, tag="stub"))
+    assert run.status == "complete" and run.model == "stub"
+    state = json.loads((run.path / "run.json").read_text())
+    assert state["endpoint"] == {"url": url, "model": "stub", "kind": "openai", "token_counts": "usage"}
+    for r in run.requests:
+        depth = int(r.cell.split("|")[0][1:])
+        assert r.ok and r.prompt_counted is None and r.timings is None and r.cached_tokens is None
+        assert abs(r.prompt_tokens - (depth + PP)) <= TEMPLATE  # sized from the measured tokens per word
+        assert r.completion_tokens == TG and len(r.itl_s) == TG - 1
+    for c in run.cells:
+        assert c.pp_source == "estimated" and c.pp_ts.mean > 0 and c.cache_hits == 0
+        assert c.itl_ms.p50 >= 1.5  # the stub's 2 ms per token, seen through the client
