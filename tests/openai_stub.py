@@ -2,9 +2,11 @@
 here): /v1/models and streamed /v1/chat/completions with `usage`, no /props, no /tokenize,
 no `timings`. It answers instantly (or `--token-delay` seconds per token), so it also measures
 how much a client can take. Tokens are whitespace-separated words, plus TEMPLATE for the chat
-template.
+template. With `--reasoning K` it streams the first K tokens of each answer as
+`reasoning_content` (a thinking model), after an empty content chunk, as vLLM and llama-server
+do.
 
-    python tests/openai_stub.py --port 8765 [--token-delay 0]
+    python tests/openai_stub.py --port 8765 [--token-delay 0] [--reasoning 0]
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def _chunk(delta: dict | None = None, finish: str | None = None, usage: dict | N
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float,
+                  reasoning: int) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -48,7 +51,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, de
             if method == "GET" and path == "/v1/models":
                 await _json(writer, 200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
             elif method == "POST" and path == "/v1/chat/completions":
-                await _chat(writer, body, delay)
+                await _chat(writer, body, delay, reasoning)
             else:
                 await _json(writer, 404, {"error": {"message": "not found", "code": 404}})
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -64,7 +67,7 @@ async def _json(writer: asyncio.StreamWriter, status: int, value: dict) -> None:
     await writer.drain()
 
 
-async def _chat(writer: asyncio.StreamWriter, body: dict, delay: float) -> None:
+async def _chat(writer: asyncio.StreamWriter, body: dict, delay: float, reasoning: int) -> None:
     n = int(body.get("max_tokens") or 16)
     usage = {"prompt_tokens": prompt_tokens(body.get("messages", [])), "completion_tokens": n,
              "total_tokens": 0}
@@ -75,11 +78,11 @@ async def _chat(writer: asyncio.StreamWriter, body: dict, delay: float) -> None:
                                                "message": {"role": "assistant", "content": " tok" * n}}]})
         return
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-    writer.write(_chunk({"role": "assistant", "content": None}))
-    for _ in range(n):
+    writer.write(_chunk({"role": "assistant", "content": None}) + _chunk({"content": ""}))
+    for i in range(n):
         if delay:
             await asyncio.sleep(delay)
-        writer.write(_chunk({"content": " tok"}))
+        writer.write(_chunk({"reasoning_content": " hmm"} if i < reasoning else {"content": " tok"}))
         await writer.drain()
     writer.write(_chunk({}, "length") + _chunk(usage=usage))
     data = b"data: [DONE]\n\n"
@@ -91,10 +94,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--token-delay", type=float, default=0.0)
+    parser.add_argument("--reasoning", type=int, default=0)
     args = parser.parse_args()
 
     async def serve() -> None:
-        server = await asyncio.start_server(lambda r, w: _handle(r, w, args.token_delay),
+        server = await asyncio.start_server(lambda r, w: _handle(r, w, args.token_delay, args.reasoning),
                                             "127.0.0.1", args.port, backlog=1024)
         async with server:
             await server.serve_forever()
@@ -105,13 +109,13 @@ def main() -> None:
 class StubServer:
     """The stub in a child process on a free loopback port: `with StubServer() as url: ...`."""
 
-    def __init__(self, token_delay: float = 0.0):
+    def __init__(self, token_delay: float = 0.0, reasoning: int = 0):
         from halo_core.serve import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__)), "--port", str(self.port),
-                                      "--token-delay", str(token_delay)])
+                                      "--token-delay", str(token_delay), "--reasoning", str(reasoning)])
 
     def __enter__(self) -> str:
         deadline = time.monotonic() + 30

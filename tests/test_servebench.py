@@ -269,3 +269,20 @@ def test_an_endpoint_without_tokenize_counts_through_usage():
     for c in run.cells:
         assert c.pp_source == "estimated" and c.pp_ts.mean > 0 and c.cache_hits == 0
         assert c.itl_ms.p50 >= 1.5  # the stub's 2 ms per token, seen through the client
+
+
+def test_ttft_waits_for_the_first_content_token():
+    """A thinking model (the stub streams 4 reasoning tokens, after an empty content chunk, 20 ms
+    apart): TTFT is the first *content* token; generation speed counts every token."""
+    from openai_stub import StubServer
+
+    with StubServer(token_delay=0.02, reasoning=4) as url:
+        run = run_serve_bench(ServeBenchSpec(endpoint=url, pp=PP, tg=TG, concurrency=(1,), reps=2,
+                                             tag="thinking"))
+    assert run.status == "complete"
+    for r in run.requests:
+        assert r.ttfr_s < r.first_token_s < r.ttft_s  # role chunk, first reasoning token, first content
+        assert r.ttft_s - r.first_token_s == pytest.approx(4 * 0.02, abs=0.015)
+        assert len(r.itl_s) == TG - 1 and r.tg_ts == pytest.approx(1 / 0.02, rel=0.25)
+    [cell] = run.cells
+    assert cell.ttft_ms.p50 - cell.ttfr_ms.p50 > 4 * 20 - 15
