@@ -39,6 +39,7 @@ from .compare import ALPHA, MIN_CHANGE_PCT, welch_p
 from .endpoints import require
 from .errors import HaloError
 from .hostfacts import system_state
+from .metrics import MetricsSampler
 from .plugins import PluginHost, get_host
 from .records import Run, RunStatus
 from .runs import RunState, new_run_dir, now, pid_dir, read_jsonl
@@ -177,6 +178,10 @@ class ServeCell:
     cached_pct: float
     draft_accepted_pct: float | None = None  # speculative decoding: accepted / drafted tokens
     first_error: str = ""
+    # mean power over the cell's rounds (metrics.csv: the GPU's, else the CPU package's) and
+    # the generated tokens per joule at that power (agg t/s / W)
+    power_w: float | None = None
+    tokens_per_joule: float | None = None
 
     @property
     def load(self) -> str:
@@ -515,8 +520,9 @@ def _record(cell: Cell, attempt: str, rep: int, index: int, prompt: Prompt, star
 
 # -- summaries ---------------------------------------------------------------------------------
 
-def summarize(cell: Cell, records: list[RequestRecord]) -> ServeCell:
-    """A cell's summary from its requests (those of one attempt)."""
+def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = None) -> ServeCell:
+    """A cell's summary from its requests (those of one attempt) and the mean power sampled
+    while they ran."""
     ok = [r for r in records if r.ok]
     rounds: dict[int, list[RequestRecord]] = {}
     for r in ok:
@@ -531,6 +537,7 @@ def summarize(cell: Cell, records: list[RequestRecord]) -> ServeCell:
     beyond = [max(0, (r.cached_tokens or 0) - r.shared_tokens) for r in ok]
     sources = {r.pp_source for r in ok if r.pp_source}
     failed = [r for r in records if not r.ok]
+    agg_ts = Stat.of(agg)
     drafted = sum((r.timings or {}).get("draft_n", 0) for r in ok)
     accepted = sum((r.timings or {}).get("draft_n_accepted", 0) for r in ok)
     return ServeCell(
@@ -541,11 +548,12 @@ def summarize(cell: Cell, records: list[RequestRecord]) -> ServeCell:
         tg_ts=Stat.of(r.tg_ts for r in ok), ttfr_ms=Stat.of((r.ttfr_s for r in ok), 1000),
         ttft_ms=Stat.of((r.ttft_s for r in ok), 1000),
         itl_ms=Stat.of((g for r in ok for g in r.itl_s), 1000),
-        e2e_ms=Stat.of((r.e2e_s for r in ok), 1000), req_per_s=Stat.of(per_s), agg_ts=Stat.of(agg),
+        e2e_ms=Stat.of((r.e2e_s for r in ok), 1000), req_per_s=Stat.of(per_s), agg_ts=agg_ts,
         cache_hits=sum(1 for b in beyond if b),
         cached_pct=round(100.0 * sum(beyond) / sum(prompts), 2) if prompts and sum(prompts) else 0.0,
         draft_accepted_pct=round(100.0 * accepted / drafted, 1) if drafted else None,
-        first_error=failed[0].error if failed else "")
+        first_error=failed[0].error if failed else "", power_w=power_w,
+        tokens_per_joule=round(agg_ts.mean / power_w, 3) if power_w and agg_ts else None)
 
 
 # -- run directories ---------------------------------------------------------------------------
@@ -594,7 +602,7 @@ def load_serve_run(path: Path) -> ServeRun:
     counted = {(cell, row["attempt"]) for cell, row in attempts.items()}
     requests = [from_dict(RequestRecord, row) for row in read_jsonl(path / "requests.jsonl")
                 if (row.get("cell"), row.get("attempt")) in counted]
-    cells = [summarize(cell, [r for r in requests if r.cell == cell.key])
+    cells = [summarize(cell, [r for r in requests if r.cell == cell.key], attempts[cell.key].get("power_w"))
              for cell in plan(spec) if cell.key in attempts]
     endpoint = state.get("endpoint") or {}
     return ServeRun(path=path, spec=spec, status=state["status"], error=state.get("error", ""),
@@ -613,6 +621,7 @@ class _Session:
         self.api_key, self.status, self.on_cell = api_key, status, on_cell
         self.spec = run.spec
         self.latency = 0.0
+        self.sampler: MetricsSampler | None = None  # set while the cells run
 
     def client(self) -> httpx.AsyncClient:
         return _client(self.base, self.api_key, httpx.Timeout(self.spec.timeout, connect=10.0))
@@ -657,6 +666,7 @@ class _Session:
     async def _cell(self, client, prompts: Prompts, cell: Cell, position: str) -> None:
         spec, attempt = self.spec, uuid.uuid4().hex[:8]
         records: list[RequestRecord] = []
+        started = time.time()
         for rep in range(spec.reps):
             self.status(f"cell {position}: depth {cell.depth}, {load_label(cell.concurrency, cell.rate)}, "
                         f"round {rep + 1}/{spec.reps}")
@@ -675,10 +685,10 @@ class _Session:
             for r in new:  # after the round: no disk wait while requests are in flight
                 append_line(self.run.path / "requests.jsonl", json.dumps(to_dict(r)))
             if any(seen.transport for _s, seen in rows) and not await self._alive(client):
-                self._finish_cell(cell, attempt, records, "errors")
+                self._finish_cell(cell, attempt, records, "errors", started)
                 first = next(seen.error for _s, seen in rows if seen.transport)
                 raise EndpointDown(f"the endpoint stopped answering ({first})")
-        self._finish_cell(cell, attempt, records, "errors" if any(not r.ok for r in records) else "ok")
+        self._finish_cell(cell, attempt, records, "errors" if any(not r.ok for r in records) else "ok", started)
 
     async def _round(self, client, cell: Cell, bodies: list[bytes]) -> list[tuple[float, _Observed]]:
         """Every request of one round: `concurrency` in flight at once, or sent at Poisson
@@ -715,10 +725,14 @@ class _Session:
         except httpx.HTTPError:
             return False
 
-    def _finish_cell(self, cell: Cell, attempt: str, records: list[RequestRecord], status: str) -> None:
-        append_line(self.run.path / "cells.jsonl",
-                    json.dumps({"cell": cell.key, "attempt": attempt, "status": status, "at": now()}))
-        summary = summarize(cell, records)
+    def _finish_cell(self, cell: Cell, attempt: str, records: list[RequestRecord], status: str,
+                     started: float) -> None:
+        sampler = self.sampler
+        power = (sampler.average(sampler.power_column, started, time.time())
+                 if sampler is not None and sampler.power_column else None)
+        append_line(self.run.path / "cells.jsonl", json.dumps(
+            {"cell": cell.key, "attempt": attempt, "status": status, "at": now(), "power_w": power}))
+        summary = summarize(cell, records, power)
         order = [c.key for c in plan(self.spec)]
         self.run.cells = sorted([c for c in self.run.cells if c.cell != cell.key] + [summary],
                                 key=lambda c: order.index(c.cell))
@@ -788,7 +802,7 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
                 system["backend"] = backend.provenance()
             write_json(run.path / "system.json", system)
         state.save()
-        _measure(run, state, _Session(run, state, base, model, llama, api_key, status, on_cell), status)
+        _measure(run, state, _Session(run, state, base, model, llama, api_key, status, on_cell), status, root)
     finally:
         if server is not None:
             server.stop()
@@ -797,14 +811,16 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
     return run
 
 
-def _measure(run: ServeRun, state: RunState, session: "_Session", status) -> None:
-    """The cells still to do, with the run's status kept in run.json whatever happens."""
+def _measure(run: ServeRun, state: RunState, session: "_Session", status, root: Path) -> None:
+    """The cells still to do, with the run's status kept in run.json whatever happens and the
+    hardware sampled into metrics.csv while they run."""
     done = {cell for cell, row in _attempts(run.path).items() if row["status"] == "ok"}
     todo = [c for c in plan(run.spec) if c.key not in done]
     if done:
         status(f"resuming {run.path.name}: {len(done)} of {len(done) + len(todo)} cells already done")
     try:
-        asyncio.run(session.run_cells(todo))
+        with MetricsSampler(run.path / "metrics.csv", root=root) as session.sampler:
+            asyncio.run(session.run_cells(todo))
     except EndpointDown as exc:
         _finish(run, state, RunStatus.PARTIAL if any(c.errors == 0 for c in run.cells) else RunStatus.FAILED,
                 f"{exc}; resume with: halo bench serve --resume {run.path}")

@@ -286,3 +286,23 @@ def test_ttft_waits_for_the_first_content_token():
         assert len(r.itl_s) == TG - 1 and r.tg_ts == pytest.approx(1 / 0.02, rel=0.25)
     [cell] = run.cells
     assert cell.ttft_ms.p50 - cell.ttfr_ms.p50 > 4 * 20 - 15
+
+
+def test_power_and_tokens_per_joule_are_logged(halo, tmp_path):
+    """Hardware metrics are sampled during the run (metrics.csv); each cell carries the mean
+    power over its rounds and the generated tokens per joule (Strix Halo sysroot: 65 W)."""
+    from openai_stub import StubServer
+    from sysroot import strix_halo
+
+    root = strix_halo(tmp_path / "root")
+    with StubServer(token_delay=0.005) as url:
+        done = halo("bench", "serve", "--endpoint", url, "--pp", str(PP), "--tg", "32", "--concurrency", "1,2",
+                    "--reps", "2", "--root", str(root), "--tag", "power")
+    assert done.returncode == 0, done.stderr
+    assert " t/J " in done.stdout.replace("┃", " ")
+    run = load_serve_run(Path(done.stdout.splitlines()[-1].removeprefix("saved: ")))
+    rows = (run.path / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("time,") and "gpu_power_w" in rows[0] and len(rows) >= 2
+    for c in run.cells:  # (read back: the power comes from cells.jsonl, the rest from the requests)
+        assert c.power_w == 65.0
+        assert c.tokens_per_joule == pytest.approx(c.agg_ts.mean / 65.0, abs=1e-3)

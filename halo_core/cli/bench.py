@@ -364,9 +364,10 @@ def _ms(stat, *fields: str) -> str:
 def serve_table(cells: list, title: str) -> Table:
     """One row per cell: speeds, latency percentiles (ms), throughput, cache hits, errors."""
     drafts = any(c.draft_accepted_pct is not None for c in cells)
+    joules = any(c.tokens_per_joule is not None for c in cells)
     table = Table("depth", "load", "prompt", "pp t/s", "tg t/s", "TTFR ms p50", "TTFT ms p50/95/99",
-                  "ITL ms p50/95/99", "e2e ms p50", "req/s", "agg t/s", "cache", *(["draft acc."] if drafts else []),
-                  "errors", title=title)
+                  "ITL ms p50/95/99", "e2e ms p50", "req/s", "agg t/s", *(["W", "t/J"] if joules else []),
+                  "cache", *(["draft acc."] if drafts else []), "errors", title=title)
     for c in cells:
         pp = _fmt(c.pp_ts and c.pp_ts.mean, ".1f") + (" est." if c.pp_source == "estimated" else "")
         cache = (f"[yellow]{c.cache_hits}/{c.requests} hit, {c.cached_pct:.0f}%[/]" if c.cache_hits else "-")
@@ -375,7 +376,8 @@ def serve_table(cells: list, title: str) -> Table:
                       _fmt(c.tg_ts and c.tg_ts.mean, ".1f"), _ms(c.ttfr_ms, "p50"),
                       _ms(c.ttft_ms, "p50", "p95", "p99"), _ms(c.itl_ms, "p50", "p95", "p99"),
                       _ms(c.e2e_ms, "p50"), _fmt(c.req_per_s and c.req_per_s.mean, ".2f"),
-                      _fmt(c.agg_ts and c.agg_ts.mean, ".1f"), cache,
+                      _fmt(c.agg_ts and c.agg_ts.mean, ".1f"),
+                      *([_fmt(c.power_w, ".0f"), _fmt(c.tokens_per_joule, ".2f")] if joules else []), cache,
                       *([_fmt(c.draft_accepted_pct, ".0f", "%")] if drafts else []), errors)
     return table
 
