@@ -64,6 +64,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     # serving benchmark (bench serve)
     "ServeBenchSpec": ("servebench", "ServeBenchSpec"),
     "run_serve_bench": ("servebench", "run_serve_bench"),
+    "list_serve_runs": ("servebench", "list_serve_runs"),
     "resolve_serve_run": ("servebench", "resolve_serve_run"),
     "load_serve_run": ("servebench", "load_serve_run"),
     "compare_serve_runs": ("servebench", "compare_serve_runs"),

@@ -177,6 +177,15 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     paced = [r for r in run.requests if r.cell.endswith("r4")]
     assert paced[0].start_s < 0.01 < paced[1].start_s  # the second arrives at its Poisson time
 
+    # show and list know serve-bench runs; piped, a table keeps its full width (no 80-column cut)
+    shown = halo("bench", "show", "cli", env={"COLUMNS": ""})
+    assert shown.returncode == 0, shown.stderr
+    assert "TTFT ms p50/95/99" in shown.stdout and "…" not in shown.stdout
+    assert shown.stdout.splitlines()[-1] == f"path: {run.path}"
+    listed = json.loads(halo("bench", "list", "--json").stdout)
+    assert {(r["kind"], r["name"], r["results"], r["failed"]) for r in listed if r["name"].startswith("cli-")} == {
+        ("serve", run.path.name, 2, 0)}
+
     matrix = str(matrix_run[0].path)
     compared = halo("bench", "compare", matrix, "cli", "--json")
     assert compared.returncode == 0, compared.stderr

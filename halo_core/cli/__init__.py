@@ -13,7 +13,7 @@ from importlib import import_module
 import click
 
 from .. import __version__
-from .common import HaloGroup, emit_json
+from .common import HaloGroup, emit_json, print_table
 
 # name -> (module in halo_core.cli, attribute, the one-line help `halo --help` shows);
 # tests/test_cli.py holds the help to each command's own
@@ -102,7 +102,6 @@ def cli():
 def plugins(as_json):
     """List plugins (name, version, source, what each registers, load errors) and the
     default backend and model."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..config import defaults
@@ -118,7 +117,7 @@ def plugins(as_json):
         registers = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.registers.items())
         table.add_row(info.name, info.version or "-", info.source, registers or "-",
                       info.error or "")
-    Console().print(table)
+    print_table(table)
     click.echo(_defaults_line(chosen, "backend", "model"))
 
 
@@ -132,7 +131,6 @@ def _defaults_line(chosen, *keys: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def backends(as_json):
     """List backends, whether each can run here (and why not), and the default one."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..config import defaults
@@ -153,7 +151,7 @@ def backends(as_json):
         table.add_row(row["name"], "yes" if row["available"] else "no",
                       row["description"] if row["available"] else row["reason"],
                       ", ".join(row["options"]))
-    Console().print(table)
+    print_table(table)
     click.echo(_defaults_line(chosen, "backend"))
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import attrs
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -20,7 +19,7 @@ from ..rpc import parse_endpoints, parse_tensor_split
 from ..runs import list_runs, resolve_run
 from ..setup import bench_setup
 from .common import (
-    backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt, split_list,
+    backend_flags, backend_options, emit_json, err_console, print_table, sigterm_as_interrupt, split_list,
 )
 from .serve import server_options, server_spec
 
@@ -198,7 +197,7 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
         emit_json({"path": run.path, "status": run.status, "error": run.error, "spec": run.spec,
                    "results": run.results, "failures": run.failures})
     else:
-        Console().print(results_table(run.results))
+        print_table(results_table(run.results))
         click.echo(f"saved: {run.path}")
     if run.failures:
         raise HaloError(f"{run.error}; {len(run.results)} result(s) kept in {run.path}")
@@ -236,13 +235,11 @@ def bench_setup_cmd(as_json):
         table.add_row(b.need or "-", b.name, "present" if b.available else "missing",
                       b.llama_cpp if b.available else (b.reason if not b.hint or b.hint in b.reason
                                                        else f"{b.reason}; {b.hint}"))
-    console = Console()
-    console.print(table)
     models = Table("model", "downloaded", "size", "categories", title="catalog models")
     for m in report.models:
         size = f"{m.size / 1e9:.1f} GB" if m.size else (f"{m.size_gb:g} GB" if m.size_gb else "-")
         models.add_row(m.name, "yes" if m.downloaded else "no", size, ",".join(m.categories))
-    console.print(models)
+    print_table(table, models)
     have = sum(m.downloaded for m in report.models)
     click.echo(f"{have} of {len(report.models)} catalog models downloaded (halo models pull NAME)")
     missing = [b.name for b in report.backends if b.need == "required" and not b.available]
@@ -253,39 +250,62 @@ def bench_setup_cmd(as_json):
 @bench.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def bench_list(as_json):
-    """List bench runs, oldest first."""
+    """List bench runs (llama-bench runs, then serve-bench runs), oldest first."""
+    from ..servebench import list_serve_runs, load_serve_run
+
     rows = []
     for path in list_runs(KIND):
         try:
             run = load_run(path)
         except HaloError:
             continue
-        rows.append({"name": path.name, "path": str(path), "status": run.status,
+        rows.append({"kind": KIND, "name": path.name, "path": str(path), "status": run.status,
                      "models": list(run.spec.models), "backends": list(run.spec.backends),
                      "results": len(run.results), "failed": len(run.failures)})
+    for path in list_serve_runs():
+        try:
+            served = load_serve_run(path)
+        except HaloError:
+            continue
+        rows.append({"kind": "serve", "name": path.name, "path": str(path), "status": served.status,
+                     "models": [Path(served.model).name or served.model], "backends": [served.endpoint],
+                     "results": sum(1 for c in served.cells if not c.errors),
+                     "failed": sum(1 for c in served.cells if c.errors)})
     if as_json:
         emit_json(rows)
         return
-    table = Table("run", "status", "models", "backends", "cells ok", "failed")
+    table = Table("run", "kind", "status", "models", "backends / endpoint", "cells ok", "failed")
     for row in rows:
-        table.add_row(row["name"], row["status"], ", ".join(row["models"]), ", ".join(row["backends"]),
-                      str(row["results"]), str(row["failed"]))
-    Console().print(table)
+        table.add_row(row["name"], row["kind"], row["status"], ", ".join(row["models"]),
+                      ", ".join(row["backends"]), str(row["results"]), str(row["failed"]))
+    print_table(table)
 
 
 @bench.command("show")
 @click.argument("run_ref", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def bench_show(run_ref, as_json):
-    """Show one run: its results, failures and status (RUN: path, name or tag)."""
+    """Show one run: its results, failures and status (RUN: path, name or tag; a llama-bench
+    or serve-bench run)."""
+    served = _serve_runs((run_ref,))
+    if served is not None:
+        [run] = served
+        if as_json:
+            emit_json(run)
+            return
+        print_table(serve_table(run.cells, f"{run.path.name} ({run.status}): "
+                                           f"{Path(run.model).name or run.model} at {run.endpoint}"))
+        if run.error:
+            click.echo(f"error: {run.error}")
+        click.echo(f"path: {run.path}")
+        return
     run: BenchRun = load_run(resolve_run(KIND, run_ref))
     if as_json:
         emit_json(run)
         return
-    console = Console()
-    console.print(results_table(run.results, title=f"{run.path.name} ({run.status})"))
+    print_table(results_table(run.results, title=f"{run.path.name} ({run.status})"))
     for f in run.failures:
-        console.print(f"FAILED {f.model} · {f.backend} · {f.kv} · {f.test}: {f.error}", highlight=False)
+        click.echo(f"FAILED {f.model} · {f.backend} · {f.kv} · {f.test}: {f.error}")
     click.echo(f"path: {run.path}")
 
 
@@ -322,7 +342,7 @@ def bench_compare(before, after, as_json):
             verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
             table.add_row(d.cell, d.metric, _fmt(d.before, ".2f"), _fmt(d.after, ".2f"),
                           _fmt(d.change_pct, "+.1f", "%"), _fmt(d.p_value, ".3f"), verdict)
-        Console().print(table)
+        print_table(table)
         return
     deltas = compare_runs(load_run(resolve_run(KIND, before)), load_run(resolve_run(KIND, after)))
     if as_json:
@@ -335,7 +355,7 @@ def bench_compare(before, after, as_json):
         verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
         table.add_row(d.model, d.backend, _fmt(d.group, ""), d.kv, d.test, _fmt(d.before_ts, ".2f"),
                       _fmt(d.after_ts, ".2f"), change, verdict)
-    Console().print(table)
+    print_table(table)
 
 
 @bench.command("report")
@@ -459,7 +479,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
             line += f" · [yellow]{c.cache_hits} cache hit(s)[/]"
         if c.errors:
             line += f" · [red]{c.errors} error(s): {escape(c.first_error)}[/]"
-        err_console.print(line, highlight=False)
+        err_console.print(line, highlight=False, soft_wrap=True)
 
     with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
         run = run_serve_bench(None if resume_path else spec, resume=resume_path, resume_tag=explicit_tag,
@@ -469,7 +489,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         emit_json({"path": run.path, "status": run.status, "error": run.error, "endpoint": run.endpoint,
                    "model": run.model, "spec": run.spec, "cells": run.cells})
     else:
-        Console().print(serve_table(run.cells, f"{run.model} at {run.endpoint}"))
+        print_table(serve_table(run.cells, f"{Path(run.model).name or run.model} at {run.endpoint}"))
         click.echo(f"saved: {run.path}")
     if run.status != "complete":
         raise HaloError(f"{run.error}; {sum(1 for c in run.cells if not c.errors)} clean cell(s) kept in {run.path}")

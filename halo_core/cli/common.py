@@ -35,6 +35,19 @@ def emit_json(value) -> None:
     click.echo(to_json(value), nl=False)
 
 
+def print_table(*tables) -> None:
+    """Print rich tables on stdout: in a terminal at its width; piped or redirected (where
+    rich would assume 80 columns and cut every column short) at the tables' own width."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        wide = console.options.update_width(1000)
+        console = Console(width=max([console.width, *(console.measure(t, options=wide).maximum for t in tables)]))
+    for table in tables:
+        console.print(table)
+
+
 def backend_flags(f):
     """--backend-opt KEY=VALUE (repeatable) and its shorthand --llama-cpp-dir DIR."""
     f = click.option("--llama-cpp-dir", type=click.Path(file_okay=False), default=None,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from .. import evals
 from ..errors import HaloError
 from ..records import RunStatus
 from ..runs import list_runs, resolve_run
-from .common import HaloGroup, emit_json, err_console
+from .common import HaloGroup, emit_json, err_console, print_table
 
 
 def _datasets(values: tuple[str, ...], suites: list[str]) -> dict[str, str]:
@@ -99,7 +98,7 @@ def eval(ctx, suite, endpoint, model, limit, concurrency, timeout, retries, max_
         if run.status != RunStatus.COMPLETE:
             sys.exit(1)
         return
-    Console().print(_scores_table(run))
+    print_table(_scores_table(run))
     click.echo(f"run: {run.path}")
     if run.status != RunStatus.COMPLETE:
         raise HaloError(f"run {run.status}: {run.error}; continue it with "
@@ -119,7 +118,7 @@ def suites(as_json):
         table.add_row(row["name"], "yes" if row["available"] else f"no: {row['reason']}",
                       ", ".join(row["presets"]), row["data"],
                       ", ".join(f"{d} {v}" for d, v in row["frameworks"].items()))
-    Console().print(table)
+    print_table(table)
 
 
 @eval.command("list")
@@ -138,7 +137,7 @@ def list_(as_json):
     for row in rows:
         shown = ", ".join(f"{s} {v:.3f}" if v is not None else f"{s} -" for s, v in row["scores"].items())
         table.add_row(row["name"], row["status"], row["model"], shown)
-    Console().print(table)
+    print_table(table)
 
 
 @eval.command()
@@ -155,12 +154,12 @@ def show(run_ref, samples, as_json):
         return
     click.echo(f"run: {run.path}\nstatus: {run.status}{' (' + run.error + ')' if run.error else ''}")
     click.echo(f"model: {run.endpoint.get('model', '?')} at {run.endpoint.get('base_url', '?')}")
-    Console().print(_scores_table(run))
+    print_table(_scores_table(run))
     for suite, items in listed.items():
         table = Table("sample", "score", "passed", "error", title=suite)
         for item in items:
             table.add_row(item.id, f"{item.score:.3f}", "yes" if item.passed else "no", item.error)
-        Console().print(table)
+        print_table(table)
 
 
 @eval.command("compare")
@@ -178,4 +177,4 @@ def compare_(runs, as_json):
         table.add_row(row["suite"], *["-" if v is None else f"{v:.3f}" + (
             f" ({row['failed'][name]} failed)" if row["failed"][name] else "")
             for name, v in row["runs"].items()])
-    Console().print(table)
+    print_table(table)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ..fit import KV_TYPES, fit_model
@@ -13,7 +12,7 @@ from ..models import fetch_model, list_models, remove_model
 from ..records import FitReport
 from ..rpc import parse_endpoints
 from ..store import human_size
-from .common import emit_json, err_console, sigterm_as_interrupt
+from .common import emit_json, err_console, print_table, sigterm_as_interrupt
 
 
 @click.group()
@@ -41,7 +40,7 @@ def models_list(category, downloaded, as_json):
         size = f"{row.size_gb:g} GB" if row.size_gb is not None else "-"
         table.add_row(name, row.source, ",".join(row.categories), size,
                       _size(row.size) if row.downloaded else "", row.description)
-    Console(width=max(Console().width, 160)).print(table)
+    print_table(table)
 
 
 @models.command("pull")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ..errors import HaloError, ToolFailed
@@ -14,7 +13,7 @@ from ..rpc import (DEFAULT_PORT, NO_AUTH, UnsafeWorkerBind, WorkerSpec, check_wo
                    parse_endpoints, probe_all, start_worker, stop_workers, workers)
 from ..serve import _health_host
 from ..store import human_size
-from .common import emit_json, err_console, split_list
+from .common import emit_json, err_console, print_table, split_list
 from .serve import echo_stopped, hold
 
 
@@ -104,7 +103,7 @@ def status(endpoints, no_bandwidth, timeout, as_json):
         for w in found:
             table.add_row(w.endpoint, w.state, w.version or "-", _devices(w),
                           f"{w.rtt_ms:.2f} ms" if w.rtt_ms is not None else "-", _rate(w))
-        Console().print(table)
+        print_table(table)
         for w in found:
             if w.error:
                 click.echo(f"{w.endpoint}: {w.error}")

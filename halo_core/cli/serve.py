@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ..errors import ToolFailed
@@ -17,7 +16,7 @@ from ..serve import ServerSpec, UnsafeBind, check_bind, load_presets, preset_spe
 from ..serve import serve as start_server
 from ..rpc import parse_endpoints, parse_tensor_split
 from ..store import human_size, to_dict
-from .common import backend_flags, backend_options, emit_json, err_console, sigterm_as_interrupt
+from .common import backend_flags, backend_options, emit_json, err_console, print_table, sigterm_as_interrupt
 
 
 class DefaultRunGroup(click.Group):
@@ -164,7 +163,7 @@ def status(as_json):
     for info, alive in rows:
         table.add_row(str(info.port), str(info.pid), "running" if alive else "gone",
                       info.backend, info.model, f"{info.url}/v1", info.started)
-    Console().print(table)
+    print_table(table)
 
 
 @serve.command()
@@ -194,4 +193,4 @@ def presets(as_json):
     table = Table("preset", "model", "ctx", "parallel", "description")
     for p in items:
         table.add_row(p.name, p.model, str(p.ctx), str(p.parallel), p.description)
-    Console().print(table)
+    print_table(table)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .. import sweep as lib
 from ..errors import HaloError
 from ..fit import KV_TYPES
-from .common import emit_json, err_console, sigterm_as_interrupt
+from .common import emit_json, err_console, print_table, sigterm_as_interrupt
 from .eval import _progress
 
 
@@ -144,7 +143,7 @@ def sweep(model, vary, suite, limit, until_decided, step, max_tokens, timeout, b
         emit_json({"path": run.path, "status": run.status, "error": run.error, "alpha": run.alpha,
                    "spec": run.spec, "results": run.results, "report": report})
     else:
-        Console().print(_table(run))
+        print_table(_table(run))
         for line in verdict_lines(run):
             click.echo(line)
         click.echo(f"report: {report}" if report else f"no report: {note}")

@@ -14,7 +14,7 @@ from ..evals import resolve_suites
 from ..gpu import NVIDIA
 from ..hostfacts import GIB
 from ..records import Check, HostFacts, JournalInfo, MeasureSpec
-from .common import emit_json, err_console, split_list
+from .common import emit_json, err_console, print_table, split_list
 
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}
 
@@ -122,7 +122,7 @@ def verify(ctx, root, only, as_json):
     if as_json:
         emit_json(checks)
     else:
-        Console().print(checks_table(checks))
+        print_table(checks_table(checks))
         click.echo(_summary(checks))
     if any(c.status == "FAIL" for c in checks):
         ctx.exit(1)
@@ -238,7 +238,7 @@ def rollback(root, journal_id, list_, as_json):
         for i in infos:
             table.add_row(i.id, i.status, str(i.changes), str(i.applied), str(i.undone),
                           ", ".join(i.pending_measure), escape(i.error))
-        Console().print(table)
+        print_table(table)
         return
     info = lib.rollback(root, journal_id)
     if as_json:
