@@ -183,8 +183,8 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     assert "TTFT ms p50/95/99" in shown.stdout and "…" not in shown.stdout
     assert shown.stdout.splitlines()[-1] == f"path: {run.path}"
     listed = json.loads(halo("bench", "list", "--json").stdout)
-    assert {(r["kind"], r["name"], r["results"], r["failed"]) for r in listed if r["name"].startswith("cli-")} == {
-        ("serve", run.path.name, 2, 0)}
+    assert [(r["kind"], r["status"], r["results"], r["failed"]) for r in listed if r["path"] == str(run.path)] == [
+        ("serve", "complete", 2, 0)]
 
     matrix = str(matrix_run[0].path)
     compared = halo("bench", "compare", matrix, "cli", "--json")
