@@ -87,18 +87,22 @@ def _key(r: BenchResult) -> tuple:
     return (r.model, r.backend, r.group, r.kv, r.test, r.n_batch, r.n_ubatch)
 
 
+def verdict(change_pct: float | None, p: float | None, higher_is_better: bool = True) -> str:
+    """faster | slower (p < ALPHA and the change exceeds MIN_CHANGE_PCT) | within noise |
+    untested (no p-value)."""
+    if p is None:
+        return "untested"
+    if p < ALPHA and change_pct is not None and abs(change_pct) > MIN_CHANGE_PCT:
+        return "faster" if (change_pct > 0) == higher_is_better else "slower"
+    return "within noise"
+
+
 def speed_change(before: BenchResult, after: BenchResult) -> tuple[float | None, float | None, str]:
     """(change in %, Welch p-value, verdict) of one test measured before and after a change:
     faster | slower | within noise | untested (fewer than two samples a side)."""
     change = 100.0 * (after.avg_ts - before.avg_ts) / before.avg_ts if before.avg_ts else None
     p = welch_p(list(before.samples_ts), list(after.samples_ts))
-    if p is None:
-        verdict = "untested"
-    elif p < ALPHA and change is not None and abs(change) > MIN_CHANGE_PCT:
-        verdict = "faster" if change > 0 else "slower"
-    else:
-        verdict = "within noise"
-    return (None if change is None else round(change, 2), None if p is None else round(p, 4), verdict)
+    return (None if change is None else round(change, 2), None if p is None else round(p, 4), verdict(change, p))
 
 
 def compare_runs(before: BenchRun, after: BenchRun) -> list[CellDelta]:

@@ -93,8 +93,8 @@ class BenchGroup(StrEnum):
     CTX = "ctx"  # the long-context test at each of --depths (--ctx-reps repetitions)
 
 
-def _tuple(value) -> tuple:
-    return tuple(value)
+def as_tuple(value) -> tuple:
+    return tuple(value) if value is not None else ()
 
 
 def _frozen_map(value) -> Mapping[str, str]:
@@ -123,7 +123,7 @@ class ToolCommand:
     None means "probe every time".
     """
 
-    argv: tuple[str, ...] = attrs.field(converter=_tuple)
+    argv: tuple[str, ...] = attrs.field(converter=as_tuple)
     env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
     cache_key: str | None = None
 
@@ -158,7 +158,7 @@ class CatalogEntry:
     name: str
     ref: str
     source: str
-    categories: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    categories: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
     size_gb: float | None = None  # as the catalog states it, before any download
     description: str = ""
 
@@ -171,7 +171,7 @@ class ModelListing:
     name: str
     ref: str
     source: str
-    categories: tuple[str, ...] = attrs.field(converter=_tuple)
+    categories: tuple[str, ...] = attrs.field(converter=as_tuple)
     size_gb: float | None
     description: str
     downloaded: bool
@@ -219,7 +219,7 @@ class GpuFacts:
     driver_version: str | None = None  # "580.159.04"
     cuda_version: str | None = None  # the newest CUDA the driver supports, "13.0"
     processes: tuple[GpuProcess, ...] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(_tuple))
+        default=None, converter=attrs.converters.optional(as_tuple))
 
     @property
     def addressable(self) -> int | None:
@@ -285,7 +285,7 @@ class FitReport:
     type_v: str
     n_layer: int
     n_head: int
-    n_head_kv: tuple[int, ...] = attrs.field(converter=_tuple)  # per layer
+    n_head_kv: tuple[int, ...] = attrs.field(converter=as_tuple)  # per layer
     head_dim_k: int
     head_dim_v: int
     kv_layers: int  # layers that keep a KV cache
@@ -297,10 +297,10 @@ class FitReport:
     recurrent_bytes: int
     total_bytes: int
     memory: int  # bytes the GPUs can address, else MemTotal (then `gpus` is empty)
-    gpus: tuple[GpuFacts, ...] = attrs.field(converter=_tuple)  # the GPUs `memory` counts
+    gpus: tuple[GpuFacts, ...] = attrs.field(converter=as_tuple)  # the GPUs `memory` counts
     fits: bool
     headroom_bytes: int
-    notes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    notes: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
     boxes: int = 1  # machines with this one's GPU memory the model needs (over RPC when > 1)
     workers: tuple[RpcWorker, ...] = attrs.field(default=(), converter=as_rpc_workers)  # --rpc
     cluster_bytes: int | None = None  # memory of this machine + the workers (None: no --rpc)
@@ -324,7 +324,7 @@ class BenchResult:
     n_depth: int
     avg_ts: float
     stddev_ts: float
-    samples_ts: tuple[float, ...] = attrs.field(converter=_tuple)
+    samples_ts: tuple[float, ...] = attrs.field(converter=as_tuple)
     type_k: str = "f16"
     type_v: str = "f16"
     n_batch: int | None = None
@@ -393,8 +393,8 @@ class BenchSpec:
     ones (`halo_core.config.defaults()`).
     """
 
-    models: tuple[str, ...] = attrs.field(factory=lambda: (defaults().model,), converter=_tuple)
-    backends: tuple[str, ...] = attrs.field(factory=lambda: (defaults().backend,), converter=_tuple)
+    models: tuple[str, ...] = attrs.field(factory=lambda: (defaults().model,), converter=as_tuple)
+    backends: tuple[str, ...] = attrs.field(factory=lambda: (defaults().backend,), converter=as_tuple)
     pp: int = 512
     tg: int = 128
     reps: int = 5
@@ -403,13 +403,13 @@ class BenchSpec:
     kv_types: tuple[tuple[str, str], ...] = attrs.field(default=(("f16", "f16"),), converter=_kv_pairs)
     batch: int | None = None
     ubatch: int | None = None
-    depths: tuple[int, ...] = attrs.field(default=(), converter=_tuple)
+    depths: tuple[int, ...] = attrs.field(default=(), converter=as_tuple)
     ctx_prompt: int | None = None  # long-context prompt; None: 2048, or depth/16 above 32K
     ctx_reps: int = 3
     cooldown: float = 0.0
     standard: bool = True  # the pp/tg test at depth 0
-    rpc: tuple[str, ...] = attrs.field(default=(), converter=_tuple)  # RPC workers, HOST:PORT
-    tensor_split: tuple[float, ...] = attrs.field(default=(), converter=_tuple)  # llama.cpp -ts
+    rpc: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)  # RPC workers, HOST:PORT
+    tensor_split: tuple[float, ...] = attrs.field(default=(), converter=as_tuple)  # llama.cpp -ts
 
     @models.validator
     def _check_models(self, _attr, value):
@@ -460,10 +460,10 @@ class Change:
     description: str
     before: str | None = None
     after: str | None = None
-    undo: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    undo: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
     needs_reboot: bool = False
-    argv: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
-    writes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    argv: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
+    writes: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
     mode: int | None = None
 
 
@@ -496,9 +496,9 @@ class HostFacts:
     kernel: str = ""
     cmdline: str = ""
     os_id: str = ""
-    os_like: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    os_like: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
     os_name: str = ""
-    gpus: tuple[GpuFacts, ...] = attrs.field(default=(), converter=_tuple)
+    gpus: tuple[GpuFacts, ...] = attrs.field(default=(), converter=as_tuple)
     ttm_pages_limit: int | None = None  # /sys/module/ttm/parameters/pages_limit
     tuned_profile: str | None = None
     thp_enabled: str | None = None
@@ -506,7 +506,7 @@ class HostFacts:
     sysctls: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
     power_limits: Mapping[str, float] | None = None  # watts, from `ryzenadj -i` (live, root)
     firmware: str | None = None  # linux-firmware package version
-    vulkan_icds: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    vulkan_icds: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
     rocm: str | None = None
     toolboxes: tuple[str, ...] | None = None
     boot_id: str = ""
@@ -535,7 +535,7 @@ class TuneStep:
     """One tuner's part of a plan: its changes and the advice it gives for what it cannot do."""
 
     tuner: str
-    changes: tuple[Change, ...] = attrs.field(converter=_tuple)
+    changes: tuple[Change, ...] = attrs.field(converter=as_tuple)
     guidance: str = ""
 
     @property
@@ -549,7 +549,7 @@ class TunePlan:
 
     root: Path = attrs.field(converter=Path)
     live: bool
-    steps: tuple[TuneStep, ...] = attrs.field(converter=_tuple)
+    steps: tuple[TuneStep, ...] = attrs.field(converter=as_tuple)
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -578,9 +578,9 @@ class JournalInfo:
     changes: int
     applied: int
     undone: int
-    pending_measure: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    pending_measure: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
     error: str = ""
-    verdicts: tuple[Verdict, ...] = attrs.field(default=(), converter=_tuple)
+    verdicts: tuple[Verdict, ...] = attrs.field(default=(), converter=as_tuple)
 
 
 @attrs.frozen
@@ -610,7 +610,7 @@ class EvalResult:
 
     suite: str
     scores: Mapping[str, float]
-    samples: tuple[EvalSample, ...] = attrs.field(converter=_tuple)
+    samples: tuple[EvalSample, ...] = attrs.field(converter=as_tuple)
     framework_version: str = ""
 
 
@@ -643,7 +643,7 @@ class ProcessInfo:
 
     pid: int
     start_ticks: int  # /proc/PID/stat field 22: tells this process from a later one with its pid
-    argv: tuple[str, ...] = attrs.field(converter=_tuple)
+    argv: tuple[str, ...] = attrs.field(converter=as_tuple)
     backend: str
     log: str
     started: str
@@ -680,7 +680,7 @@ class PluginInfo:
     version: str | None
     source: str  # "builtin" | "entry-point" | "registered"
     distribution: str | None
-    hooks: tuple[str, ...] = attrs.field(converter=_tuple)
+    hooks: tuple[str, ...] = attrs.field(converter=as_tuple)
     registers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
     error: str | None = None
 
@@ -718,7 +718,7 @@ class AuditReport:
     """`halo audit`: the host facts and every tuner's verify checks."""
 
     facts: HostFacts
-    checks: tuple[Check, ...] = attrs.field(converter=_tuple)
+    checks: tuple[Check, ...] = attrs.field(converter=as_tuple)
 
     @property
     def score(self) -> tuple[int, int]:

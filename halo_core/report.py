@@ -98,8 +98,22 @@ def _provenance(run: BenchRun) -> str:
     for name, backend in (system.get("backends") or {}).items():
         build = backend.get("llama_cpp_build") or backend.get("found_through")
         facts.append((f"backend {name}", build))
+    return facts_html(run.path.name, facts)
+
+
+def facts_html(name: str, facts: list[tuple[str, object]]) -> str:
+    """A run's heading and its (name, value) facts as a list, the empty ones left out."""
     items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts if v)
-    return f"<h3>{html.escape(run.path.name)}</h3><ul>{items}</ul>"
+    return f"<h3>{html.escape(name)}</h3><ul>{items}</ul>"
+
+
+def html_table(table_id: str, head: list[str], rows: list[list[str | None]]) -> str:
+    """An HTML table; a column with no value (None) in any row is left out."""
+    keep = [i for i in range(len(head)) if any(row[i] is not None for row in rows)]
+    th = "".join(f"<th>{html.escape(head[i])}</th>" for i in keep)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[i] or '')}</td>" for i in keep) + "</tr>"
+                   for row in rows)
+    return f"<table id='{table_id}'><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _table(results: list[tuple[str, BenchResult]]) -> str:
@@ -111,12 +125,7 @@ def _table(results: list[tuple[str, BenchResult]]) -> str:
         ("t/J", lambda n, r: None if r.tokens_per_joule is None else f"{r.tokens_per_joule:.2f}"),
         ("% BW", lambda n, r: None if r.bandwidth_pct is None else f"{r.bandwidth_pct:.1f}"),
     ]
-    table = [[get(n, r) for _h, get in columns] for n, r in results]
-    keep = [i for i in range(len(columns)) if any(row[i] is not None for row in table)]
-    head = "".join(f"<th>{html.escape(columns[i][0])}</th>" for i in keep)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[i] or '')}</td>" for i in keep) + "</tr>"
-                   for row in table)
-    return f"<table id='results'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return html_table("results", [h for h, _get in columns], [[get(n, r) for _h, get in columns] for n, r in results])
 
 
 def figure(out_dir: Path, chart_id: str, title: str, fig) -> str:

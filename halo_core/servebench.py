@@ -35,13 +35,13 @@ import httpx
 import numpy as np
 
 from . import runs
-from .compare import ALPHA, MIN_CHANGE_PCT, welch_p
+from .compare import verdict, welch_p
 from .endpoints import require
 from .errors import HaloError
 from .hostfacts import system_state
 from .metrics import MetricsSampler
 from .plugins import PluginHost, get_host
-from .records import Run, RunStatus
+from .records import Run, RunStatus, as_tuple
 from .runs import RunState, new_run_dir, now, pid_dir, read_jsonl
 from .serve import ServerSpec, free_port, serve
 from .store import append_line, from_dict, to_dict, write_json
@@ -50,10 +50,6 @@ KIND = "serve"  # runs/serve/
 
 REQUESTS_PER_RATE = 8  # requests per round of a --rate cell unless --requests says otherwise
 CTX_MARGIN = 64        # tokens a server's slots get beyond depth + pp + tg (matrix_server)
-
-
-def _tuple(value) -> tuple:
-    return tuple(value) if value is not None else ()
 
 
 def _server_spec(value):
@@ -77,11 +73,11 @@ class ServeBenchSpec:
     endpoint: str | None = None
     server: ServerSpec | None = attrs.field(default=None, converter=_server_spec)
     model: str | None = None
-    depths: tuple[int, ...] = attrs.field(default=(0,), converter=_tuple)
+    depths: tuple[int, ...] = attrs.field(default=(0,), converter=as_tuple)
     pp: int = 512
     tg: int = 128
-    concurrency: tuple[int, ...] = attrs.field(default=(1,), converter=_tuple)
-    rates: tuple[float, ...] = attrs.field(default=(), converter=_tuple)
+    concurrency: tuple[int, ...] = attrs.field(default=(1,), converter=as_tuple)
+    rates: tuple[float, ...] = attrs.field(default=(), converter=as_tuple)
     requests: int | None = None
     reps: int = 3
     prompt_cache: bool = False
@@ -139,7 +135,7 @@ class RequestRecord:
     ttft_s: float | None = None  # first content token (not reasoning, not an empty chunk)
     last_token_s: float | None = None
     e2e_s: float | None = None
-    itl_s: tuple[float, ...] = attrs.field(default=(), converter=_tuple)
+    itl_s: tuple[float, ...] = attrs.field(default=(), converter=as_tuple)
     pp_ts: float | None = None
     pp_source: str = ""  # "server" (its timings) | "estimated" (prompt tokens / time to first token)
     tg_ts: float | None = None
@@ -591,13 +587,18 @@ def _attempts(path: Path) -> dict[str, dict]:
     return {row["cell"]: row for row in read_jsonl(path / "cells.jsonl")}
 
 
-def load_serve_run(path: Path) -> ServeRun:
-    """A run with the summaries and requests of each cell's counted attempt."""
+def _saved(path: Path) -> tuple[dict, ServeBenchSpec]:
+    """run.json of a serve-bench run and its spec (the requests unread)."""
     state = RunState.load(path, "serve-bench").data
     try:
-        spec = from_dict(ServeBenchSpec, state["spec"])
+        return state, from_dict(ServeBenchSpec, state["spec"])
     except (ValueError, TypeError) as exc:
         raise HaloError(f"{path} is not a serve-bench run (its spec does not read: {exc})") from None
+
+
+def load_serve_run(path: Path) -> ServeRun:
+    """A run with the summaries and requests of each cell's counted attempt."""
+    state, spec = _saved(path)
     attempts = _attempts(path)
     counted = {(cell, row["attempt"]) for cell, row in attempts.items()}
     requests = [from_dict(RequestRecord, row) for row in read_jsonl(path / "requests.jsonl")
@@ -746,7 +747,7 @@ def _open_run(spec: ServeBenchSpec, resume: Path | None, resume_tag: bool) -> tu
     path = resume
     if path is None and resume_tag:
         latest = runs.latest_with_tag(KIND, spec.tag)
-        if latest is not None and load_serve_run(latest).spec == spec:
+        if latest is not None and _saved(latest)[1] == spec:
             path = latest
     if path is None:
         run = ServeRun(path=new_run_dir(KIND, spec.tag), spec=spec)
@@ -770,7 +771,7 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
     """
     status = on_status or (lambda _msg: None)
     if resume is not None:
-        spec = load_serve_run(Path(resume)).spec
+        spec = _saved(Path(resume))[1]
     if spec is None:
         raise HaloError("nothing to run: give a ServeBenchSpec or a run to resume")
     check_spec(spec)
@@ -966,13 +967,7 @@ def compare_serve_runs(before: ServeRun, after: ServeRun) -> list[ServeDelta]:
             change = 100.0 * (point[1] - point[0]) / point[0] if point[0] else None
             p = (welch_p(list(pooled[0]), list(pooled[1])) if stat == "mean"
                  else bootstrap_p(groups[0], groups[1], stat))
-            if p is None:
-                verdict = "untested"
-            elif p < ALPHA and change is not None and abs(change) > MIN_CHANGE_PCT:
-                verdict = "faster" if (change > 0) == higher else "slower"
-            else:
-                verdict = "within noise"
             out.append(ServeDelta(cell, metric, round(point[0], 3), round(point[1], 3),
                                   None if change is None else round(change, 2),
-                                  None if p is None else round(float(p), 4), verdict))
+                                  None if p is None else round(float(p), 4), verdict(change, p, higher)))
     return out

@@ -4,7 +4,6 @@ a PNG per chart, as for llama-bench runs)."""
 
 from __future__ import annotations
 
-import html
 import json
 import shlex
 from collections import defaultdict
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import HaloError
-from .report import STYLE, _pyplot, figure
+from .report import STYLE, _pyplot, facts_html, figure, html_table
 from .runs import now
 from .servebench import ServeRun
 from .store import write_atomic
@@ -100,8 +99,7 @@ def _provenance(run: ServeRun) -> str:
              ("prompt cache", "left on" if run.spec.prompt_cache else "off, unique prefix per request"),
              ("cpu", system.get("cpu"))]
     facts += [("server", shlex.join(s["argv"])) for s in state.get("servers", [])]
-    items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts if v)
-    return f"<h3>{html.escape(run.path.name)}</h3><ul>{items}</ul>"
+    return facts_html(run.path.name, facts)
 
 
 def _stat(stat, *fields: str, spec: str = ".1f") -> str:
@@ -120,11 +118,7 @@ def _table(runs: list[ServeRun]) -> str:
              f"{c.cached_pct:.1f}", None if c.draft_accepted_pct is None else f"{c.draft_accepted_pct:.1f}",
              str(c.errors)]
             for run in runs for c in run.cells]
-    keep = [i for i in range(len(head)) if any(row[i] is not None for row in rows)]
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[i] or '')}</td>" for i in keep) + "</tr>"
-                   for row in rows)
-    return (f"<table id='cells'><thead><tr>{''.join(f'<th>{html.escape(head[i])}</th>' for i in keep)}"
-            f"</tr></thead><tbody>{body}</tbody></table>")
+    return html_table("cells", head, rows)
 
 
 def write_serve_report(runs: list[ServeRun], out_dir: Path) -> Path:

@@ -291,7 +291,7 @@ def bench_show(run_ref, as_json):
     if served is not None:
         [run] = served
         if as_json:
-            emit_json(run)
+            emit_json(_serve_json(run))
             return
         print_table(serve_table(run.cells, f"{run.path.name} ({run.status}): "
                                            f"{Path(run.model).name or run.model} at {run.endpoint}"))
@@ -307,6 +307,12 @@ def bench_show(run_ref, as_json):
     for f in run.failures:
         click.echo(f"FAILED {f.model} · {f.backend} · {f.kv} · {f.test}: {f.error}")
     click.echo(f"path: {run.path}")
+
+
+def _serve_json(run) -> dict:
+    """A serve-bench run for scripts: its cells (the requests are in its requests.jsonl)."""
+    return {"path": run.path, "status": run.status, "error": run.error, "endpoint": run.endpoint,
+            "model": run.model, "spec": run.spec, "cells": run.cells}
 
 
 def _serve_runs(refs) -> list | None:
@@ -402,10 +408,6 @@ def serve_table(cells: list, title: str) -> Table:
     return table
 
 
-SERVER_OPTIONS = ("preset", "backend", "ctx", "parallel", "cache_type", "ngram", "no_think", "threads", "rpc",
-                  "tensor_split", "backend_opts", "llama_cpp_dir")
-
-
 @bench.command("serve", context_settings={"ignore_unknown_options": True})
 @click.argument("model", required=False)
 @click.option("--endpoint", default=None, metavar="URL",
@@ -448,7 +450,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
     from ..servebench import ServeBenchSpec, matrix_server, resolve_serve_run, run_serve_bench
 
     context = click.get_current_context()  # (`ctx` is -c/--ctx here)
-    given = [name for name in SERVER_OPTIONS
+    given = [name for name in server  # (the options server_options added)
              if context.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
     starts = bool(model or server["preset"])
     if endpoint and starts:
@@ -486,8 +488,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
                               api_key=api_key, root=root, on_status=lambda msg: spinner.update(msg),
                               on_cell=show_cell)
     if as_json:
-        emit_json({"path": run.path, "status": run.status, "error": run.error, "endpoint": run.endpoint,
-                   "model": run.model, "spec": run.spec, "cells": run.cells})
+        emit_json(_serve_json(run))
     else:
         print_table(serve_table(run.cells, f"{Path(run.model).name or run.model} at {run.endpoint}"))
         click.echo(f"saved: {run.path}")
