@@ -108,13 +108,15 @@ def _stat(stat, *fields: str, spec: str = ".1f") -> str:
 
 def _table(runs: list[ServeRun]) -> str:
     head = ["run", "depth", "load", "prompt", "pp t/s", "tg t/s", "TTFR p50 ms", "TTFT p50/p95/p99 ms",
-            "ITL p50/p95/p99 ms", "e2e p50/p95 ms", "req/s", "agg t/s", "cache hits", "cached %",
+            "ITL p50/p95/p99 ms", "e2e p50/p95 ms", "req/s", "agg t/s", "W", "t/J", "cache hits", "cached %",
             "draft accepted %", "errors"]
     rows = [[run.path.name, str(c.depth), c.load, None if c.prompt_tokens is None else str(c.prompt_tokens),
              _stat(c.pp_ts, "mean") + (" (est.)" if c.pp_source == "estimated" else ""),
              _stat(c.tg_ts, "mean"), _stat(c.ttfr_ms, "p50"), _stat(c.ttft_ms, "p50", "p95", "p99"),
              _stat(c.itl_ms, "p50", "p95", "p99"), _stat(c.e2e_ms, "p50", "p95"),
-             _stat(c.req_per_s, "mean", spec=".2f"), _stat(c.agg_ts, "mean"), f"{c.cache_hits}/{c.requests}",
+             _stat(c.req_per_s, "mean", spec=".2f"), _stat(c.agg_ts, "mean"),
+             None if c.power_w is None else f"{c.power_w:.1f}",
+             None if c.tokens_per_joule is None else f"{c.tokens_per_joule:.2f}", f"{c.cache_hits}/{c.requests}",
              f"{c.cached_pct:.1f}", None if c.draft_accepted_pct is None else f"{c.draft_accepted_pct:.1f}",
              str(c.errors)]
             for run in runs for c in run.cells]

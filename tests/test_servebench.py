@@ -315,3 +315,7 @@ def test_power_and_tokens_per_joule_are_logged(halo, tmp_path):
     for c in run.cells:  # (read back: the power comes from cells.jsonl, the rest from the requests)
         assert c.power_w == 65.0
         assert c.tokens_per_joule == pytest.approx(c.agg_ts.mean / 65.0, abs=1e-3)
+    report = halo("bench", "report", str(run.path), "-o", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<th>W</th><th>t/J</th>" in page and "<td>65.0</td>" in page
