@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import html
 import itertools
-import json
 import re
 from pathlib import Path
 from typing import Callable
@@ -40,10 +39,10 @@ from .models import fetch_model
 from .plugins import PluginHost, get_host
 from .records import BenchResult, BenchSpec
 from .bench import load_run as load_bench_run, run_bench
-from .runs import RUN_NAME, new_run_dir, now, read_jsonl
+from .runs import RunState, new_run_dir, read_jsonl, resolve_run as resolve_run_dir
 from .serve import ServerSpec, free_port, serve
 from .stats import ALPHA, Interval, PairedTest, interval, paired_test
-from .store import halo_home, safe_name, sha256_file, to_json, write_atomic, write_json
+from .store import from_dict, safe_name, sha256_file, to_dict, write_atomic, write_json
 
 AXES = ("model", "backend", "kv", "ngram", "no-think")
 ON_OFF = {"on": True, "off": False}
@@ -242,27 +241,15 @@ class SweepRun:
 
 # -- the run directory ---------------------------------------------------------------------
 
-def sweep_root() -> Path:
-    return halo_home() / "runs" / "sweep"
+KIND = "sweep"  # runs/sweep/
 
 
 def resolve_run(ref: str | Path) -> Path:
     """A sweep from a path, a run directory name, or a tag (its latest run)."""
-    path = Path(ref).expanduser()
-    for candidate in (path, sweep_root() / str(ref)):
-        if (candidate / "run.json").is_file():
-            return candidate
-    root = sweep_root()
-    tagged = sorted(p for p in root.glob("*") if (m := RUN_NAME.match(p.name)) and m["tag"] == str(ref)
-                    and (p / "run.json").is_file()) if root.is_dir() else []
-    if tagged:
-        return tagged[-1]
-    raise HaloError(f"no sweep '{ref}' (not a sweep directory, run name or tag)")
-
-
-def _spec(data: dict) -> SweepSpec:
-    names = {a.name for a in attrs.fields(SweepSpec)}
-    return SweepSpec(**{k: v for k, v in data.items() if k in names})
+    try:
+        return resolve_run_dir(KIND, ref)
+    except HaloError:
+        raise HaloError(f"no sweep '{ref}' (not a sweep directory, run name or tag)") from None
 
 
 def _setting_run(data: dict) -> SettingRun:
@@ -270,16 +257,17 @@ def _setting_run(data: dict) -> SettingRun:
 
 
 class _State:
-    """run.json: read once, rewritten atomically after every change."""
+    """run.json (a RunState) with its spec and settings read: rewritten atomically after every
+    change."""
 
-    def __init__(self, path: Path, data: dict):
-        self.path, self.data = path, data
-        self.spec = _spec(data["spec"])
-        self.settings = [_setting_run(s) for s in data["settings"]]
+    def __init__(self, run: RunState):
+        self.run, self.path, self.data = run, run.path, run.data
+        self.spec = from_dict(SweepSpec, run.data["spec"])
+        self.settings = [_setting_run(s) for s in run.data["settings"]]
 
     def save(self) -> None:
-        self.data["settings"] = json.loads(to_json(self.settings))
-        write_json(self.path / "run.json", self.data)
+        self.data["settings"] = to_dict(self.settings)
+        self.run.save()
 
 
 # -- running -------------------------------------------------------------------------------
@@ -296,9 +284,7 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
     say = status or (lambda _m: None)
     if resume is not None:
         path = resolve_run(resume)
-        data = json.loads((path / "run.json").read_text())
-        data.update(status="running", error="", finished_at=None)
-        data.setdefault("resumed_at", []).append(now())
+        state = _State(RunState.resume(path, KIND))
     elif spec is None:
         raise HaloError("nothing to run: give a SweepSpec or a sweep to resume")
     else:
@@ -306,12 +292,8 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
         if len(settings) < 2:
             raise HaloError("a sweep needs two settings at least: --vary AXIS=A,B")
         suites = resolve_suites(spec.suite, host)
-        path = new_run_dir("sweep", spec.tag)
-        data = {"spec": json.loads(to_json(spec)), "suites": suites, "status": "running",
-                "error": "", "started_at": now(), "finished_at": None, "resumed_at": [],
-                "settings": json.loads(to_json([SettingRun(s) for s in settings]))}
-    state = _State(path, data)
-    state.save()
+        path = new_run_dir(KIND, spec.tag)
+        state = _State(RunState.new(path, spec, suites=suites, settings=[SettingRun(s) for s in settings]))
     say(f"sweep of {len(state.settings)} settings -> {path}")
     if resume is not None:
         done = sum(s.status == "done" for s in state.settings)
@@ -320,11 +302,13 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
     alpha = ALPHA / len(rounds)  # one look per round: Bonferroni keeps the error rate at ALPHA
     tried: set[int] = set()
     try:
+        unsettled = list(range(1, len(state.settings)))
         for target in rounds:
-            for index in _to_run(state, target, alpha, tried):
+            for index in _to_run(state, target, unsettled, tried):
                 tried.add(index)
                 _run_setting(state, index, target, host, say, progress)
-            if all(_settled(state, i, alpha) for i in range(1, len(state.settings))):
+            unsettled = [i for i in range(1, len(state.settings)) if not _settled(state, i, alpha)]
+            if not unsettled:
                 break
     except KeyboardInterrupt:
         _finish(state, "interrupted", "interrupted; continue with halo sweep --resume " + path.name)
@@ -334,28 +318,31 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
         raise
     failed = [s for s in state.settings if s.status == "failed"]
     if failed:
-        _finish(state, "partial" if len(failed) < len(state.settings) else "failed",
-                f"{len(failed)} of {len(state.settings)} settings failed: "
-                f"{failed[0].setting.name}: {failed[0].error}")
+        analysed = _finish(state, "partial" if len(failed) < len(state.settings) else "failed",
+                           f"{len(failed)} of {len(state.settings)} settings failed: "
+                           f"{failed[0].setting.name}: {failed[0].error}")
     else:
-        _finish(state, "complete")
-    return load_sweep(path)
+        analysed = _finish(state, "complete")
+    return analysed or load_sweep(path)  # (load_sweep says why the analysis failed)
 
 
-def _finish(state: _State, status: str, error: str = "") -> None:
-    state.data.update(status=status, error=error, finished_at=now())
-    state.save()
+def _finish(state: _State, status: str, error: str = "") -> SweepRun | None:
+    """End the sweep with `status`; its analysis (also written to results.json), or None when
+    it cannot be made (it needs scipy; run.json alone is enough to resume)."""
+    state.data["settings"] = to_dict(state.settings)
+    state.run.finish(status, error)
     try:
-        write_json(state.path / "results.json", analyse(state.path))
+        analysed = analyse(state.path)
     except HaloError:
-        pass  # the analysis needs scipy; run.json alone is enough to resume
+        return None
+    write_json(state.path / "results.json", analysed)
+    return analysed
 
 
-def _to_run(state: _State, target: int, alpha: float, tried: set[int]) -> list[int]:
+def _to_run(state: _State, target: int, unsettled: list[int], tried: set[int]) -> list[int]:
     """The settings to (re)run for `target` samples: the unsettled ones and the baseline they
     are compared with; a failed setting once per invocation."""
     first = target == state.spec.rounds()[0]
-    unsettled = [i for i in range(1, len(state.settings)) if not _settled(state, i, alpha)]
     return [index for index, run in enumerate(state.settings)
             if not (run.status == "done" and run.samples >= target)
             and not (run.status == "failed" and index in tried)
@@ -510,11 +497,8 @@ def _speed(run: SettingRun, suites: list[str]) -> Speed | None:
 
 def analyse(path: Path) -> SweepRun:
     """The sweep at `path` with every number computed from its eval and bench runs."""
-    try:
-        data = json.loads((path / "run.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise HaloError(f"{path} is not a sweep (no readable run.json)") from exc
-    spec = _spec(data["spec"])
+    data = RunState.load(path, KIND).data
+    spec = from_dict(SweepSpec, data["spec"])
     alpha = ALPHA / len(spec.rounds())
     runs = [_setting_run(s) for s in data["settings"]]
     suites = data["suites"]
@@ -555,7 +539,8 @@ def load_sweep(path: Path) -> SweepRun:
 
 # -- the report ----------------------------------------------------------------------------
 
-def _fmt(value: float | None, digits: int = 3) -> str:
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A number with `digits` decimals, '-' for none."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -601,15 +586,15 @@ def _rows(sweep: SweepRun) -> str:
             o = score.outcome if score else None
             rows.append([
                 result.setting.name, result.status, score.suite if score else "-",
-                _fmt(o and o.mean), f"{_fmt(o and o.low)} – {_fmt(o and o.high)}" if o else "-",
+                fmt(o and o.mean), f"{fmt(o and o.low)} – {fmt(o and o.high)}" if o else "-",
                 str(o.n) if o else "-", str(score.failed) if score else "-",
-                _fmt(c and c.paired.delta), f"{_fmt(c and c.paired.low)} – {_fmt(c and c.paired.high)}" if c else "-",
-                c.paired.test if c else "-", _fmt(c and c.paired.p_value, 4), c.paired.verdict if c else "-",
-                _fmt(speed and speed.pp and speed.pp.avg_ts, 2), _fmt(speed and speed.tg and speed.tg.avg_ts, 2),
-                _fmt(speed and speed.server_gen_ts, 2), _fmt(speed and speed.draft_acceptance, 3)])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return (f"<table id='settings'><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}"
-            f"</tr></thead><tbody>{body}</tbody></table>")
+                fmt(c and c.paired.delta), f"{fmt(c and c.paired.low)} – {fmt(c and c.paired.high)}" if c else "-",
+                c.paired.test if c else "-", fmt(c and c.paired.p_value, 4), c.paired.verdict if c else "-",
+                fmt(speed and speed.pp and speed.pp.avg_ts, 2), fmt(speed and speed.tg and speed.tg.avg_ts, 2),
+                fmt(speed and speed.server_gen_ts, 2), fmt(speed and speed.draft_acceptance, 3)])
+    from .report import html_table
+
+    return html_table("settings", list(head), rows)
 
 
 def write_report(sweep: SweepRun, out_dir: Path | None = None) -> Path:
@@ -638,5 +623,5 @@ def write_report(sweep: SweepRun, out_dir: Path | None = None) -> Path:
 
 
 __all__ = ["AXES", "Comparison", "Setting", "SweepSpec", "SweepRun", "SettingResult", "analyse",
-           "compare_evals", "free_port", "load_sweep", "model_ref", "parse_vary", "resolve_run",
+           "compare_evals", "load_sweep", "model_ref", "parse_vary", "resolve_run",
            "run_sweep", "write_report"]

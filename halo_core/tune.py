@@ -7,7 +7,6 @@ validates, applies through the journal (journal.py), measures, and rolls back.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import os
 from pathlib import Path
@@ -22,9 +21,9 @@ from .hostfacts import is_live, read_facts
 from .interfaces import Tuner
 from .journal import KERNEL_VALUES, OPEN, Journal, locked
 from .plugins import PluginHost, get_host
-from .serve import ServerSpec, serve
-from .store import to_json
-from .sweep import Comparison, compare_evals, free_port
+from .serve import ServerSpec, free_port, serve
+from .store import to_dict
+from .sweep import Comparison, compare_evals
 from .records import (
     AuditReport,
     BenchSpec,
@@ -321,7 +320,7 @@ def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Stat
                 after = _measure(measure, step.tuner, host, status)
                 journal.event("measure", step=step.tuner, phase="after", **after)
                 verdict, quality = _verdict(step.tuner, baseline, after, measure)
-                journal.event("verdict", **attrs.asdict(verdict), quality=json.loads(to_json(quality)))
+                journal.event("verdict", **attrs.asdict(verdict), quality=to_dict(quality))
                 if verdict.worse:
                     status(f"rolling back {step.tuner}: {verdict.detail}")
                     _undo_or_raise(journal, journal.step_changes(step.tuner))
@@ -374,7 +373,7 @@ def resume(root: Path = Path("/"), *, on_status: Status | None = None,
         step = "+".join(pending)
         journal.event("measure", step=step, phase="after-reboot", **after)
         verdict, quality = _verdict(step, before, after, spec)
-        journal.event("verdict", **attrs.asdict(verdict), quality=json.loads(to_json(quality)))
+        journal.event("verdict", **attrs.asdict(verdict), quality=to_dict(quality))
         if verdict.worse:
             status(f"rolling back {step}: {verdict.detail}")
             _undo_or_raise(journal, [i for name in pending for i in journal.step_changes(name)])

@@ -15,10 +15,6 @@ from .common import emit_json, err_console, print_table, sigterm_as_interrupt
 from .eval import _progress
 
 
-def _f(value, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _table(sweep: lib.SweepRun) -> Table:
     table = Table("setting", "suite", "score [95%]", "n", "Δ [95%]", "p", "verdict", "pp t/s",
                   "tg t/s", "server tg t/s", "draft acc.", title=f"halo sweep (α = {sweep.alpha:g})")
@@ -42,12 +38,12 @@ def _table(sweep: lib.SweepRun) -> Table:
             o, c = score.outcome, quality.get(score.suite)
             table.add_row(
                 escape(result.setting.name), score.suite,
-                f"{_f(o.mean)} [{_f(o.low)}, {_f(o.high)}]",
+                f"{lib.fmt(o.mean)} [{lib.fmt(o.low)}, {lib.fmt(o.high)}]",
                 f"{o.n}" + (f" (+{score.failed} failed)" if score.failed else ""),
-                f"{c.paired.delta:+.3f} [{_f(c.paired.low)}, {_f(c.paired.high)}]" if c and c.paired.delta is not None else "-",
-                _f(c.paired.p_value, 4) if c else "-", c.paired.verdict if c else "baseline" if result is sweep.results[0] else "-",
+                f"{c.paired.delta:+.3f} [{lib.fmt(c.paired.low)}, {lib.fmt(c.paired.high)}]" if c and c.paired.delta is not None else "-",
+                lib.fmt(c.paired.p_value, 4) if c else "-", c.paired.verdict if c else "baseline" if result is sweep.results[0] else "-",
                 ts(speed.pp if speed else None), ts(speed.tg if speed else None),
-                _f(speed.server_gen_ts if speed else None, 2), _f(speed.draft_acceptance if speed else None))
+                lib.fmt(speed.server_gen_ts if speed else None, 2), lib.fmt(speed.draft_acceptance if speed else None))
     return table
 
 
@@ -60,7 +56,7 @@ def verdict_lines(sweep: lib.SweepRun) -> list[str]:
         for c in result.quality:
             t = c.paired
             line = (f"{result.setting.name} vs {c.baseline} · {c.suite}: {t.verdict} "
-                    f"(Δ {t.delta:+.3f} [{_f(t.low)}, {_f(t.high)}], {t.test} p={_f(t.p_value, 4)}, "
+                    f"(Δ {t.delta:+.3f} [{lib.fmt(t.low)}, {lib.fmt(t.high)}], {t.test} p={lib.fmt(t.p_value, 4)}, "
                     f"{t.n} pairs: {t.worse} worse, {t.better} better"
                     + (f", {c.left_out} failed samples left out" if c.left_out else "") + ")")
             if t.verdict == "no difference" and t.needed:
