@@ -8,13 +8,14 @@ stays cheap. Plugins import from `halo_core.plugin_api` instead.
 
 from __future__ import annotations
 
-from importlib import import_module, metadata
+from importlib import metadata
 
 try:
     __version__ = metadata.version("halo-llm")
 except metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
+from ._lazy import lazy_attributes
 from .errors import HaloError, ModelError, PluginError, ToolFailed, TuneError, Unavailable, UnknownName
 from .hookspecs import hookimpl
 from .interfaces import Backend, EvalSuite, ModelSource, Tuner
@@ -114,17 +115,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'halo_core' has no attribute '{name}'")
-    module, attr = _LAZY[name]
-    value = getattr(import_module(f".{module}", __name__), attr)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -48,7 +48,7 @@ def list_bench_runs() -> list[Path]:
 
 
 def resolve_bench_run(ref: str | Path) -> Path:
-    """A bench run folder from its name, a unique prefix, "latest" or a path."""
+    """A bench run folder from a path, its name or a tag (the tag's latest run)."""
     return runs.resolve_run(KIND, ref)
 
 
@@ -146,9 +146,12 @@ class Group:
                             tg=self.tg if any(t[2] for t in missing) else 0,
                             depths=tuple(sorted({t[3] for t in missing})) if self.depths else ())
 
+    @property
+    def kv(self) -> str:
+        return self.type_k if self.type_k == self.type_v else f"{self.type_k}/{self.type_v}"
+
     def describe(self) -> str:
-        kv = self.type_k if self.type_k == self.type_v else f"{self.type_k}/{self.type_v}"
-        extra = f" kv {kv}" if kv != "f16" else ""
+        extra = f" kv {self.kv}" if self.kv != "f16" else ""
         extra += f" b{self.batch}" if self.batch else ""
         extra += f" ub{self.ubatch}" if self.ubatch and self.kind == BenchGroup.STD else ""
         tests = ", ".join(name for name, *_ in self.tests())
@@ -394,9 +397,8 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
 def _fail(recorder: _Recorder, group: Group, cells: list[str], error: str, tail: str,
           on_failure) -> None:
     names = {group.cell(name): name for name, *_ in group.tests()}
-    kv = group.type_k if group.type_k == group.type_v else f"{group.type_k}/{group.type_v}"
     for cell in cells:
-        failure = FailedCell(cell, group.model.name, group.backend.name, names.get(cell, cell), kv,
+        failure = FailedCell(cell, group.model.name, group.backend.name, names.get(cell, cell), group.kv,
                              error, tail)
         recorder.failure(failure)
         if on_failure:

@@ -19,11 +19,6 @@ import attrs
 
 from .errors import HaloError
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
 CONFIG_ENV = "HALO_CONFIG"
 BUILT_IN = {"backend": "native", "model": "smoke"}
 ENV = {"backend": "HALO_BACKEND", "model": "HALO_MODEL"}
@@ -55,6 +50,10 @@ def _read(path: Path) -> dict[str, str]:
         if os.environ.get(CONFIG_ENV):
             raise HaloError(f"{CONFIG_ENV}={path}: no such file")
         return {}
+    try:  # (imported here: every `import halo_core` reads defaults' module, few read a file)
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:

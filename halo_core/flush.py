@@ -70,6 +70,8 @@ def flush(root: Path = Path("/"), *, release: bool = True,
         (stopped if stop_process(info) else stale).append(str(info))
         Path(info.pid_file).unlink(missing_ok=True)
         backends += [n for n in info.backend.split(",") if n and n not in backends]
-    host = host or get_host()
-    released = [line for line in (_release(n, host) for n in backends) if line] if release else []
+    released = []
+    if release:
+        host = host or get_host()
+        released = [line for line in (_release(n, host) for n in backends) if line]
     return FlushReport(stopped, stale, released, drop_caches(root), gpu_memory_used(root))

@@ -37,11 +37,11 @@ import attrs
 from .errors import HaloError, ToolFailed, Unavailable
 from .llamacpp import Flags, probe_flags, rpc_args
 from .plugins import PluginHost, get_host
-from .records import RpcDevice, RpcWorker, ToolCommand
+from .records import ProcessKind, RpcDevice, RpcWorker, ServerInfo, ToolCommand
 from .runner import run_capture, tail_of
-from .records import ProcessKind, ServerInfo
 from .runs import now, pid_dir, write_pid_file
-from .serve import Server, _health_host, is_loopback, servers, spawn, start_ticks, stop_servers
+from .serve import (Server, check_port_free, connect_host, is_loopback, servers, spawn, start_ticks,
+                    stop_servers)
 
 WORKER_TOOLS = ("ggml-rpc-server", "rpc-server")  # the new name first
 DEFAULT_PORT = 50052
@@ -354,10 +354,7 @@ def start_worker(spec: WorkerSpec, *, detach: bool = False, host: PluginHost | N
     Raises UnsafeWorkerBind for a non-loopback host without `insecure`, ToolFailed (with the
     log tail) when the worker dies or does not answer within spec.ready_timeout."""
     check_worker_bind(spec.host, spec.port, spec.insecure)
-    for info, alive in workers():
-        if alive and info.port == spec.port:
-            raise HaloError(f"an RPC worker halo started (pid {info.pid}) already uses port {spec.port}: "
-                            f"halo rpc stop --port {spec.port}")
+    check_port_free(spec.port)
     backend = (host or get_host()).backend(spec.backend)
     availability = backend.availability()
     if not availability.available:
@@ -375,7 +372,7 @@ def start_worker(spec: WorkerSpec, *, detach: bool = False, host: PluginHost | N
     write_pid_file(info)
     worker = Server(info, proc)
     try:
-        _wait_ready(worker, f"{_health_host(spec.host)}:{spec.port}", spec.ready_timeout, tool)
+        _wait_ready(worker, f"{connect_host(spec.host)}:{spec.port}", spec.ready_timeout, tool)
     except BaseException:
         worker.stop()
         raise

@@ -194,7 +194,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _health_host(host: str) -> str:
+def connect_host(host: str) -> str:
+    """The address to reach a server listening on `host` from this machine (a wildcard bind
+    answers on loopback)."""
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"
     if host == "::":
@@ -254,11 +256,14 @@ def spawn(argv: list[str], env, log_path: Path, detach: bool) -> subprocess.Pope
             raise ToolFailed(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
 
 
-def _existing(port: int) -> ServerInfo | None:
+def check_port_free(port: int) -> None:
+    """HaloError when a server or RPC worker halo started already listens on `port`."""
     for info in read_pid_files():
         if isinstance(info, ServerInfo) and info.port == port and is_running(info):
-            return info
-    return None
+            what, command = (("an RPC worker", "halo rpc stop") if info.kind == ProcessKind.RPC
+                             else ("a server", "halo serve stop"))
+            raise HaloError(f"{what} halo started (pid {info.pid}) already uses port {port}: "
+                            f"{command} --port {port}")
 
 
 def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = None,
@@ -273,10 +278,7 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
     check_bind(spec.host, spec.api_key, spec.insecure)
     if spec.cache_type not in KV_TYPES:
         raise HaloError(f"unknown KV cache type '{spec.cache_type}' (known: {', '.join(KV_TYPES)})")
-    running = _existing(spec.port)
-    if running is not None:
-        raise HaloError(f"a server halo started (pid {running.pid}) already uses port {spec.port}: "
-                        f"halo serve stop --port {spec.port}")
+    check_port_free(spec.port)
     host = host or get_host()
     [backend] = host.configured_backends([spec.backend], backend_options)
     availability = backend.availability()
@@ -323,7 +325,7 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
 
 
 def _wait_ready(server: Server, spec: ServerSpec, status) -> None:
-    url = _url(_health_host(spec.host), spec.port) + "/health"
+    url = _url(connect_host(spec.host), spec.port) + "/health"
     deadline = time.monotonic() + spec.ready_timeout
     status(f"waiting for {url}")
     with httpx.Client(timeout=2.0, trust_env=False) as client:

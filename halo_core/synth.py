@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -521,8 +522,11 @@ def _default_name(full: str) -> str:
     return SPLIT.sub("", last).removesuffix(".gguf")
 
 
+DEFAULT_QUANT = "Q4_K_M"
+
+
 def synth_model(ref: str | None = None, *, arch: str | None = None, shape: str | Shape | None = None,
-                quant: str = "Q4_K_M", vocab_from: str | None = None, name: str | None = None,
+                quant: str = DEFAULT_QUANT, vocab_from: str | None = None, name: str | None = None,
                 seed: int = 0, force: bool = False,
                 progress: Progress | None = None) -> SynthResult:
     """Write $HALO_HOME/models/synth/NAME.gguf: the tensor shapes and types of the model `ref`
@@ -551,9 +555,7 @@ def synth_model(ref: str | None = None, *, arch: str | None = None, shape: str |
     name = synth_name(name or safe_name(default))
     path = synth_dir() / f"{name}.gguf"
     infos = list(writer.tensors[0].values())
-    types: dict[str, int] = {}
-    for ti in infos:
-        types[Q(ti.dtype).name] = types.get(Q(ti.dtype).name, 0) + 1
+    types = Counter(Q(ti.dtype).name for ti in infos)
 
     def result(*more_notes: str) -> SynthResult:
         return SynthResult(name, f"synth:{name}", path, path.stat().st_size, writer.arch, origin,

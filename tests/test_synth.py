@@ -254,3 +254,17 @@ def test_serve_warns_and_eval_refuses_a_synthetic_model(halo, home):
     assert f"serves {made.path}, a synthetic model" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (home / "runs" / "eval").exists()
+
+
+def test_a_stray_file_in_the_synth_folder_does_not_break_the_listing(tmp_path, monkeypatch):
+    """A .gguf halo could not have named (a space in it) is no synthetic model; the others list."""
+    monkeypatch.setenv("HALO_HOME", str(tmp_path))
+    folder = tmp_path / "models" / "synth"
+    folder.mkdir(parents=True)
+    (folder / "my model.gguf").write_bytes(b"")
+    (folder / "tiny.gguf").write_bytes(b"")
+    from halo_file import SynthSource
+
+    source = SynthSource()
+    assert source.aliases() == {"tiny": "synth:tiny"}
+    assert [e.name for e in source.catalog()] == ["tiny"]

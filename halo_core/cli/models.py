@@ -10,7 +10,6 @@ from rich.table import Table
 from ..fit import KV_TYPES, fit_model
 from ..models import fetch_model, list_models, remove_model
 from ..records import FitReport
-from ..rpc import parse_endpoints
 from ..store import human_size
 from .common import emit_json, err_console, print_table, sigterm_as_interrupt
 
@@ -132,8 +131,12 @@ def models_fit(ref, ctx, kv_type, parallel, sysroot, rpc, as_json):
     machine, or of a cluster with --rpc), and how many such machines it needs.
 
     Exit code 0 when it fits, 3 when it does not."""
-    report = fit_model(ref, ctx=ctx, kv_type=kv_type, parallel=parallel, root=Path(sysroot),
-                       rpc=parse_endpoints(rpc or ()))
+    endpoints = ()
+    if rpc:  # (the RPC module, and httpx with it, only when asked for)
+        from ..rpc import parse_endpoints
+
+        endpoints = parse_endpoints(rpc)
+    report = fit_model(ref, ctx=ctx, kv_type=kv_type, parallel=parallel, root=Path(sysroot), rpc=endpoints)
     if as_json:
         emit_json(report)
     else:
@@ -172,7 +175,7 @@ def models_synth(ref, arch, shape, quant, vocab_from, name, seed, force, as_json
     `halo eval` refuses it and speculative-decoding acceptance on it means nothing."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    from ..synth import shape_names, synth_model
+    from ..synth import DEFAULT_QUANT, shape_names, synth_model
 
     if ref is not None and (arch or shape or quant or vocab_from):
         raise click.UsageError("give REF, or --arch and --shape (with --quant, --vocab-from), "
@@ -184,7 +187,7 @@ def models_synth(ref, arch, shape, quant, vocab_from, name, seed, force, as_json
             "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
             TimeRemainingColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task(f"writing {name or ref or f'{arch} {shape}'}", total=None)
-        result = synth_model(ref, arch=arch, shape=shape, quant=quant or "Q4_K_M",
+        result = synth_model(ref, arch=arch, shape=shape, quant=quant or DEFAULT_QUANT,
                              vocab_from=vocab_from, name=name, seed=seed, force=force,
                              progress=lambda done, total: bar.update(task, completed=done,
                                                                      total=total))

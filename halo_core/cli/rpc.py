@@ -11,7 +11,7 @@ from ..errors import HaloError, ToolFailed
 from ..records import RpcWorker
 from ..rpc import (DEFAULT_PORT, NO_AUTH, UnsafeWorkerBind, WorkerSpec, check_worker_bind, limit_advice,
                    parse_endpoints, probe_all, start_worker, stop_workers, workers)
-from ..serve import _health_host
+from ..serve import connect_host
 from ..store import human_size
 from .common import emit_json, err_console, print_table, split_list
 from .serve import echo_stopped, hold
@@ -91,7 +91,7 @@ def status(endpoints, no_bandwidth, timeout, as_json):
     if endpoints:
         targets = parse_endpoints(endpoints)
     else:
-        targets = tuple(f"{_health_host(info.host)}:{info.port}" for info, alive in workers() if alive)
+        targets = tuple(f"{connect_host(info.host)}:{info.port}" for info, alive in workers() if alive)
         if not targets:
             click.echo("no RPC workers started by halo (give HOST:PORT,... to check others)")
             return

@@ -50,8 +50,15 @@ class SynthSource(ModelSource):
         return synth_dir() / f"{synth_name(ref.removeprefix('synth:'))}.gguf"
 
     def _names(self) -> list[str]:
+        """The models in the synth folder (a file halo could not have named is not one)."""
         folder = synth_dir()
-        return sorted(p.stem for p in folder.glob("*.gguf")) if folder.is_dir() else []
+        names = []
+        for path in sorted(folder.glob("*.gguf")) if folder.is_dir() else ():
+            try:
+                names.append(synth_name(path.stem))
+            except ModelError:
+                continue
+        return names
 
     def aliases(self) -> dict[str, str]:
         return {name: f"synth:{name}" for name in self._names()}

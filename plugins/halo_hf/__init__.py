@@ -248,7 +248,9 @@ class HfSource(ModelSource):
         repo, file = parse_ref(ref)
         if _offline():
             raise ModelError(f"{ref} is not downloaded and offline mode is on (HF_HUB_OFFLINE)")
-        meta = self._metadata(_endpoint(), repo, file, "main")
+        key = (_endpoint(), repo, file)  # one metadata request for every range of a file
+        known = self.__dict__.setdefault("_range_metadata", {})
+        meta = known.get(key) or known.setdefault(key, self._metadata(*key, "main"))
         size = meta.size or 0
         end = min(end, size) if size else end
         headers = _headers(meta.location)
