@@ -227,7 +227,7 @@ def _open_run(spec: BenchSpec, resume: str | Path | None, resume_tag: bool) -> t
         path = Path(resume)
     elif resume_tag:
         latest = latest_with_tag(KIND, spec.tag)
-        if latest is not None and load_run(latest).spec == spec:
+        if latest is not None and from_dict(BenchSpec, RunState.load(latest, KIND).data["spec"]) == spec:
             path = latest
     if path is None:
         run = BenchRun(path=new_run_dir(KIND, spec.tag), spec=spec)
