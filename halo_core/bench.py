@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 
 import attrs
 
-from .errors import HaloError, Unavailable
+from .errors import HaloError
 from .hostfacts import system_state
 from .hw import configured_bandwidth, roofline_pct
 from .interfaces import Backend
@@ -211,15 +211,6 @@ class _Recorder:
         self.state.finish(status, error)
 
 
-def _check_backends(names, host: PluginHost, options: Mapping[str, str] | None) -> list[Backend]:
-    backends = host.configured_backends(names, options)
-    for backend in backends:
-        availability = backend.availability()
-        if not availability.available:
-            raise Unavailable(f"backend '{backend.name}' is unavailable: {availability.reason}")
-    return backends
-
-
 def _open_run(spec: BenchSpec, resume: str | Path | None, resume_tag: bool) -> tuple[BenchRun, RunState]:
     """A new run directory, or the one to resume with what it already holds."""
     path = None
@@ -261,7 +252,7 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
         spec = load_run(Path(resume)).spec
     if spec is None:
         raise HaloError("nothing to run: give a BenchSpec or a run to resume")
-    backends = _check_backends(spec.backends, host, backend_options)
+    backends = host.available_backends(spec.backends, backend_options)
     workers = []
     if spec.rpc:
         status(f"checking RPC workers {','.join(spec.rpc)}")

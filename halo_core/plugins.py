@@ -12,7 +12,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import HaloError, PluginError, UnknownName
+from .errors import HaloError, PluginError, Unavailable, UnknownName
 from .interfaces import INTERFACES
 from .records import PluginInfo
 
@@ -192,6 +192,15 @@ class PluginHost:
             mine = {k: v for k, v in options.items() if k in backend.option_help}
             configured.append(backend.configure(mine) if mine else backend)
         return configured
+
+    def available_backends(self, names: Iterable[str], options: Mapping[str, str] | None = None) -> list:
+        """configured_backends, each checked to be available (else Unavailable, one line)."""
+        backends = self.configured_backends(names, options)
+        for backend in backends:
+            availability = backend.availability()
+            if not availability.available:
+                raise Unavailable(f"backend '{backend.name}' is unavailable: {availability.reason}")
+        return backends
 
     def add_commands(self, cli) -> None:
         """Let each plugin add its commands to the click group `cli`; a failing one is skipped."""

@@ -31,9 +31,11 @@ import statistics
 import struct
 import time
 from pathlib import Path
+from typing import Mapping
 
 import attrs
 
+from .config import defaults
 from .errors import HaloError, ToolFailed, Unavailable
 from .llamacpp import Flags, probe_flags, rpc_args
 from .plugins import PluginHost, get_host
@@ -292,7 +294,7 @@ class WorkerSpec:
     mem: int | None = None  # MiB to expose (only older rpc-server builds have -m/--mem)
     threads: int | None = None
     cache: bool = False  # the worker's local tensor cache (-c)
-    backend: str = "native"
+    backend: str = attrs.field(factory=lambda: defaults().backend)
     insecure: bool = False
     extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     ready_timeout: float = 60.0
@@ -348,17 +350,16 @@ def stop_workers(port: int | None = None) -> list[ServerInfo]:
     return stop_servers(port, kind=ProcessKind.RPC)
 
 
-def start_worker(spec: WorkerSpec, *, detach: bool = False, host: PluginHost | None = None) -> Server:
+def start_worker(spec: WorkerSpec, *, detach: bool = False, host: PluginHost | None = None,
+                 backend_options: Mapping[str, str] | None = None) -> Server:
     """Start an RPC worker, wait until it answers HELLO, and return it (pid file written).
+    `backend_options` configure the backend (`Backend.configure`).
 
     Raises UnsafeWorkerBind for a non-loopback host without `insecure`, ToolFailed (with the
     log tail) when the worker dies or does not answer within spec.ready_timeout."""
     check_worker_bind(spec.host, spec.port, spec.insecure)
     check_port_free(spec.port)
-    backend = (host or get_host()).backend(spec.backend)
-    availability = backend.availability()
-    if not availability.available:
-        raise HaloError(f"backend '{backend.name}' is unavailable: {availability.reason}")
+    [backend] = (host or get_host()).available_backends([spec.backend], backend_options)
     cmd, tool, flags = worker_tool(backend)
     argv = worker_argv(cmd, tool, flags, spec)
     log_path = pid_dir() / f"rpc-{spec.port}.log"

@@ -280,10 +280,7 @@ def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = N
         raise HaloError(f"unknown KV cache type '{spec.cache_type}' (known: {', '.join(KV_TYPES)})")
     check_port_free(spec.port)
     host = host or get_host()
-    [backend] = host.configured_backends([spec.backend], backend_options)
-    availability = backend.availability()
-    if not availability.available:
-        raise HaloError(f"backend '{backend.name}' is unavailable: {availability.reason}")
+    [backend] = host.available_backends([spec.backend], backend_options)
     status(f"resolving model {spec.model}")
     model = fetch_model(spec.model, host=host)
     if model.synthetic:

@@ -185,6 +185,14 @@ def test_bind_rules_and_bad_input(halo, rpc_build, home):
     done = halo("rpc", "serve", "--port", str(free_port()), "--mem", "512")
     assert done.returncode == 1
     assert "has no --mem: newer llama.cpp builds expose each device's own memory" in done.stderr
+    # backend options reach the worker's backend, as they reach halo serve's
+    done = halo("rpc", "serve", "--port", str(free_port()), "--llama-cpp-dir", "/nonexistent")
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: backend 'native' is unavailable: llama-bench not found in "
+                                  "llama_cpp_dir=/nonexistent"), done.stderr
+    done = halo("rpc", "serve", "--port", str(free_port()), "--backend-opt", "nope=1")
+    assert done.returncode == 1 and done.stderr.startswith("Error: no selected backend takes the option 'nope'")
+    assert rpc.workers() == []
 
 
 def test_a_real_split_bench_over_two_workers(halo, smoke_model, two_workers):

@@ -13,7 +13,7 @@ from ..rpc import (DEFAULT_PORT, NO_AUTH, UnsafeWorkerBind, WorkerSpec, check_wo
                    parse_endpoints, probe_all, start_worker, stop_workers, workers)
 from ..serve import connect_host
 from ..store import human_size
-from .common import emit_json, err_console, print_table, split_list
+from .common import backend_flags, backend_options, emit_json, err_console, print_table, split_list
 from .serve import echo_stopped, hold
 
 
@@ -36,14 +36,16 @@ def rpc():
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU device threads.")
 @click.option("--cache", is_flag=True, help="Keep received tensors in the worker's local cache "
                                              "(faster reloads of the same model).")
-@click.option("--backend", default="native", show_default=True, help="Backend to run the worker on.")
+@click.option("--backend", default=None, help="Backend to run the worker on [default: the configured default].")
+@backend_flags
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --host (RPC has no authentication).")
 @click.option("--timeout", type=float, default=60, show_default=True,
               help="Seconds to wait for the worker to answer.")
 @click.option("--detach", is_flag=True, help="Leave the worker running in the background (pid file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the worker record as JSON once ready.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
-def serve_cmd(host, port, devices, mem, threads, cache, backend, insecure, timeout, detach, as_json, extra):
+def serve_cmd(host, port, devices, mem, threads, cache, backend, backend_opts, llama_cpp_dir, insecure, timeout,
+              detach, as_json, extra):
     """Start an RPC worker (ggml-rpc-server / rpc-server) and wait until it answers.
 
     Anything after `--` goes to the worker as it is."""
@@ -54,10 +56,10 @@ def serve_cmd(host, port, devices, mem, threads, cache, backend, insecure, timeo
     if insecure:
         err_console.print(f"[yellow]warning[/yellow]: {NO_AUTH}; {limit_advice(port)}", highlight=False)
     spec = WorkerSpec(host=host, port=port, devices=split_list(devices), mem=mem, threads=threads,
-                      cache=cache, backend=backend, insecure=insecure, extra=extra,
-                      ready_timeout=timeout)
+                      cache=cache, insecure=insecure, extra=extra, ready_timeout=timeout,
+                      **({"backend": backend} if backend else {}))
     try:
-        worker = start_worker(spec, detach=detach)
+        worker = start_worker(spec, detach=detach, backend_options=backend_options(backend_opts, llama_cpp_dir))
     except ToolFailed as exc:
         if exc.log_tail:
             click.echo(f"worker log (last lines):\n{exc.log_tail}", err=True)
