@@ -516,7 +516,7 @@ def analyse(path: Path) -> SweepRun:
                 scores.append(SuiteScore(suite, str(entry.status) if entry else "missing",
                                          dict(entry.scores) if entry else {},
                                          interval(ran), len(samples) - len(ran)))
-            speed = _speed(run, suites)
+            speed = base_speed if index == 0 and base_speed is not None else _speed(run, suites)
             if index and base.status == "done" and run.status == "done":
                 quality = _compare(base, run, alpha)
         if index and speed and base_speed:
