@@ -32,6 +32,7 @@ import attrs
 
 from . import __version__
 from .compare import speed_change
+from .config import defaults
 from .errors import HaloError
 from .evals import EvalSpec, load_run as load_eval_run, load_samples, resolve_suites, run_eval
 from .fit import KV_TYPES
@@ -113,7 +114,7 @@ class SweepSpec:
     step: int = 10  # until_decided: samples of the first round, doubled each round
     max_tokens: int | None = None
     timeout: float = 300.0  # seconds per eval request
-    backend: str = "native"
+    backend: str = attrs.field(factory=lambda: defaults().backend)
     ctx: int = 131072
     parallel: int = 1
     cache_type: str = "q4_0"

@@ -279,3 +279,12 @@ def test_draft_acceptance_comes_from_the_servers_timings(smoke_model, llama_bin_
     prompt_ts, gen_ts, acceptance = _server_timings(str(tmp_path), ["copy"])
     assert acceptance == round(t["draft_n_accepted"] / t["draft_n"], 4)
     assert gen_ts == round(1000 * t["predicted_n"] / t["predicted_ms"], 2) and prompt_ts > 0
+
+
+def test_the_backend_defaults_to_the_configured_one(monkeypatch):
+    """As for bench, serve and RPC workers: $HALO_BACKEND (or the config file), not "native"."""
+    from halo_core.sweep import SweepSpec
+
+    monkeypatch.setenv("HALO_BACKEND", "vulkan-radv")
+    assert SweepSpec(model="smoke").backend == "vulkan-radv"
+    assert SweepSpec(model="smoke", backend="native").backend == "native"

@@ -83,7 +83,7 @@ def verdict_lines(sweep: lib.SweepRun) -> list[str]:
               help="Cap on generated tokens per request (default: each suite's own).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
               help="Seconds per eval request.")
-@click.option("--backend", default="native", show_default=True, help="Backend for every setting.")
+@click.option("--backend", default=None, help="Backend for every setting [default: the configured default].")
 @click.option("-c", "--ctx", type=click.IntRange(min=256), default=131072, show_default=True)
 @click.option("-np", "--parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server slots (and concurrent eval requests).")
@@ -118,9 +118,10 @@ def sweep(model, vary, suite, limit, until_decided, step, max_tokens, timeout, b
             raise click.UsageError(str(exc)) from None
         spec = lib.SweepSpec(model=model, vary=axes, suite=suite, limit=limit,
                              until_decided=until_decided, step=step, max_tokens=max_tokens,
-                             timeout=timeout, backend=backend, ctx=ctx, parallel=parallel,
+                             timeout=timeout, ctx=ctx, parallel=parallel,
                              cache_type=cache_type, ngram=ngram, no_think=no_think, threads=threads,
-                             seed=seed, pp=pp, tg=tg, reps=reps, tag=tag)
+                             seed=seed, pp=pp, tg=tg, reps=reps, tag=tag,
+                             **({"backend": backend} if backend else {}))
     elif model or vary:
         raise click.UsageError("--resume takes no MODEL or --vary: the sweep's own are used")
     say = lambda msg: err_console.print(msg, highlight=False, markup=False)  # noqa: E731
