@@ -46,7 +46,7 @@ def main() -> None:
                              "token is its own read, as from a real server")
     args = parser.parse_args()
     os.environ["HALO_HOME"] = tempfile.mkdtemp(prefix="halo-ceiling-")
-    from halo_core.servebench import ServeBenchSpec, run_serve_bench
+    from halo_core.servebench.run import ServeBenchSpec, run_serve_bench
 
     print(f"{'streams':>7} {'requests':>8} {'agg t/s':>10} {'CPU us/token':>13} {'t/s per core':>13} "
           f"{'ITL p50 us':>10} {'ITL p99 us':>10} {'errors':>6}")

@@ -71,7 +71,7 @@ def run_halo(args, url: str, home: Path) -> dict:
     if done.returncode != 0:
         sys.exit(f"halo failed: {done.stderr.strip().splitlines()[-1:]}")
     out = json.loads(done.stdout)
-    from halo_core.servebench import load_serve_run
+    from halo_core.servebench.run import load_serve_run
 
     run = load_serve_run(Path(out["path"]))
     latency = json.loads((run.path / "run.json").read_text())["latency_ms"] / 1000
@@ -118,8 +118,9 @@ def main() -> None:
                  "/tmp/benchy-venv/bin/pip install llama-benchy==0.4.0")
 
     import halo_core
-    from halo_core.serve import ServerSpec, free_port, serve
-    from halo_core.servebench import ServeBenchSpec, corpus_text, matrix_server
+    from halo_core.llama.server import ServerSpec, serve
+    from halo_core.llama.process import free_port
+    from halo_core.servebench.run import ServeBenchSpec, corpus_text, matrix_server
 
     model = halo_core.fetch_model(args.model).path
     tmp = Path(tempfile.mkdtemp(prefix="halo-vs-benchy-"))

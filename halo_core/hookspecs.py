@@ -1,6 +1,7 @@
 """pluggy hook specifications for the project "halo"; one registration hook per interface.
 
-Every hook is also given `host`, the PluginHost it runs in: a plugin that needs another
+Every hook is also given `host`, the `halo_core.plugins.PluginHost` it runs in (not imported
+here: the host imports these specs): a plugin that needs another
 plugin's objects keeps the host and looks them up later (not while registering). pluggy
 passes an implementation only the arguments it names, so `register_backends(register)` and
 `register_backends(register, host)` are both valid.
@@ -8,37 +9,34 @@ passes an implementation only the arguments it names, so `register_backends(regi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import pluggy
-
-if TYPE_CHECKING:
-    from .plugins import PluginHost
 
 hookspec = pluggy.HookspecMarker("halo")
 hookimpl = pluggy.HookimplMarker("halo")
 
 
 @hookspec
-def register_backends(register: Callable, host: "PluginHost") -> None:
+def register_backends(register: Callable, host) -> None:
     """Call register(backend) for each Backend instance this plugin provides."""
 
 
 @hookspec
-def register_model_sources(register: Callable, host: "PluginHost") -> None:
+def register_model_sources(register: Callable, host) -> None:
     """Call register(source) for each ModelSource instance this plugin provides."""
 
 
 @hookspec
-def register_tuners(register: Callable, host: "PluginHost") -> None:
+def register_tuners(register: Callable, host) -> None:
     """Call register(tuner) for each Tuner instance this plugin provides."""
 
 
 @hookspec
-def register_eval_suites(register: Callable, host: "PluginHost") -> None:
+def register_eval_suites(register: Callable, host) -> None:
     """Call register(suite) for each EvalSuite instance this plugin provides."""
 
 
 @hookspec
-def register_commands(cli, host: "PluginHost") -> None:
+def register_commands(cli, host) -> None:
     """Add click commands or groups to the `halo` CLI group `cli`."""

@@ -153,7 +153,7 @@ class LocalModel:
 
 @attrs.frozen
 class CatalogEntry:
-    """One named model a ModelSource offers (a line of configs/models.conf for `hf`)."""
+    """One named model a ModelSource offers (a line of plugins/halo_hf/models.conf for `hf`)."""
 
     name: str
     ref: str

@@ -5,8 +5,7 @@ go through here.
   $HALO_HOME/runs/<kind>/<tag>-<UTC stamp>/   one `halo bench` (kind "bench") or `halo eval`
                                               (kind "eval") run; what else it holds: bench.py,
                                               evals.py
-  $HALO_HOME/journal/<UTC stamp>/             one tuning transaction (journal.py)
-  $HALO_HOME/run/*.json                       a pid file per server or bench halo started
+  $HALO_HOME/journal/<UTC stamp>/             one tuning transaction (tune/journal.py)
 
 Every run directory has a run.json (RunState): the spec, the status (a RunStatus), the error,
 started_at / finished_at / resumed_at, and what its kind adds. A run is found by its path,
@@ -24,8 +23,8 @@ from typing import Any
 import attrs
 
 from .errors import HaloError
-from .records import ProcessInfo, ProcessKind, RunStatus, ServerInfo
-from .store import from_dict, halo_home, safe_name, to_dict, write_json
+from .records import RunStatus
+from .store import halo_home, safe_name, to_dict, write_json
 
 RUN_NAME = re.compile(r"^(?P<tag>.+)-(?P<stamp>\d{8}T\d{6}Z)(?:\.\d+)?$")
 
@@ -161,28 +160,3 @@ class RunState:
     def finish(self, status: RunStatus | str, error: str = "") -> None:
         self.data.update(status=RunStatus(status).value, error=error, finished_at=now())
         self.save()
-
-
-# -- pid files -------------------------------------------------------------------------------
-
-def pid_dir() -> Path:
-    return halo_home() / "run"
-
-
-def write_pid_file(info: ProcessInfo) -> None:
-    write_json(Path(info.pid_file), info)
-
-
-def read_pid_files() -> list[ProcessInfo]:
-    """Every pid file in $HALO_HOME/run/ (servers and RPC workers as ServerInfo), oldest first;
-    unreadable ones are skipped."""
-    infos = []
-    for path in sorted(pid_dir().glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-            kind = data.get("kind", ProcessKind.SERVER)
-            cls = ServerInfo if kind in (ProcessKind.SERVER, ProcessKind.RPC) else ProcessInfo
-            infos.append(from_dict(cls, data))
-        except (OSError, ValueError, TypeError, AttributeError):
-            continue
-    return sorted(infos, key=lambda i: i.started)

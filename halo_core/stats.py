@@ -13,12 +13,14 @@ The interval of a difference is a paired bootstrap either way.
 from __future__ import annotations
 
 import math
+from statistics import mean, variance
 
 import attrs
 
 from .errors import HaloError
 
 ALPHA = 0.05
+MIN_CHANGE_PCT = 1.0  # a speed change smaller than this is within noise whatever its p-value
 RESAMPLES = 9999
 SEED = 0  # bootstrap and permutation draws are fixed: the same samples give the same numbers
 
@@ -151,3 +153,66 @@ def pairs_needed_scores(delta: float, sd: float, alpha: float = ALPHA, power: fl
     _np, stats = _scipy()
     za, zb = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
     return math.ceil(((za + zb) * sd / delta) ** 2)
+
+
+# -- speed: before/after on repeated measurements ---------------------------------------------
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (Lentz's method)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-12:
+            break
+    return h
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log(1 - x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1 - x) / b
+
+
+def welch_p(before: list[float], after: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test, or None with fewer than two samples a side."""
+    if len(before) < 2 or len(after) < 2:
+        return None
+    va, vb = variance(before) / len(before), variance(after) / len(after)
+    diff = mean(after) - mean(before)
+    if va + vb == 0:
+        return 0.0 if diff else 1.0
+    t = diff / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(before) - 1) + vb ** 2 / (len(after) - 1))
+    return _incomplete_beta(df / 2, 0.5, df / (df + t * t))
+
+
+def verdict(change_pct: float | None, p: float | None, higher_is_better: bool = True) -> str:
+    """faster | slower (p < ALPHA and the change exceeds MIN_CHANGE_PCT) | within noise |
+    untested (no p-value)."""
+    if p is None:
+        return "untested"
+    if p < ALPHA and change_pct is not None and abs(change_pct) > MIN_CHANGE_PCT:
+        return "faster" if (change_pct > 0) == higher_is_better else "slower"
+    return "within noise"

@@ -110,7 +110,7 @@ class StubServer:
     """The stub in a child process on a free loopback port: `with StubServer() as url: ...`."""
 
     def __init__(self, token_delay: float = 0.0, reasoning: int = 0):
-        from halo_core.serve import free_port
+        from halo_core.llama.process import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

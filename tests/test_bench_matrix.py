@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from halo_core.compare import welch_p
-from halo_core.gpu import nvidia_gpus
-from halo_core.metrics import MetricsSampler, sensors
+from halo_core.stats import welch_p
+from halo_core.machine.gpu import nvidia_gpus
+from halo_core.machine.metrics import MetricsSampler, sensors
 from halo_core.runs import read_jsonl
 
 from conftest import wait_until

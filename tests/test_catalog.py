@@ -1,4 +1,4 @@
-"""The catalog (configs/models.conf), its parser, alias precedence across sources, and model
+"""The catalog (plugins/halo_hf/models.conf), its parser, alias precedence across sources, and model
 names resolving to the same source everywhere (bench, serve and eval all go through
 find_source/fetch_model)."""
 
@@ -12,11 +12,11 @@ import pytest
 
 import halo_core
 from halo_core.errors import ModelError
-from halo_core.models import find_source
+from halo_core.models.resolve import find_source
 from halo_hf import parse_ref
 from halo_hf.catalog import parse_catalog
 
-CONF = Path(__file__).resolve().parents[1] / "configs/models.conf"
+CONF = Path(__file__).resolve().parents[1] / "plugins/halo_hf/models.conf"
 
 
 def test_the_builtin_catalog_carries_the_whole_seed_catalog():

@@ -9,7 +9,7 @@ import pytest
 from halo_core import BenchSpec, MeasureSpec
 from halo_core.config import Defaults, defaults
 from halo_core.errors import HaloError
-from halo_core.serve import ServerSpec
+from halo_core.llama.server import ServerSpec
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from halo_core import Availability, EvalResult, EvalSample, EvalSuite, hookimpl
-from halo_core.endpoints import detect
-from halo_core.evals import presets, resolve_suites
+from halo_core.llama.endpoints import detect
+from halo_core.evals.run import presets, resolve_suites
 from halo_core.plugins import PluginHost
 from halo_core.records import SuiteScore
 
@@ -483,7 +483,7 @@ class _AnswersPlugin:
 def test_a_third_party_suite_never_sees_a_request_that_did_not_run(server):
     """The runner owns failed samples: the suite scores the replies that came back, the one
     that never ran is a failed sample beside the score, not a wrong answer in it."""
-    from halo_core.evals import EvalSpec, run_eval
+    from halo_core.evals.run import EvalSpec, run_eval
 
     host = PluginHost()
     host.register(_AnswersPlugin(), "answers")
@@ -567,7 +567,7 @@ class _Plugins:
 
 def test_a_suite_without_its_framework_is_skipped_with_the_install_hint(server):
     from halo_core.errors import Unavailable
-    from halo_core.evals import EvalSpec, run_eval
+    from halo_core.evals.run import EvalSpec, run_eval
 
     host = PluginHost()
     host.register(_Plugins(), "third")
@@ -584,7 +584,7 @@ def test_a_suite_without_its_framework_is_skipped_with_the_install_hint(server):
 
 
 def test_eval_suites_lists_availability_presets_and_data(halo):
-    from halo_core.evals import describe_suites
+    from halo_core.evals.run import describe_suites
 
     rows = {r["name"]: r for r in json.loads(halo("eval", "suites", "--json").stdout)}
     assert set(rows) == {"humaneval+", "mbpp+", "ifeval", "bfcl", "bigcodebench"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from halo_core.evalkit import read_records, score_in_child, write_records
+from halo_core.evals.kit import read_records, score_in_child, write_records
 
 DATA = Path(__file__).parent / "data"
 pytestmark = pytest.mark.slow

@@ -10,9 +10,11 @@ import pytest
 
 import halo_core
 from halo_core.errors import ModelError
-from halo_core.fit import attention_layout, kv_cache_bytes, parse_kv_type, recurrent_bytes, row_bytes
-from halo_core.gguf import SkippedArray, read_header
-from halo_core.gpu import addressable_memory, read_gpus
+from halo_core.llama.fit import (
+    attention_layout, kv_cache_bytes, parse_kv_type, recurrent_bytes, row_bytes,
+)
+from halo_core.models.header import SkippedArray, read_header
+from halo_core.machine.gpu import addressable_memory, read_gpus
 from hub import write_gguf
 
 MiB, GiB = 1 << 20, 1 << 30

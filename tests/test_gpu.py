@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from halo_core import gpu
-from halo_core.flush import gpu_memory_used
-from halo_core.gpu import AMD, NVIDIA, addressable_memory, read_gpus, sensors, theoretical_bandwidth
+from halo_core.machine import gpu
+from halo_core.llama.flush import gpu_memory_used
+from halo_core.machine.gpu import (
+    AMD, NVIDIA, addressable_memory, read_gpus, sensors, theoretical_bandwidth,
+)
 from halo_core.records import GpuFacts
 
 from sysroot import GIB, amdgpu, strix_halo, write

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halo_core.hostfacts import (
-    GIB,
-    installed_ram,
-    is_live,
-    kernel_version,
-    parse_ryzenadj_info,
-    read_facts,
-    selected,
+from halo_core.machine.hostfacts import (
+    GIB, installed_ram, is_live, kernel_version, parse_ryzenadj_info, read_facts, selected,
 )
 
 from sysroot import FEDORA_MEM_KB, UBUNTU_MEM_KB

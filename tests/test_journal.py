@@ -9,9 +9,10 @@ import re
 
 import pytest
 
-from halo_core import Change, tune
+from halo_core import Change
+from halo_core.tune import tuning as tune
 from halo_core.errors import ToolFailed, TuneError
-from halo_core.journal import Journal
+from halo_core.tune.journal import Journal
 from halo_core.records import TunePlan, TuneStep
 
 from conftest import write_tool

@@ -8,14 +8,8 @@ import json
 import pytest
 
 from halo_core import BackendDefaults, ToolCommand
-from halo_core.llamacpp import (
-    BenchParams,
-    Flags,
-    ServerParams,
-    bench_argv,
-    parse_bench_line,
-    probe_flags,
-    server_argv,
+from halo_core.llama.flags import (
+    BenchParams, Flags, ServerParams, bench_argv, parse_bench_line, probe_flags, server_argv,
     bench_test_name,
 )
 from halo_core.store import halo_home

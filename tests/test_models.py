@@ -9,7 +9,7 @@ import pytest
 
 import halo_core
 from halo_core.errors import ModelError
-from halo_core.models import find_source
+from halo_core.models.resolve import find_source
 from halo_core.store import halo_home, sha256_file
 
 

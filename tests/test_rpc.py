@@ -17,8 +17,8 @@ import pytest
 
 from conftest import wait_until
 from halo_core import BenchSpec, run_bench
-from halo_core import rpc
-from halo_core.serve import servers, start_ticks, stop_process, stop_servers
+from halo_core.llama import rpc
+from halo_core.llama.process import servers, start_ticks, stop_process, stop_servers
 
 pytestmark = pytest.mark.slow
 

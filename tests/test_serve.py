@@ -19,11 +19,12 @@ import pytest
 from sysroot import strix_halo, write
 from conftest import ctrl_c_works, wait_until, write_tool
 from halo_core import Availability, Backend, PluginHost, ToolCommand, hookimpl
-from halo_core import serve as serve_mod
-from halo_core.flush import flush
+from halo_core.llama import server as serve_mod
+from halo_core.llama.flush import flush
 from halo_core.records import ProcessInfo
-from halo_core.runs import read_pid_files, write_pid_file
-from halo_core.serve import check_bind, load_presets, start_ticks
+from halo_core.llama.process import read_pid_files, write_pid_file
+from halo_core.llama.process import check_bind, start_ticks
+from halo_core.llama.server import load_presets
 from halo_core.store import to_dict, write_json
 
 pytestmark = pytest.mark.slow

@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 
 from conftest import wait_until
-from halo_core.serve import ServerSpec, free_port, serve
-from halo_core.servebench import (RequestRecord, ServeBenchSpec, ServeRun, Stat, bootstrap_p,
-                                  compare_serve_runs, find_serve_run, load_serve_run, plan,
-                                  run_serve_bench, summarize)
+from halo_core.llama.server import ServerSpec, serve
+from halo_core.llama.process import free_port
+from halo_core.servebench.run import (
+    RequestRecord, ServeBenchSpec, ServeRun, Stat, bootstrap_p, compare_serve_runs,
+    find_serve_run, load_serve_run, plan, run_serve_bench, summarize,
+)
 
 pytestmark = pytest.mark.slow
 

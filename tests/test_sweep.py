@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from halo_core.errors import HaloError
-from halo_core.sweep import SweepSpec, model_ref, parse_vary
+from halo_core.sweep.run import SweepSpec, model_ref, parse_vary
 
 from conftest import run_halo, wait_until
 from test_report import chromium
@@ -261,8 +261,8 @@ def test_draft_acceptance_comes_from_the_servers_timings(smoke_model, llama_bin_
     each reply are journalled, and the sweep sums them (llama-bench cannot draft)."""
     from halo_core.chat import ChatClient, ChatRequest
     from halo_core.records import Endpoint
-    from halo_core.serve import ServerSpec, serve
-    from halo_core.sweep import _server_timings, free_port
+    from halo_core.llama.server import ServerSpec, serve
+    from halo_core.sweep.run import _server_timings, free_port
 
     spec = ServerSpec(model=str(smoke_model.path), port=free_port(), ctx=2048, ngram=True,
                       extra=("--spec-ngram-simple-size-n", "2", "--spec-ngram-simple-size-m", "8"))
@@ -283,7 +283,7 @@ def test_draft_acceptance_comes_from_the_servers_timings(smoke_model, llama_bin_
 
 def test_the_backend_defaults_to_the_configured_one(monkeypatch):
     """As for bench, serve and RPC workers: $HALO_BACKEND (or the config file), not "native"."""
-    from halo_core.sweep import SweepSpec
+    from halo_core.sweep.run import SweepSpec
 
     monkeypatch.setenv("HALO_BACKEND", "vulkan-radv")
     assert SweepSpec(model="smoke").backend == "vulkan-radv"

@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 
 import halo_core
-from halo_core import synth
+from halo_core.models import synth
 from halo_core.errors import ModelError
-from halo_core.gguf import SYNTHETIC_KEY, read_header
+from halo_core.models.header import SYNTHETIC_KEY, read_header
 from halo_core.cli.models import SHAPE_HELP
-from halo_core.synth import BLOCK_SCALES, FLOAT_TYPES, get_shape, random_blocks, shape_names, synth_model
+from halo_core.models.synth import (
+    BLOCK_SCALES, FLOAT_TYPES, get_shape, random_blocks, shape_names, synth_model,
+)
 
 from test_eval import free_port
 

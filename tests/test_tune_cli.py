@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from halo_core.journal import Journal
+from halo_core.tune.journal import Journal
 
 import sysroot
 from sysroot import snapshot

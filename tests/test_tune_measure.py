@@ -12,14 +12,17 @@ import sys
 import attrs
 import pytest
 
-from halo_core import Availability, Change, Check, EvalResult, EvalSample, EvalSuite, Tuner, hookimpl, tune
+from halo_core import (
+    Availability, Change, Check, EvalResult, EvalSample, EvalSuite, Tuner, hookimpl,
+)
+from halo_core.tune import tuning as tune
 from halo_core.chat import ChatRequest
 from halo_core.plugins import PluginHost
 from halo_core.errors import TuneError
-from halo_core.journal import Journal
+from halo_core.tune.journal import Journal
 from halo_core.records import MeasureSpec
 from halo_core.stats import paired_test
-from halo_core.sweep import Comparison
+from halo_core.evals.compare import Comparison
 
 import sysroot
 from conftest import with_tuner

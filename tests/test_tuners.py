@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from halo_core import Availability, BenchRun, BenchSpec, Change, Check, Tuner, hookimpl, tune
+from halo_core import Availability, BenchRun, BenchSpec, Change, Check, Tuner, hookimpl
+from halo_core.tune import tuning as tune
 from halo_core.errors import TuneError, UnknownName, UnknownState
 from halo_core.records import ChangeKind, CheckStatus
 from halo_core.store import to_json
-from halo_core.journal import Journal
+from halo_core.tune.journal import Journal
 from halo_core.plugins import PluginHost
 
 import sysroot

@@ -9,15 +9,15 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ..bench import KIND, load_run, run_bench
-from ..compare import compare_runs
+from ..bench.run import KIND, load_run, run_bench
+from ..bench.compare import compare_runs
 from ..errors import HaloError
-from ..fit import KV_TYPES
-from ..models import list_models
+from ..llama.flags import KV_TYPES
+from ..models.resolve import list_models
 from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
-from ..rpc import parse_endpoints, parse_tensor_split
+from ..llama.rpc import parse_endpoints, parse_tensor_split
 from ..runs import list_runs, resolve_run
-from ..setup import bench_setup
+from ..bench.inventory import bench_setup
 from .common import (
     backend_flags, backend_options, emit_json, err_console, print_table, sigterm_as_interrupt, split_list,
 )
@@ -251,7 +251,7 @@ def bench_setup_cmd(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def bench_list(as_json):
     """List bench runs (llama-bench runs, then serve-bench runs), oldest first."""
-    from ..servebench import list_serve_runs, load_serve_run
+    from ..servebench.run import list_serve_runs, load_serve_run
 
     rows = []
     for path in list_runs(KIND):
@@ -317,7 +317,7 @@ def _serve_json(run) -> dict:
 
 def _serve_runs(refs) -> list | None:
     """The serve-bench runs `refs` name, None when they name llama-bench runs."""
-    from ..servebench import find_serve_run, load_serve_run
+    from ..servebench.run import find_serve_run, load_serve_run
 
     found = [find_serve_run(ref) for ref in refs]
     if not any(found):
@@ -337,7 +337,7 @@ def bench_compare(before, after, as_json):
     colors = {"faster": "green", "slower": "red"}
     serve_runs = _serve_runs((before, after))
     if serve_runs is not None:
-        from ..servebench import compare_serve_runs
+        from ..servebench.run import compare_serve_runs
 
         serve_deltas = compare_serve_runs(*serve_runs)
         if as_json:
@@ -370,8 +370,8 @@ def bench_compare(before, after, as_json):
               help="Folder for index.html and the PNGs (default: <last run>/report).")
 def bench_report(run_refs, output):
     """Write a self-contained HTML report (and PNG charts) of one or more runs."""
-    from ..report import write_report
-    from ..servereport import write_serve_report
+    from ..bench.report import write_report
+    from ..servebench.report import write_serve_report
 
     serve_runs = _serve_runs(run_refs)
     if serve_runs is not None:
@@ -447,7 +447,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
 
     Anything after `--` goes to the llama-server halo starts.
     """
-    from ..servebench import ServeBenchSpec, matrix_server, resolve_serve_run, run_serve_bench
+    from ..servebench.run import ServeBenchSpec, matrix_server, resolve_serve_run, run_serve_bench
 
     context = click.get_current_context()  # (`ctx` is -c/--ctx here)
     given = [name for name in server  # (the options server_options added)

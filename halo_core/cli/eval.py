@@ -7,7 +7,7 @@ import sys
 import click
 from rich.table import Table
 
-from .. import evals
+from ..evals import run as evals
 from ..errors import HaloError
 from ..records import RunStatus
 from ..runs import list_runs, resolve_run

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..hw import DEVICES, Bandwidth, configured_bandwidth, device_bandwidth, save_bandwidth
-from ..metrics import MetricsSampler
+from ..machine.bandwidth import (
+    DEVICES, Bandwidth, configured_bandwidth, device_bandwidth, save_bandwidth,
+)
+from ..machine.metrics import MetricsSampler
 from .common import emit_json, err_console
 
 

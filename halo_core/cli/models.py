@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from ..fit import KV_TYPES, fit_model
-from ..models import fetch_model, list_models, remove_model
+from ..llama.flags import KV_TYPES
+from ..llama.fit import fit_model
+from ..models.resolve import fetch_model, list_models, remove_model
 from ..records import FitReport
 from ..store import human_size
 from .common import emit_json, err_console, print_table, sigterm_as_interrupt
@@ -133,7 +134,7 @@ def models_fit(ref, ctx, kv_type, parallel, sysroot, rpc, as_json):
     Exit code 0 when it fits, 3 when it does not."""
     endpoints = ()
     if rpc:  # (the RPC module, and httpx with it, only when asked for)
-        from ..rpc import parse_endpoints
+        from ..llama.rpc import parse_endpoints
 
         endpoints = parse_endpoints(rpc)
     report = fit_model(ref, ctx=ctx, kv_type=kv_type, parallel=parallel, root=Path(sysroot), rpc=endpoints)
@@ -175,7 +176,7 @@ def models_synth(ref, arch, shape, quant, vocab_from, name, seed, force, as_json
     `halo eval` refuses it and speculative-decoding acceptance on it means nothing."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    from ..synth import DEFAULT_QUANT, shape_names, synth_model
+    from ..models.synth import DEFAULT_QUANT, shape_names, synth_model
 
     if ref is not None and (arch or shape or quant or vocab_from):
         raise click.UsageError("give REF, or --arch and --shape (with --quant, --vocab-from), "

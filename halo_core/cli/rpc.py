@@ -9,9 +9,11 @@ from rich.table import Table
 
 from ..errors import HaloError, ToolFailed
 from ..records import RpcWorker
-from ..rpc import (DEFAULT_PORT, NO_AUTH, UnsafeWorkerBind, WorkerSpec, check_worker_bind, limit_advice,
-                   parse_endpoints, probe_all, start_worker, stop_workers, workers)
-from ..serve import connect_host
+from ..llama.rpc import (
+    DEFAULT_PORT, NO_AUTH, UnsafeWorkerBind, WorkerSpec, check_worker_bind, limit_advice,
+    parse_endpoints, probe_all, start_worker, stop_workers, workers,
+)
+from ..llama.process import connect_host
 from ..store import human_size
 from .common import backend_flags, backend_options, emit_json, err_console, print_table, split_list
 from .serve import echo_stopped, hold

@@ -11,10 +11,11 @@ from rich.table import Table
 
 from ..errors import ToolFailed
 from ..runner import describe_exit, tail_of
-from ..fit import KV_TYPES
-from ..serve import ServerSpec, UnsafeBind, check_bind, load_presets, preset_spec, servers, stop_servers
-from ..serve import serve as start_server
-from ..rpc import parse_endpoints, parse_tensor_split
+from ..llama.flags import KV_TYPES
+from ..llama.server import ServerSpec, load_presets, preset_spec
+from ..llama.process import UnsafeBind, check_bind, servers, stop_servers
+from ..llama.server import serve as start_server
+from ..llama.rpc import parse_endpoints, parse_tensor_split
 from ..store import human_size, to_dict
 from .common import backend_flags, backend_options, emit_json, err_console, print_table, sigterm_as_interrupt
 

@@ -8,9 +8,9 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from .. import sweep as lib
+from ..sweep import run as lib
 from ..errors import HaloError
-from ..fit import KV_TYPES
+from ..llama.flags import KV_TYPES
 from .common import emit_json, err_console, print_table, sigterm_as_interrupt
 from .eval import _progress
 

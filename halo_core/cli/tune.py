@@ -9,10 +9,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import tune as lib
-from ..evals import resolve_suites
-from ..gpu import NVIDIA
-from ..hostfacts import GIB
+from ..tune import tuning as lib
+from ..evals.run import resolve_suites
+from ..machine.gpu import NVIDIA
+from ..machine.hostfacts import GIB
 from ..records import Check, HostFacts, JournalInfo, MeasureSpec
 from .common import emit_json, err_console, print_table, split_list
 

@@ -1,6 +1,6 @@
 """The `hf` model source: GGUF files on Hugging Face, through huggingface_hub.
 
-`hf:OWNER/REPO/FILE.gguf` (or a catalog name from configs/models.conf) downloads into
+`hf:OWNER/REPO/FILE.gguf` (or a catalog name from plugins/halo_hf/models.conf) downloads into
 $HALO_HOME/models/OWNER/REPO/FILE.gguf. For a split GGUF (`...-00001-of-0000N.gguf`) every part
 is pulled. The download:
 
@@ -175,7 +175,7 @@ class _ProgressFile:
 
 class HfSource(ModelSource):
     name = "hf"
-    description = "GGUF files on Hugging Face (huggingface_hub); catalog in configs/models.conf"
+    description = "GGUF files on Hugging Face (huggingface_hub); catalog in plugins/halo_hf/models.conf"
 
     def __init__(self) -> None:
         self._catalog: tuple[tuple, list[CatalogEntry]] | None = None

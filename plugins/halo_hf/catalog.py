@@ -1,4 +1,4 @@
-"""The model catalog format (configs/models.conf) and the checks that keep names inside
+"""The model catalog format (plugins/halo_hf/models.conf) and the checks that keep names inside
 $HALO_HOME/models.
 
     NAME|HF_REPO|FILE|SIZE_GB|CATEGORY|DESCRIPTION

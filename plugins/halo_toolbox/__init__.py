@@ -1,6 +1,6 @@
 """The `toolbox` backends: llama.cpp inside the kyuz0/amd-strix-halo-toolboxes containers.
 
-Families (Vulkan RADV, Vulkan AMDVLK, ROCm) are data, in configs/toolboxes.conf plus
+Families (Vulkan RADV, Vulkan AMDVLK, ROCm) are data, in plugins/halo_toolbox/toolboxes.conf plus
 $HALO_HOME/toolboxes.conf: a container-name pattern, the binary folder inside the image, the
 environment set inside the container and the ubatch. `register_backends` runs
 `toolbox list --containers` and registers one backend per container whose name matches a

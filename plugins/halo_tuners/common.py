@@ -8,9 +8,8 @@ from halo_core.plugin_api import (
     Availability, Change, GIB, HostFacts, TuneError, Tuner, host_path, is_live,
 )
 
-# halo_tuners/configs is a symlink to the source tree's configs/tuning/ (editable installs);
-# a wheel holds real copies of the files there (see pyproject.toml's package-data)
-DATA_DIRS = (Path(__file__).resolve().parent / "configs",)
+# the tuning files ship inside this package (halo_tuners/data/), as a third party's would
+DATA_DIRS = (Path(__file__).resolve().parent / "data",)
 
 
 class ApuTuner(Tuner):
@@ -25,7 +24,7 @@ class ApuTuner(Tuner):
 
 
 def data_text(name: str) -> str:
-    """One of halo's tuning files from configs/tuning/."""
+    """One of halo's tuning files from halo_tuners/data/."""
     for folder in DATA_DIRS:
         if (folder / name).is_file():
             return (folder / name).read_text()

@@ -1,0 +1,191 @@
+"""`halo serve`: llama-server with the measured best flags, on any backend.
+
+A server is started from a ServerSpec (or a preset of configs/serve-presets.ini), /health is
+awaited, and a pid file in $HALO_HOME/run/ records it (process.py) so `halo serve status`,
+`halo serve stop` and `halo flush` find it again.
+"""
+
+from __future__ import annotations
+
+import configparser
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Mapping
+
+import attrs
+import httpx
+
+from ..config import defaults
+from ..errors import HaloError, ToolFailed
+from ..models.resolve import fetch_model
+from ..plugins import PluginHost, get_host
+from ..records import ServerInfo
+from ..runner import tail_of
+from ..runs import now
+from ..store import halo_home
+from .flags import KV_TYPES, ServerParams, probe_flags, server_argv
+from .rpc import check_workers
+from .process import (
+    Server, check_bind, check_port_free, connect_host, pid_dir, spawn, start_ticks, url,
+    write_pid_file,
+)
+
+
+@attrs.frozen
+class ServerSpec:
+    """What `halo serve` starts: model, backend and llama-server options in halo's terms."""
+
+    model: str
+    backend: str = attrs.field(factory=lambda: defaults().backend)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ctx: int = 131072
+    parallel: int = 1
+    cache_type: str = "q4_0"
+    ngram: bool = False
+    no_think: bool = False
+    api_key: str | None = None
+    insecure: bool = False
+    threads: int | None = None
+    extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    ready_timeout: float = 600.0
+    preset: str | None = None
+    rpc: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # RPC workers, HOST:PORT
+    tensor_split: tuple[float, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class Preset:
+    """A named serving setup from configs/serve-presets.ini."""
+
+    name: str
+    description: str
+    model: str
+    ctx: int = 131072
+    parallel: int = 1
+    ngram: bool = False
+    no_think: bool = False
+    backend: str | None = None
+    extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+# -- presets ---------------------------------------------------------------------------------
+
+def _parse_presets(text: str, origin: str) -> dict[str, Preset]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, source=origin)
+    except configparser.Error as exc:
+        raise HaloError(f"{origin}: {str(exc).splitlines()[0]}") from None
+    presets = {}
+    for name in parser.sections():
+        section = parser[name]
+        try:
+            presets[name] = Preset(
+                name=name, description=section.get("description", ""),
+                model=section["model"], ctx=section.getint("ctx", 131072),
+                parallel=section.getint("parallel", 1), ngram=section.getboolean("ngram", False),
+                no_think=section.getboolean("no_think", False),
+                backend=section.get("backend") or None,
+                extra=tuple(section.get("extra", "").split()))
+        except (KeyError, ValueError) as exc:
+            raise HaloError(f"{origin}: preset [{name}]: bad or missing {exc}") from None
+    return presets
+
+
+def load_presets() -> dict[str, Preset]:
+    """configs/serve-presets.ini, then $HALO_HOME/serve-presets.ini (same name: yours wins)."""
+    shipped = resources.files(__package__).joinpath("serve-presets.ini").read_text()
+    presets = _parse_presets(shipped, "serve-presets.ini")
+    user = halo_home() / "serve-presets.ini"
+    if user.is_file():
+        presets.update(_parse_presets(user.read_text(), str(user)))
+    return presets
+
+
+def preset_spec(name: str, **overrides) -> ServerSpec:
+    """A ServerSpec from the preset `name`, with explicit options (not None) on top."""
+    presets = load_presets()
+    if name not in presets:
+        raise HaloError(f"unknown preset '{name}' (known: {', '.join(sorted(presets))})")
+    p = presets[name]
+    fields = dict(model=p.model, ctx=p.ctx, parallel=p.parallel, ngram=p.ngram,
+                  no_think=p.no_think, extra=p.extra, preset=name)
+    if p.backend:
+        fields["backend"] = p.backend
+    extra = overrides.pop("extra", ())
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    fields["extra"] = tuple(fields["extra"]) + tuple(extra)
+    return ServerSpec(**fields)
+
+
+def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = None,
+          backend_options: Mapping[str, str] | None = None, on_status=None) -> Server:
+    """Start llama-server for `spec`, wait until /health answers 200, and return it.
+
+    `backend_options` configure the backend (`Backend.configure`). Raises UnsafeBind for a
+    non-loopback host without a key, ToolFailed (with the log tail) when the server dies or
+    does not become ready within spec.ready_timeout.
+    """
+    status = on_status or (lambda _msg: None)
+    check_bind(spec.host, spec.api_key, spec.insecure)
+    if spec.cache_type not in KV_TYPES:
+        raise HaloError(f"unknown KV cache type '{spec.cache_type}' (known: {', '.join(KV_TYPES)})")
+    check_port_free(spec.port)
+    host = host or get_host()
+    [backend] = host.available_backends([spec.backend], backend_options)
+    status(f"resolving model {spec.model}")
+    model = fetch_model(spec.model, host=host)
+    if model.synthetic:
+        status(f"{model.name} is synthetic (random weights): its replies are noise"
+               + ("; n-gram speculation's acceptance on it means nothing" if spec.ngram else ""))
+    cmd = backend.command("llama-server")
+    flags = probe_flags(cmd, "llama-server")
+    workers = ()
+    if spec.rpc:
+        status(f"checking RPC workers {','.join(spec.rpc)}")
+        workers = check_workers(spec.rpc, [(cmd, "llama-server")])
+    defaults = backend.defaults()
+    extra = list(spec.extra)
+    if defaults.ubatch and not {"-ub", "--ubatch-size"} & set(extra):
+        extra = ["-ub", str(defaults.ubatch), *extra]
+    params = ServerParams(backend.map_path(model.path), host=spec.host, port=spec.port,
+                          ctx=spec.ctx, parallel=spec.parallel, cache_type_k=spec.cache_type,
+                          cache_type_v=spec.cache_type, ngram=spec.ngram, no_think=spec.no_think,
+                          api_key=spec.api_key, threads=spec.threads, rpc=spec.rpc,
+                          tensor_split=spec.tensor_split, extra=tuple(extra))
+    argv = server_argv(cmd, flags, params, defaults)
+    log_path = pid_dir() / f"server-{spec.port}.log"
+    proc = spawn(argv, cmd.env, log_path, detach)
+    info = ServerInfo(
+        pid=proc.pid, start_ticks=start_ticks(proc.pid) or 0, argv=argv, host=spec.host,
+        port=spec.port, url=url(spec.host, spec.port), model=str(model.path),
+        backend=backend.name, log=str(log_path), started=now(),
+        pid_file=str(pid_dir() / f"server-{spec.port}.json"), detached=detach, rpc=workers)
+    write_pid_file(info)
+    server = Server(info, proc)
+    try:
+        _wait_ready(server, spec, status)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: Server, spec: ServerSpec, status) -> None:
+    health = url(connect_host(spec.host), spec.port) + "/health"
+    deadline = time.monotonic() + spec.ready_timeout
+    status(f"waiting for {health}")
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        while True:
+            server.check_started("llama-server")
+            try:
+                if client.get(health).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise ToolFailed(f"llama-server did not answer {health} within {spec.ready_timeout:.0f}s "
+                                 f"(log: {server.info.log})", log_tail=tail_of(Path(server.info.log), 15))
+            time.sleep(0.25)

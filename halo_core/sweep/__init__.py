@@ -1,0 +1,1 @@
+"""`halo sweep`: each server setting's eval scores and speed, paired against the first (run.py)."""
