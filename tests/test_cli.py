@@ -81,10 +81,10 @@ def test_import_halo_core_defers_the_library_calls():
             "halo_core.run_bench; import json; print(json.dumps([loaded, 'halo_core.bench' in sys.modules]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded, bench_after = json.loads(done.stdout)
-    assert not {"halo_core.bench", "halo_core.serve", "halo_core.evals", "halo_core.tune",
+    assert not {"halo_core.bench", "halo_core.llama", "halo_core.evals", "halo_core.tune",
                 "halo_core.plugins", "halo_core.models"} & set(loaded), loaded
     assert bench_after
-    assert halo_core.start_server is importlib.import_module("halo_core.serve").serve
+    assert halo_core.start_server is importlib.import_module("halo_core.llama.server").serve
     assert set(halo_core.__all__) <= set(dir(halo_core))
 
 

@@ -89,7 +89,7 @@ def test_no_nvidia_driver_costs_nothing():
     pynvml: nvidia-ml-py being installed makes nothing slower."""
     pytest.importorskip("pynvml", reason="nvidia-ml-py is in the test extra")
     code = ("import sys; from pathlib import Path\n"
-            "from halo_core import flush, hw, hostfacts, metrics\n"
+            "from halo_core.llama import flush\nfrom halo_core.machine import bandwidth as hw, hostfacts, metrics\n"
             "hostfacts.system_state(Path('/')); metrics.sensors(Path('/'))\n"
             "flush.gpu_memory_used(Path('/')); assert hw.gpu_bandwidth() is None\n"
             "print('pynvml' in sys.modules)")

@@ -19,7 +19,7 @@ import pytest
 from sysroot import strix_halo, write
 from conftest import ctrl_c_works, wait_until, write_tool
 from halo_core import Availability, Backend, PluginHost, ToolCommand, hookimpl
-from halo_core.llama import server as serve_mod
+from halo_core.llama import process as process_mod
 from halo_core.llama.flush import flush
 from halo_core.records import ProcessInfo
 from halo_core.llama.process import read_pid_files, write_pid_file
@@ -40,7 +40,7 @@ def free_port() -> int:
 def cleanup():
     """Stops every server halo recorded in the current $HALO_HOME when the test ends."""
     yield
-    serve_mod.stop_servers()
+    process_mod.stop_servers()
 
 
 def chat(port: int, key: str | None = None) -> httpx.Response:
@@ -136,7 +136,7 @@ def test_bind_rules(halo):
         check_bind(host, None, False)
     check_bind("192.168.1.5", "k", False)
     check_bind("0.0.0.0", None, True)
-    with pytest.raises(serve_mod.UnsafeBind):
+    with pytest.raises(process_mod.UnsafeBind):
         check_bind("::", None, False)
     done = halo("serve")
     assert done.returncode == 2
