@@ -184,7 +184,12 @@ class SpeedComparison:
 
     @property
     def rule(self) -> str:
-        return f"{self.test} p < {self.alpha:g} and change > {self.min_change_pct:g}%"
+        return speed_rule(self.test)
+
+
+def speed_rule(test: str = SPEED_TEST) -> str:
+    """The rule in words, as verdicts name it."""
+    return f"{test} p < {SPEED_ALPHA:g} and change > {SPEED_MIN_CHANGE_PCT:g}%"
 
 
 def welch_p(before: Sequence[float], after: Sequence[float]) -> float | None:
