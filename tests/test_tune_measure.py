@@ -80,9 +80,14 @@ def test_bench_compare_and_tune_judge_each_test_alike():
         # pp32 is 19% slower: the step is undone; pp64's 3% is slower too, but under --min-effect
         assert judged.worse and "pp64" not in judged.detail
     # --min-effect 0: the step is undone exactly when bench compare calls some test slower
-    only_pp64 = [r for r in tune.bench_results(after) if r["test"] != "pp32"]
-    assert tune.compare("x", tune.bench_results(before), only_pp64).worse is False
-    assert tune.compare("x", tune.bench_results(before), only_pp64, min_effect=0).worse is True
+    without_pp32 = [r for r in tune.bench_results(after) if r["test"] != "pp32"]
+    assert tune.compare("x", tune.bench_results(before), without_pp32).worse is False
+    assert tune.compare("x", tune.bench_results(before), without_pp32, min_effect=0).worse is True
+    # with --eval, a speed-up under --min-effect does not keep a step
+    faster = tune.gate("x", [r for r in tune.bench_results(after) if r["test"] == "pp64"],
+                       [r for r in tune.bench_results(before) if r["test"] == "pp64"], same_answers())
+    assert faster.worse and faster.speed == {"pp64": "faster"} and faster.detail == (
+        "not faster by more than --min-effect 5%: pp64 48.50 -> 50.00 t/s (+3.1%) faster beyond noise")
 
 
 def test_measured_apply_then_resume_after_the_reboot(fedora_root, smoke_model, llama_bin_dir):

@@ -228,8 +228,9 @@ def _speed(before: list[dict], after: list[dict], min_effect: float) -> _Speed:
         if a is None:
             continue
         c = compare_speed(b.get("samples_ts") or [], a.get("samples_ts") or [])
-        mean_b, mean_a = (c.before, c.after) if c.after is not None else (b["avg_ts"], a["avg_ts"])
-        if not mean_b or mean_b <= 0:
+        have_samples = c.before is not None and c.after is not None
+        mean_b, mean_a = (c.before, c.after) if have_samples else (b["avg_ts"], a["avg_ts"])
+        if mean_b <= 0:
             continue
         delta = (mean_a - mean_b) / mean_b
         speed.deltas[b["test"]] = delta
@@ -242,10 +243,10 @@ def _speed(before: list[dict], after: list[dict], min_effect: float) -> _Speed:
     return speed
 
 
-def _changes(speed: _Speed, min_effect: float, quiet: str) -> str:
+def _changes(speed: _Speed, quiet: str, small: str) -> str:
     """What the tests did when none decided the step: `quiet`, or the changes under min_effect."""
     if speed.small:
-        return f"under --min-effect {min_effect:.0%}: " + ", ".join(speed.small)
+        return f"{small}: " + ", ".join(speed.small)
     return f"{quiet}: " + (", ".join(f"{t} {d:+.1%}" for t, d in speed.deltas.items()) or "no common tests")
 
 
@@ -258,7 +259,8 @@ def compare(step: str, before: list[dict], after: list[dict], min_effect: float 
     speed = _speed(before, after, min_effect)
     if speed.worse:
         return _judged(step, True, speed, "worse beyond noise: " + ", ".join(speed.worse))
-    return _judged(step, False, speed, _changes(speed, min_effect, "within noise or better"))
+    return _judged(step, False, speed, _changes(speed, "within noise or better",
+                                               f"under --min-effect {min_effect:.0%}"))
 
 
 def gate(step: str, before: list[dict], after: list[dict], quality: list[Comparison],
@@ -273,7 +275,8 @@ def gate(step: str, before: list[dict], after: list[dict], quality: list[Compari
     if speed.worse:
         reasons.append("slower beyond noise: " + ", ".join(speed.worse))
     elif not speed.better:
-        reasons.append(_changes(speed, min_effect, "not faster beyond noise"))
+        reasons.append(_changes(speed, "not faster beyond noise",
+                                f"not faster by more than --min-effect {min_effect:.0%}"))
     if regressed:
         reasons.append("answers worse: " + answers)
     if reasons:
