@@ -564,6 +564,8 @@ class Verdict:
     worse: bool
     deltas: Mapping[str, float]
     detail: str
+    rule: str = ""  # the speed rule that judged each test (halo_core.stats.speed_rule); "" in old journals
+    speed: Mapping[str, str] = attrs.field(factory=dict)  # the rule's verdict per test: faster | slower | ...
 
 
 @attrs.frozen
@@ -690,10 +692,10 @@ class MeasureSpec:
     """The fixed bench `halo tune --measure` runs before and after each step (on the
     configured default model and backend unless named).
 
-    A step is "worse beyond noise" when, for some llama-bench test, the mean drops by more
-    than `min_effect` (relative) and by more than twice the larger standard deviation, and no
-    sample after the step is as fast as the slowest sample before it ("better beyond noise"
-    likewise, the other way).
+    A step is "worse beyond noise" when, for some llama-bench test, the one speed rule
+    (halo_core.stats.judge_speed: Welch's t-test p < 0.05 and a change above 1%) calls it
+    slower and the mean drops by more than `min_effect` (relative); "better beyond noise"
+    likewise, the other way.
 
     With `eval` (a suite or preset), the suites also run against a llama-server of `model`
     before and after each step, and a step is kept only when it is better beyond noise and

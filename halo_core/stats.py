@@ -1,26 +1,30 @@
-"""The statistics behind `halo sweep` and the quality gate of `halo tune --measure --eval`:
-intervals of a score from per-sample outcomes, and the paired test of two settings on the
-same samples. Everything is scipy's; nothing here is a hand-written formula except the
-sample-size estimate, whose source is cited.
+"""The statistics behind halo's comparisons. Everything is scipy's; nothing here is a
+hand-written formula except the sample-size estimate, whose source is cited.
 
-A sample's outcome is its score in [0, 1] (EvalSample.score). When every outcome is 0 or 1
-(pass/fail) the interval is Wilson's and the paired test is the exact McNemar test (a binomial
-test on the discordant pairs); otherwise the interval is a bootstrap of the mean and the paired
-test an exact sign-flip permutation test on the differences (McNemar's analogue for scores).
-The interval of a difference is a paired bootstrap either way.
+Speed (`halo bench compare`, serve-bench compare, `halo sweep`, `halo tune --measure`): one
+"beyond noise" rule, `judge_speed` (Welch's t-test on repeated measurements, `compare_speed`):
+faster or slower only when p < 0.05 and the change exceeds 1%, else within noise.
+
+Quality (`halo sweep`, the quality gate of `halo tune --measure --eval`): intervals of a score
+from per-sample outcomes, and the paired test of two settings on the same samples. A sample's
+outcome is its score in [0, 1] (EvalSample.score). When every outcome is 0 or 1 (pass/fail)
+the interval is Wilson's and the paired test is the exact McNemar test (a binomial test on the
+discordant pairs); otherwise the interval is a bootstrap of the mean and the paired test an
+exact sign-flip permutation test on the differences (McNemar's analogue for scores). The
+interval of a difference is a paired bootstrap either way.
 """
 
 from __future__ import annotations
 
 import math
 from statistics import mean, variance
+from typing import Sequence
 
 import attrs
 
 from .errors import HaloError
 
 ALPHA = 0.05
-MIN_CHANGE_PCT = 1.0  # a speed change smaller than this is within noise whatever its p-value
 RESAMPLES = 9999
 SEED = 0  # bootstrap and permutation draws are fixed: the same samples give the same numbers
 
@@ -30,7 +34,7 @@ def _scipy():
         import numpy as np
         from scipy import stats
     except ImportError:
-        raise HaloError("halo sweep's statistics need scipy: pip install 'halo-llm[eval]'") from None
+        raise HaloError("halo's statistics need scipy (a dependency of halo-llm): pip install scipy") from None
     return np, stats
 
 
@@ -156,63 +160,62 @@ def pairs_needed_scores(delta: float, sd: float, alpha: float = ALPHA, power: fl
 
 
 # -- speed: before/after on repeated measurements ---------------------------------------------
+# The one "beyond noise" rule of every speed comparison (halo bench compare, serve-bench compare,
+# halo sweep's speeds, halo tune --measure): a change is faster or slower only when the test's
+# two-sided p-value is below SPEED_ALPHA *and* the change exceeds SPEED_MIN_CHANGE_PCT.
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (Lentz's method)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-12:
-            break
-    return h
+SPEED_TEST = "welch"  # Welch's t-test on the samples: scipy.stats.ttest_ind(equal_var=False)
+SPEED_ALPHA = ALPHA
+SPEED_MIN_CHANGE_PCT = 1.0  # a change smaller than this is within noise whatever its p-value
 
 
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                     + a * math.log(x) + b * math.log(1 - x))
-    if x < (a + 1) / (a + b + 2):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1 - x) / b
+@attrs.frozen
+class SpeedComparison:
+    """One speed after a change against before, judged by the one rule (see SPEED_TEST)."""
+
+    before: float | None
+    after: float | None
+    change_pct: float | None
+    p_value: float | None
+    verdict: str  # faster | slower | within noise | untested (no p-value)
+    test: str = SPEED_TEST
+    alpha: float = SPEED_ALPHA
+    min_change_pct: float = SPEED_MIN_CHANGE_PCT
+
+    @property
+    def rule(self) -> str:
+        return speed_rule(self.test)
 
 
-def welch_p(before: list[float], after: list[float]) -> float | None:
+def speed_rule(test: str = SPEED_TEST) -> str:
+    """The rule in words, as verdicts name it."""
+    return f"{test} p < {SPEED_ALPHA:g} and change > {SPEED_MIN_CHANGE_PCT:g}%"
+
+
+def welch_p(before: Sequence[float], after: Sequence[float]) -> float | None:
     """Two-sided p-value of Welch's t-test, or None with fewer than two samples a side."""
     if len(before) < 2 or len(after) < 2:
         return None
-    va, vb = variance(before) / len(before), variance(after) / len(after)
-    diff = mean(after) - mean(before)
-    if va + vb == 0:
-        return 0.0 if diff else 1.0
-    t = diff / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (len(before) - 1) + vb ** 2 / (len(after) - 1))
-    return _incomplete_beta(df / 2, 0.5, df / (df + t * t))
+    if variance(before) + variance(after) == 0:  # scipy gives nan: no spread, so any difference is real
+        return 0.0 if mean(after) != mean(before) else 1.0
+    _np, stats = _scipy()
+    return float(stats.ttest_ind(after, before, equal_var=False).pvalue)
 
 
-def verdict(change_pct: float | None, p: float | None, higher_is_better: bool = True) -> str:
-    """faster | slower (p < ALPHA and the change exceeds MIN_CHANGE_PCT) | within noise |
-    untested (no p-value)."""
-    if p is None:
-        return "untested"
-    if p < ALPHA and change_pct is not None and abs(change_pct) > MIN_CHANGE_PCT:
-        return "faster" if (change_pct > 0) == higher_is_better else "slower"
-    return "within noise"
+def judge_speed(before: float | None, after: float | None, p_value: float | None,
+                higher_is_better: bool = True, test: str = SPEED_TEST) -> SpeedComparison:
+    """The rule itself, for a statistic and the p-value of `test` on it (see SPEED_TEST)."""
+    change = 100.0 * (after - before) / before if before and after is not None else None
+    verdict = "untested"
+    if p_value is not None:
+        verdict = "within noise"
+        if p_value < SPEED_ALPHA and change is not None and abs(change) > SPEED_MIN_CHANGE_PCT:
+            verdict = "faster" if (change > 0) == higher_is_better else "slower"
+    return SpeedComparison(before, after, change, p_value, verdict, test)
+
+
+def compare_speed(before: Sequence[float], after: Sequence[float],
+                  higher_is_better: bool = True) -> SpeedComparison:
+    """Means of repeated measurements before and after a change, judged by Welch's t-test."""
+    return judge_speed(float(mean(before)) if before else None, float(mean(after)) if after else None,
+                       welch_p(before, after), higher_is_better)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import types
 
 import json
+import random
 import sys
+from pathlib import Path
 
 import attrs
 import pytest
@@ -20,8 +22,9 @@ from halo_core.chat import ChatRequest
 from halo_core.plugins import PluginHost
 from halo_core.errors import TuneError
 from halo_core.tune.journal import Journal
-from halo_core.records import MeasureSpec
-from halo_core.stats import paired_test
+from halo_core.records import BenchResult, BenchRun, BenchSpec, MeasureSpec
+from halo_core.stats import compare_speed, paired_test, speed_rule
+from halo_core.bench.compare import compare_runs
 from halo_core.evals.compare import Comparison
 
 import sysroot
@@ -43,14 +46,48 @@ def test_compare_rule():
     slower = tune.compare("x", before, [result("pp32", 80, 82, 81), result("tg8", 30, 31, 29)])
     assert slower.worse and slower.detail == "worse beyond noise: pp32 100.67 -> 81.00 t/s (-19.5%)"
     assert slower.deltas["tg8"] == pytest.approx(0.0)
-    # ranges overlap: one fast sample after the change keeps it
+    # one fast sample after the change keeps it: Welch p = 0.14, within noise
     assert not tune.compare("x", before, [result("pp32", 80, 82, 99)]).worse
-    # a drop smaller than min_effect is noise even without overlap
-    assert not tune.compare("x", [result("pp32", 100, 100.5)], [result("pp32", 97, 97.5)]).worse
-    # a drop within twice the spread is noise
+    # a drop beyond noise (p = 0.014) but smaller than min_effect is not undone
+    small = tune.compare("x", [result("pp32", 100, 100.5)], [result("pp32", 97, 97.5)])
+    assert not small.worse and small.speed == {"pp32": "slower"}
+    assert small.detail == "under --min-effect 5%: pp32 100.25 -> 97.25 t/s (-3.0%) slower beyond noise"
+    # a drop within the spread is noise (p = 0.40)
     assert not tune.compare("x", [result("pp32", 60, 100)], [result("pp32", 50, 55)]).worse
     # faster is never worse; tests missing on one side are skipped
     assert not tune.compare("x", before, [result("pp32", 200, 210), result("tg16", 1, 1)]).worse
+
+
+def bench_run(samples: dict[str, list[float]]) -> BenchRun:
+    return BenchRun(path=Path("run"), spec=BenchSpec(models=["m"]), status="complete", results=[
+        BenchResult("m", "native", test, 0, 1, 0, sum(s) / len(s), 0.0, s, cell=f"m|native|std|{test}")
+        for test, s in samples.items()])
+
+
+def test_bench_compare_and_tune_judge_each_test_alike():
+    tg8 = [30.0, 31.0, 29.0, 30.5, 29.5]
+    shuffled = random.Random(0).sample(tg8, len(tg8))
+    before = bench_run({"pp32": [100, 104, 98, 101, 99.5], "tg8": tg8, "pp64": [50, 50.2, 49.8, 50.1, 49.9],
+                        "tg16": [20, 22, 18, 21, 19]})
+    after = bench_run({"pp32": [80, 82, 81, 80.5, 81.5], "tg8": shuffled, "pp64": [48.5, 48.7, 48.3, 48.6, 48.4],
+                       "tg16": [30, 31, 29, 30.5, 29.5]})
+    cells = {d.test: d.verdict for d in compare_runs(before, after)}
+    assert cells == {"pp32": "slower", "tg8": "within noise", "pp64": "slower", "tg16": "faster"}
+    assert compare_speed(tg8, shuffled).change_pct == 0
+    for judged in (tune.compare("x", tune.bench_results(before), tune.bench_results(after)),
+                   tune.gate("x", tune.bench_results(before), tune.bench_results(after), same_answers())):
+        assert judged.speed == cells and judged.rule == speed_rule() == "welch p < 0.05 and change > 1%"
+        # pp32 is 19% slower: the step is undone; pp64's 3% is slower too, but under --min-effect
+        assert judged.worse and "pp64" not in judged.detail
+    # --min-effect 0: the step is undone exactly when bench compare calls some test slower
+    without_pp32 = [r for r in tune.bench_results(after) if r["test"] != "pp32"]
+    assert tune.compare("x", tune.bench_results(before), without_pp32).worse is False
+    assert tune.compare("x", tune.bench_results(before), without_pp32, min_effect=0).worse is True
+    # with --eval, a speed-up under --min-effect does not keep a step
+    faster = tune.gate("x", [r for r in tune.bench_results(after) if r["test"] == "pp64"],
+                       [r for r in tune.bench_results(before) if r["test"] == "pp64"], same_answers())
+    assert faster.worse and faster.speed == {"pp64": "faster"} and faster.detail == (
+        "not faster by more than --min-effect 5%: pp64 48.50 -> 50.00 t/s (+3.1%) faster beyond noise")
 
 
 def test_measured_apply_then_resume_after_the_reboot(fedora_root, smoke_model, llama_bin_dir):

@@ -1,8 +1,8 @@
-"""Before/after comparison of two bench runs, cell by cell, with a noise test.
+"""Before/after comparison of two bench runs, cell by cell, by the one speed rule.
 
-A change is called significant when Welch's t-test on the per-repetition samples
-(`samples_ts`) gives p < 0.05 *and* the means differ by more than 1%; otherwise it is
-"within noise". Cells without at least two samples on each side cannot be tested.
+halo_core.stats.judge_speed on the per-repetition samples (`samples_ts`): faster or slower
+when Welch's t-test gives p < 0.05 *and* the means differ by more than 1%, else "within
+noise". Cells without at least two samples on each side cannot be tested.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 
 from ..records import BenchGroup, BenchResult, BenchRun
-from ..stats import verdict, welch_p
+from ..stats import compare_speed
 
 
 @attrs.frozen
@@ -32,11 +32,14 @@ def _key(r: BenchResult) -> tuple:
 
 
 def speed_change(before: BenchResult, after: BenchResult) -> tuple[float | None, float | None, str]:
-    """(change in %, Welch p-value, verdict) of one test measured before and after a change:
+    """(change in %, p-value, verdict) of one test measured before and after a change:
     faster | slower | within noise | untested (fewer than two samples a side)."""
-    change = 100.0 * (after.avg_ts - before.avg_ts) / before.avg_ts if before.avg_ts else None
-    p = welch_p(list(before.samples_ts), list(after.samples_ts))
-    return (None if change is None else round(change, 2), None if p is None else round(p, 4), verdict(change, p))
+    c = compare_speed(list(before.samples_ts), list(after.samples_ts))
+    change = c.change_pct
+    if c.before is None or c.after is None:  # no samples recorded: the change of the averages
+        change = 100.0 * (after.avg_ts - before.avg_ts) / before.avg_ts if before.avg_ts else None
+    return (None if change is None else round(change, 2),
+            None if c.p_value is None else round(c.p_value, 4), c.verdict)
 
 
 def compare_runs(before: BenchRun, after: BenchRun) -> list[CellDelta]:

@@ -153,7 +153,7 @@ def _print_verdicts(info: JournalInfo, *, last: bool = False) -> None:
 @click.option("--reps", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the bench.")
 @click.option("--min-effect", type=click.FloatRange(0, 1), default=0.05, show_default=True,
-              help="Smallest relative slowdown that counts as worse.")
+              help="Smallest relative slowdown beyond noise (bench compare's rule) that undoes a step.")
 @click.option("--eval", "eval_suite", default=None, metavar="SUITE",
               help="With --measure: also run these eval suites (or preset) on a server of --model "
                    "before and after each step; keep a step only when it is faster beyond noise "

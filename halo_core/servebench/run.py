@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 
 from .. import runs
-from ..stats import verdict, welch_p
+from ..stats import compare_speed, judge_speed
 from ..llama.endpoints import require
 from ..errors import HaloError
 from ..machine.hostfacts import system_state
@@ -918,6 +918,7 @@ COMPARED = (
     ("e2e p50 ms", lambda r: [r.e2e_s], 50, False, 1000),
 )
 BOOTSTRAP = 1000
+PERCENTILE_TEST = "request bootstrap"  # the test judge_speed is given for a percentile
 MIN_REQUESTS = 10  # a side's requests below which a percentile is not tested
 
 
@@ -948,9 +949,9 @@ def bootstrap_p(before: list[np.ndarray], after: list[np.ndarray], q: float, see
 
 
 def compare_serve_runs(before: ServeRun, after: ServeRun) -> list[ServeDelta]:
-    """Each metric of each cell present in either run: Welch's t-test on per-request samples
-    for means, a bootstrap over requests for percentiles; a change counts when p < 0.05 and it
-    exceeds 1%."""
+    """Each metric of each cell present in either run, judged by the one speed rule
+    (halo_core.stats.judge_speed: p < 0.05 and a change above 1%): Welch's t-test on
+    per-request samples for means, a bootstrap over requests for percentiles."""
     keys = list(dict.fromkeys([c.cell for c in before.cells] + [c.cell for c in after.cells]))
     out = []
     for cell in keys:
@@ -966,10 +967,10 @@ def compare_serve_runs(before: ServeRun, after: ServeRun) -> list[ServeDelta]:
                     out.append(ServeDelta(cell, metric, point[0], point[1], None, None,
                                           "only after" if point[0] is None else "only before"))
                 continue
-            change = 100.0 * (point[1] - point[0]) / point[0] if point[0] else None
-            p = (welch_p(list(pooled[0]), list(pooled[1])) if stat == "mean"
-                 else bootstrap_p(groups[0], groups[1], stat))
+            c = (compare_speed(pooled[0].tolist(), pooled[1].tolist(), higher) if stat == "mean"
+                 else judge_speed(point[0], point[1], bootstrap_p(groups[0], groups[1], stat), higher,
+                                  test=PERCENTILE_TEST))
             out.append(ServeDelta(cell, metric, round(point[0], 3), round(point[1], 3),
-                                  None if change is None else round(change, 2),
-                                  None if p is None else round(float(p), 4), verdict(change, p, higher)))
+                                  None if c.change_pct is None else round(c.change_pct, 2),
+                                  None if c.p_value is None else round(c.p_value, 4), c.verdict))
     return out

@@ -191,7 +191,8 @@ class Journal:
 
     def info(self) -> JournalInfo:
         begun, undone = self.begun(), self.undone()
-        verdicts = [Verdict(v["step"], v["worse"], v["deltas"], v["detail"]) for v in self.events("verdict")]
+        verdicts = [Verdict(v["step"], v["worse"], v["deltas"], v["detail"], v.get("rule", ""),
+                            v.get("speed", {})) for v in self.events("verdict")]
         return JournalInfo(
             id=self.path.name, path=self.path, root=self.root, status=self.status,
             created_at=self.header["created_at"], changes=len(self.changes),

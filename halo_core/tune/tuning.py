@@ -7,7 +7,6 @@ validates, applies through the journal (journal.py), measures, and rolls back.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 from pathlib import Path
 from typing import Callable, Iterable
@@ -23,10 +22,11 @@ from .journal import KERNEL_VALUES, OPEN, Journal, locked
 from ..plugins import PluginHost, get_host
 from ..llama.server import ServerSpec, serve
 from ..llama.process import free_port
+from ..stats import compare_speed, speed_rule
 from ..store import to_dict
 from ..evals.compare import Comparison, compare_evals
 from ..records import (
-    AuditReport, BenchSpec, Change, ChangeKind, Check, JournalInfo, JournalStatus, MeasureSpec,
+    AuditReport, BenchRun, BenchSpec, Change, ChangeKind, Check, JournalInfo, JournalStatus, MeasureSpec,
     TunePlan, TuneStep, Verdict,
 )
 
@@ -187,9 +187,7 @@ def _measure(spec: MeasureSpec, label: str, host: PluginHost | None, status: Sta
     run = run_bench(BenchSpec(models=(spec.model,), backends=(spec.backend,), pp=spec.pp,
                               tg=spec.tg, reps=spec.reps, tag=f"tune-{label}",
                               threads=spec.threads), host=host)
-    measured = {"run": str(run.path),
-                "results": [{"test": r.test, "avg_ts": r.avg_ts, "stddev_ts": r.stddev_ts,
-                             "samples_ts": list(r.samples_ts)} for r in run.results]}
+    measured = {"run": str(run.path), "results": bench_results(run)}
     if spec.eval:
         status(f"evaluating {spec.eval} ({label})")
         server = serve(ServerSpec(model=spec.model, backend=spec.backend, port=free_port(),
@@ -205,69 +203,85 @@ def _measure(spec: MeasureSpec, label: str, host: PluginHost | None, status: Sta
     return measured
 
 
-def _spread(result: dict) -> tuple[float, float, float, float]:
-    """(mean, stddev, slowest sample, fastest sample) of one test, from its samples if any."""
-    samples = result.get("samples_ts") or []
-    if len(samples) >= 2:
-        mean = sum(samples) / len(samples)
-        sd = math.sqrt(sum((s - mean) ** 2 for s in samples) / (len(samples) - 1))
-        return mean, sd, min(samples), max(samples)
-    mean, sd = result["avg_ts"], result.get("stddev_ts") or 0.0
-    return mean, sd, mean - sd, mean + sd
+def bench_results(run: BenchRun) -> list[dict]:
+    """A bench run's results as the journal keeps them and the rule compares them."""
+    return [{"test": r.test, "avg_ts": r.avg_ts, "stddev_ts": r.stddev_ts, "samples_ts": list(r.samples_ts)}
+            for r in run.results]
 
 
-def _speed(before: list[dict], after: list[dict], min_effect: float) -> tuple[dict, list[str], list[str]]:
-    """(relative change per test, tests worse beyond noise, tests better beyond noise)."""
-    deltas, worse, better = {}, [], []
+@attrs.frozen
+class _Speed:
+    """Each common test judged by the speed rule, sorted by what the step's policy makes of it."""
+
+    deltas: dict  # relative change per test
+    verdicts: dict  # the rule's verdict per test
+    worse: list[str]  # slower by the rule and by more than min_effect
+    better: list[str]  # faster likewise
+    small: list[str]  # slower or faster by the rule, by less than min_effect
+
+
+def _speed(before: list[dict], after: list[dict], min_effect: float) -> _Speed:
+    speed = _Speed({}, {}, [], [], [])
     after_by_test = {r["test"]: r for r in after}
     for b in before:
         a = after_by_test.get(b["test"])
         if a is None:
             continue
-        mean_b, sd_b, slow_b, fast_b = _spread(b)
-        mean_a, sd_a, slow_a, fast_a = _spread(a)
+        c = compare_speed(b.get("samples_ts") or [], a.get("samples_ts") or [])
+        have_samples = c.before is not None and c.after is not None
+        mean_b, mean_a = (c.before, c.after) if have_samples else (b["avg_ts"], a["avg_ts"])
         if mean_b <= 0:
             continue
         delta = (mean_a - mean_b) / mean_b
-        deltas[b["test"]] = delta
+        speed.deltas[b["test"]] = delta
+        speed.verdicts[b["test"]] = c.verdict
         shown = f"{b['test']} {mean_b:.2f} -> {mean_a:.2f} t/s ({delta:+.1%})"
-        noise = 2 * max(sd_a, sd_b)
-        if delta < -min_effect and mean_b - mean_a > noise and fast_a < slow_b:
-            worse.append(shown)
-        elif delta > min_effect and mean_a - mean_b > noise and slow_a > fast_b:
-            better.append(shown)
-    return deltas, worse, better
+        if c.verdict in ("slower", "faster") and abs(delta) <= min_effect:
+            speed.small.append(f"{shown} {c.verdict} beyond noise")
+        elif c.verdict in ("slower", "faster"):
+            (speed.worse if c.verdict == "slower" else speed.better).append(shown)
+    return speed
+
+
+def _changes(speed: _Speed, quiet: str, small: str) -> str:
+    """What the tests did when none decided the step: `quiet`, or the changes under min_effect."""
+    if speed.small:
+        return f"{small}: " + ", ".join(speed.small)
+    return f"{quiet}: " + (", ".join(f"{t} {d:+.1%}" for t, d in speed.deltas.items()) or "no common tests")
+
+
+def _judged(step: str, worse: bool, speed: _Speed, detail: str) -> Verdict:
+    return Verdict(step, worse, speed.deltas, detail, speed_rule(), speed.verdicts)
 
 
 def compare(step: str, before: list[dict], after: list[dict], min_effect: float = 0.05) -> Verdict:
     """Is `after` worse than `before` beyond noise? (rule: see MeasureSpec)."""
-    deltas, worse, _better = _speed(before, after, min_effect)
-    if worse:
-        detail = "worse beyond noise: " + ", ".join(worse)
-    else:
-        detail = "within noise or better: " + (", ".join(f"{t} {d:+.1%}" for t, d in deltas.items()) or "no common tests")
-    return Verdict(step, bool(worse), deltas, detail)
+    speed = _speed(before, after, min_effect)
+    if speed.worse:
+        return _judged(step, True, speed, "worse beyond noise: " + ", ".join(speed.worse))
+    return _judged(step, False, speed, _changes(speed, "within noise or better",
+                                               f"under --min-effect {min_effect:.0%}"))
 
 
 def gate(step: str, before: list[dict], after: list[dict], quality: list[Comparison],
          min_effect: float = 0.05) -> Verdict:
     """`halo tune --measure --eval`: keep a step only when it is faster beyond noise and no
     suite's paired test finds its answers worse (`quality`: after against before)."""
-    deltas, worse, better = _speed(before, after, min_effect)
+    speed = _speed(before, after, min_effect)
     regressed = [c for c in quality if c.paired.verdict == "worse"]
     answers = ", ".join(f"{c.suite} {c.paired.verdict} (Δ {c.paired.delta:+.3f}, {c.paired.test} "
                         f"p={c.paired.p_value:.4f}, {c.paired.n} pairs)" for c in quality) or "no common samples"
     reasons = []
-    if worse:
-        reasons.append("slower beyond noise: " + ", ".join(worse))
-    elif not better:
-        reasons.append("not faster beyond noise: "
-                       + (", ".join(f"{t} {d:+.1%}" for t, d in deltas.items()) or "no common tests"))
+    if speed.worse:
+        reasons.append("slower beyond noise: " + ", ".join(speed.worse))
+    elif not speed.better:
+        reasons.append(_changes(speed, "not faster beyond noise",
+                                f"not faster by more than --min-effect {min_effect:.0%}"))
     if regressed:
         reasons.append("answers worse: " + answers)
     if reasons:
-        return Verdict(step, True, deltas, "; ".join(reasons))
-    return Verdict(step, False, deltas, "faster beyond noise: " + ", ".join(better) + "; answers " + answers)
+        return _judged(step, True, speed, "; ".join(reasons))
+    return _judged(step, False, speed, "faster beyond noise: " + ", ".join(speed.better) + "; answers " + answers)
 
 
 def _verdict(step: str, before: dict, after: dict, spec: MeasureSpec) -> tuple[Verdict, list[Comparison]]:
