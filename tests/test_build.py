@@ -27,18 +27,27 @@ def test_the_build_has_the_tools_and_no_tests_or_examples(llama_bin_dir):
 
 def test_the_build_record_names_the_accelerator_and_flags(llama_bin_dir):
     record = json.loads((llama_bin_dir.parent / "halo_build.json").read_text())
-    assert record["accel"] == "cpu,rpc"  # the Makefile's default: the RPC tests need the worker
+    accel = record["accel"].split(",")  # `make test ACCEL=...`: cpu,rpc by default, cuda,rpc on a GPU box
+    assert "rpc" in accel  # the RPC tests need the worker
+    assert len(accel) == 2 and accel[0] in ("cpu", "cuda", "vulkan", "rocm"), record["accel"]
+    backend_flag = {"cpu": None, "cuda": "-DGGML_CUDA=ON", "vulkan": "-DGGML_VULKAN=ON",
+                    "rocm": "-DGGML_HIP=ON"}[accel[0]]
+    args = record["cmake_args"].split()
     for flag in ("-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_CURL=OFF",
-                 "-DLLAMA_OPENSSL=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DGGML_RPC=ON"):
-        assert flag in record["cmake_args"].split()
+                 "-DLLAMA_OPENSSL=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DGGML_RPC=ON",
+                 *([backend_flag] if backend_flag else [])):
+        assert flag in args
+    if backend_flag is None:  # a CPU build carries no GPU backend
+        assert not {"-DGGML_CUDA=ON", "-DGGML_VULKAN=ON", "-DGGML_HIP=ON"} & set(args)
     # and every run's provenance carries it
     facts = halo_core.get_host().backend("native").provenance()
-    assert facts["accel"] == "cpu,rpc"
+    assert facts["accel"] == record["accel"]
     assert facts["cmake_args"] == record["cmake_args"]
 
 
 def test_an_installed_build_with_the_same_key_is_kept(llama_bin_dir):
-    done = subprocess.run([str(SCRIPT), sys.executable, "--accel", "cpu,rpc"], capture_output=True,
+    accel = json.loads((llama_bin_dir.parent / "halo_build.json").read_text())["accel"]
+    done = subprocess.run([str(SCRIPT), sys.executable, "--accel", accel], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("already installed")
