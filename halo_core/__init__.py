@@ -111,6 +111,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "list_journals": ("tune.tuning", "journals"),
     # machine figures
     "measure_bandwidth": ("machine.bandwidth", "measure_bandwidth"),
+    "device_bandwidth": ("machine.bandwidth", "device_bandwidth"),
+    "save_bandwidth": ("machine.bandwidth", "save_bandwidth"),
     "MetricsSampler": ("machine.metrics", "MetricsSampler"),
 }
 
