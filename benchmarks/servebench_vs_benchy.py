@@ -118,7 +118,7 @@ def main() -> None:
                  "/tmp/benchy-venv/bin/pip install llama-benchy==0.4.0")
 
     import halo_core
-    from halo_core.llama.server import ServerSpec, serve
+    from halo_core.llama.server import ServerSpec, start_server
     from halo_core.llama.process import free_port
     from halo_core.servebench.run import ServeBenchSpec, corpus_text, matrix_server
 
@@ -132,7 +132,7 @@ def main() -> None:
     depths, levels = [int(d) for d in args.depths.split(",")], [int(c) for c in args.concurrency.split(",")]
     spec = ServeBenchSpec(depths=depths, pp=args.pp, tg=args.tg, concurrency=levels)
     parallel, ctx = matrix_server(spec)  # as `halo bench serve MODEL` would start it
-    server = serve(ServerSpec(model=str(model), port=free_port(), parallel=parallel, ctx=ctx))
+    server = start_server(ServerSpec(model=str(model), port=free_port(), parallel=parallel, ctx=ctx))
     url = server.info.url
     try:
         from tokenizers import Tokenizer

@@ -84,7 +84,7 @@ def test_import_halo_core_defers_the_library_calls():
     assert not {"halo_core.bench", "halo_core.llama", "halo_core.evals", "halo_core.tune",
                 "halo_core.plugins", "halo_core.models"} & set(loaded), loaded
     assert bench_after
-    assert halo_core.start_server is importlib.import_module("halo_core.llama.server").serve
+    assert halo_core.start_server is importlib.import_module("halo_core.llama.server").start_server
     assert set(halo_core.__all__) <= set(dir(halo_core))
 
 
@@ -167,3 +167,11 @@ def test_each_command_calls_the_library_call_the_table_names():
             if not any(obj is target for obj in reached):
                 missing.append(f"halo {command}: {name}")
     assert not missing, missing
+
+
+def test_public_calls_are_named_as_the_functions_behind_them():
+    from halo_core import _LAZY
+
+    differ = sorted(f"{public} -> {module}.{attr}" for public, (module, attr) in _LAZY.items()
+                    if public != attr)
+    assert not differ, differ

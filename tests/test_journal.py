@@ -84,17 +84,17 @@ def test_a_failing_command_rolls_back_the_whole_transaction(tmp_path, tools):
                      Change("test", "file", "/etc/new.conf", "new", before=None, after="b\n"),
                      Change("test", "command", "fail", "fails", argv=[str(fail)]))
     with pytest.raises(TuneError) as err:
-        tune.apply(plan)
+        tune.apply_tuning(plan)
     assert re.fullmatch(rf"{fail} exited with code 3: it broke; everything this run changed was rolled "
                         rf"back \(journal \S+\)", str(err.value))
     assert conf.read_text() == "a = 1\n" and not (tmp_path / "etc/new.conf").exists()
-    info = tune.journals(tmp_path)[0]
+    info = tune.list_journals(tmp_path)[0]
     assert (info.status, info.undone, info.error) == ("rolled-back", 3, f"{fail} exited with code 3: it broke")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="runs as a normal user")
 def test_the_live_system_needs_root(tmp_path):
     with pytest.raises(TuneError) as err:
-        tune.apply(live_plan(tmp_path, Change("test", "command", "true", "x", argv=["true"])))
+        tune.apply_tuning(live_plan(tmp_path, Change("test", "command", "true", "x", argv=["true"])))
     assert str(err.value) == ("applying changes to this machine writes /etc and /sys: run it as root "
                               "(sudo), or pass --root DIR to work on a copy")

@@ -143,7 +143,7 @@ def test_worker_serve_status_stop(halo, rpc_build, home):
     assert both.stderr.strip() == (f"Error: 1 of 2 RPC worker(s) not usable: 127.0.0.1:{nobody} down: "
                                    "connection refused: no worker listens there")
 
-    pid = rpc.workers()[0][0].pid
+    pid = rpc.rpc_workers()[0][0].pid
     again = halo("rpc", "serve", "--port", str(port))
     assert again.returncode == 1
     assert again.stderr.strip() == (f"Error: an RPC worker halo started (pid {pid}) already uses port "
@@ -162,7 +162,7 @@ def test_bind_rules_and_bad_input(halo, rpc_build, home):
     assert message.startswith("Error: --host 0.0.0.0 exposes the worker beyond this machine, and "
                               "llama.cpp's RPC has no authentication")
     assert "give --insecure to bind anyway" in message and "port port=50999 protocol=tcp" in message
-    assert rpc.workers() == []
+    assert rpc.rpc_workers() == []
 
     port = free_port()
     done = halo("rpc", "serve", "--host", "0.0.0.0", "--port", str(port), "--insecure", "--detach")
@@ -192,7 +192,7 @@ def test_bind_rules_and_bad_input(halo, rpc_build, home):
                                   "llama_cpp_dir=/nonexistent"), done.stderr
     done = halo("rpc", "serve", "--port", str(free_port()), "--backend-opt", "nope=1")
     assert done.returncode == 1 and done.stderr.startswith("Error: no selected backend takes the option 'nope'")
-    assert rpc.workers() == []
+    assert rpc.rpc_workers() == []
 
 
 def test_a_real_split_bench_over_two_workers(halo, smoke_model, two_workers):
@@ -250,7 +250,7 @@ def test_worker_dying_mid_bench_fails_its_cells_and_the_run_goes_on(smoke_model,
     events = []
 
     def worker_b():
-        return next(info for info, _ in rpc.workers() if info.port == b)
+        return next(info for info, _ in rpc.rpc_workers() if info.port == b)
 
     def on_result(result):
         events.append(result.test)
@@ -336,7 +336,7 @@ def test_fit_answers_for_the_cluster(halo, smoke_model, two_workers, tmp_path):
     eps = endpoints(two_workers)
     cluster = halo("models", "fit", str(smoke_model.path), "--ctx", "2048", "--sysroot", str(root), "--rpc", eps)
     assert cluster.returncode == 0, cluster.stderr
-    workers = rpc.probe_all(eps.split(","))
+    workers = rpc.probe_workers(eps.split(","))
     total = sum(w.total_memory for w in workers)  # loopback workers: this machine's memory
     line = next(ln for ln in cluster.stdout.splitlines() if ln.startswith("total"))
     assert f" in the cluster: 127.0.0.1:{two_workers[0]} " in line and " + 127.0.0.1:" in line
@@ -359,4 +359,4 @@ def test_flush_stops_workers(halo, rpc_build, home, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"stopped rpc pid {worker.info.pid} (port {port})" in done.stdout.splitlines()
     wait_until(lambda: start_ticks(worker.info.pid) is None, 10, "the worker did not stop")
-    assert rpc.workers() == []
+    assert rpc.rpc_workers() == []

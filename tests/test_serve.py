@@ -20,7 +20,7 @@ from sysroot import strix_halo, write
 from conftest import ctrl_c_works, wait_until, write_tool
 from halo_core import Availability, Backend, PluginHost, ToolCommand, hookimpl
 from halo_core.llama import process as process_mod
-from halo_core.llama.flush import flush
+from halo_core.llama.flush import flush_memory
 from halo_core.records import ProcessInfo
 from halo_core.llama.process import read_pid_files, write_pid_file
 from halo_core.llama.process import check_bind, start_ticks
@@ -265,12 +265,12 @@ def test_flush_asks_each_backend_once_and_survives_a_broken_one(home, tmp_path):
                            backend=backend, log="", started=f"2999-01-0{n + 1}",
                            pid_file=str(home / "run" / f"bench-{n}.json"))
         write_pid_file(info)
-    report = flush(tmp_path, host=host)
+    report = flush_memory(tmp_path, host=host)
     assert len(report.stale) == 4 and report.stopped == ()
     assert calls == ["box", "quiet", "buggy"]  # each once; "gone" is not registered: nothing
     assert report.released == ("container box: stopped", "buggy: release failed: podman exploded")
     write_pid_file(info)
-    assert flush(tmp_path, release=False, host=host).released == () and len(calls) == 3
+    assert flush_memory(tmp_path, release=False, host=host).released == () and len(calls) == 3
 
 
 def test_foreground_server_that_dies_exits_1(smoke_model, cleanup):

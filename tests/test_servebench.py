@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import wait_until
-from halo_core.llama.server import ServerSpec, serve
+from halo_core.llama.server import ServerSpec, start_server
 from halo_core.llama.process import free_port
 from halo_core.servebench.run import (
     RequestRecord, ServeBenchSpec, ServeRun, Stat, bootstrap_p, compare_serve_runs,
@@ -31,7 +31,7 @@ PP, TG = 64, 8
 @pytest.fixture(scope="module")
 def server(smoke_model, llama_bin_dir):
     """One real llama-server with 4 slots for the module."""
-    started = serve(ServerSpec(model=str(smoke_model.path), port=free_port(), ctx=4 * 512, parallel=4))
+    started = start_server(ServerSpec(model=str(smoke_model.path), port=free_port(), ctx=4 * 512, parallel=4))
     try:
         yield started.info.url
     finally:

@@ -261,12 +261,12 @@ def test_draft_acceptance_comes_from_the_servers_timings(smoke_model, llama_bin_
     each reply are journalled, and the sweep sums them (llama-bench cannot draft)."""
     from halo_core.chat import ChatClient, ChatRequest
     from halo_core.records import Endpoint
-    from halo_core.llama.server import ServerSpec, serve
+    from halo_core.llama.server import ServerSpec, start_server
     from halo_core.sweep.run import _server_timings, free_port
 
     spec = ServerSpec(model=str(smoke_model.path), port=free_port(), ctx=2048, ngram=True,
                       extra=("--spec-ngram-simple-size-n", "2", "--spec-ngram-simple-size-m", "8"))
-    server = serve(spec)
+    server = start_server(spec)
     try:
         client = ChatClient(Endpoint(server.info.url, "smoke"), journal=tmp_path / "completions.jsonl")
         text = "The quick brown fox jumps over the lazy dog."

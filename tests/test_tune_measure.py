@@ -91,8 +91,8 @@ def test_bench_compare_and_tune_judge_each_test_alike():
 
 
 def test_measured_apply_then_resume_after_the_reboot(fedora_root, smoke_model, llama_bin_dir):
-    plan = tune.plan(fedora_root)
-    info = tune.apply(plan, measure=SMALL)
+    plan = tune.plan_tuning(fedora_root)
+    info = tune.apply_tuning(plan, measure=SMALL)
     journal = Journal(info.path)
     measures = journal.events("measure")
     assert [(m["step"], m["phase"]) for m in measures] == [
@@ -110,17 +110,17 @@ def test_measured_apply_then_resume_after_the_reboot(fedora_root, smoke_model, l
     assert info.pending_measure == ("kernel",)
 
     with pytest.raises(TuneError) as err:
-        tune.resume(fedora_root)
+        tune.resume_tuning(fedora_root)
     assert str(err.value) == (f"the kernel changes of journal {info.id} take effect after a reboot: reboot, "
                               f"then run halo tune --measure --resume")
     sysroot.reboot(fedora_root)
-    resumed = tune.resume(fedora_root)
+    resumed = tune.resume_tuning(fedora_root)
     kernel = [v for v in resumed.verdicts if v.step == "kernel"]
     assert len(kernel) == 1 and resumed.pending_measure == ()
     assert [m["phase"] for m in Journal(info.path).events("measure")][-1] == "after-reboot"
     assert all(i in Journal(info.path).undone() for i in journal.step_changes("kernel")) == kernel[0].worse
     with pytest.raises(TuneError) as err:
-        tune.resume(fedora_root)
+        tune.resume_tuning(fedora_root)
     assert str(err.value) == f"nothing to resume: no journal of {fedora_root} waits for a measurement after a reboot"
 
 
@@ -188,7 +188,7 @@ def test_a_step_that_makes_things_worse_is_rolled_back(fedora_root, smoke_model,
 
     host = with_tuner(Slowdown())
     before = snapshot(fedora_root)
-    info = tune.apply(tune.plan(fedora_root, ["slowdown"], host=host), measure=SMALL, host=host)
+    info = tune.apply_tuning(tune.plan_tuning(fedora_root, ["slowdown"], host=host), measure=SMALL, host=host)
     (verdict,) = info.verdicts
     assert verdict.worse and verdict.step == "slowdown"
     assert verdict.detail.startswith("worse beyond noise: pp32 ")
@@ -279,7 +279,7 @@ def test_the_eval_gate_keeps_a_faster_step_and_rolls_back_one_that_breaks_answer
     host.register(types.SimpleNamespace(register_tuners=register_tuners,
                                         register_eval_suites=register_eval_suites), "gate-test")
     spec = attrs.evolve(SMALL, eval="sentences", eval_limit=6, max_tokens=16, ctx=2048)
-    info = tune.apply(tune.plan(fedora_root, ["faster", "broken"], host=host), measure=spec, host=host)
+    info = tune.apply_tuning(tune.plan_tuning(fedora_root, ["faster", "broken"], host=host), measure=spec, host=host)
     faster, broken = info.verdicts
     assert not faster.worse and faster.detail.startswith("faster beyond noise: pp32 ")
     assert faster.detail.endswith("answers sentences no difference (Δ +0.000, mcnemar p=1.0000, 6 pairs)")

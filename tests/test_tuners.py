@@ -34,9 +34,9 @@ def details(root, only=None) -> dict[str, str]:
 def cycle(root, tuner: str):
     """Apply one tuner; returns (journal info, snapshot before) after checking idempotence."""
     before = snapshot(root)
-    info = tune.apply(tune.plan(root, [tuner]))
-    assert tune.plan(root, [tuner]).changes == ()  # a second apply would change nothing
-    assert tune.apply(tune.plan(root, [tuner])) is None
+    info = tune.apply_tuning(tune.plan_tuning(root, [tuner]))
+    assert tune.plan_tuning(root, [tuner]).changes == ()  # a second apply would change nothing
+    assert tune.apply_tuning(tune.plan_tuning(root, [tuner])) is None
     return info, before
 
 
@@ -49,7 +49,7 @@ def undo_and_compare(root, before, info):
 # -- tuned ---------------------------------------------------------------------------------
 
 def test_tuned_on_fedora(fedora_root):
-    plan = tune.plan(fedora_root, ["tuned"])
+    plan = tune.plan_tuning(fedora_root, ["tuned"])
     assert [(c.kind, c.target) for c in plan.changes] == [
         ("file", "/etc/tuned/active_profile"), ("file", "/etc/tuned/profile_mode"), ("command", "tuned-adm")]
     command = plan.changes[2]
@@ -67,12 +67,12 @@ def test_tuned_on_fedora(fedora_root):
 
 
 def test_tuned_not_installed_on_ubuntu(ubuntu_root):
-    plan = tune.plan(ubuntu_root, ["tuned"])
+    plan = tune.plan_tuning(ubuntu_root, ["tuned"])
     assert plan.changes == ()
     assert plan.steps[0].guidance.startswith("tuned is not installed: sudo dnf install tuned")
     (check,) = tune.verify(ubuntu_root, ["tuned"])
     assert (check.status, check.detail) == ("WARN", "tuned is not installed")
-    assert tune.apply(plan) is None
+    assert tune.apply_tuning(plan) is None
 
 
 # -- kernel --------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def test_kernel_on_fedora_edits_grub_and_plans_grub2_mkconfig(fedora_root):
 
 
 def test_kernel_on_fedora_after_the_reboot(fedora_root):
-    tune.apply(tune.plan(fedora_root, ["kernel"]))
+    tune.apply_tuning(tune.plan_tuning(fedora_root, ["kernel"]))
     sysroot.reboot(fedora_root)
     assert statuses(fedora_root, ["kernel", "vram"]) == {
         "kernel": "PASS", "firmware": "PASS", "iommu": "PASS", "gtt-limit": "PASS",
@@ -111,7 +111,7 @@ def test_kernel_on_ubuntu_fixes_the_typo_and_drops_gttsize(ubuntu_root):
     assert details(ubuntu_root, ["kernel"])["iommu"] == (
         "amd_iommu=pt on the kernel command line is not a valid option and is silently ignored: "
         "the IOMMU is still on")
-    plan = tune.plan(ubuntu_root, ["kernel"])
+    plan = tune.plan_tuning(ubuntu_root, ["kernel"])
     assert plan.changes[1].argv == ("update-grub",) and plan.changes[1].writes == ("/boot/grub/grub.cfg",)
     assert plan.steps[0].guidance == ("The BIOS still reserves 32.0 GiB as VRAM: lower it in the same reboot "
                                       "(see the vram tuner), since ttm.pages_limit counts on that RAM.")
@@ -120,7 +120,7 @@ def test_kernel_on_ubuntu_fixes_the_typo_and_drops_gttsize(ubuntu_root):
         '"quiet splash amd_iommu=pt amdgpu.gttsize=126976"', '"quiet splash amd_iommu=off ttm.pages_limit=32243712"')
     undo_and_compare(ubuntu_root, before, info)
 
-    tune.apply(tune.plan(ubuntu_root, ["kernel"]))
+    tune.apply_tuning(tune.plan_tuning(ubuntu_root, ["kernel"]))
     sysroot.reboot(ubuntu_root)
     found = {c.name: c for c in tune.verify(ubuntu_root, ["kernel", "vram"])}
     assert {n: c.status for n, c in found.items()} == {
@@ -136,17 +136,17 @@ def test_kernel_keeps_existing_options_and_quotes(fedora_root):
     grub.write_text(sysroot.FEDORA_GRUB.replace(
         'GRUB_CMDLINE_LINUX="rhgb quiet"',
         "GRUB_CMDLINE_LINUX='rhgb iommu=pt quiet'  # mine\nGRUB_CMDLINE_LINUX_DEFAULT=\"mitigations=off ttm.pages_limit=1\""))
-    tune.apply(tune.plan(fedora_root, ["kernel"]))
+    tune.apply_tuning(tune.plan_tuning(fedora_root, ["kernel"]))
     assert "GRUB_CMDLINE_LINUX='rhgb quiet'  # mine\n" in grub.read_text()
     assert 'GRUB_CMDLINE_LINUX_DEFAULT="mitigations=off amd_iommu=off ttm.pages_limit=15466496"\n' in grub.read_text()
 
 
 def test_gtt_setting_is_validated_against_the_ram(fedora_root):
     with pytest.raises(TuneError) as err:
-        tune.plan(fedora_root, ["kernel"], settings=["kernel.gtt_gib=62"])
+        tune.plan_tuning(fedora_root, ["kernel"], settings=["kernel.gtt_gib=62"])
     assert str(err.value) == ("kernel.gtt_gib=62 does not fit the RAM: 64 GiB leaves at most 60 GiB "
                               "to the GPU (4 GiB stay with the OS)")
-    plan = tune.plan(fedora_root, ["kernel"], settings=["kernel.gtt_gib=48"])
+    plan = tune.plan_tuning(fedora_root, ["kernel"], settings=["kernel.gtt_gib=48"])
     assert "ttm.pages_limit=12582912" in plan.changes[0].after
     for setting, message in [
         ("kernel.gtt_gib=lots", "kernel.gtt_gib=lots is not a number of GiB"),
@@ -156,10 +156,10 @@ def test_gtt_setting_is_validated_against_the_ram(fedora_root):
         ("nodot=1", "bad setting 'nodot=1': write TUNER.KEY=VALUE, e.g. kernel.gtt_gib=48"),
     ]:
         with pytest.raises(TuneError) as err:
-            tune.plan(fedora_root, settings=[setting])
+            tune.plan_tuning(fedora_root, settings=[setting])
         assert str(err.value) == message
     with pytest.raises(TuneError) as err:
-        tune.plan(fedora_root, ["tuned"], settings=["kernel.gtt_gib=48"])
+        tune.plan_tuning(fedora_root, ["tuned"], settings=["kernel.gtt_gib=48"])
     assert str(err.value) == "setting for tuner 'kernel', which is not selected (selected: tuned)"
 
 
@@ -178,20 +178,20 @@ def test_malformed_grub_stops_the_plan_with_nothing_written(fedora_root, line, m
     grub = fedora_root / "etc/default/grub"
     grub.write_text(sysroot.FEDORA_GRUB.replace('GRUB_CMDLINE_LINUX="rhgb quiet"\n', line))
     before = snapshot(fedora_root)
-    journals = len(tune.journals())
+    journals = len(tune.list_journals())
     with pytest.raises(TuneError) as err:
-        tune.plan(fedora_root)
+        tune.plan_tuning(fedora_root)
     assert str(err.value) == message
-    assert snapshot(fedora_root) == before and len(tune.journals()) == journals
+    assert snapshot(fedora_root) == before and len(tune.list_journals()) == journals
 
 
 def test_not_an_amd_apu(intel_root):
     with pytest.raises(TuneError) as err:
-        tune.plan(intel_root)
+        tune.plan_tuning(intel_root)
     assert str(err.value) == ("this host is not an AMD APU (CPU: Intel(R) Core(TM) Ultra 7 155H; no amdgpu "
                               "device): halo tune is made for AMD APUs such as Strix Halo; pass --force to "
                               "tune it anyway")
-    forced = tune.plan(intel_root, ["kernel"], force=True)
+    forced = tune.plan_tuning(intel_root, ["kernel"], force=True)
     assert "ttm.pages_limit=7077888" in forced.changes[0].after  # 32 GiB - 5 GiB
 
 
@@ -230,31 +230,31 @@ def with_swappiness():
 
 def test_each_tuner_says_which_hosts_it_applies_to(intel_root, with_swappiness):
     host = with_swappiness
-    assert tune.plan(intel_root, ["swappiness"], host=host).changes[0].after == "10"
+    assert tune.plan_tuning(intel_root, ["swappiness"], host=host).changes[0].after == "10"
     with pytest.raises(TuneError) as err:
-        tune.plan(intel_root, ["swappiness", "kernel"], host=host)
+        tune.plan_tuning(intel_root, ["swappiness", "kernel"], host=host)
     assert str(err.value) == (
         "this host is not an AMD APU (CPU: Intel(R) Core(TM) Ultra 7 155H; no amdgpu device): "
         "halo tune is made for AMD APUs such as Strix Halo (tuners kernel); pass --force to tune "
         "it anyway, or leave them out with --only")
     with pytest.raises(TuneError) as err:
-        tune.plan(intel_root, ["servers"], host=host)
+        tune.plan_tuning(intel_root, ["servers"], host=host)
     assert str(err.value) == ("Intel(R) Core(TM) Ultra 7 155H is no server CPU; run it on a server; "
                               "pass --force to tune it anyway")
-    assert len(tune.plan(intel_root, ["servers", "kernel"], host=host, force=True).steps) == 2
+    assert len(tune.plan_tuning(intel_root, ["servers", "kernel"], host=host, force=True).steps) == 2
 
 
 def test_unknown_tuner(fedora_root):
     with pytest.raises(UnknownName) as err:
-        tune.plan(fedora_root, ["turbo"])
+        tune.plan_tuning(fedora_root, ["turbo"])
     assert str(err.value) == "unknown tuner 'turbo' (known: kernel, power, tuned, vram)"
 
 
 # -- vram ----------------------------------------------------------------------------------
 
 def test_vram_writes_nothing_and_guides(ubuntu_root, fedora_root):
-    assert tune.plan(fedora_root, ["vram"]).changes == () and tune.plan(fedora_root, ["vram"]).steps[0].guidance == ""
-    step = tune.plan(ubuntu_root, ["vram"]).steps[0]
+    assert tune.plan_tuning(fedora_root, ["vram"]).changes == () and tune.plan_tuning(fedora_root, ["vram"]).steps[0].guidance == ""
+    step = tune.plan_tuning(ubuntu_root, ["vram"]).steps[0]
     assert step.changes == ()
     assert step.guidance.startswith("The BIOS reserves 32.0 GiB of RAM as VRAM; halo cannot change BIOS settings.")
     assert "UMA Frame Buffer Size" in step.guidance and "512 MB" in step.guidance
@@ -300,12 +300,12 @@ def test_power(distro, request):
 
 def test_power_adds_nogttspill_to_an_existing_radv_perftest(fedora_root):
     sysroot.write(fedora_root, "/etc/environment.d/radv-llm.conf", "# mine\nRADV_PERFTEST=sam\n")
-    tune.apply(tune.plan(fedora_root, ["power"]))
+    tune.apply_tuning(tune.plan_tuning(fedora_root, ["power"]))
     assert (fedora_root / "etc/environment.d/radv-llm.conf").read_text() == "# mine\nRADV_PERFTEST=sam,nogttspill\n"
 
 
 def test_power_watts_setting(fedora_root):
-    plan = tune.plan(fedora_root, ["power"], settings=["power.watts=70"])
+    plan = tune.plan_tuning(fedora_root, ["power"], settings=["power.watts=70"])
     assert plan.changes[-1].argv[1:] == ("--stapm-limit=70000", "--fast-limit=70000",
                                          "--slow-limit=70000", "--apu-slow-limit=70000")
 
@@ -317,13 +317,13 @@ def test_all_tuners_then_reboot_is_nine_of_nine(fedora_root):
         "tuned": "WARN", "kernel": "PASS", "firmware": "PASS", "iommu": "WARN", "gtt-limit": "FAIL",
         "bios-vram": "PASS", "gtt-size": "FAIL", "power-limits": "WARN", "memory-env": "WARN"}
     before = snapshot(fedora_root)
-    info = tune.apply(tune.plan(fedora_root))
+    info = tune.apply_tuning(tune.plan_tuning(fedora_root))
     assert info.applied == 23
-    assert tune.plan(fedora_root).changes == ()
+    assert tune.plan_tuning(fedora_root).changes == ()
     rolled = tune.rollback(fedora_root)
     assert rolled.undone == 23 and snapshot(fedora_root) == before
 
-    tune.apply(tune.plan(fedora_root))
+    tune.apply_tuning(tune.plan_tuning(fedora_root))
     sysroot.reboot(fedora_root)
     report = tune.audit(fedora_root)
     assert report.score == (9, 9)
@@ -346,7 +346,7 @@ class Planning(Tuner):
 def test_two_tuners_changing_one_file_is_refused(fedora_root):
     host = with_tuner(Planning("grubby", "file", "/etc/default/grub", "mine", before="x", after="y"))
     with pytest.raises(TuneError) as err:
-        tune.plan(fedora_root, ["kernel", "grubby"], host=host)
+        tune.plan_tuning(fedora_root, ["kernel", "grubby"], host=host)
     assert str(err.value) == ("tuners 'kernel' and 'grubby' both change /etc/default/grub: apply them "
                               "one at a time with --only")
 
@@ -372,16 +372,16 @@ def test_a_tuner_planning_an_unknown_kind_fails_before_anything_is_applied(fedor
     typo = Planning("typo", "sysctrl", "vm.swappiness", "lower swappiness", after="10")
     before = snapshot(fedora_root)
     with pytest.raises(UnknownState, match="^unknown change kind 'sysctrl'"):
-        tune.plan(fedora_root, ["tuned", "typo"], host=with_tuner(typo))
-    assert snapshot(fedora_root) == before and tune.journals(fedora_root) == []
+        tune.plan_tuning(fedora_root, ["tuned", "typo"], host=with_tuner(typo))
+    assert snapshot(fedora_root) == before and tune.list_journals(fedora_root) == []
 
 
 def test_a_file_changed_after_planning_is_not_overwritten(fedora_root):
-    plan = tune.plan(fedora_root, ["tuned"])
+    plan = tune.plan_tuning(fedora_root, ["tuned"])
     (fedora_root / "etc/tuned/active_profile").write_text("powersave\n")
     with pytest.raises(TuneError) as err:
-        tune.apply(plan)
+        tune.apply_tuning(plan)
     assert str(err.value).startswith("/etc/tuned/active_profile changed since the plan was made; run halo "
                                      "tune again; everything this run changed was rolled back (journal ")
     assert (fedora_root / "etc/tuned/active_profile").read_text() == "powersave\n"
-    assert tune.journals(fedora_root)[0].status == "rolled-back"
+    assert tune.list_journals(fedora_root)[0].status == "rolled-back"

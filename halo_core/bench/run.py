@@ -82,7 +82,7 @@ def load_cells(path: Path) -> tuple[list[BenchResult], list[FailedCell]]:
     return list(results.values()), list(failures.values())
 
 
-def load_run(path: Path) -> BenchRun:
+def load_bench_run(path: Path) -> BenchRun:
     """A bench run directory and what it holds."""
     state = RunState.load(path, KIND)
     results, failures = load_cells(path)
@@ -251,7 +251,7 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
     host = host or get_host()
     status = on_status or (lambda _msg: None)
     if resume is not None:
-        spec = load_run(Path(resume)).spec
+        spec = load_bench_run(Path(resume)).spec
     if spec is None:
         raise HaloError("nothing to run: give a BenchSpec or a run to resume")
     backends = host.available_backends(spec.backends, backend_options)

@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ..bench.run import KIND, load_run, run_bench
+from ..bench.run import KIND, load_bench_run, run_bench
 from ..bench.compare import compare_runs
 from ..errors import HaloError
 from ..llama.flags import KV_TYPES
@@ -256,7 +256,7 @@ def bench_list(as_json):
     rows = []
     for path in list_runs(KIND):
         try:
-            run = load_run(path)
+            run = load_bench_run(path)
         except HaloError:
             continue
         rows.append({"kind": KIND, "name": path.name, "path": str(path), "status": run.status,
@@ -299,7 +299,7 @@ def bench_show(run_ref, as_json):
             click.echo(f"error: {run.error}")
         click.echo(f"path: {run.path}")
         return
-    run: BenchRun = load_run(resolve_run(KIND, run_ref))
+    run: BenchRun = load_bench_run(resolve_run(KIND, run_ref))
     if as_json:
         emit_json(run)
         return
@@ -350,7 +350,7 @@ def bench_compare(before, after, as_json):
                           _fmt(d.change_pct, "+.1f", "%"), _fmt(d.p_value, ".3f"), verdict)
         print_table(table)
         return
-    deltas = compare_runs(load_run(resolve_run(KIND, before)), load_run(resolve_run(KIND, after)))
+    deltas = compare_runs(load_bench_run(resolve_run(KIND, before)), load_bench_run(resolve_run(KIND, after)))
     if as_json:
         emit_json(deltas)
         return
@@ -377,7 +377,7 @@ def bench_report(run_refs, output):
     if serve_runs is not None:
         click.echo(str(write_serve_report(serve_runs, output or serve_runs[-1].path / "report")))
         return
-    runs = [load_run(resolve_run(KIND, ref)) for ref in run_refs]
+    runs = [load_bench_run(resolve_run(KIND, ref)) for ref in run_refs]
     page = write_report(runs, output or runs[-1].path / "report")
     click.echo(str(page))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..llama.flush import flush as run_flush
+from ..llama.flush import flush_memory as run_flush
 from .common import emit_json
 
 

@@ -11,7 +11,7 @@ from ..errors import HaloError, ToolFailed
 from ..records import RpcWorker
 from ..llama.rpc import (
     DEFAULT_PORT, NO_AUTH, UnsafeWorkerBind, WorkerSpec, check_worker_bind, limit_advice,
-    parse_endpoints, probe_all, start_worker, stop_workers, workers,
+    parse_endpoints, probe_workers, start_worker, stop_workers, rpc_workers,
 )
 from ..llama.process import connect_host
 from ..store import human_size
@@ -95,11 +95,11 @@ def status(endpoints, no_bandwidth, timeout, as_json):
     if endpoints:
         targets = parse_endpoints(endpoints)
     else:
-        targets = tuple(f"{connect_host(info.host)}:{info.port}" for info, alive in workers() if alive)
+        targets = tuple(f"{connect_host(info.host)}:{info.port}" for info, alive in rpc_workers() if alive)
         if not targets:
             click.echo("no RPC workers started by halo (give HOST:PORT,... to check others)")
             return
-    found = probe_all(targets, timeout=timeout, bandwidth=not no_bandwidth)
+    found = probe_workers(targets, timeout=timeout, bandwidth=not no_bandwidth)
     if as_json:
         emit_json(found)
     else:

@@ -14,7 +14,7 @@ from ..runner import describe_exit, tail_of
 from ..llama.flags import KV_TYPES
 from ..llama.server import ServerSpec, load_presets, preset_spec
 from ..llama.process import UnsafeBind, check_bind, servers, stop_servers
-from ..llama.server import serve as start_server
+from ..llama.server import start_server
 from ..llama.rpc import parse_endpoints, parse_tensor_split
 from ..store import human_size, to_dict
 from .common import backend_flags, backend_options, emit_json, err_console, print_table, sigterm_as_interrupt

@@ -183,7 +183,7 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
         resolve_suites(eval_suite)  # an unknown suite is an error before anything is measured
     status = (lambda msg: err_console.print(escape(msg))) if not as_json else None
     if resume:
-        info = lib.resume(root, on_status=status)
+        info = lib.resume_tuning(root, on_status=status)
         if as_json:
             emit_json(info)
             return
@@ -191,7 +191,7 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
         if info.verdicts and info.verdicts[-1].worse:
             click.echo("reboot again to bring back the previous kernel parameters")
         return
-    plan = lib.plan(root, split_list(only) or None, settings=settings, force=force)
+    plan = lib.plan_tuning(root, split_list(only) or None, settings=settings, force=force)
     if not (do_apply or measure):
         if as_json:
             emit_json({"dry_run": True, "plan": plan})
@@ -207,7 +207,7 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
                        eval_limit=eval_limit, max_tokens=max_tokens, ctx=ctx) if measure else None
     if not as_json:
         click.echo(lib.render_plan(plan), nl=False)
-    info = lib.apply(plan, measure=spec, on_status=status)
+    info = lib.apply_tuning(plan, measure=spec, on_status=status)
     if as_json:
         emit_json({"dry_run": False, "plan": plan, "journal": info})
         return
@@ -230,7 +230,7 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
 def rollback(root, journal_id, list_, as_json):
     """Undo the newest tuning transaction (or finish one a crash interrupted)."""
     if list_:
-        infos = lib.journals(root)
+        infos = lib.list_journals(root)
         if as_json:
             emit_json(infos)
             return

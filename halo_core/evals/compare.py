@@ -8,7 +8,7 @@ from pathlib import Path
 import attrs
 
 from ..stats import ALPHA, PairedTest, paired_test
-from .run import load_run as load_eval_run, load_samples
+from .run import load_eval_run, load_samples
 
 
 @attrs.frozen

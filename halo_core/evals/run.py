@@ -137,7 +137,7 @@ class EvalRun(Run):
     scores: dict[str, SuiteScore] = attrs.field(factory=dict)
 
 
-def load_run(path: Path) -> EvalRun:
+def load_eval_run(path: Path) -> EvalRun:
     state = RunState.load(path, KIND)
     scores = {}
     if (path / "scores.json").is_file():
@@ -198,7 +198,7 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
     say = status or (lambda _m: None)
     if resume is not None:
         path = resolve_run(KIND, resume)
-        previous = load_run(path)
+        previous = load_eval_run(path)
         spec = previous.spec
         if limit is not None:
             spec = attrs.evolve(spec, limit=limit)
@@ -313,10 +313,10 @@ def _run_suite(run: EvalRun, suite: EvalSuite, endpoint: Endpoint, client: ChatC
 
 # -- reading ---------------------------------------------------------------------------------
 
-def compare(paths: list[Path]) -> list[dict]:
+def compare_eval_runs(paths: list[Path]) -> list[dict]:
     """One row per suite: the headline score of each run (None where it did not run) and the
     samples that failed in it."""
-    loaded = [load_run(p) for p in paths]
+    loaded = [load_eval_run(p) for p in paths]
     suites = list(dict.fromkeys(s for r in loaded for s in r.scores))
     return [{"suite": s, "runs": {r.path.name: r.scores[s].headline if s in r.scores else None
                                   for r in loaded},
@@ -324,5 +324,5 @@ def compare(paths: list[Path]) -> list[dict]:
             for s in suites]
 
 
-__all__ = ["KIND", "EvalRun", "EvalSpec", "Probe", "compare", "describe_suites", "load_run",
+__all__ = ["KIND", "EvalRun", "EvalSpec", "Probe", "compare_eval_runs", "describe_suites", "load_eval_run",
            "load_samples", "presets", "resolve_suites", "run_eval"]

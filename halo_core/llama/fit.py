@@ -36,7 +36,7 @@ from ..plugins import PluginHost
 from ..records import FitReport
 from .flags import KV_TYPES
 from .process import is_loopback
-from .rpc import describe, probe_all
+from .rpc import describe, probe_workers
 
 SWA_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss": 2, "exaone4": 4}
 """llama.cpp's sliding-window period per architecture when the GGUF gives no pattern:
@@ -240,7 +240,7 @@ def _cluster(endpoints: tuple[str, ...], local: int) -> tuple[tuple, int | None]
     unless a worker runs on it (loopback)."""
     if not endpoints:
         return (), None
-    workers = tuple(probe_all(endpoints))
+    workers = tuple(probe_workers(endpoints))
     for worker in workers:
         if worker.state != "up" or not worker.devices:
             raise ModelError(describe(worker) if worker.state != "up"

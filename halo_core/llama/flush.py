@@ -60,7 +60,7 @@ def drop_caches(root: Path = Path("/")) -> str:
     return "dropped"
 
 
-def flush(root: Path = Path("/"), *, release: bool = True,
+def flush_memory(root: Path = Path("/"), *, release: bool = True,
           host: PluginHost | None = None) -> FlushReport:
     """Stop what halo started, let its backends release what they left (unless `release` is
     false), drop caches (as root), report GPU memory in use."""

@@ -240,7 +240,7 @@ def probe(endpoint: str, *, timeout: float = 5.0, bandwidth: bool = False,
         session.close()
 
 
-def probe_all(endpoints, *, timeout: float = 5.0, bandwidth: bool = False) -> list[RpcWorker]:
+def probe_workers(endpoints, *, timeout: float = 5.0, bandwidth: bool = False) -> list[RpcWorker]:
     """probe() each endpoint, numbering devices across them as the controller does."""
     workers: list[RpcWorker] = []
     for endpoint in endpoints:
@@ -257,7 +257,7 @@ def check_workers(endpoints, controllers: list[tuple[ToolCommand, str]]) -> list
     """Before a run: every worker up, and each controller binary (llama-bench, llama-server)
     able to use them all — its own HELLO, so a protocol mismatch shows here, not mid-run.
     Raises a HaloError naming the first worker that is not."""
-    workers = probe_all(endpoints)
+    workers = probe_workers(endpoints)
     for worker in workers:
         if worker.state != "up":
             raise HaloError(describe(worker))
@@ -343,7 +343,7 @@ def worker_argv(cmd: ToolCommand, tool: str, flags: Flags, spec: WorkerSpec) -> 
     return argv + list(spec.extra)
 
 
-def workers() -> list[tuple[ServerInfo, bool]]:
+def rpc_workers() -> list[tuple[ServerInfo, bool]]:
     """The workers halo started (pid files) with whether each still runs."""
     return servers(kind=ProcessKind.RPC)
 

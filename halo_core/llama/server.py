@@ -120,7 +120,7 @@ def preset_spec(name: str, **overrides) -> ServerSpec:
     return ServerSpec(**fields)
 
 
-def serve(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = None,
+def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = None,
           backend_options: Mapping[str, str] | None = None, on_status=None) -> Server:
     """Start llama-server for `spec`, wait until /health answers 200, and return it.
 

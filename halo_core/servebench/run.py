@@ -44,7 +44,7 @@ from ..plugins import PluginHost, get_host
 from ..records import Run, RunStatus, as_tuple
 from ..runs import RunState, new_run_dir, now, read_jsonl
 from ..llama.process import pid_dir
-from ..llama.server import ServerSpec, serve
+from ..llama.server import ServerSpec, start_server
 from ..llama.process import free_port
 from ..store import append_line, from_dict, to_dict, write_json
 
@@ -785,7 +785,7 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
             server_spec = spec.server if spec.server.port else attrs.evolve(spec.server, port=free_port())
             log = pid_dir() / f"server-{server_spec.port}.log"
             log_offset = log.stat().st_size if log.exists() else 0
-            server = serve(server_spec, host=host, backend_options=spec.backend_options, on_status=status)
+            server = start_server(server_spec, host=host, backend_options=spec.backend_options, on_status=status)
             base = server.info.url
         else:
             base = spec.endpoint.rstrip("/").removesuffix("/v1") if spec.endpoint else require()[0].base_url

@@ -35,14 +35,14 @@ from ..bench.compare import speed_change
 from ..config import defaults
 from ..errors import HaloError
 from ..evals.compare import Comparison, compare_evals
-from ..evals.run import EvalSpec, load_run as load_eval_run, load_samples, resolve_suites, run_eval
+from ..evals.run import EvalSpec, load_eval_run, load_samples, resolve_suites, run_eval
 from ..llama.flags import KV_TYPES
 from ..models.resolve import fetch_model
 from ..plugins import PluginHost, get_host
 from ..records import BenchResult, BenchSpec
-from ..bench.run import load_run as load_bench_run, run_bench
+from ..bench.run import load_bench_run, run_bench
 from ..runs import RunState, new_run_dir, read_jsonl, resolve_run as resolve_run_dir
-from ..llama.server import ServerSpec, serve
+from ..llama.server import ServerSpec, start_server
 from ..llama.process import free_port
 from ..stats import ALPHA, Interval, interval
 from ..store import from_dict, safe_name, sha256_file, to_dict, write_atomic, write_json
@@ -174,7 +174,7 @@ class SettingRun:
 
 
 @attrs.frozen
-class SuiteScore:
+class SettingScore:
     """One suite of one setting: the suite's own scores, and the mean per-sample outcome over
     the samples that ran, with its 95% interval. Failed samples are left out and counted."""
 
@@ -216,7 +216,7 @@ class SettingResult:
     model_sha256: str
     eval_run: str
     bench_run: str
-    scores: tuple[SuiteScore, ...] = attrs.field(converter=tuple)
+    scores: tuple[SettingScore, ...] = attrs.field(converter=tuple)
     speed: Speed | None
     quality: tuple[Comparison, ...] = attrs.field(converter=tuple)
     speed_changes: tuple[SpeedChange, ...] = attrs.field(converter=tuple)
@@ -383,7 +383,7 @@ def _run_setting(state: _State, index: int, target: int, host: PluginHost, say, 
         no_think=setting.no_think, threads=spec.threads, extra=("--seed", str(spec.seed)),
         ready_timeout=spec.ready_timeout)
     try:
-        server = serve(server_spec, host=host, on_status=say)
+        server = start_server(server_spec, host=host, on_status=say)
     except HaloError as exc:
         return fail(str(exc), getattr(exc, "log_tail", ""))
     run.server_argv = list(server.info.argv)
@@ -489,7 +489,7 @@ def analyse(path: Path) -> SweepRun:
                 samples = load_samples(Path(run.eval_run), suite)
                 ran = [s.score for s in samples if not s.error]
                 entry = evaluation.scores.get(suite)
-                scores.append(SuiteScore(suite, str(entry.status) if entry else "missing",
+                scores.append(SettingScore(suite, str(entry.status) if entry else "missing",
                                          dict(entry.scores) if entry else {},
                                          interval(ran), len(samples) - len(ran)))
             speed = base_speed if index == 0 and base_speed is not None else _speed(run, suites)

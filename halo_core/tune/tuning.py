@@ -20,7 +20,7 @@ from ..machine.hostfacts import is_live, read_facts
 from ..interfaces import Tuner
 from .journal import KERNEL_VALUES, OPEN, Journal, locked
 from ..plugins import PluginHost, get_host
-from ..llama.server import ServerSpec, serve
+from ..llama.server import ServerSpec, start_server
 from ..llama.process import free_port
 from ..stats import compare_speed, speed_rule
 from ..store import to_dict
@@ -91,7 +91,7 @@ def _refuse_misfits(tuners: list[Tuner], facts) -> None:
                         + (", or leave them out with --only" if len(names) < len(tuners) else ""))
 
 
-def plan(root: Path = Path("/"), only: Iterable[str] | None = None, *,
+def plan_tuning(root: Path = Path("/"), only: Iterable[str] | None = None, *,
          settings: Iterable[str] = (), force: bool = False,
          host: PluginHost | None = None) -> TunePlan:
     """What `halo tune` would change: validated, nothing written.
@@ -190,7 +190,7 @@ def _measure(spec: MeasureSpec, label: str, host: PluginHost | None, status: Sta
     measured = {"run": str(run.path), "results": bench_results(run)}
     if spec.eval:
         status(f"evaluating {spec.eval} ({label})")
-        server = serve(ServerSpec(model=spec.model, backend=spec.backend, port=free_port(),
+        server = start_server(ServerSpec(model=spec.model, backend=spec.backend, port=free_port(),
                                   ctx=spec.ctx, threads=spec.threads, extra=("--seed", "0")), host=host)
         try:
             evaluation = run_eval(EvalSpec(suites=resolve_suites(spec.eval, host), selection=spec.eval,
@@ -291,7 +291,7 @@ def _verdict(step: str, before: dict, after: dict, spec: MeasureSpec) -> tuple[V
     return gate(step, before["results"], after["results"], quality, spec.min_effect), quality
 
 
-def apply(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Status | None = None,
+def apply_tuning(plan: TunePlan, *, measure: MeasureSpec | None = None, on_status: Status | None = None,
           host: PluginHost | None = None) -> JournalInfo | None:
     """Apply a plan as one journaled transaction; None when there is nothing to change.
 
@@ -358,7 +358,7 @@ def _undo_or_raise(journal: Journal, indexes: list[int] | None = None) -> None:
         raise TuneError(f"rollback of journal {journal.path.name} failed: {errors[0]}")
 
 
-def resume(root: Path = Path("/"), *, on_status: Status | None = None,
+def resume_tuning(root: Path = Path("/"), *, on_status: Status | None = None,
            host: PluginHost | None = None) -> JournalInfo:
     """After the reboot: measure the steps that waited for it, roll them back when worse."""
     status = on_status or _quiet
@@ -388,7 +388,7 @@ def resume(root: Path = Path("/"), *, on_status: Status | None = None,
         return journal.info()
 
 
-def journals(root: Path | None = None) -> list[JournalInfo]:
+def list_journals(root: Path | None = None) -> list[JournalInfo]:
     """Every journal (of one sysroot when given), newest first."""
     return [j.info() for j in Journal.all(root)]
 
@@ -424,5 +424,5 @@ def needs_reboot(info: JournalInfo) -> bool:
     return any(journal.changes[i].needs_reboot for i in journal.begun())
 
 
-__all__ = ["audit", "verify", "plan", "apply", "resume", "rollback", "journals", "render_plan",
-           "compare", "gate", "parse_settings", "select_tuners"]
+__all__ = ["audit", "verify", "plan_tuning", "apply_tuning", "resume_tuning", "rollback",
+           "list_journals", "render_plan", "compare", "gate", "parse_settings", "select_tuners"]
