@@ -54,6 +54,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "get_host": ("plugins", "get_host"),
     "set_host": ("plugins", "set_host"),
     "defaults": ("config", "defaults"),
+    # runs of any kind
+    "resolve_kind": ("runs", "resolve_kind"),
     # bench
     "run_bench": ("bench.run", "run_bench"),
     "bench_setup": ("bench.inventory", "bench_setup"),

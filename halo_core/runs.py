@@ -112,6 +112,37 @@ def resolve_run(kind: str, ref: str | Path) -> Path:
                     f"see `halo {kind} list`)")
 
 
+def kind_of(path: Path) -> str:
+    """A run directory's kind: run.json's `kind`, else the runs/<kind>/ folder it is in (runs
+    written before every run recorded its kind)."""
+    try:
+        kind = json.loads((path / "run.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    return kind or path.parent.name
+
+
+def resolve_kind(ref: str | Path, kinds: tuple[str, ...]) -> tuple[str, Path]:
+    """(kind, run directory) for a ref that may name a run of any of `kinds`: a path or run name
+    is its own run; a tag matching runs of two kinds is refused, naming both."""
+    path = Path(ref).expanduser()
+    if (path / "run.json").is_file():
+        kind = kind_of(path)
+        if kind not in kinds:
+            raise HaloError(f"{path} is a {kind} run, not a {' or '.join(kinds)} run")
+        return kind, path
+    named = [(k, runs_root(k) / str(ref)) for k in kinds if (runs_root(k) / str(ref) / "run.json").is_file()]
+    tagged = [(k, p) for k in kinds if (p := latest_with_tag(k, str(ref))) is not None]
+    found = named or tagged
+    if len(found) > 1:
+        both = " and ".join(f"a {k} run ({p})" for k, p in found)
+        raise HaloError(f"{'run name' if named else 'tag'} '{ref}' names {both}: give the run's "
+                        f"{'path' if named else 'directory name or path'}")
+    if found:
+        return found[0]
+    return kinds[0], resolve_run(kinds[0], ref)  # raises, naming the first kind
+
+
 @attrs.define
 class RunState:
     """A run's run.json as it changes: written atomically on every save."""
@@ -120,8 +151,10 @@ class RunState:
     data: dict
 
     @classmethod
-    def new(cls, path: Path, spec: Any, **fields) -> "RunState":
-        state = cls(path, {"spec": to_dict(spec), "status": RunStatus.RUNNING.value, "error": "",
+    def new(cls, path: Path, spec: Any, kind: str | None = None, **fields) -> "RunState":
+        """A new run.json; `kind` defaults to the runs/<kind>/ folder the run is in."""
+        state = cls(path, {"kind": kind or path.parent.name, "spec": to_dict(spec),
+                           "status": RunStatus.RUNNING.value, "error": "",
                            **to_dict(fields), "started_at": now(), "finished_at": None,
                            "resumed_at": []})
         state.save()

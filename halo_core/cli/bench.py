@@ -9,14 +9,14 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ..bench.run import KIND, load_bench_run, run_bench
+from ..bench.run import KIND, list_bench_runs, load_bench_run, run_bench
 from ..bench.compare import compare_runs
 from ..errors import HaloError
 from ..llama.flags import KV_TYPES
 from ..models.resolve import list_models
-from ..records import BenchResult, BenchRun, BenchSpec, FailedCell
+from ..records import BenchResult, BenchSpec, FailedCell
 from ..llama.rpc import parse_endpoints, parse_tensor_split
-from ..runs import list_runs, resolve_run
+from ..runs import resolve_kind, resolve_run
 from ..bench.inventory import bench_setup
 from .common import (
     backend_flags, backend_options, emit_json, err_console, print_table, sigterm_as_interrupt, split_list,
@@ -254,7 +254,7 @@ def bench_list(as_json):
     from ..servebench.run import list_serve_runs, load_serve_run
 
     rows = []
-    for path in list_runs(KIND):
+    for path in list_bench_runs():
         try:
             run = load_bench_run(path)
         except HaloError:
@@ -287,9 +287,8 @@ def bench_list(as_json):
 def bench_show(run_ref, as_json):
     """Show one run: its results, failures and status (RUN: path, name or tag; a llama-bench
     or serve-bench run)."""
-    served = _serve_runs((run_ref,))
-    if served is not None:
-        [run] = served
+    kind, [run] = _load_runs((run_ref,))
+    if kind == SERVE_KIND:
         if as_json:
             emit_json(_serve_json(run))
             return
@@ -299,7 +298,6 @@ def bench_show(run_ref, as_json):
             click.echo(f"error: {run.error}")
         click.echo(f"path: {run.path}")
         return
-    run: BenchRun = load_bench_run(resolve_run(KIND, run_ref))
     if as_json:
         emit_json(run)
         return
@@ -315,16 +313,21 @@ def _serve_json(run) -> dict:
             "model": run.model, "spec": run.spec, "cells": run.cells}
 
 
-def _serve_runs(refs) -> list | None:
-    """The serve-bench runs `refs` name, None when they name llama-bench runs."""
-    from ..servebench.run import find_serve_run, load_serve_run
+SERVE_KIND = "serve"
 
-    found = [find_serve_run(ref) for ref in refs]
-    if not any(found):
-        return None
-    if not all(found):
+
+def _load_runs(refs) -> tuple[str, list]:
+    """(kind, the runs loaded) for the RUN arguments of show/compare/report: llama-bench runs
+    or serve-bench runs, each found by path, name or tag (a tag both kinds use is refused)."""
+    from ..servebench.run import load_serve_run
+
+    found = [resolve_kind(ref, (KIND, SERVE_KIND)) for ref in refs]
+    kinds = {kind for kind, _path in found}
+    if len(kinds) > 1:
         raise HaloError("cannot mix serve-bench runs (halo bench serve) with llama-bench runs")
-    return [load_serve_run(path) for path in found]
+    kind = kinds.pop()
+    load = load_serve_run if kind == SERVE_KIND else load_bench_run
+    return kind, [load(path) for _kind, path in found]
 
 
 @bench.command("compare")
@@ -335,11 +338,11 @@ def bench_compare(before, after, as_json):
     """Per-cell t/s before and after, % change, and whether it is beyond noise (serve-bench
     runs: t/s and TTFT/ITL/latency percentiles per cell)."""
     colors = {"faster": "green", "slower": "red"}
-    serve_runs = _serve_runs((before, after))
-    if serve_runs is not None:
+    kind, loaded = _load_runs((before, after))
+    if kind == SERVE_KIND:
         from ..servebench.run import compare_serve_runs
 
-        serve_deltas = compare_serve_runs(*serve_runs)
+        serve_deltas = compare_serve_runs(*loaded)
         if as_json:
             emit_json(serve_deltas)
             return
@@ -350,7 +353,7 @@ def bench_compare(before, after, as_json):
                           _fmt(d.change_pct, "+.1f", "%"), _fmt(d.p_value, ".3f"), verdict)
         print_table(table)
         return
-    deltas = compare_runs(load_bench_run(resolve_run(KIND, before)), load_bench_run(resolve_run(KIND, after)))
+    deltas = compare_runs(*loaded)
     if as_json:
         emit_json(deltas)
         return
@@ -373,11 +376,10 @@ def bench_report(run_refs, output):
     from ..bench.report import write_report
     from ..servebench.report import write_serve_report
 
-    serve_runs = _serve_runs(run_refs)
-    if serve_runs is not None:
-        click.echo(str(write_serve_report(serve_runs, output or serve_runs[-1].path / "report")))
+    kind, runs = _load_runs(run_refs)
+    if kind == SERVE_KIND:
+        click.echo(str(write_serve_report(runs, output or runs[-1].path / "report")))
         return
-    runs = [load_bench_run(resolve_run(KIND, ref)) for ref in run_refs]
     page = write_report(runs, output or runs[-1].path / "report")
     click.echo(str(page))
 

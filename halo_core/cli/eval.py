@@ -10,7 +10,6 @@ from rich.table import Table
 from ..evals import run as evals
 from ..errors import HaloError
 from ..records import RunStatus
-from ..runs import list_runs, resolve_run
 from .common import HaloGroup, emit_json, err_console, print_table
 
 
@@ -126,7 +125,7 @@ def suites(as_json):
 def list_(as_json):
     """Eval runs, oldest first: status, model, headline score per suite."""
     rows = []
-    for path in list_runs(evals.KIND):
+    for path in evals.list_eval_runs():
         run = evals.load_eval_run(path)
         rows.append({"name": path.name, "status": run.status, "model": run.endpoint.get("model", ""),
                      "scores": {s: score.headline for s, score in run.scores.items()}})
@@ -146,7 +145,7 @@ def list_(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def show(run_ref, samples, as_json):
     """One run: endpoint, status, scores per suite (and samples)."""
-    run = evals.load_eval_run(resolve_run(evals.KIND, run_ref))
+    run = evals.load_eval_run(evals.resolve_eval_run(run_ref))
     listed = {s: evals.load_samples(run.path, s) for s in run.scores} if samples else {}
     if as_json:
         emit_json({"path": run.path, "status": run.status, "error": run.error, "spec": run.spec,
@@ -167,7 +166,7 @@ def show(run_ref, samples, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def compare_(runs, as_json):
     """Headline score per suite across runs."""
-    paths = [resolve_run(evals.KIND, r) for r in runs]
+    paths = [evals.resolve_eval_run(r) for r in runs]
     rows = evals.compare_eval_runs(paths)
     if as_json:
         emit_json(rows)

@@ -1,0 +1,79 @@
+"""The run lifecycle's lookups: every run.json says its kind; a ref that may name runs of
+several kinds resolves to its own kind, and a tag two kinds share is refused with both named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from halo_core import resolve_kind
+from halo_core.errors import HaloError
+from halo_core.runs import RunState, kind_of, new_dir, new_run_dir, runs_root
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HALO_HOME", str(tmp_path))
+    return tmp_path
+
+
+def make(kind: str, tag: str, stamp: str | None = None):
+    path = new_dir(runs_root(kind), f"{tag}-{stamp}") if stamp else new_run_dir(kind, tag)
+    RunState.new(path, {"tag": tag})
+    return path
+
+
+def test_every_new_run_records_its_kind(home):
+    path = make("bench", "t")
+    assert json.loads((path / "run.json").read_text())["kind"] == "bench"
+    assert kind_of(path) == "bench"
+    other = new_run_dir("bench", "u")
+    RunState.new(other, {}, kind="serve")  # an explicit kind wins over the folder
+    assert kind_of(other) == "serve"
+
+
+def test_a_run_without_a_kind_takes_its_folders(home):
+    path = make("serve", "old")
+    data = json.loads((path / "run.json").read_text())
+    del data["kind"]
+    (path / "run.json").write_text(json.dumps(data))
+    assert kind_of(path) == "serve"
+    assert resolve_kind(str(path), ("bench", "serve")) == ("serve", path)
+
+
+def test_a_tag_shared_by_two_kinds_is_refused_naming_both(home):
+    bench, serve = make("bench", "t", "20261201T100000Z"), make("serve", "t", "20261201T110000Z")
+    with pytest.raises(HaloError) as exc:
+        resolve_kind("t", ("bench", "serve"))
+    assert str(exc.value) == (f"tag 't' names a bench run ({bench}) and a serve run ({serve}): "
+                              "give the run's directory name or path")
+    # by name or path each is its own
+    assert resolve_kind(bench.name, ("bench", "serve")) == ("bench", bench)
+    assert resolve_kind(serve.name, ("bench", "serve")) == ("serve", serve)
+    assert resolve_kind(str(serve), ("bench", "serve")) == ("serve", serve)
+
+
+def test_a_tag_of_one_kind_resolves_to_it(home):
+    make("bench", "a")
+    serve = make("serve", "b")
+    assert resolve_kind("b", ("bench", "serve")) == ("serve", serve)
+
+
+def test_a_ref_naming_nothing_is_the_first_kinds_error(home):
+    with pytest.raises(HaloError, match=r"^no bench run 'nope' \(not a run directory"):
+        resolve_kind("nope", ("bench", "serve"))
+
+
+def test_a_path_of_another_kind_is_refused(home):
+    path = make("eval", "e")
+    with pytest.raises(HaloError, match="is a eval run, not a bench or serve run"):
+        resolve_kind(str(path), ("bench", "serve"))
+
+
+def test_a_run_name_both_kinds_hold_asks_for_the_path(home):
+    bench, serve = make("bench", "n", "20261201T100000Z"), make("serve", "n", "20261201T100000Z")
+    with pytest.raises(HaloError) as exc:
+        resolve_kind(bench.name, ("bench", "serve"))
+    assert str(exc.value) == (f"run name '{bench.name}' names a bench run ({bench}) and a serve "
+                              f"run ({serve}): give the run's path")
