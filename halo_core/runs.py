@@ -18,7 +18,7 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 
@@ -112,14 +112,17 @@ def resolve_run(kind: str, ref: str | Path) -> Path:
                     f"see `halo {kind} list`)")
 
 
+def _recorded_kind(path: Path) -> str | None:
+    try:
+        return json.loads((path / "run.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def kind_of(path: Path) -> str:
     """A run directory's kind: run.json's `kind`, else the runs/<kind>/ folder it is in (runs
     written before every run recorded its kind)."""
-    try:
-        kind = json.loads((path / "run.json").read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        kind = None
-    return kind or path.parent.name
+    return _recorded_kind(path) or path.parent.name
 
 
 def resolve_kind(ref: str | Path, kinds: tuple[str, ...]) -> tuple[str, Path]:
@@ -129,7 +132,9 @@ def resolve_kind(ref: str | Path, kinds: tuple[str, ...]) -> tuple[str, Path]:
     if (path / "run.json").is_file():
         kind = kind_of(path)
         if kind not in kinds:
-            raise HaloError(f"{path} is a {kind} run, not a {' or '.join(kinds)} run")
+            if _recorded_kind(path):
+                raise HaloError(f"{path} is a {kind} run, not a {' or '.join(kinds)} run")
+            kind = kinds[0]  # an older run copied out of runs/<kind>/: the first kind, as before
         return kind, path
     named = [(k, runs_root(k) / str(ref)) for k in kinds if (runs_root(k) / str(ref) / "run.json").is_file()]
     tagged = [(k, p) for k in kinds if (p := latest_with_tag(k, str(ref))) is not None]
@@ -193,3 +198,17 @@ class RunState:
     def finish(self, status: RunStatus | str, error: str = "") -> None:
         self.data.update(status=RunStatus(status).value, error=error, finished_at=now())
         self.save()
+
+
+INTERRUPTED = "interrupted by the user"
+
+
+def record_exit(exc: BaseException, finish: Callable[[RunStatus, str], object],
+                interrupted: str = INTERRUPTED) -> None:
+    """The one interrupt/error ladder of every run kind, called from `except BaseException`
+    before re-raising: Ctrl-C -> interrupted, a HaloError -> failed with its message,
+    anything else -> failed "Type: message"."""
+    if isinstance(exc, KeyboardInterrupt):
+        finish(RunStatus.INTERRUPTED, interrupted)
+    else:
+        finish(RunStatus.FAILED, str(exc) if isinstance(exc, HaloError) else f"{type(exc).__name__}: {exc}")

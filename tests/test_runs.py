@@ -9,7 +9,7 @@ import pytest
 
 from halo_core import resolve_kind
 from halo_core.errors import HaloError
-from halo_core.runs import RunState, kind_of, new_dir, new_run_dir, runs_root
+from halo_core.runs import RunState, kind_of, new_dir, new_run_dir, record_exit, runs_root
 
 
 @pytest.fixture
@@ -77,3 +77,41 @@ def test_a_run_name_both_kinds_hold_asks_for_the_path(home):
         resolve_kind(bench.name, ("bench", "serve"))
     assert str(exc.value) == (f"run name '{bench.name}' names a bench run ({bench}) and a serve "
                               f"run ({serve}): give the run's path")
+
+
+def test_an_older_run_outside_the_runs_folder_is_the_first_kind(home, tmp_path):
+    path = make("bench", "copied")
+    data = json.loads((path / "run.json").read_text())
+    del data["kind"]
+    moved = tmp_path / "elsewhere" / "before"
+    moved.mkdir(parents=True)
+    (moved / "run.json").write_text(json.dumps(data))
+    assert resolve_kind(str(moved), ("bench", "serve")) == ("bench", moved)
+
+
+@pytest.mark.parametrize("exc, status, error", [
+    (KeyboardInterrupt(), "interrupted", "interrupted by the user"),
+    (HaloError("bad model"), "failed", "bad model"),
+    (ValueError("boom"), "failed", "ValueError: boom"),
+])
+def test_the_one_ladder(home, exc, status, error):
+    state = RunState.new(new_run_dir("eval", "t"), {})
+    with pytest.raises(type(exc)):
+        try:
+            raise exc
+        except BaseException as caught:
+            record_exit(caught, state.finish)
+            raise
+    again = RunState.load(state.path, "eval")
+    assert (again.status, again.error) == (status, error)
+    assert again.data["finished_at"]
+
+
+def test_bench_show_compare_report_refuse_a_tag_shared_by_a_bench_and_a_serve_run(home, halo):
+    bench, serve = make("bench", "both", "20261201T100000Z"), make("serve", "both", "20261201T110000Z")
+    for command in (("show", "both"), ("compare", "both", "both"), ("report", "both")):
+        done = halo("bench", *command)
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"Error: tag 'both' names a bench run ({bench}) and a serve run ({serve}): "
+            "give the run's directory name or path")

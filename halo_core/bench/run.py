@@ -286,14 +286,8 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
                     status(f"cooling down {run.spec.cooldown:g}s")
                     time.sleep(run.spec.cooldown)
                 _run_group(recorder, group, sampler, bandwidth, status, on_result, on_failure)
-    except KeyboardInterrupt:
-        recorder.finish(RunStatus.INTERRUPTED, "interrupted by the user")
-        raise
-    except HaloError as exc:
-        recorder.finish(RunStatus.FAILED, str(exc))
-        raise
     except BaseException as exc:
-        recorder.finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        runs.record_exit(exc, recorder.finish)
         raise
     finally:
         pid_file.unlink(missing_ok=True)

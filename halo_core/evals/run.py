@@ -253,11 +253,8 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
                     continue
                 _run_suite(run, suite, found, client, spec, say)
                 write_json(path / "scores.json", run.scores)
-    except KeyboardInterrupt:
-        finish(RunStatus.INTERRUPTED, "interrupted by the user; continue with --resume")
-        raise
     except BaseException as exc:
-        finish(RunStatus.FAILED, str(exc) if isinstance(exc, HaloError) else f"{type(exc).__name__}: {exc}")
+        runs.record_exit(exc, finish, interrupted="interrupted by the user; continue with --resume")
         raise
     ran = {n: s for n, s in run.scores.items() if s.status != SuiteStatus.SKIPPED}
     short = [(n, s) for n, s in ran.items() if s.status != SuiteStatus.COMPLETE]

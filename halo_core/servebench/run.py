@@ -828,14 +828,8 @@ def _measure(run: ServeRun, state: RunState, session: "_Session", status, root: 
         _finish(run, state, RunStatus.PARTIAL if any(c.errors == 0 for c in run.cells) else RunStatus.FAILED,
                 f"{exc}; resume with: halo bench serve --resume {run.path}")
         return
-    except KeyboardInterrupt:
-        _finish(run, state, RunStatus.INTERRUPTED, "interrupted by the user")
-        raise
-    except HaloError as exc:
-        _finish(run, state, RunStatus.FAILED, str(exc))
-        raise
     except BaseException as exc:
-        _finish(run, state, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        runs.record_exit(exc, lambda status_, error: _finish(run, state, status_, error))
         raise
     errors = [c for c in run.cells if c.errors]
     if errors:

@@ -41,7 +41,7 @@ from ..models.resolve import fetch_model
 from ..plugins import PluginHost, get_host
 from ..records import BenchResult, BenchSpec
 from ..bench.run import load_bench_run, run_bench
-from ..runs import RunState, new_run_dir, read_jsonl, resolve_run as resolve_run_dir
+from ..runs import RunState, new_run_dir, read_jsonl, record_exit, resolve_run as resolve_run_dir
 from ..llama.server import ServerSpec, start_server
 from ..llama.process import free_port
 from ..stats import ALPHA, Interval, interval
@@ -303,11 +303,9 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
             unsettled = [i for i in range(1, len(state.settings)) if not _settled(state, i, alpha)]
             if not unsettled:
                 break
-    except KeyboardInterrupt:
-        _finish(state, "interrupted", "interrupted; continue with halo sweep --resume " + path.name)
-        raise
     except BaseException as exc:
-        _finish(state, "failed", str(exc) if isinstance(exc, HaloError) else f"{type(exc).__name__}: {exc}")
+        record_exit(exc, lambda status_, error: _finish(state, status_.value, error),
+                    interrupted="interrupted; continue with halo sweep --resume " + path.name)
         raise
     failed = [s for s in state.settings if s.status == "failed"]
     if failed:
