@@ -168,11 +168,11 @@ def test_killed_server_records_errors_and_the_run_resumes(smoke_model, llama_bin
 
 def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     done = halo("bench", "serve", "--endpoint", server, "--depths", "0", "--pp", str(PP), "--tg", str(TG),
-                "--concurrency", "2", "--rate", "4", "--requests", "2", "--reps", "1", "--tag", "cli")
+                "--concurrency", "2", "--rate", "4", "--requests", "2", "--reps", "1", "--tag", "serve-cli")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "TTFT ms p50/95/99" in done.stdout and "ITL ms p50/95/99" in done.stdout
-    assert lines[-1].startswith("saved: ") and "/runs/serve/cli-" in lines[-1]
+    assert lines[-1].startswith("saved: ") and "/runs/serve/serve-cli-" in lines[-1]
     assert "depth 0 · c2: pp " in done.stderr and "depth 0 · 4 r/s: pp " in done.stderr
     run = load_serve_run(Path(lines[-1].removeprefix("saved: ")))
     assert [c.cell for c in run.cells] == ["d0|pp64|tg8|c2", "d0|pp64|tg8|r4"]
@@ -180,7 +180,7 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     assert paced[0].start_s < 0.01 < paced[1].start_s  # the second arrives at its Poisson time
 
     # show and list know serve-bench runs; piped, a table keeps its full width (no 80-column cut)
-    shown = halo("bench", "show", "cli", env={"COLUMNS": ""})
+    shown = halo("bench", "show", "serve-cli", env={"COLUMNS": ""})
     assert shown.returncode == 0, shown.stderr
     assert "TTFT ms p50/95/99" in shown.stdout and "…" not in shown.stdout
     assert shown.stdout.splitlines()[-1] == f"path: {run.path}"
@@ -189,7 +189,7 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
         ("serve", "complete", 2, 0)]
 
     matrix = str(matrix_run[0].path)
-    compared = halo("bench", "compare", matrix, "cli", "--json")
+    compared = halo("bench", "compare", matrix, "serve-cli", "--json")
     assert compared.returncode == 0, compared.stderr
     deltas = json.loads(compared.stdout)
     by = {(d["cell"], d["metric"]): d for d in deltas}
@@ -198,7 +198,7 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     assert {d["metric"] for d in deltas} == {"pp t/s", "tg t/s", "TTFT p50 ms", "TTFT p95 ms",
                                              "ITL p50 ms", "ITL p95 ms", "e2e p50 ms"}
 
-    report = halo("bench", "report", matrix, "cli", "-o", str(tmp_path / "report"))
+    report = halo("bench", "report", matrix, "serve-cli", "-o", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "report" / "index.html").read_text()
     assert "TTFT p50 / p95 / p99 vs concurrency" in page and "tg t/s vs context depth" in page
