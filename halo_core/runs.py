@@ -130,9 +130,10 @@ def resolve_kind(ref: str | Path, kinds: tuple[str, ...]) -> tuple[str, Path]:
     is its own run; a tag matching runs of two kinds is refused, naming both."""
     path = Path(ref).expanduser()
     if (path / "run.json").is_file():
-        kind = kind_of(path)
+        recorded = _recorded_kind(path)
+        kind = recorded or path.parent.name
         if kind not in kinds:
-            if _recorded_kind(path):
+            if recorded:
                 raise HaloError(f"{path} is a {kind} run, not a {' or '.join(kinds)} run")
             kind = kinds[0]  # an older run copied out of runs/<kind>/: the first kind, as before
         return kind, path

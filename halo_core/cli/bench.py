@@ -288,7 +288,7 @@ def bench_show(run_ref, as_json):
     """Show one run: its results, failures and status (RUN: path, name or tag; a llama-bench
     or serve-bench run)."""
     kind, [run] = _load_runs((run_ref,))
-    if kind == SERVE_KIND:
+    if kind != KIND:  # a serve-bench run
         if as_json:
             emit_json(_serve_json(run))
             return
@@ -313,13 +313,10 @@ def _serve_json(run) -> dict:
             "model": run.model, "spec": run.spec, "cells": run.cells}
 
 
-SERVE_KIND = "serve"
-
-
 def _load_runs(refs) -> tuple[str, list]:
     """(kind, the runs loaded) for the RUN arguments of show/compare/report: llama-bench runs
     or serve-bench runs, each found by path, name or tag (a tag both kinds use is refused)."""
-    from ..servebench.run import load_serve_run
+    from ..servebench.run import KIND as SERVE_KIND, load_serve_run
 
     found = [resolve_kind(ref, (KIND, SERVE_KIND)) for ref in refs]
     kinds = {kind for kind, _path in found}
@@ -339,7 +336,7 @@ def bench_compare(before, after, as_json):
     runs: t/s and TTFT/ITL/latency percentiles per cell)."""
     colors = {"faster": "green", "slower": "red"}
     kind, loaded = _load_runs((before, after))
-    if kind == SERVE_KIND:
+    if kind != KIND:  # serve-bench runs
         from ..servebench.run import compare_serve_runs
 
         serve_deltas = compare_serve_runs(*loaded)
@@ -377,7 +374,7 @@ def bench_report(run_refs, output):
     from ..servebench.report import write_serve_report
 
     kind, runs = _load_runs(run_refs)
-    if kind == SERVE_KIND:
+    if kind != KIND:  # serve-bench runs
         click.echo(str(write_serve_report(runs, output or runs[-1].path / "report")))
         return
     page = write_report(runs, output or runs[-1].path / "report")
