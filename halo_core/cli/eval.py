@@ -85,8 +85,8 @@ def eval(ctx, suite, endpoint, model, limit, concurrency, timeout, retries, max_
                               datasets=_datasets(datasets, names))
     say = lambda msg: err_console.print(msg, highlight=False, markup=False)  # noqa: E731
     try:
-        run = evals.run_eval(spec, endpoint=endpoint, model=model, resume=resume, status=say,
-                             progress=_progress)
+        run = evals.run_eval(spec, endpoint=endpoint, model=model, resume=resume, on_status=say,
+                             on_progress=_progress)
     except KeyboardInterrupt:
         err_console.print("interrupted: the partial run is kept; continue it with "
                           "`halo eval --resume RUN`", highlight=False)

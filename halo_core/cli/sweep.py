@@ -127,7 +127,7 @@ def sweep(model, vary, suite, limit, until_decided, step, max_tokens, timeout, b
     say = lambda msg: err_console.print(msg, highlight=False, markup=False)  # noqa: E731
     try:
         with sigterm_as_interrupt():
-            run = lib.run_sweep(spec, resume=resume, status=say, progress=_progress)
+            run = lib.run_sweep(spec, resume=resume, on_status=say, on_progress=_progress)
     except KeyboardInterrupt:
         err_console.print("interrupted: finished settings are kept; continue with "
                           "`halo sweep --resume RUN`", highlight=False)

@@ -182,8 +182,8 @@ def _check(suites: list[str], host: PluginHost) -> tuple[list[EvalSuite], dict[s
 
 def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model: str | None = None,
              resume: str | Path | None = None, limit: int | None = None, path: Path | None = None,
-             host: PluginHost | None = None, status: Callable[[str], None] | None = None,
-             progress: Callable[[str, int, int], None] | None = None) -> EvalRun:
+             host: PluginHost | None = None, on_status: Callable[[str], None] | None = None,
+             on_progress: Callable[[str, int, int], None] | None = None) -> EvalRun:
     """Run (or resume) the suites of `spec` against the detected endpoint.
 
     A request that could not run (after its retries) is a failed sample, not a wrong answer:
@@ -195,7 +195,7 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
     runs/eval).
     """
     host = host or get_host()
-    say = status or (lambda _m: None)
+    say = on_status or (lambda _m: None)
     if resume is not None:
         path = resolve_run(KIND, resume)
         previous = load_eval_run(path)
@@ -236,7 +236,7 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
     say(f"evaluating {found.model} at {found.base_url}: {', '.join(s.name for s in suites)} "
         f"(concurrency {concurrency}) -> {path}")
     client = ChatClient(found, concurrency=concurrency, timeout=spec.timeout, retries=spec.retries,
-                        journal=path / "completions.jsonl", progress=progress)
+                        journal=path / "completions.jsonl", progress=on_progress)
 
     def finish(status_: RunStatus, error: str = "") -> None:
         run.status, run.error = status_, error

@@ -266,15 +266,15 @@ class _State:
 # -- running -------------------------------------------------------------------------------
 
 def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None,
-              host: PluginHost | None = None, status: Callable[[str], None] | None = None,
-              progress: Callable[[str, int, int], None] | None = None) -> SweepRun:
+              host: PluginHost | None = None, on_status: Callable[[str], None] | None = None,
+              on_progress: Callable[[str, int, int], None] | None = None) -> SweepRun:
     """Run (or resume) a sweep and return it analysed.
 
     Bad input (an unknown suite, axis or value) raises a HaloError before anything starts; a
     setting that fails (its model, its server, its eval) is recorded and the sweep goes on.
     """
     host = host or get_host()
-    say = status or (lambda _m: None)
+    say = on_status or (lambda _m: None)
     if resume is not None:
         path = resolve_run(resume)
         state = _State(RunState.resume(path, KIND))
@@ -299,7 +299,7 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
         for target in rounds:
             for index in _to_run(state, target, unsettled, tried):
                 tried.add(index)
-                _run_setting(state, index, target, host, say, progress)
+                _run_setting(state, index, target, host, say, on_progress)
             unsettled = [i for i in range(1, len(state.settings)) if not _settled(state, i, alpha)]
             if not unsettled:
                 break
@@ -404,16 +404,16 @@ def _run_setting(state: _State, index: int, target: int, host: PluginHost, say, 
 def _evaluate(state: _State, index: int, target: int, url: str, host, say, progress) -> None:
     run, spec = state.settings[index], state.spec
     if run.eval_run and (Path(run.eval_run) / "run.json").is_file():
-        run_eval(resume=run.eval_run, endpoint=url, limit=target, host=host, status=say,
-                 progress=progress)
+        run_eval(resume=run.eval_run, endpoint=url, limit=target, host=host, on_status=say,
+                 on_progress=progress)
         return
     if not run.eval_run:
         run.eval_run = str(new_run_dir("eval", f"{state.path.name}-{index + 1}"))
         state.save()
     eval_spec = EvalSpec(suites=state.data["suites"], selection=spec.suite, limit=target,
                          concurrency=spec.parallel, timeout=spec.timeout, max_tokens=spec.max_tokens)
-    run_eval(eval_spec, endpoint=url, path=Path(run.eval_run), host=host, status=say,
-             progress=progress)
+    run_eval(eval_spec, endpoint=url, path=Path(run.eval_run), host=host, on_status=say,
+             on_progress=progress)
 
 
 def _bench(state: _State, index: int, model_path: Path, host, say) -> None:
