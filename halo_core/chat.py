@@ -200,6 +200,9 @@ class EvalContext:
     returns the replies of those that ran; `dataset` is the user's --dataset for this suite
     (a path or a suite-defined word), or None. `failed` holds the requests that could not run
     (id -> error), which the runner records as failed samples; `asked` every request id.
+    `concurrency` is how many requests halo keeps in flight (--concurrency, else the server's
+    slots) and `timeout` the seconds per request: a suite that runs its own client
+    (inspect-ai's BFCL) uses as many connections and the same timeout.
     """
 
     def __init__(self, suite: str, client: ChatClient, *, dataset: str | None = None,
@@ -208,6 +211,14 @@ class EvalContext:
         self.max_tokens, self._log = max_tokens, log
         self.failed: dict[str, str] = {}
         self.asked: set[str] = set()
+
+    @property
+    def concurrency(self) -> int:
+        return self.client.concurrency
+
+    @property
+    def timeout(self) -> float:
+        return self.client.timeout
 
     def chat(self, requests: list[ChatRequest]) -> dict[str, ChatReply]:
         """The replies of the requests that ran, by id, in request order. A request that still

@@ -9,7 +9,8 @@ passes an implementation only the arguments it names, so `register_backends(regi
 
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Mapping
 
 import pluggy
 
@@ -40,3 +41,17 @@ def register_eval_suites(register: Callable, host) -> None:
 @hookspec
 def register_commands(cli, host) -> None:
     """Add click commands or groups to the `halo` CLI group `cli`."""
+
+
+@hookspec
+def host_facts(root: Path, ask_tools: bool, host) -> Mapping[str, str] | None:
+    """What this plugin knows about the machine under `root` (a sysroot, "/" for this one):
+    {label: one line}, shown by `halo audit` and recorded in every run's system.json. Read
+    files through `root`; ask a program only when `ask_tools` is true and `root` is live."""
+
+
+@hookspec
+def option_shorthands() -> Mapping[str, str]:
+    """Command-line shorthands for your backends' options: {flag: option key}, e.g.
+    {"llama-cpp-dir": "llama_cpp_dir"} makes `--llama-cpp-dir DIR` mean
+    `--backend-opt llama_cpp_dir=DIR` wherever halo takes backend options."""

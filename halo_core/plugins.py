@@ -5,8 +5,10 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import types
 from importlib import metadata
-from typing import Iterable, Mapping
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
 
 import attrs
 import pluggy
@@ -37,17 +39,28 @@ class _Origin:
     source: str = "registered"
 
 
+def _dist_origin(dist) -> _Origin:
+    """A plugin's origin from its distribution (an importlib.metadata one or pluggy's
+    DistFacade of it)."""
+    if dist is None:
+        return _Origin(source="entry-point")
+    name = dist.metadata["Name"]
+    return _Origin(name, dist.version, "builtin" if name == SELF_DISTRIBUTION else "entry-point")
+
+
 class PluginHost:
     """A pluggy manager for project "halo" plus the registry of what its plugins register.
 
     `PluginHost()` is empty; `PluginHost.from_entry_points()` loads the installed plugins.
+    Every hook is called through pluggy, one plugin at a time (`_each`), so that what a plugin's
+    hook raises is that plugin's error and the others still run.
     """
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("halo")
         self.pm.add_hookspecs(hookspecs)
         self.errors: dict[str, str] = {}
-        self._origins: dict[str, _Origin] = {}
+        self._failed: dict[str, _Origin] = {}  # plugins that never registered, and why not
         self._registry: dict[str, dict[str, object]] | None = None
         self._owners: dict[tuple[str, str], str] = {}
         self._building = False
@@ -61,42 +74,59 @@ class PluginHost:
     # -- loading -------------------------------------------------------------------------
 
     def load_entry_points(self) -> None:
-        """Import each `halo` entry point on its own; a failing plugin is recorded, not fatal."""
+        """Load each `halo` entry point through pluggy on its own; a failing plugin is
+        recorded, not fatal. $HALO_LOAD_PLUGINS / $HALO_DISABLE_PLUGINS block the others."""
         allow, deny = _names(os.environ.get(ALLOW_ENV)), _names(os.environ.get(DENY_ENV)) or set()
+        first: dict[str, object] = {}
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if (allow is not None and ep.name not in allow) or ep.name in deny:
-                continue
             dist = ep.dist.metadata["Name"] if ep.dist is not None else None
-            origin = _Origin(dist, ep.dist.version if ep.dist is not None else None,
-                             "builtin" if dist == SELF_DISTRIBUTION else "entry-point")
-            if ep.name in self._origins:
-                first = self._origins[ep.name].distribution
-                if first != dist:  # the same distribution can be seen twice on sys.path
+            if ep.name in first:
+                if first[ep.name] != dist:  # the same distribution can be seen twice on sys.path
                     print(f"halo: warning: plugin '{ep.name}' of {dist} not loaded: the name "
-                          f"is taken by {first}", file=sys.stderr)
+                          f"is taken by {first[ep.name]}", file=sys.stderr)
+                continue
+            first[ep.name] = dist
+            if ((allow is not None and ep.name not in allow) or ep.name in deny) \
+                    and not self.pm.is_blocked(ep.name):
+                self.pm.set_blocked(ep.name)
                 continue
             try:
-                module = ep.load()
+                self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
             except Exception as exc:  # a broken plugin must not take the CLI down
-                self._fail(ep.name, origin, f"import failed: {type(exc).__name__}: {exc}")
+                what = "registration" if isinstance(exc, pluggy.PluginValidationError) else "import"
+                self._fail(ep.name, _dist_origin(ep.dist), f"{what} failed: {type(exc).__name__}: {exc}"
+                           if what == "import" else f"registration failed: {exc}")
                 continue
-            self.register(module, ep.name, origin=origin)
+            self._check_hooks(ep.name)
         self.pm.check_pending()
 
-    def register(self, plugin: object, name: str, *, origin: _Origin | None = None) -> None:
+    def register(self, plugin: object, name: str) -> None:
         """Register a plugin module or object; its hooks are validated against the specs."""
-        self._origins[name] = origin or _Origin()
+        try:
+            hash(plugin)
+        except TypeError:  # pluggy keeps plugins in sets: an unhashable namespace goes in as a module
+            module = types.ModuleType(name)
+            module.__dict__.update(vars(plugin))
+            plugin = module
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:
-            self._fail(name, self._origins[name], f"registration failed: {exc}")
+            self._fail(name, _Origin(), f"registration failed: {exc}")
+            return
+        self._check_hooks(name)
+
+    def _check_hooks(self, name: str) -> None:
+        """Reject a registered plugin that implements a hook no spec defines (a typo)."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is None:  # blocked
             return
         unknown = [hc.name for hc in self.pm.get_hookcallers(plugin) or [] if hc.spec is None]
         if unknown:
+            origin = self._origin(name)
             self.pm.unregister(plugin)
-            hint = difflib.get_close_matches(unknown[0], _HOOK_KINDS.keys() | {"register_commands"}, 1)
+            hint = difflib.get_close_matches(unknown[0], {n for n in vars(hookspecs) if not n.startswith("_")}, 1)
             extra = f" (did you mean {hint[0]}?)" if hint else ""
-            self._fail(name, self._origins[name], f"unknown hook '{unknown[0]}'{extra}")
+            self._fail(name, origin, f"unknown hook '{unknown[0]}'{extra}")
             return
         self._registry = None
 
@@ -104,29 +134,83 @@ class PluginHost:
         plugin = self.pm.get_plugin(name)
         if plugin is not None:
             self.pm.unregister(plugin)
-        self._origins.pop(name, None)
+        self._failed.pop(name, None)
         self.errors.pop(name, None)
         self._registry = None
 
     def _fail(self, name: str, origin: _Origin, message: str) -> None:
-        self._origins[name] = origin
+        self._failed[name] = origin
         self.errors[name] = message
         print(f"halo: warning: plugin '{name}' not loaded: {message}", file=sys.stderr)
 
-    # -- registry ------------------------------------------------------------------------
+    def _origin(self, name: str) -> _Origin:
+        if name in self._failed:
+            return self._failed[name]
+        plugin = self.pm.get_plugin(name)
+        for registered, dist in self.pm.list_plugin_distinfo():
+            if registered is plugin:
+                return _dist_origin(dist)
+        return _Origin()
 
-    def _call(self, hook_name: str, impl, **kwargs) -> None:
-        """Call one hook implementation with the arguments it names; what it raises becomes
-        its plugin's error (printed once), never a crash of the caller."""
+    # -- calling hooks -------------------------------------------------------------------
+
+    def _impls(self, hook_name: str) -> list:
+        """The implementations of `hook_name` that do the work, in registration order (the
+        wrappers, `wrapper=True`, wrap each of them)."""
+        return [i for i in getattr(self.pm.hook, hook_name).get_hookimpls()
+                if not (i.wrapper or i.hookwrapper)]
+
+    def _call_one(self, hook_name: str, impl, **kwargs) -> list | None:
+        """Call `hook_name` through pluggy for one plugin: its implementation and every
+        wrapper. What it raises is that plugin's error (printed once), never a crash of the
+        caller; None then."""
+        others = [i.plugin for i in self._impls(hook_name) if i.plugin is not impl.plugin]
         try:
-            impl.function(*(kwargs[name] for name in impl.argnames))
+            return self.pm.subset_hook_caller(hook_name, others)(**kwargs)
         except Exception as exc:  # keep going: one plugin's bug is its own error
             self._hook_failed(impl.plugin_name, f"{hook_name} failed: {exc}")
+            return None
+
+    def _each(self, hook_name: str, **kwargs) -> Iterator[tuple[str, list]]:
+        """(plugin name, results) of `hook_name` called for each plugin in turn (_call_one)."""
+        for impl in self._impls(hook_name):
+            results = self._call_one(hook_name, impl, **kwargs)
+            if results is not None:
+                yield impl.plugin_name, results
 
     def _hook_failed(self, name: str, message: str) -> None:
         if self.errors.get(name) != message:
             self.errors[name] = message
             print(f"halo: warning: plugin '{name}': {message}", file=sys.stderr)
+
+    def host_facts(self, root: Path, ask_tools: bool = True) -> dict[str, dict[str, str]]:
+        """What each plugin knows about the machine under `root`: {plugin: {label: line}}."""
+        facts: dict[str, dict[str, str]] = {}
+        for name, results in self._each("host_facts", root=Path(root), ask_tools=ask_tools, host=self):
+            lines = {}
+            for result in results:
+                if not isinstance(result, Mapping):
+                    self._hook_failed(name, f"host_facts failed: returned {result!r}, not a mapping")
+                    continue
+                lines.update({str(k): str(v) for k, v in result.items()})
+            if lines:
+                facts[name] = lines
+        return facts
+
+    def option_shorthands(self) -> dict[str, str]:
+        """{flag: backend option key} from every plugin's `option_shorthands`; a flag two
+        plugins declare is the second one's error."""
+        flags: dict[str, str] = {}
+        owners: dict[str, str] = {}
+        for name, results in self._each("option_shorthands"):
+            for result in results:
+                for flag, key in dict(result).items():
+                    if flag in flags and flags[flag] != key:
+                        self._hook_failed(name, f"option_shorthands failed: --{flag} is "
+                                                f"taken by '{owners[flag]}'")
+                        continue
+                    flags[flag], owners[flag] = key, name
+        return flags
 
     def _build(self) -> dict[str, dict[str, object]]:
         if self._registry is not None:
@@ -139,8 +223,7 @@ class PluginHost:
         self._building = True
         try:
             for hook_name, kind in _HOOK_KINDS.items():
-                hook = getattr(self.pm.hook, hook_name)
-                for impl in hook.get_hookimpls():  # registration order
+                for impl in self._impls(hook_name):
                     def register(obj, _kind=kind, _plugin=impl.plugin_name):
                         interface = INTERFACES[_kind]
                         if not isinstance(obj, interface):
@@ -153,7 +236,7 @@ class PluginHost:
                         registry[_kind][obj.name] = obj
                         owners[(_kind, obj.name)] = _plugin
 
-                    self._call(hook_name, impl, register=register, host=self)
+                    self._call_one(hook_name, impl, register=register, host=self)
         finally:
             self._building = False
         self._registry, self._owners = registry, owners
@@ -204,9 +287,9 @@ class PluginHost:
 
     def add_commands(self, cli) -> None:
         """Let each plugin add its commands to the click group `cli`; a failing one is skipped."""
-        for impl in self.pm.hook.register_commands.get_hookimpls():
+        for impl in self._impls("register_commands"):
             before = dict(cli.commands)
-            self._call("register_commands", impl, cli=cli, host=self)
+            self._call_one("register_commands", impl, cli=cli, host=self)
             taken = sorted(n for n, c in before.items() if cli.commands.get(n) is not c)
             if taken:  # a plugin adds commands; it does not replace one
                 cli.commands.update({n: before[n] for n in taken})
@@ -218,9 +301,9 @@ class PluginHost:
         """One record per plugin, loaded or failed, for `halo plugins`."""
         self._build()
         infos = []
-        names: Iterable[str] = sorted(set(self._origins) | set(self.errors))
-        for name in names:
-            origin = self._origins.get(name, _Origin())
+        loaded = {name for name, plugin in self.pm.list_name_plugin() if plugin is not None}
+        for name in sorted(loaded | set(self.errors)):
+            origin = self._origin(name)
             plugin = self.pm.get_plugin(name)
             hooks = sorted(hc.name for hc in self.pm.get_hookcallers(plugin) or []) if plugin else []
             registers = {}

@@ -482,8 +482,8 @@ class Check:
 class HostFacts:
     """What is in effect on a machine, read through a sysroot (default "/").
 
-    `live` is True when the sysroot is the running system, the only case in which halo also
-    asks tools (ryzenadj -i, rpm, podman) rather than reading files.
+    `live` is True when the sysroot is the running system, the only case in which halo (and a
+    plugin's `host_facts`) also asks tools (rpm, ryzenadj, toolbox) rather than reading files.
     """
 
     root: Path = attrs.field(converter=Path)
@@ -500,16 +500,15 @@ class HostFacts:
     os_name: str = ""
     gpus: tuple[GpuFacts, ...] = attrs.field(default=(), converter=as_tuple)
     ttm_pages_limit: int | None = None  # /sys/module/ttm/parameters/pages_limit
-    tuned_profile: str | None = None
     thp_enabled: str | None = None
     thp_defrag: str | None = None
     sysctls: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
-    power_limits: Mapping[str, float] | None = None  # watts, from `ryzenadj -i` (live, root)
     firmware: str | None = None  # linux-firmware package version
     vulkan_icds: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
-    rocm: str | None = None
-    toolboxes: tuple[str, ...] | None = None
     boot_id: str = ""
+    extra: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict, converter=_frozen_map)
+    """What plugins know about the machine ({plugin: {label: line}}, their `host_facts`
+    hooks), when read with a host."""
 
     @property
     def amd_gpu(self) -> GpuFacts | None:

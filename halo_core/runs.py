@@ -24,7 +24,7 @@ import attrs
 
 from .errors import HaloError
 from .records import RunStatus
-from .store import halo_home, safe_name, to_dict, write_json
+from .store import from_dict, halo_home, safe_name, to_dict, write_json
 
 RUN_NAME = re.compile(r"^(?P<tag>.+)-(?P<stamp>\d{8}T\d{6}Z)(?:\.\d+)?$")
 
@@ -155,6 +155,7 @@ class RunState:
 
     path: Path  # the run directory
     data: dict
+    resumed: bool = False  # continued from an earlier invocation (open_run, resume)
 
     @classmethod
     def new(cls, path: Path, spec: Any, kind: str | None = None, **fields) -> "RunState":
@@ -182,6 +183,7 @@ class RunState:
         state = cls.load(path, kind)
         state.data.update(status=RunStatus.RUNNING.value, error="", finished_at=None)
         state.data.setdefault("resumed_at", []).append(now())
+        state.resumed = True
         state.save()
         return state
 
@@ -199,6 +201,34 @@ class RunState:
     def finish(self, status: RunStatus | str, error: str = "") -> None:
         self.data.update(status=RunStatus(status).value, error=error, finished_at=now())
         self.save()
+
+
+def same_spec_run(kind: str, spec: Any) -> Path | None:
+    """The latest `kind` run tagged `spec.tag` when its saved spec is `spec` (what a rerun
+    with resume_tag continues), else None."""
+    latest = latest_with_tag(kind, spec.tag)
+    if latest is None:
+        return None
+    try:
+        saved = from_dict(type(spec), RunState.load(latest, kind).data["spec"])
+    except (HaloError, ValueError, TypeError, KeyError):
+        return None
+    return latest if saved == spec else None
+
+
+def open_run(kind: str, spec: Any, *, resume: str | Path | None = None, resume_tag: bool = False,
+             path: Path | None = None, tag: str | None = None, **fields) -> RunState:
+    """The run.json of the run every kind writes to, one way for all: `resume` (a path, run name
+    or tag of `kind`) continued; else with `resume_tag`, the latest run tagged like `spec`
+    continued when its spec is the same; else a new run in `path` (an empty directory) or in
+    runs/<kind>/<tag or spec.tag>-<stamp>/, its run.json holding `kind`, `spec` and `fields`.
+    `state.resumed` says which it was."""
+    target = resolve_run(kind, resume) if resume is not None else (
+        same_spec_run(kind, spec) if resume_tag else None)
+    if target is not None:
+        return RunState.resume(target, kind)
+    path = path or new_run_dir(kind, tag or spec.tag)
+    return RunState.new(path, spec, kind=kind, **fields)
 
 
 INTERRUPTED = "interrupted by the user"

@@ -289,3 +289,64 @@ def test_plugins_table(halo):
     assert done.returncode == 0
     assert "native" in done.stdout and "backends: native" in done.stdout
     assert "model_sources: pypi" in done.stdout
+
+
+def test_hooks_run_through_pluggy_wrappers_and_monitoring_included():
+    """A wrapper=True hookimpl wraps each plugin's registration, and pluggy's hook monitoring
+    sees every call: the host dispatches through pluggy, one plugin at a time."""
+    wrapped = []
+
+    @hookimpl(wrapper=True)
+    def register_backends(register):
+        result = yield
+        wrapped.append("called")
+        return result
+
+    host = PluginHost()
+    calls = []
+    host.pm.add_hookcall_monitoring(lambda name, impls, kwargs: calls.append((name, [i.plugin_name for i in impls])),
+                                    lambda outcome, name, impls, kwargs: None)
+    host.register(_backend_plugin("alpha"), "one")
+    host.register(_backend_plugin("beta"), "two")
+    host.register(types.SimpleNamespace(register_backends=register_backends), "watcher")
+    assert sorted(host.backends()) == ["alpha", "beta"]
+    assert wrapped == ["called", "called"]  # once around each plugin's call
+    backend_calls = [impls for name, impls in calls if name == "register_backends"]
+    assert backend_calls == [["one", "watcher"], ["two", "watcher"]]
+    assert {i.name: i.error for i in host.info()} == {"one": None, "two": None, "watcher": None}
+
+
+def test_a_failing_host_facts_or_shorthand_hook_is_its_plugins_error(capsys):
+    @hookimpl
+    def host_facts(root):
+        raise OSError(f"cannot read {root}/etc")
+
+    @hookimpl
+    def option_shorthands():
+        return {"llama-cpp-dir": "somewhere_else"}
+
+    good = types.SimpleNamespace(host_facts=hookimpl(lambda root: {"seen": str(root)}),
+                                 option_shorthands=hookimpl(lambda: {"llama-cpp-dir": "llama_cpp_dir"}))
+    host = PluginHost()
+    host.register(good, "good")
+    host.register(types.SimpleNamespace(host_facts=host_facts, option_shorthands=option_shorthands), "bad")
+    assert host.host_facts("/tmp") == {"good": {"seen": "/tmp"}}
+    assert host.option_shorthands() == {"llama-cpp-dir": "llama_cpp_dir"}
+    errors = {i.name: i.error for i in host.info()}
+    assert errors["good"] is None
+    assert errors["bad"] == "option_shorthands failed: --llama-cpp-dir is taken by 'good'"
+    assert "plugin 'bad': host_facts failed: cannot read /tmp/etc" in capsys.readouterr().err
+
+
+def test_blocking_goes_through_pluggy(fake_dist, monkeypatch):
+    path = fake_dist("halo-thirdparty", {"extra": "halo_extra_mod"}, {"halo_extra_mod": GOOD})
+    monkeypatch.syspath_prepend(str(path))
+    monkeypatch.setenv("HALO_DISABLE_PLUGINS", "extra")
+    host = PluginHost.from_entry_points()
+    assert host.pm.is_blocked("extra") and "extra" not in host.backends()
+    monkeypatch.delenv("HALO_DISABLE_PLUGINS")
+    monkeypatch.setenv("HALO_LOAD_PLUGINS", "extra")
+    host = PluginHost.from_entry_points()
+    assert host.pm.is_blocked("native") and list(host.backends()) == ["extra"]
+    (info,) = host.info()
+    assert (info.name, info.distribution, info.version, info.source) == ("extra", "halo-thirdparty", "1.2.3", "entry-point")

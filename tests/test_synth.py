@@ -265,7 +265,7 @@ def test_a_stray_file_in_the_synth_folder_does_not_break_the_listing(tmp_path, m
     folder.mkdir(parents=True)
     (folder / "my model.gguf").write_bytes(b"")
     (folder / "tiny.gguf").write_bytes(b"")
-    from halo_file import SynthSource
+    from halo_core.models.synth_source import SynthSource
 
     source = SynthSource()
     assert source.aliases() == {"tiny": "synth:tiny"}

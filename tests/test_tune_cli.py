@@ -46,11 +46,16 @@ def test_audit(halo, fedora_root):
     assert lines[1] == "memory   64.0 GiB installed · 62.2 GiB seen by the OS · 56.5 GiB available"
     assert lines[2] == "gpu      card1 0x1002:0x1586 · VRAM 98 MiB / 512 MiB · GTT 21 MiB / 31.1 GiB"
     assert "FAIL  kernel  gtt-limit     ttm.pages_limit not set" in done.stdout
+    # what plugins know (their host_facts hooks) has a line each: tuned from halo_tuners, ROCm
+    # from native; toolbox asks `toolbox list` on the live system only
+    assert "tuned    throughput-performance" in lines and "rocm     none" in lines
+    assert not any(line.startswith("toolboxes") for line in lines)
     assert lines[-1] == (f"score 3/9 · tuned 0/1 · kernel 2/4 · vram 1/2 · power 0/2 · fixes: halo verify "
                          f"--root {fedora_root}")
     data = json.loads(halo("audit", "--root", str(fedora_root), "--json").stdout)
     assert data["score"] == {"pass": 3, "total": 9}
     assert data["facts"]["installed_ram"] == 64 << 30 and data["facts"]["gpus"][0]["card"] == "card1"
+    assert data["facts"]["extra"]["tuners"]["tuned"] == "throughput-performance"
 
 
 def test_dry_run_prints_the_plan_as_a_diff_and_writes_nothing(halo, ubuntu_root):

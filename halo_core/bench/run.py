@@ -36,7 +36,7 @@ from ..records import (
 from ..llama.rpc import check_workers, describe, down_workers
 from ..runner import Process, describe_exit
 from .. import runs
-from ..runs import RunState, latest_with_tag, new_run_dir, now, read_jsonl
+from ..runs import RunState, now, read_jsonl
 from ..llama.process import record_bench
 from ..store import append_line, from_dict, to_dict, write_json
 
@@ -214,21 +214,11 @@ class _Recorder:
 
 
 def _open_run(spec: BenchSpec, resume: str | Path | None, resume_tag: bool) -> tuple[BenchRun, RunState]:
-    """A new run directory, or the one to resume with what it already holds."""
-    path = None
-    if resume is not None:
-        path = Path(resume)
-    elif resume_tag:
-        latest = latest_with_tag(KIND, spec.tag)
-        if latest is not None and from_dict(BenchSpec, RunState.load(latest, KIND).data["spec"]) == spec:
-            path = latest
-    if path is None:
-        run = BenchRun(path=new_run_dir(KIND, spec.tag), spec=spec)
-        write_results_snapshot(run)
-        return run, RunState.new(run.path, spec, models=[], commands=[])
-    state = RunState.resume(path, KIND)
-    run = BenchRun(path=path, spec=from_dict(BenchSpec, state.data["spec"]))
-    run.results, _failed = load_cells(path)  # failed cells are tried again
+    """The run (runs.open_run) with what it already holds; failed cells are tried again."""
+    state = runs.open_run(KIND, spec, resume=resume, resume_tag=resume_tag, models=[], commands=[])
+    run = BenchRun(path=state.path, spec=from_dict(BenchSpec, state.data["spec"]))
+    if state.resumed:
+        run.results, _failed = load_cells(state.path)
     write_results_snapshot(run)
     return run, state
 
@@ -251,7 +241,8 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
     host = host or get_host()
     status = on_status or (lambda _msg: None)
     if resume is not None:
-        spec = load_bench_run(Path(resume)).spec
+        resume = resolve_bench_run(resume)
+        spec = load_bench_run(resume).spec
     if spec is None:
         raise HaloError("nothing to run: give a BenchSpec or a run to resume")
     backends = host.available_backends(spec.backends, backend_options)

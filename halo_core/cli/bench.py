@@ -163,10 +163,10 @@ def select_models(models_: tuple[str, ...], category: str | None, max_size: floa
 
 def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, tg, reps, context, depths, ctx_prompt, skip_longctx,
              kv_types, batch, ubatch, threads, rpc, tensor_split, cooldown, tag, resume, backend_opts,
-             llama_cpp_dir, root, as_json):
+             root, as_json):
     if pp == 0 and tg == 0:
         raise click.UsageError("--pp and --tg cannot both be 0")
-    options = backend_options(backend_opts, llama_cpp_dir)
+    options = backend_options(backend_opts)
     all_depths = _parse_numbers(depths, "--depths")
     if context and not all_depths:
         all_depths = (context,)
@@ -463,12 +463,12 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         depths=_parse_numbers(depths, "--depths") or (0,), pp=pp, tg=tg, concurrency=levels,
         rates=rates, requests=requests, reps=reps, prompt_cache=prompt_cache, tag=tag, timeout=timeout)
     if starts:
-        fields = {k: v for k, v in server.items() if k not in ("preset", "backend_opts", "llama_cpp_dir")}
+        fields = {k: v for k, v in server.items() if k not in ("preset", "backend_opts")}
         if not server["preset"]:  # a plain MODEL: slots and context to fit the matrix
             parallel, needed = matrix_server(spec)
             fields.update(parallel=fields["parallel"] or parallel, ctx=fields["ctx"] or needed)
         spec = attrs.evolve(spec, server=server_spec(model, server["preset"], port=0, extra=tuple(extra), **fields),
-                            backend_options=backend_options(server["backend_opts"], server["llama_cpp_dir"]))
+                            backend_options=backend_options(server["backend_opts"]))
     resume_path = resolve_serve_run(resume) if resume else None
     explicit_tag = context.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
 

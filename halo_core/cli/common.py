@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 
 import click
@@ -48,24 +49,38 @@ def print_table(*tables) -> None:
         console.print(table)
 
 
+SHORTHAND_PREFIX = "backend_opt_"
+
+
 def backend_flags(f):
-    """--backend-opt KEY=VALUE (repeatable) and its shorthand --llama-cpp-dir DIR."""
-    f = click.option("--llama-cpp-dir", type=click.Path(file_okay=False), default=None,
-                     help="Folder with llama.cpp binaries: --backend-opt llama_cpp_dir=DIR.")(f)
+    """--backend-opt KEY=VALUE (repeatable) and the shorthand flags plugins declare for their
+    backends' options (`option_shorthands`: native's --llama-cpp-dir DIR is
+    --backend-opt llama_cpp_dir=DIR). The command gets them all in `backend_opts`."""
+    from ..plugins import get_host
+
+    shorthands = get_host().option_shorthands()
+
+    @functools.wraps(f)
+    def folded(*args, backend_opts=(), **kwargs):
+        values = {key: kwargs.pop(SHORTHAND_PREFIX + key, None) for key in shorthands.values()}
+        given = tuple(f"{key}={value}" for key, value in values.items() if value is not None)
+        return f(*args, backend_opts=tuple(backend_opts) + given, **kwargs)
+
+    for flag, key in sorted(shorthands.items(), reverse=True):
+        folded = click.option(f"--{flag}", SHORTHAND_PREFIX + key, default=None, metavar="VALUE",
+                              help=f"Short for --backend-opt {key}=VALUE.")(folded)
     return click.option("--backend-opt", "backend_opts", multiple=True, metavar="KEY=VALUE",
-                        help="An option for the backend (repeatable; `halo backends` lists them).")(f)
+                        help="An option for the backend (repeatable; `halo backends` lists them).")(folded)
 
 
-def backend_options(pairs: tuple[str, ...], llama_cpp_dir: str | None) -> dict[str, str]:
-    """{KEY: VALUE} from --backend-opt and --llama-cpp-dir; a pair without "=" is a usage error."""
+def backend_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    """{KEY: VALUE} from --backend-opt (and its shorthands); a pair without "=" is a usage error."""
     options = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not (eq and key.strip()):
             raise click.UsageError(f"--backend-opt takes KEY=VALUE, not {pair!r}")
         options[key.strip()] = value
-    if llama_cpp_dir:
-        options["llama_cpp_dir"] = llama_cpp_dir
     return options
 
 

@@ -46,7 +46,7 @@ def rpc():
 @click.option("--detach", is_flag=True, help="Leave the worker running in the background (pid file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the worker record as JSON once ready.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
-def serve_cmd(host, port, devices, mem, threads, cache, backend, backend_opts, llama_cpp_dir, insecure, timeout,
+def serve_cmd(host, port, devices, mem, threads, cache, backend, backend_opts, insecure, timeout,
               detach, as_json, extra):
     """Start an RPC worker (ggml-rpc-server / rpc-server) and wait until it answers.
 
@@ -61,7 +61,7 @@ def serve_cmd(host, port, devices, mem, threads, cache, backend, backend_opts, l
                       cache=cache, insecure=insecure, extra=extra, ready_timeout=timeout,
                       **({"backend": backend} if backend else {}))
     try:
-        worker = start_worker(spec, detach=detach, backend_options=backend_options(backend_opts, llama_cpp_dir))
+        worker = start_worker(spec, detach=detach, backend_options=backend_options(backend_opts))
     except ToolFailed as exc:
         if exc.log_tail:
             click.echo(f"worker log (last lines):\n{exc.log_tail}", err=True)

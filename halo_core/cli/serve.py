@@ -87,7 +87,7 @@ def server_spec(model: str | None, preset: str | None, **options) -> ServerSpec:
 @click.option("--json", "as_json", is_flag=True, help="Print the server record as JSON once ready.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no_think, api_key,
-        insecure, threads, rpc, tensor_split, timeout, detach, backend_opts, llama_cpp_dir, as_json,
+        insecure, threads, rpc, tensor_split, timeout, detach, backend_opts, as_json,
         extra):
     """Start llama-server for MODEL (or --preset) and wait until it is ready.
 
@@ -106,7 +106,7 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
     status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     try:
         server = start_server(spec, detach=detach, on_status=status,
-                              backend_options=backend_options(backend_opts, llama_cpp_dir))
+                              backend_options=backend_options(backend_opts))
     except ToolFailed as exc:
         if exc.log_tail:
             click.echo(f"llama-server log (last lines):\n{exc.log_tail}", err=True)

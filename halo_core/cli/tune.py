@@ -82,12 +82,11 @@ def audit(root, as_json):
         ("gpu", _gpu_row(f)),
         ("kernel", f"{f.kernel or '?'} · linux-firmware {f.firmware or '?'}"),
         ("cmdline", f.cmdline or "?"),
-        ("tuning", f"tuned {f.tuned_profile or '-'} · THP {f.thp_enabled or '?'} (defrag {f.thp_defrag or '?'}) · "
+        ("vm", f"THP {f.thp_enabled or '?'} (defrag {f.thp_defrag or '?'}) · "
                    + " ".join(f"{k.removeprefix('vm.')}={v}" for k, v in f.sysctls.items())),
-        ("power", ", ".join(f"{k} {v:.0f} W" for k, v in f.power_limits.items()) if f.power_limits
-         else "ryzenadj limits not readable (root on the machine itself)"),
-        ("software", f"Vulkan ICDs: {', '.join(f.vulkan_icds) or 'none'} · ROCm {f.rocm or 'none'} · "
-                     f"toolboxes: {', '.join(f.toolboxes) if f.toolboxes else ('none' if f.toolboxes is not None else '?')}"),
+        ("vulkan", f"ICDs: {', '.join(f.vulkan_icds) or 'none'}"),
+        # what plugins know (their host_facts hooks): tuned, power limits, ROCm, toolboxes
+        *((label, line) for lines in f.extra.values() for label, line in lines.items()),
     ]
     console = Console()
     for name, value in rows:  # one line each: the whole audit fits one screen

@@ -38,7 +38,7 @@ from ..machine.metrics import MetricsSampler
 from ..plugins import PluginHost, get_host
 from ..records import Endpoint, EvalSample, Run, RunStatus, SuiteScore, SuiteStatus
 from .. import runs
-from ..runs import RunState, new_run_dir, read_jsonl, resolve_run
+from ..runs import RunState, read_jsonl, resolve_run
 from ..store import append_line, from_dict, to_dict, write_json
 
 try:
@@ -218,14 +218,14 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
     suites, skipped = _check(list(spec.suites), host)
     concurrency = spec.concurrency or slot_count(props) or 1
 
-    if resume is None:
-        tag = f"{safe_suite(spec.selection or '+'.join(spec.suites))}-{found.model.rsplit('/', 1)[-1]}"
-        path = path or new_run_dir(KIND, tag.removesuffix(".gguf"))
-        state = RunState.new(path, spec, endpoint=found)
-        run = EvalRun(path, spec, endpoint=state.data["endpoint"])
-    else:
-        state = RunState.resume(path, KIND)
+    tag = f"{safe_suite(spec.selection or '+'.join(spec.suites))}-{found.model.rsplit('/', 1)[-1]}"
+    state = runs.open_run(KIND, spec, resume=path if resume is not None else None, path=path,
+                          tag=tag.removesuffix(".gguf"), endpoint=found)
+    if state.resumed:
         run = attrs.evolve(previous, spec=spec, status=RunStatus.RUNNING, error="")
+    else:
+        run = EvalRun(state.path, spec, endpoint=state.data["endpoint"])
+    path = state.path
     write_json(path / "metadata.json", {
         "endpoint": found, "probes": probes, "props": props, "concurrency": concurrency,
         "halo_version": __version__, "python": sys.version.split()[0],

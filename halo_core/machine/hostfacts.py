@@ -3,8 +3,9 @@ on, and the provenance recorded with every run.
 
 Everything comes from files (/proc, /sys, /etc, package databases), so a folder holding a
 copy of those files is a complete stand-in for a machine. Only on the live system ("/") does
-halo also ask tools that have no file to read: `ryzenadj -i` (as root), `rpm -q`, `podman`,
-and NVML for NVIDIA GPUs (halo_core.gpu holds the GPU facts).
+halo also ask tools that have no file to read: `rpm -q`, and NVML for NVIDIA GPUs (gpu.py holds
+the GPU facts). What only a plugin needs (tuned's profile, ryzenadj's limits, toolbox
+containers, ROCm) that plugin gathers, through its `host_facts` hook.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ToolFailed
 from .gpu import AMD, addressable_memory, read_gpus
@@ -24,6 +26,9 @@ from .hostfiles import host_path, is_live, read_int, read_text
 from ..records import HostFacts
 from ..runner import run_capture
 from ..store import to_json
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
 GIB = 1 << 30
 PAGE_SIZE = 4096  # ttm.pages_limit counts 4 KiB pages
@@ -33,12 +38,7 @@ SYSCTL_KEYS = ("vm.swappiness", "vm.dirty_ratio", "vm.dirty_background_ratio",
 THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
 THP_DEFRAG = "/sys/kernel/mm/transparent_hugepage/defrag"
 TTM_PAGES_LIMIT = "/sys/module/ttm/parameters/pages_limit"
-TUNED_PROFILE = "/etc/tuned/active_profile"
 BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-
-_RYZENADJ_ROWS = {"STAPM LIMIT": "stapm", "PPT LIMIT FAST": "fast", "PPT LIMIT SLOW": "slow",
-                  "PPT LIMIT APU": "apu-slow"}
-
 
 def selected(value: str | None) -> str | None:
     """The active choice of a sysfs list ("always [madvise] never" -> "madvise")."""
@@ -139,52 +139,6 @@ def firmware_version(root: Path, *, ask_tools: bool = True) -> str | None:
     return None
 
 
-def parse_ryzenadj_info(text: str) -> dict[str, float]:
-    """The limit rows of `ryzenadj -i`'s table, in watts: {"stapm": 85.0, "fast": ..., ...}."""
-    limits = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 2 and cells[0] in _RYZENADJ_ROWS:
-            try:
-                limits[_RYZENADJ_ROWS[cells[0]]] = float(cells[1])
-            except ValueError:
-                continue
-    return limits
-
-
-def power_limits(root: Path) -> dict[str, float] | None:
-    """The APU power limits in watts from `ryzenadj -i`: live system and root only, else None."""
-    if not is_live(root) or os.geteuid() != 0:
-        return None  # ryzenadj reads the SMU through /dev/mem: root only
-    program = which(root, "ryzenadj")
-    if not program:
-        return None
-    try:
-        done = run_capture([program, "-i"], timeout=20)
-    except ToolFailed:
-        return None
-    return parse_ryzenadj_info(done.stdout) or None
-
-
-def _toolboxes(root: Path) -> tuple[str, ...] | None:
-    if not is_live(root) or not shutil.which("podman"):
-        return None
-    try:
-        done = run_capture(["podman", "ps", "-a", "--filter", "label=com.github.containers.toolbox=true",
-                            "--format", "{{.Names}}"], timeout=30)
-    except ToolFailed:
-        return None
-    return tuple(done.stdout.split()) if done.returncode == 0 else None
-
-
-def _rocm(root: Path) -> str | None:
-    version = read_text(root, "/opt/rocm/.info/version")
-    if version:
-        return version.strip()
-    found = sorted(host_path(root, "/opt").glob("rocm-*")) if host_path(root, "/opt").is_dir() else []
-    return found[-1].name.removeprefix("rocm-") if found else None
-
-
 def _vulkan_icds(root: Path) -> tuple[str, ...]:
     names = []
     for folder in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"):
@@ -194,11 +148,14 @@ def _vulkan_icds(root: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-def read_facts(root: Path = Path("/"), *, ask_tools: bool = True) -> HostFacts:
-    """Everything `halo audit` shows and the tuners decide on, for one sysroot.
+def read_facts(root: Path = Path("/"), *, ask_tools: bool = True,
+               host: "PluginHost | None" = None) -> HostFacts:
+    """Everything `halo audit` shows and the tuners decide on, for one sysroot; with `host`,
+    also what its plugins know (`extra`, their `host_facts` hooks: tuned, ryzenadj, toolboxes,
+    ROCm).
 
-    `ask_tools=False` reads files only: the facts that need a tool (firmware version through
-    rpm, power limits, toolboxes) are left None.
+    `ask_tools=False` reads files only: a fact that needs a tool (the firmware version through
+    rpm) is left None, and the plugins are told so.
     """
     root = Path(root)
     mem = meminfo(root)
@@ -222,16 +179,13 @@ def read_facts(root: Path = Path("/"), *, ask_tools: bool = True) -> HostFacts:
         os_name=release.get("PRETTY_NAME", ""),
         gpus=gpus,
         ttm_pages_limit=read_int(root, TTM_PAGES_LIMIT),
-        tuned_profile=(read_text(root, TUNED_PROFILE) or "").strip() or None,
         thp_enabled=selected(read_text(root, THP_ENABLED)),
         thp_defrag=selected(read_text(root, THP_DEFRAG)),
         sysctls={key: value.strip() for key in SYSCTL_KEYS
                  if (value := read_text(root, sysctl_path(key))) is not None},
-        power_limits=power_limits(root) if ask_tools else None,
         firmware=firmware_version(root, ask_tools=ask_tools),
         vulkan_icds=_vulkan_icds(root),
-        rocm=_rocm(root),
-        toolboxes=_toolboxes(root) if ask_tools else None,
+        extra=host.host_facts(root, ask_tools) if host is not None else {},
         boot_id=(read_text(root, "/proc/sys/kernel/random/boot_id") or "").strip(),
     )
 
@@ -242,7 +196,9 @@ def system_state(root: Path = Path("/")) -> dict:
     the host facts."""
     from .. import __version__
 
-    facts = read_facts(root)
+    from ..plugins import get_host
+
+    facts = read_facts(root, host=get_host())
     host = json.loads(to_json(facts))
     return {
         "captured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

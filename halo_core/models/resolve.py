@@ -9,9 +9,16 @@ import attrs
 
 from ..errors import ModelError
 from .header import is_synthetic
+from .synth_source import SynthSource
 from ..interfaces import ModelSource, Progress
 from ..plugins import PluginHost, get_host
 from ..records import LocalModel, ModelListing
+
+
+def model_sources(host: PluginHost | None = None) -> dict[str, ModelSource]:
+    """Every model source by name: the plugins' and the core's own `synth` (a plugin's source
+    of that name wins)."""
+    return {SynthSource.name: SynthSource(), **(host or get_host()).model_sources()}
 
 
 def _by_alias_priority(sources: dict[str, ModelSource]) -> list[ModelSource]:
@@ -21,7 +28,7 @@ def _by_alias_priority(sources: dict[str, ModelSource]) -> list[ModelSource]:
 
 def alias_owner(alias: str, host: PluginHost | None = None) -> ModelSource | None:
     """The source that answers for a bare name, when several claim it the documented winner."""
-    for source in _by_alias_priority((host or get_host()).model_sources()):
+    for source in _by_alias_priority(model_sources(host)):
         if alias in source.aliases():
             return source
     return None
@@ -29,7 +36,7 @@ def alias_owner(alias: str, host: PluginHost | None = None) -> ModelSource | Non
 
 def find_source(ref: str, host: PluginHost | None = None) -> tuple[ModelSource, str]:
     """(source, full reference) for `ref`: "SOURCE:rest", an alias, or what a source handles."""
-    sources: dict[str, ModelSource] = (host or get_host()).model_sources()
+    sources: dict[str, ModelSource] = model_sources(host)
     prefix = ref.split(":", 1)[0] if ":" in ref else None
     if prefix in sources:
         return sources[prefix], ref
@@ -81,7 +88,7 @@ def list_models(category: str | None = None, downloaded: bool = False,
     """Every source's catalog, optionally one category or only what is on this machine."""
     host = host or get_host()
     rows = []
-    for name, source in sorted(host.model_sources().items()):
+    for name, source in sorted(model_sources(host).items()):
         for entry in source.catalog():
             if category and category not in entry.categories:
                 continue

@@ -42,7 +42,7 @@ from ..machine.hostfacts import system_state
 from ..machine.metrics import MetricsSampler
 from ..plugins import PluginHost, get_host
 from ..records import Run, RunStatus, as_tuple
-from ..runs import RunState, new_run_dir, now, read_jsonl
+from ..runs import RunState, now, read_jsonl
 from ..llama.process import pid_dir
 from ..llama.server import ServerSpec, start_server
 from ..llama.process import free_port
@@ -591,7 +591,7 @@ def _attempts(path: Path) -> dict[str, dict]:
 
 def _saved(path: Path) -> tuple[dict, ServeBenchSpec]:
     """run.json of a serve-bench run and its spec (the requests unread)."""
-    state = RunState.load(path, "serve-bench").data
+    state = RunState.load(path, KIND).data
     try:
         return state, from_dict(ServeBenchSpec, state["spec"])
     except (ValueError, TypeError) as exc:
@@ -746,16 +746,10 @@ class _Session:
 
 
 def _open_run(spec: ServeBenchSpec, resume: Path | None, resume_tag: bool) -> tuple[ServeRun, RunState]:
-    path = resume
-    if path is None and resume_tag:
-        latest = runs.latest_with_tag(KIND, spec.tag)
-        if latest is not None and _saved(latest)[1] == spec:
-            path = latest
-    if path is None:
-        run = ServeRun(path=new_run_dir(KIND, spec.tag), spec=spec)
-        return run, RunState.new(run.path, spec, kind=KIND, endpoint={}, servers=[])
-    run = load_serve_run(path)
-    return run, RunState.resume(path, KIND)
+    """The run (runs.open_run) with the cells and requests it already holds."""
+    state = runs.open_run(KIND, spec, resume=resume, resume_tag=resume_tag, endpoint={}, servers=[])
+    run = load_serve_run(state.path) if state.resumed else ServeRun(path=state.path, spec=spec)
+    return run, state
 
 
 def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | None = None,
@@ -773,7 +767,8 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
     """
     status = on_status or (lambda _msg: None)
     if resume is not None:
-        spec = _saved(Path(resume))[1]
+        resume = resolve_serve_run(resume)
+        spec = _saved(resume)[1]
     if spec is None:
         raise HaloError("nothing to run: give a ServeBenchSpec or a run to resume")
     check_spec(spec)

@@ -61,7 +61,8 @@ def verify(root: Path = Path("/"), only: Iterable[str] | None = None, *,
 
 def audit(root: Path = Path("/"), *, host: PluginHost | None = None) -> AuditReport:
     """Host facts plus every tuner's checks: `halo audit`."""
-    return AuditReport(read_facts(Path(root)), verify(root, host=host))
+    host = host or get_host()
+    return AuditReport(read_facts(Path(root), host=host), verify(root, host=host))
 
 
 def parse_settings(items: Iterable[str]) -> dict[str, dict[str, str]]:

@@ -202,7 +202,7 @@ class BFCL(EvalSuite):
 
         workdir = Path(workdir)
         categories = (context.dataset if context and context.dataset else "simple_python")
-        concurrency = context.client.concurrency if context else 1
+        concurrency = context.concurrency if context else 1
         log_dir = workdir / "logs"
         argv = [sys.executable, "-m", "inspect_ai", "eval", "inspect_evals/bfcl",
                 "-T", f"categories={categories}", "--model", f"openai-api/halo/{endpoint.model}",
@@ -212,7 +212,7 @@ class BFCL(EvalSuite):
             argv += ["--limit", str(limit)]
         if context and context.max_tokens:
             argv += ["--max-tokens", str(context.max_tokens)]
-        timeout = context.client.timeout if context else 300
+        timeout = context.timeout if context else 300
         argv += ["--timeout", str(int(timeout))]
         env = {**os.environ, "HALO_BASE_URL": f"{endpoint.base_url}/v1",
                "HALO_API_KEY": endpoint.api_key or "none",

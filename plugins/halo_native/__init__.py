@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from halo_core.plugin_api import (
-    Availability, Backend, ToolCommand, Unavailable, UnknownName, hookimpl,
+    Availability, Backend, ToolCommand, Unavailable, UnknownName, host_path, hookimpl, read_text,
 )
 
 ENV_DIR = "HALO_LLAMA_CPP_DIR"
@@ -103,5 +103,26 @@ class NativeBackend(Backend):
 
 
 @hookimpl
+def option_shorthands():
+    return {"llama-cpp-dir": "llama_cpp_dir"}
+
+
+@hookimpl
 def register_backends(register):
     register(NativeBackend())
+
+
+def rocm_version(root: Path) -> str | None:
+    """The host's ROCm (what a native ROCm build runs on): /opt/rocm/.info/version, else the
+    newest /opt/rocm-X folder, under `root`."""
+    version = read_text(root, "/opt/rocm/.info/version")
+    if version:
+        return version.strip()
+    opt = host_path(root, "/opt")
+    found = sorted(opt.glob("rocm-*")) if opt.is_dir() else []
+    return found[-1].name.removeprefix("rocm-") if found else None
+
+
+@hookimpl
+def host_facts(root):
+    return {"rocm": rocm_version(root) or "none"}

@@ -23,7 +23,7 @@ import attrs
 
 from halo_core.plugin_api import (
     Availability, Backend, BackendDefaults, HaloError, ToolCommand, Unavailable, halo_home,
-    hookimpl, run_capture,
+    ToolFailed, hookimpl, is_live, run_capture,
 )
 
 INSTALL_TOOLBOX = "sudo dnf install toolbox"
@@ -262,6 +262,18 @@ def discover(conf: Conf | None = None) -> list[ToolboxBackend]:
         if family is not None and family.name not in present:
             backends[name] = ToolboxBackend(name, family, None, entry, problem)
     return list(backends.values())
+
+
+@hookimpl
+def host_facts(root, ask_tools):
+    """The toolbox containers on this machine (`toolbox list`: live system only)."""
+    if not (ask_tools and is_live(root)):
+        return None
+    try:
+        containers = list_containers()
+    except (Unavailable, ToolFailed):
+        return None
+    return {"toolboxes": ", ".join(c.name for c in containers) or "none"}
 
 
 @hookimpl

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from halo_core.plugin_api import hookimpl
 
+from .facts import host_facts
 from .kernel import KernelTuner, VramTuner
 from .power import PowerTuner
 from .tuned import TunedTuner
 
-__all__ = ["KernelTuner", "PowerTuner", "TunedTuner", "VramTuner"]
+__all__ = ["KernelTuner", "PowerTuner", "TunedTuner", "VramTuner", "host_facts"]
 
 
 @hookimpl

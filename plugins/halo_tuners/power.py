@@ -13,11 +13,12 @@ import re
 from pathlib import Path
 
 from halo_core.plugin_api import (
-    Change, Check, THP_DEFRAG, THP_ENABLED, TuneError, host_path, power_limits,
+    Change, Check, THP_DEFRAG, THP_ENABLED, TuneError, host_path,
     read_facts, read_text, selected, sysctl_path, which,
 )
 
 from .common import ApuTuner, data_text, file_change, fix, read_exact, setting
+from .facts import power_limits
 
 SYSCTL_CONF = "/etc/sysctl.d/99-llm-inference.conf"
 THP_CONF = "/etc/tmpfiles.d/halo-thp.conf"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halo_core.plugin_api import Change, Check, TUNED_PROFILE, host_path, read_text, which
+from halo_core.plugin_api import Change, Check, host_path, read_text, which
 
 from .common import ApuTuner, file_change, fix, read_exact
+from .facts import TUNED_PROFILE
 
 PROFILE = "accelerator-performance"
 PROFILE_MODE = "/etc/tuned/profile_mode"
