@@ -47,15 +47,26 @@ def test_compare_rule():
     assert slower.worse and slower.detail == "worse beyond noise: pp32 100.67 -> 81.00 t/s (-19.5%)"
     assert slower.deltas["tg8"] == pytest.approx(0.0)
     # one fast sample after the change keeps it: Welch p = 0.14, within noise
-    assert not tune.compare("x", before, [result("pp32", 80, 82, 99)]).worse
+    assert not tune.compare("x", before, [result("pp32", 80, 82, 99), result("tg8", 30, 31, 29)]).worse
     # a drop beyond noise (p = 0.014) but smaller than min_effect is not undone
     small = tune.compare("x", [result("pp32", 100, 100.5)], [result("pp32", 97, 97.5)])
     assert not small.worse and small.speed == {"pp32": "slower"}
     assert small.detail == "under --min-effect 5%: pp32 100.25 -> 97.25 t/s (-3.0%) slower beyond noise"
     # a drop within the spread is noise (p = 0.40)
     assert not tune.compare("x", [result("pp32", 60, 100)], [result("pp32", 50, 55)]).worse
-    # faster is never worse; tests missing on one side are skipped
-    assert not tune.compare("x", before, [result("pp32", 200, 210), result("tg16", 1, 1)]).worse
+    # faster is never worse; a test only the after-run has is not judged
+    assert not tune.compare("x", before, [result("pp32", 200, 210), result("tg8", 30, 31, 29),
+                                          result("tg16", 1, 1)]).worse
+    # a broken measurement is not "no change": a baseline test the after-run lacks (its cell
+    # failed), or a figure that is not finite, makes the step worse, and it is rolled back
+    missing = tune.compare("x", before, [result("pp32", 200, 210), result("tg16", 1, 1)])
+    assert missing.worse and missing.detail == "measurement failed: tg8 not measured after the step"
+    nan = {"test": "tg8", "avg_ts": float("nan"), "stddev_ts": 0.0, "samples_ts": []}
+    assert tune.compare("x", before, [result("pp32", 100, 104, 98), nan]).detail == \
+        "measurement failed: tg8 30.0 -> nan t/s is not a measurement"
+    assert tune.compare("x", before, []).worse  # the after-run measured nothing
+    assert tune.gate("x", before, [result("pp32", 200, 210, 205)], []).detail == \
+        "measurement failed: tg8 not measured after the step"  # though pp32 is faster
 
 
 def bench_run(samples: dict[str, list[float]]) -> BenchRun:
@@ -220,7 +231,7 @@ def test_gate_rule():
         "answers worse: ifeval worse (Δ -1.000, mcnemar p=0.0312, 6 pairs)")
     # five such pairs cannot tell (p = 0.0625): the gate keeps what it cannot show is worse
     assert not tune.gate("x", before, faster, [Comparison("ifeval", "before", paired_test([1.0] * 5, [0.0] * 5), 0)]).worse
-    slower = tune.gate("x", before, [result("pp32", 50, 51, 49)], broken)
+    slower = tune.gate("x", before, [result("pp32", 50, 51, 49), result("tg8", 30, 31, 29)], broken)
     assert slower.detail == ("slower beyond noise: pp32 100.67 -> 50.00 t/s (-50.3%); answers worse: ifeval "
                              "worse (Δ -1.000, mcnemar p=0.0312, 6 pairs)")
 

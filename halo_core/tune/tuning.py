@@ -7,6 +7,7 @@ validates, applies through the journal (journal.py), measures, and rolls back.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from pathlib import Path
 from typing import Callable, Iterable
@@ -219,18 +220,23 @@ class _Speed:
     worse: list[str]  # slower by the rule and by more than min_effect
     better: list[str]  # faster likewise
     small: list[str]  # slower or faster by the rule, by less than min_effect
+    broken: list[str]  # a baseline test the after-run lacks, or a figure that is not finite
 
 
 def _speed(before: list[dict], after: list[dict], min_effect: float) -> _Speed:
-    speed = _Speed({}, {}, [], [], [])
+    speed = _Speed({}, {}, [], [], [], [])
     after_by_test = {r["test"]: r for r in after}
     for b in before:
         a = after_by_test.get(b["test"])
-        if a is None:
+        if a is None:  # the after-run failed this test: a broken step is not "no change"
+            speed.broken.append(f"{b['test']} not measured after the step")
             continue
         c = compare_speed(b.get("samples_ts") or [], a.get("samples_ts") or [])
         have_samples = c.before is not None and c.after is not None
-        mean_b, mean_a = (c.before, c.after) if have_samples else (b["avg_ts"], a["avg_ts"])
+        mean_b, mean_a = (c.before, c.after) if have_samples else (b.get("avg_ts"), a.get("avg_ts"))
+        if not all(isinstance(m, (int, float)) and math.isfinite(m) for m in (mean_b, mean_a)):
+            speed.broken.append(f"{b['test']} {mean_b} -> {mean_a} t/s is not a measurement")
+            continue
         if mean_b <= 0:
             continue
         delta = (mean_a - mean_b) / mean_b
@@ -258,6 +264,8 @@ def _judged(step: str, worse: bool, speed: _Speed, detail: str) -> Verdict:
 def compare(step: str, before: list[dict], after: list[dict], min_effect: float = 0.05) -> Verdict:
     """Is `after` worse than `before` beyond noise? (rule: see MeasureSpec)."""
     speed = _speed(before, after, min_effect)
+    if speed.broken:
+        return _judged(step, True, speed, "measurement failed: " + ", ".join(speed.broken))
     if speed.worse:
         return _judged(step, True, speed, "worse beyond noise: " + ", ".join(speed.worse))
     return _judged(step, False, speed, _changes(speed, "within noise or better",
@@ -273,6 +281,8 @@ def gate(step: str, before: list[dict], after: list[dict], quality: list[Compari
     answers = ", ".join(f"{c.suite} {c.paired.verdict} (Δ {c.paired.delta:+.3f}, {c.paired.test} "
                         f"p={c.paired.p_value:.4f}, {c.paired.n} pairs)" for c in quality) or "no common samples"
     reasons = []
+    if speed.broken:
+        reasons.append("measurement failed: " + ", ".join(speed.broken))
     if speed.worse:
         reasons.append("slower beyond noise: " + ", ".join(speed.worse))
     elif not speed.better:
