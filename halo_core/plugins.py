@@ -89,15 +89,21 @@ class PluginHost:
             if ((allow is not None and ep.name not in allow) or ep.name in deny) \
                     and not self.pm.is_blocked(ep.name):
                 self.pm.set_blocked(ep.name)
-                continue
-            try:
-                self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
-            except Exception as exc:  # a broken plugin must not take the CLI down
-                what = "registration" if isinstance(exc, pluggy.PluginValidationError) else "import"
-                self._fail(ep.name, _dist_origin(ep.dist), f"{what} failed: {type(exc).__name__}: {exc}"
-                           if what == "import" else f"registration failed: {exc}")
-                continue
-            self._check_hooks(ep.name)
+        try:  # all at once (one scan of the installed distributions) ...
+            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception:  # ... and when one fails, one at a time, so that only it is left out
+            for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+                if self.pm.has_plugin(ep.name) or self.pm.is_blocked(ep.name) or ep.name in self.errors:
+                    continue
+                try:
+                    self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
+                except Exception as exc:  # a broken plugin must not take the CLI down
+                    self._fail(ep.name, _dist_origin(ep.dist),
+                               f"registration failed: {exc}" if isinstance(exc, pluggy.PluginValidationError)
+                               else f"import failed: {type(exc).__name__}: {exc}")
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is not None:
+                self._check_hooks(name)
         self.pm.check_pending()
 
     def register(self, plugin: object, name: str) -> None:

@@ -58,3 +58,32 @@ def test_library_script(smoke_model):
     assert lines[0].startswith("SmolLM2-135M-Instruct.Q4_1\tnative\tpp64\t")
     assert lines[1].split("\t")[2] == "tg16"
     assert lines[-1].startswith("run directory: ")
+
+
+def test_the_documented_backend_example_benches_in_under_40_lines(halo, tmp_path, smoke_model, llama_bin_dir):
+    """The held-out check: the Backend docstring's example plugin, written only against the
+    documented plugin API, installed as a third party's distribution (dist-info with a `halo`
+    entry point), registers a backend and runs a real bench with no change to halo."""
+    import inspect
+    import re
+    import textwrap
+
+    from halo_core.interfaces import Backend
+
+    example = re.search(r"::\n\n(.*?)(?:\n\n(?=\S)|\Z)", inspect.getdoc(Backend), re.S).group(1)
+    source = textwrap.dedent(example).replace("/opt/llama", str(llama_bin_dir))
+    assert len(source.splitlines()) <= 40
+    (tmp_path / "opt_llama_plugin.py").write_text(source)
+    dist = tmp_path / "halo_opt_llama-0.1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: halo-opt-llama\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[halo]\nopt = opt_llama_plugin\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    done = halo("bench", "run", "--backend", "opt", "-m", str(smoke_model.path), "--pp", "32",
+                "--tg", "8", "--reps", "1", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [r["backend"] for r in out["results"]] == ["opt", "opt"]
+    assert all(r["avg_ts"] > 0 for r in out["results"])
+    infos = {i["name"]: i for i in json.loads(halo("plugins", "--json", env=env).stdout)["plugins"]}
+    assert infos["opt"]["distribution"] == "halo-opt-llama" and infos["opt"]["error"] is None
