@@ -65,10 +65,21 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int | None = None,
             os.fsync(fh.fileno())
 
 
+SECRET = "secret"
+
+
+def secret():
+    """An attrs field that holds a secret (an API key): left out of every record halo writes
+    (to_dict, to_json: run.json, pid files, --json), of repr, and of equality (a rerun that
+    gives the key again is the same spec)."""
+    return attrs.field(default=None, repr=False, eq=False, metadata={SECRET: True})
+
+
 def to_dict(value: Any) -> Any:
     """Records (attrs), paths and enums as plain JSON data: what to_json writes, as objects."""
-    if attrs.has(type(value)):
-        return attrs.asdict(value, value_serializer=lambda _i, _a, v: to_dict(v))
+    if attrs.has(type(value)):  # a field marked secret (an API key) is never written
+        return attrs.asdict(value, filter=lambda a, _v: not a.metadata.get(SECRET),
+                            value_serializer=lambda _i, _a, v: to_dict(v))
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Path):

@@ -163,6 +163,10 @@ def test_bind_rules_and_bad_input(halo, rpc_build, home):
                               "llama.cpp's RPC has no authentication")
     assert "give --insecure to bind anyway" in message and "port port=50999 protocol=tcp" in message
     assert rpc.rpc_workers() == []
+    for extra in (["--host", "0.0.0.0"], ["-H", "0.0.0.0"], ["-p", "50999"]):
+        done = halo("rpc", "serve", "--", *extra)
+        assert done.returncode == 2 and "after -- would override what halo checks and records" in done.stderr
+    assert rpc.rpc_workers() == []
 
     port = free_port()
     done = halo("rpc", "serve", "--host", "0.0.0.0", "--port", str(port), "--insecure", "--detach")

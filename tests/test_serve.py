@@ -23,7 +23,7 @@ from halo_core.llama import process as process_mod
 from halo_core.llama.flush import flush_memory
 from halo_core.records import ProcessInfo
 from halo_core.llama.process import read_pid_files, write_pid_file
-from halo_core.llama.process import check_bind, start_ticks
+from halo_core.llama.process import check_bind, servers, start_ticks
 from halo_core.llama.server import load_presets
 from halo_core.store import to_dict, write_json
 
@@ -141,6 +141,16 @@ def test_bind_rules(halo):
     done = halo("serve")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "Error: give a MODEL or --preset NAME (one of them)"
+    # (#21) what halo checks cannot be walked around after `--`: llama.cpp keeps the last --host
+    for extra in (["--host", "0.0.0.0"], ["--host=0.0.0.0"], ["--port", "9"], ["--api-key", "k"],
+                  ["--api-key-file", "/tmp/k"]):
+        done = halo("serve", "smoke", "--", *extra)
+        flag = extra[0].split("=")[0]
+        assert done.returncode == 2, (extra, done.stderr)
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"Error: {flag} after -- would override what halo checks and records: give "
+            f"{'--api-key' if 'api-key' in flag else flag} to halo instead")
+    assert servers() == []
 
 
 def test_api_key_ngram_no_think_and_passthrough(halo, smoke_model, cleanup):
@@ -153,11 +163,22 @@ def test_api_key_ngram_no_think_and_passthrough(halo, smoke_model, cleanup):
     assert "--spec-type ngram-simple" in command
     assert ("--spec-draft-n-max 64 --spec-draft-n-min 4" in command
             or "--draft-max 64 --draft-min 4" in command)
-    assert "--reasoning-budget 0 --api-key s3cret" in command
+    # (#21) the key reaches llama-server in a file only its owner reads, never in argv (`ps`),
+    # the pid file, the log, halo's output or `serve status --json`
+    assert "--reasoning-budget 0 --api-key-file " in command and "s3cret" not in done.stdout + done.stderr
+    key_file = Path(command.split("--api-key-file ")[1].split()[0])
+    assert key_file.read_text() == "s3cret\n" and key_file.stat().st_mode & 0o777 == 0o600
     assert command.endswith("--temp 0")
     assert chat(port).status_code == 401
     reply = chat(port, "s3cret")
     assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"].strip()
+    status = halo("serve", "status", "--json")
+    (info,) = [s for s in json.loads(status.stdout) if s["port"] == port]
+    seen = [status.stdout, Path(info["pid_file"]).read_text(), Path(info["log"]).read_text(),
+            Path(f"/proc/{info['pid']}/cmdline").read_bytes().decode()]
+    assert not [text for text in seen if "s3cret" in text]
+    assert halo("serve", "stop", "--port", str(port)).returncode == 0
+    assert not key_file.exists()
 
 
 def test_presets_name_catalog_models(halo):

@@ -10,10 +10,10 @@ from rich.table import Table
 from ..errors import HaloError, ToolFailed
 from ..records import RpcWorker
 from ..llama.rpc import (
-    DEFAULT_PORT, NO_AUTH, UnsafeWorkerBind, WorkerSpec, check_worker_bind, limit_advice,
+    DEFAULT_PORT, NO_AUTH, UnsafeWorkerBind, WORKER_FLAGS, WorkerSpec, check_worker_bind, limit_advice,
     parse_endpoints, probe_workers, start_worker, stop_workers, rpc_workers,
 )
-from ..llama.process import connect_host
+from ..llama.process import UnsafeBind, check_passthrough, connect_host
 from ..store import human_size
 from .common import backend_flags, backend_options, emit_json, err_console, print_table, split_list
 from .serve import echo_stopped, hold
@@ -53,7 +53,8 @@ def serve_cmd(host, port, devices, mem, threads, cache, backend, backend_opts, i
     Anything after `--` goes to the worker as it is."""
     try:
         check_worker_bind(host, port, insecure)
-    except UnsafeWorkerBind as exc:
+        check_passthrough(extra, WORKER_FLAGS)
+    except (UnsafeWorkerBind, UnsafeBind) as exc:
         raise click.UsageError(str(exc)) from None
     if insecure:
         err_console.print(f"[yellow]warning[/yellow]: {NO_AUTH}; {limit_advice(port)}", highlight=False)

@@ -13,7 +13,7 @@ from ..errors import ToolFailed
 from ..runner import describe_exit, tail_of
 from ..llama.flags import KV_TYPES
 from ..llama.server import ServerSpec, load_presets, preset_spec
-from ..llama.process import UnsafeBind, check_bind, servers, stop_servers
+from ..llama.process import UnsafeBind, check_bind, check_passthrough, servers, stop_servers
 from ..llama.server import start_server
 from ..llama.rpc import parse_endpoints, parse_tensor_split
 from ..store import human_size, to_dict
@@ -97,6 +97,7 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
         raise click.UsageError("give a MODEL or --preset NAME (one of them)")
     try:
         check_bind(host, api_key, insecure)
+        check_passthrough(extra)
     except UnsafeBind as exc:
         raise click.UsageError(str(exc)) from None
     spec = server_spec(model, preset, backend=backend, host=host, port=port, ctx=ctx, parallel=parallel,

@@ -284,7 +284,7 @@ class ServerParams:
     draft_max: int = 64
     draft_min: int = 4
     no_think: bool = False  # reasoning budget 0
-    api_key: str | None = None
+    api_key_file: str | None = None  # the key itself never goes in argv (`ps` shows argv)
     threads: int | None = None
     rpc: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # RPC workers, HOST:PORT
     tensor_split: tuple[float, ...] = attrs.field(default=(), converter=tuple)
@@ -315,8 +315,8 @@ def server_argv(cmd: ToolCommand, flags: Flags, params: ServerParams,
                  _require(flags, "llama-server", "--spec-draft-n-min", "--draft-min"), str(params.draft_min)]
     if params.no_think:
         argv += [_require(flags, "llama-server", "--reasoning-budget"), "0"]
-    if params.api_key:
-        argv += ["--api-key", params.api_key]
+    if params.api_key_file:
+        argv += [_require(flags, "llama-server", "--api-key-file"), params.api_key_file]
     if params.threads:
         argv += ["-t", str(params.threads)]
     argv += rpc_args(flags, "llama-server", params.rpc, params.tensor_split)

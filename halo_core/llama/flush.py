@@ -18,7 +18,7 @@ from ..errors import UnknownName
 from ..machine.gpu import read_gpus
 from ..plugins import PluginHost, get_host
 from ..records import GpuFacts
-from .process import read_pid_files, stop_process
+from .process import forget, read_pid_files, stop_process
 
 
 @attrs.frozen
@@ -67,7 +67,7 @@ def flush_memory(root: Path = Path("/"), *, release: bool = True,
     stopped, stale, backends = [], [], []
     for info in read_pid_files():
         (stopped if stop_process(info) else stale).append(str(info))
-        Path(info.pid_file).unlink(missing_ok=True)
+        forget(info)
         backends += [n for n in info.backend.split(",") if n and n not in backends]
     released = []
     if release:

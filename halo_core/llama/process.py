@@ -69,6 +69,46 @@ def check_bind(host: str, api_key: str | None, insecure: bool) -> None:
                          f"(or --insecure to serve without one)")
 
 
+# what halo itself sets, checks and records about where a server listens and who may talk to it:
+# the same flag after `--` would win (llama.cpp keeps the last) and walk around check_bind
+SERVER_FLAGS = {"--host": "--host", "--port": "--port", "--api-key": "--api-key",
+                "--api-key-file": "--api-key"}  # llama-server's; rpc.py has the worker's
+
+
+def check_passthrough(extra: tuple[str, ...] | list[str], owned: dict[str, str] = SERVER_FLAGS) -> None:
+    """Refuse pass-through arguments that set what halo owns (host, port, API key): give them
+    to halo, which checks and records them."""
+    for arg in extra:
+        flag = arg.split("=", 1)[0]
+        if flag in owned:
+            raise UnsafeBind(f"{flag} after -- would override what halo checks and records: "
+                             f"give {owned[flag]} to halo instead")
+
+
+def key_file(port: int) -> Path:
+    return pid_dir() / f"server-{port}.key"
+
+
+def write_key_file(port: int, key: str) -> Path:
+    """The API key in a file only its owner reads (0600, created so, never through a link),
+    for llama-server's --api-key-file: a key in argv is on show to every user (`ps`)."""
+    path = key_file(port)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return path
+
+
+def forget(info: ProcessInfo) -> None:
+    """Remove a stopped process's pid file, and its key file when it had one."""
+    Path(info.pid_file).unlink(missing_ok=True)
+    Path(info.pid_file).with_suffix(".key").unlink(missing_ok=True)
+
+
 def start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot; None when it is gone or a zombie."""
     try:
@@ -157,7 +197,7 @@ class Server:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-        Path(self.info.pid_file).unlink(missing_ok=True)
+        forget(self.info)
 
 
 def spawn(argv: list[str], env, log_path: Path, detach: bool) -> subprocess.Popen:
@@ -215,5 +255,5 @@ def stop_servers(port: int | None = None,
             continue
         if stop_process(info):
             stopped.append(info)
-        Path(info.pid_file).unlink(missing_ok=True)
+        forget(info)
     return stopped

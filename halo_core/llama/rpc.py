@@ -43,7 +43,7 @@ from ..records import ProcessKind, RpcDevice, RpcWorker, ServerInfo, ToolCommand
 from ..runner import run_capture, tail_of
 from ..runs import now
 from .process import (
-    Server, check_port_free, connect_host, is_loopback, pid_dir, servers, spawn, start_ticks,
+    Server, check_passthrough, check_port_free, connect_host, is_loopback, pid_dir, servers, spawn, start_ticks,
     stop_servers, write_pid_file,
 )
 
@@ -302,6 +302,9 @@ class WorkerSpec:
     ready_timeout: float = 60.0
 
 
+WORKER_FLAGS = {"--host": "--host", "-H": "--host", "--port": "--port", "-p": "--port"}  # rpc-server's
+
+
 def check_worker_bind(host: str, port: int, insecure: bool) -> None:
     """Refuse a non-loopback worker unless told --insecure: RPC has no authentication."""
     if not is_loopback(host) and not insecure:
@@ -360,6 +363,7 @@ def start_worker(spec: WorkerSpec, *, detach: bool = False, host: PluginHost | N
     Raises UnsafeWorkerBind for a non-loopback host without `insecure`, ToolFailed (with the
     log tail) when the worker dies or does not answer within spec.ready_timeout."""
     check_worker_bind(spec.host, spec.port, spec.insecure)
+    check_passthrough(spec.extra, WORKER_FLAGS)
     check_port_free(spec.port)
     [backend] = (host or get_host()).available_backends([spec.backend], backend_options)
     cmd, tool, flags = worker_tool(backend)

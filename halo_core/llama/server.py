@@ -23,11 +23,11 @@ from ..plugins import PluginHost, get_host
 from ..records import ServerInfo
 from ..runner import tail_of
 from ..runs import now
-from ..store import halo_home
+from ..store import halo_home, secret
 from .flags import KV_TYPES, ServerParams, probe_flags, server_argv
 from .rpc import check_workers
 from .process import (
-    Server, check_bind, check_port_free, connect_host, pid_dir, spawn, start_ticks, url,
+    Server, check_bind, check_passthrough, check_port_free, write_key_file, connect_host, pid_dir, spawn, start_ticks, url,
     write_pid_file,
 )
 
@@ -45,7 +45,7 @@ class ServerSpec:
     cache_type: str = "q4_0"
     ngram: bool = False
     no_think: bool = False
-    api_key: str | None = None
+    api_key: str | None = secret()  # given to llama-server in a 0600 key file, never recorded
     insecure: bool = False
     threads: int | None = None
     extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
@@ -130,6 +130,7 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
     """
     status = on_status or (lambda _msg: None)
     check_bind(spec.host, spec.api_key, spec.insecure)
+    check_passthrough(spec.extra)
     if spec.cache_type not in KV_TYPES:
         raise HaloError(f"unknown KV cache type '{spec.cache_type}' (known: {', '.join(KV_TYPES)})")
     check_port_free(spec.port)
@@ -153,7 +154,8 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
     params = ServerParams(backend.map_path(model.path), host=spec.host, port=spec.port,
                           ctx=spec.ctx, parallel=spec.parallel, cache_type_k=spec.cache_type,
                           cache_type_v=spec.cache_type, ngram=spec.ngram, no_think=spec.no_think,
-                          api_key=spec.api_key, threads=spec.threads, rpc=spec.rpc,
+                          api_key_file=backend.map_path(write_key_file(spec.port, spec.api_key))
+                          if spec.api_key else None, threads=spec.threads, rpc=spec.rpc,
                           tensor_split=spec.tensor_split, extra=tuple(extra))
     argv = server_argv(cmd, flags, params, defaults)
     log_path = pid_dir() / f"server-{spec.port}.log"
