@@ -26,13 +26,12 @@ import html
 import itertools
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import attrs
 
 from .. import __version__
 from ..bench.compare import speed_change
-from ..config import defaults
 from ..errors import HaloError
 from ..evals.compare import Comparison, compare_evals
 from ..evals.run import EvalSpec, load_eval_run, load_samples, resolve_suites, run_eval
@@ -103,12 +102,34 @@ class Setting:
     no_think: bool
 
 
+# the fields of the ServerSpec a sweep's spec held at its top level before it embedded one
+# (run.json files of earlier sweeps): _flat_server moves them under "server"
+_FLAT_SERVER_FIELDS = ("model", "backend", "ctx", "parallel", "cache_type", "ngram", "no_think",
+                       "threads", "ready_timeout")
+
+
+def _server_spec(value) -> ServerSpec:
+    return from_dict(ServerSpec, value) if isinstance(value, dict) else value
+
+
+def _flat_server(data: Mapping) -> dict:
+    """A sweep spec as run.json holds it, with an older sweep's flat server fields (model,
+    backend, ctx, ... beside vary and suite) moved into `server`."""
+    data = dict(data)
+    if "server" not in data:
+        data["server"] = {k: data.pop(k) for k in _FLAT_SERVER_FIELDS if k in data}
+    return data
+
+
 @attrs.frozen
 class SweepSpec:
-    """What `halo sweep` was asked: the base server options, the axes to vary, the evals and
-    the speed test. `limit` is the samples per suite (with `until_decided`, the most)."""
+    """What `halo sweep` was asked: the base server (a ServerSpec: model, backend, ctx, KV
+    cache, ..., as `halo serve` takes them) with the backend options it starts with, the axes
+    to vary, the evals and the speed test. `limit` is the samples per suite (with
+    `until_decided`, the most). Each setting's server is `server` with the varied values, a
+    free port and `--seed seed`."""
 
-    model: str
+    server: ServerSpec = attrs.field(converter=_server_spec)
     vary: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(default=(), converter=_vary)
     suite: str = "quick"
     limit: int = 20
@@ -116,19 +137,27 @@ class SweepSpec:
     step: int = 10  # until_decided: samples of the first round, doubled each round
     max_tokens: int | None = None
     timeout: float = 300.0  # seconds per eval request
-    backend: str = attrs.field(factory=lambda: defaults().backend)
-    ctx: int = 131072
-    parallel: int = 1
-    cache_type: str = "q4_0"
-    ngram: bool = False
-    no_think: bool = False
-    threads: int | None = None
     seed: int = 0
     pp: int = 512
     tg: int = 128
     reps: int = 3
-    ready_timeout: float = 600.0
     tag: str = "sweep"
+    backend_options: Mapping[str, str] = attrs.field(factory=dict, converter=dict)  # start_server, run_bench
+
+    @server.validator
+    def _no_key(self, _attr, value: ServerSpec) -> None:
+        if value.api_key:  # run.json keeps the spec: a key must not land on disk
+            raise HaloError("a sweep's servers take no API key (they listen on loopback for its evals)")
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "SweepSpec":
+        """The spec from run.json, an older sweep's flat server fields included."""
+        return from_dict(cls, _flat_server(data))
+
+    @property
+    def model(self) -> str:
+        """The base model reference (the server's)."""
+        return self.server.model
 
     def settings(self) -> list[Setting]:
         """Every combination of the varied values, the baseline (first values) first."""
@@ -138,11 +167,11 @@ class SweepSpec:
             chosen = dict(zip(axes, combo))
             out.append(Setting(
                 name=" ".join(f"{a}={v}" for a, v in chosen.items()) or "base",
-                model=model_ref(self.model, chosen.get("model")),
-                backend=chosen.get("backend", self.backend),
-                cache_type=chosen.get("kv", self.cache_type),
-                ngram=ON_OFF[chosen["ngram"]] if "ngram" in chosen else self.ngram,
-                no_think=ON_OFF[chosen["no-think"]] if "no-think" in chosen else self.no_think))
+                model=model_ref(self.server.model, chosen.get("model")),
+                backend=chosen.get("backend", self.server.backend),
+                cache_type=chosen.get("kv", self.server.cache_type),
+                ngram=ON_OFF[chosen["ngram"]] if "ngram" in chosen else self.server.ngram,
+                no_think=ON_OFF[chosen["no-think"]] if "no-think" in chosen else self.server.no_think))
         return out
 
     def rounds(self) -> list[int]:
@@ -255,7 +284,8 @@ class _State:
 
     def __init__(self, run: RunState):
         self.run, self.path, self.data = run, run.path, run.data
-        self.spec = from_dict(SweepSpec, run.data["spec"])
+        self.spec = SweepSpec.from_dict(run.data["spec"])
+        self.data["spec"] = to_dict(self.spec)  # an older sweep's flat spec, rewritten
         self.settings = [_setting_run(s) for s in run.data["settings"]]
 
     def save(self) -> None:
@@ -375,13 +405,12 @@ def _run_setting(state: _State, index: int, target: int, host: PluginHost, say, 
             say(f"sha256 of {model.path}")
         run.model_sha256 = model.sha256 or known.get(run.model_path) or sha256_file(model.path)
         state.save()
-    server_spec = ServerSpec(
-        model=str(model.path), backend=setting.backend, port=free_port(), ctx=spec.ctx,
-        parallel=spec.parallel, cache_type=setting.cache_type, ngram=setting.ngram,
-        no_think=setting.no_think, threads=spec.threads, extra=("--seed", str(spec.seed)),
-        ready_timeout=spec.ready_timeout)
+    server_spec = attrs.evolve(
+        spec.server, model=str(model.path), backend=setting.backend, port=free_port(),
+        cache_type=setting.cache_type, ngram=setting.ngram, no_think=setting.no_think,
+        extra=(*spec.server.extra, "--seed", str(spec.seed)))
     try:
-        server = start_server(server_spec, host=host, on_status=say)
+        server = start_server(server_spec, host=host, backend_options=spec.backend_options, on_status=say)
     except HaloError as exc:
         return fail(str(exc), getattr(exc, "log_tail", ""))
     run.server_argv = list(server.info.argv)
@@ -411,20 +440,23 @@ def _evaluate(state: _State, index: int, target: int, url: str, host, say, progr
         run.eval_run = str(new_run_dir("eval", f"{state.path.name}-{index + 1}"))
         state.save()
     eval_spec = EvalSpec(suites=state.data["suites"], selection=spec.suite, limit=target,
-                         concurrency=spec.parallel, timeout=spec.timeout, max_tokens=spec.max_tokens)
+                         concurrency=spec.server.parallel, timeout=spec.timeout, max_tokens=spec.max_tokens)
     run_eval(eval_spec, endpoint=url, path=Path(run.eval_run), host=host, on_status=say,
              on_progress=progress)
 
 
 def _bench(state: _State, index: int, model_path: Path, host, say) -> None:
-    """llama-bench with the setting's model, backend, KV cache and threads."""
+    """llama-bench with the setting's model, backend, KV cache, threads and RPC workers (split
+    as the server splits the model), on the backend options the server had."""
     run, spec = state.settings[index], state.spec
     kv = run.setting.cache_type
     bench_spec = BenchSpec(models=(str(model_path),), backends=(run.setting.backend,), pp=spec.pp,
-                           tg=spec.tg, reps=spec.reps, threads=spec.threads, kv_types=((kv, kv),),
+                           tg=spec.tg, reps=spec.reps, threads=spec.server.threads, kv_types=((kv, kv),),
+                           rpc=spec.server.rpc, tensor_split=spec.server.tensor_split,
                            tag=f"{state.path.name}-{index + 1}")
     try:
-        bench = run_bench(bench_spec, resume_tag=True, host=host, on_status=say)
+        bench = run_bench(bench_spec, resume_tag=True, host=host, backend_options=spec.backend_options,
+                          on_status=say)
     except HaloError as exc:
         run.speed_error = str(exc)
     else:
@@ -472,7 +504,7 @@ def _speed(run: SettingRun, suites: list[str]) -> Speed | None:
 def analyse(path: Path) -> SweepRun:
     """The sweep at `path` with every number computed from its eval and bench runs."""
     data = RunState.load(path, KIND).data
-    spec = from_dict(SweepSpec, data["spec"])
+    spec = SweepSpec.from_dict(data["spec"])
     alpha = ALPHA / len(spec.rounds())
     runs = [_setting_run(s) for s in data["settings"]]
     suites = data["suites"]
