@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..sweep import run as lib
 from ..errors import HaloError
+from ..records import RunStatus
 from .common import backend_options, emit_json, err_console, print_table, sigterm_as_interrupt
 from .eval import _progress
 from .serve import server_options, server_spec
@@ -51,7 +52,7 @@ def verdict_lines(sweep: lib.SweepRun) -> list[str]:
     """One line per setting and suite: the paired test's verdict in words."""
     lines = []
     for result in sweep.results[1:]:
-        if result.status == "failed":
+        if result.status == lib.SettingStatus.FAILED:
             lines.append(f"{result.setting.name}: failed: {result.error}")
         for c in result.quality:
             t = c.paired
@@ -146,5 +147,5 @@ def sweep(model, vary, suite, limit, until_decided, step, max_tokens, timeout, s
             click.echo(line)
         click.echo(f"report: {report}" if report else f"no report: {note}")
         click.echo(f"run: {run.path}")
-    if run.status != "complete":
+    if run.status != RunStatus.COMPLETE:
         raise HaloError(f"sweep {run.status}: {run.error}")

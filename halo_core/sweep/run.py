@@ -38,7 +38,7 @@ from ..evals.run import EvalSpec, load_eval_run, load_samples, resolve_suites, r
 from ..llama.flags import KV_TYPES
 from ..models.resolve import fetch_model
 from ..plugins import PluginHost, get_host
-from ..records import BenchResult, BenchSpec
+from ..records import BenchResult, BenchSpec, Run, RunStatus, StrEnum, states
 from ..bench.run import load_bench_run, run_bench
 from ..runs import RunState, new_run_dir, read_jsonl, record_exit, resolve_run as resolve_run_dir
 from ..llama.server import ServerSpec, start_server
@@ -185,12 +185,22 @@ class SweepSpec:
         return sizes + [self.limit]
 
 
+class SettingStatus(StrEnum):
+    """Where one setting of a sweep stands (run.json `settings[].status`)."""
+
+    PENDING = "pending"
+    RUNNING = "running"  # its server runs, or it was cut short: a resume continues it
+    DONE = "done"  # scored at its `samples`
+    FAILED = "failed"  # its model, server or eval failed: `error` says why
+
+
 @attrs.define
 class SettingRun:
     """Where one setting stands (run.json): its state and the runs that hold its numbers."""
 
     setting: Setting
-    status: str = "pending"  # pending | running | done | failed
+    status: SettingStatus = attrs.field(default=SettingStatus.PENDING,
+                                        converter=states(SettingStatus, "setting status"))
     error: str = ""
     log_tail: str = ""
     model_path: str = ""
@@ -239,7 +249,7 @@ class SpeedChange:
 @attrs.frozen
 class SettingResult:
     setting: Setting
-    status: str
+    status: SettingStatus = attrs.field(converter=states(SettingStatus, "setting status"))
     error: str
     server_argv: tuple[str, ...] = attrs.field(converter=tuple)
     model_sha256: str
@@ -252,11 +262,9 @@ class SettingResult:
 
 
 @attrs.define
-class SweepRun:
-    path: Path
-    spec: SweepSpec
-    status: str = "running"  # running | complete | partial | failed | interrupted
-    error: str = ""
+class SweepRun(Run):
+    """A sweep run directory (its spec a SweepSpec), analysed: one result per setting."""
+
     alpha: float = ALPHA
     results: list[SettingResult] = attrs.field(factory=list)
 
@@ -319,7 +327,7 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
         state = _State(RunState.new(path, spec, suites=suites, settings=[SettingRun(s) for s in settings]))
     say(f"sweep of {len(state.settings)} settings -> {path}")
     if resume is not None:
-        done = sum(s.status == "done" for s in state.settings)
+        done = sum(s.status == SettingStatus.DONE for s in state.settings)
         say(f"resuming: {done} of {len(state.settings)} settings scored already")
     rounds = state.spec.rounds()
     alpha = ALPHA / len(rounds)  # one look per round: Bonferroni keeps the error rate at ALPHA
@@ -334,20 +342,20 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
             if not unsettled:
                 break
     except BaseException as exc:
-        record_exit(exc, lambda status_, error: _finish(state, status_.value, error),
+        record_exit(exc, lambda status_, error: _finish(state, status_, error),
                     interrupted="interrupted; continue with halo sweep --resume " + path.name)
         raise
-    failed = [s for s in state.settings if s.status == "failed"]
+    failed = [s for s in state.settings if s.status == SettingStatus.FAILED]
     if failed:
-        analysed = _finish(state, "partial" if len(failed) < len(state.settings) else "failed",
+        analysed = _finish(state, RunStatus.PARTIAL if len(failed) < len(state.settings) else RunStatus.FAILED,
                            f"{len(failed)} of {len(state.settings)} settings failed: "
                            f"{failed[0].setting.name}: {failed[0].error}")
     else:
-        analysed = _finish(state, "complete")
+        analysed = _finish(state, RunStatus.COMPLETE)
     return analysed or load_sweep(path)  # (load_sweep says why the analysis failed)
 
 
-def _finish(state: _State, status: str, error: str = "") -> SweepRun | None:
+def _finish(state: _State, status: RunStatus, error: str = "") -> SweepRun | None:
     """End the sweep with `status`; its analysis (also written to results.json), or None when
     it cannot be made (it needs scipy; run.json alone is enough to resume)."""
     state.data["settings"] = to_dict(state.settings)
@@ -365,8 +373,8 @@ def _to_run(state: _State, target: int, unsettled: list[int], tried: set[int]) -
     are compared with; a failed setting once per invocation."""
     first = target == state.spec.rounds()[0]
     return [index for index, run in enumerate(state.settings)
-            if not (run.status == "done" and run.samples >= target)
-            and not (run.status == "failed" and index in tried)
+            if not (run.status == SettingStatus.DONE and run.samples >= target)
+            and not (run.status == SettingStatus.FAILED and index in tried)
             and (first or index in unsettled or (index == 0 and bool(unsettled)))]
 
 
@@ -374,9 +382,9 @@ def _settled(state: _State, index: int, alpha: float) -> bool:
     """Nothing more to learn from more samples of this setting: it failed, the baseline
     failed, or every suite's paired test has decided."""
     run, base = state.settings[index], state.settings[0]
-    if run.status == "failed" or base.status == "failed":
+    if SettingStatus.FAILED in (run.status, base.status):
         return True
-    if run.status != "done" or base.status != "done":
+    if run.status != SettingStatus.DONE or base.status != SettingStatus.DONE:
         return False
     comparisons = _compare(base, run, alpha)
     return bool(comparisons) and all(c.paired.verdict != "no difference" for c in comparisons)
@@ -386,11 +394,11 @@ def _run_setting(state: _State, index: int, target: int, host: PluginHost, say, 
     run = state.settings[index]
     setting, spec = run.setting, state.spec
     say(f"[{index + 1}/{len(state.settings)}] {setting.name}: {target} samples per suite")
-    run.status, run.error, run.log_tail = "running", "", ""
+    run.status, run.error, run.log_tail = SettingStatus.RUNNING, "", ""
     state.save()
 
     def fail(error: str, log_tail: str = "") -> None:
-        run.status, run.error, run.log_tail = "failed", error, log_tail
+        run.status, run.error, run.log_tail = SettingStatus.FAILED, error, log_tail
         state.save()
         say(f"{setting.name} failed: {error}")
 
@@ -424,9 +432,9 @@ def _run_setting(state: _State, index: int, target: int, host: PluginHost, say, 
         return fail(f"eval: {exc}")
     finally:
         server.stop()
-    if not run.bench_run or load_bench_run(Path(run.bench_run)).status != "complete":
+    if not run.bench_run or load_bench_run(Path(run.bench_run)).status != RunStatus.COMPLETE:
         _bench(state, index, model.path, host, say)
-    run.status, run.samples = "done", target
+    run.status, run.samples = SettingStatus.DONE, target
     state.save()
 
 
@@ -509,7 +517,7 @@ def analyse(path: Path) -> SweepRun:
     runs = [_setting_run(s) for s in data["settings"]]
     suites = data["suites"]
     base = runs[0]
-    base_speed = _speed(base, suites) if base.status == "done" else None
+    base_speed = _speed(base, suites) if base.status == SettingStatus.DONE else None
     results = []
     for index, run in enumerate(runs):
         scores, quality, changes, speed = [], [], [], None
@@ -523,7 +531,7 @@ def analyse(path: Path) -> SweepRun:
                                          dict(entry.scores) if entry else {},
                                          interval(ran), len(samples) - len(ran)))
             speed = base_speed if index == 0 and base_speed is not None else _speed(run, suites)
-            if index and base.status == "done" and run.status == "done":
+            if index and base.status == SettingStatus.DONE and run.status == SettingStatus.DONE:
                 quality = _compare(base, run, alpha)
         if index and speed and base_speed:
             for name in ("pp", "tg"):
@@ -533,7 +541,7 @@ def analyse(path: Path) -> SweepRun:
         results.append(SettingResult(run.setting, run.status, run.error or run.speed_error,
                                      run.server_argv, run.model_sha256, run.eval_run, run.bench_run,
                                      scores, speed, quality, changes))
-    return SweepRun(path, spec, data.get("status", "?"), data.get("error", ""), alpha, results)
+    return SweepRun(path, spec, data.get("status", RunStatus.RUNNING), data.get("error", ""), alpha, results)
 
 
 def load_sweep(path: Path) -> SweepRun:
@@ -618,7 +626,7 @@ def write_report(sweep: SweepRun, out_dir: Path | None = None) -> Path:
                    for r in sweep.results)
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>halo sweep report</title>"
             f"<style>{STYLE}</style></head><body><h1>halo sweep report</h1>"
-            f"<p>{html.escape(sweep.path.name)}: {html.escape(sweep.status)} · halo {__version__} · "
+            f"<p>{html.escape(sweep.path.name)}: {html.escape(str(sweep.status))} · halo {__version__} · "
             f"{html.escape(spec.model)} · suite {html.escape(spec.suite)} · up to {spec.limit} samples · "
             f"seed {spec.seed} · paired tests at α = {sweep.alpha:g}</p>"
             + "<h2>Charts</h2>" + "".join(figures)
@@ -628,6 +636,6 @@ def write_report(sweep: SweepRun, out_dir: Path | None = None) -> Path:
     return out_dir / "index.html"
 
 
-__all__ = ["AXES", "Comparison", "Setting", "SweepSpec", "SweepRun", "SettingResult", "analyse",
+__all__ = ["AXES", "Comparison", "Setting", "SettingStatus", "SweepSpec", "SweepRun", "SettingResult", "analyse",
            "compare_evals", "load_sweep", "model_ref", "parse_vary", "resolve_run",
            "run_sweep", "write_report"]
