@@ -208,9 +208,11 @@ def test_a_setting_whose_server_fails_is_recorded_and_the_sweep_goes_on(smoke_mo
 
 
 @slow
-def test_a_killed_sweep_resumes_where_it_stopped(smoke_model, llama_bin_dir):
+def test_a_killed_sweep_resumes_where_it_stopped(smoke_model, llama_bin_dir, home):
     """--until-decided with 2 then 4 samples (2 or 4 pairs never decide at α/2): SIGKILL while
-    the second setting's first round is under way, then --resume."""
+    the second setting's first round is under way, then --resume. (In a $HALO_HOME of its own:
+    the killed server's pid file stays behind, and `halo serve status` in a later test would
+    list it.)"""
     env = dict(os.environ, COLUMNS="200")
     root = Path(os.environ["HALO_HOME"], "runs", "sweep")
     earlier = set(root.glob("killed-*"))
