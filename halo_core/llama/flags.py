@@ -22,6 +22,11 @@ KV_TYPES: dict[str, tuple[int, int]] = {
 }
 """KV cache type -> (bytes per block, elements per block), as ggml stores them."""
 
+DEFAULT_CTX = 131072
+"""llama-server's context size unless told otherwise (`halo serve -c`, presets, sweeps)."""
+DEFAULT_CACHE_TYPE = "q4_0"
+"""llama-server's K/V cache type unless told otherwise (the seed's measured best for serving)."""
+
 _FLAG_LINE = re.compile(r"^\s*(--?[A-Za-z][-\w]*(?:\s*,?\s+--?[A-Za-z][-\w]*)*)(.*)$")
 _FLAG = re.compile(r"--?[A-Za-z][-\w]*")
 
@@ -276,10 +281,10 @@ class ServerParams:
     model_path: str
     host: str = "127.0.0.1"
     port: int = 8080
-    ctx: int = 131072
+    ctx: int = DEFAULT_CTX
     parallel: int = 1
-    cache_type_k: str = "q4_0"
-    cache_type_v: str = "q4_0"
+    cache_type_k: str = DEFAULT_CACHE_TYPE
+    cache_type_v: str = DEFAULT_CACHE_TYPE
     ngram: bool = False  # n-gram speculation: ngram-simple, draft max 64 / min 4
     draft_max: int = 64
     draft_min: int = 4

@@ -24,11 +24,11 @@ from ..records import ServerInfo
 from ..runner import tail_of
 from ..runs import now
 from ..store import halo_home, secret
-from .flags import KV_TYPES, ServerParams, probe_flags, server_argv
+from .flags import DEFAULT_CACHE_TYPE, DEFAULT_CTX, KV_TYPES, ServerParams, probe_flags, server_argv
 from .rpc import check_workers
 from .process import (
-    Server, check_bind, check_passthrough, check_port_free, write_key_file, connect_host, pid_dir, spawn, start_ticks, url,
-    write_pid_file,
+    Server, check_bind, check_passthrough, check_port_free, connect_host, pid_dir, spawn, start_ticks,
+    url, write_key_file, write_pid_file,
 )
 
 
@@ -40,9 +40,9 @@ class ServerSpec:
     backend: str = attrs.field(factory=lambda: defaults().backend)
     host: str = "127.0.0.1"
     port: int = 8080
-    ctx: int = 131072
+    ctx: int = DEFAULT_CTX
     parallel: int = 1
-    cache_type: str = "q4_0"
+    cache_type: str = DEFAULT_CACHE_TYPE
     ngram: bool = False
     no_think: bool = False
     api_key: str | None = secret()  # given to llama-server in a 0600 key file, never recorded
@@ -62,7 +62,7 @@ class Preset:
     name: str
     description: str
     model: str
-    ctx: int = 131072
+    ctx: int = DEFAULT_CTX
     parallel: int = 1
     ngram: bool = False
     no_think: bool = False
@@ -84,7 +84,7 @@ def _parse_presets(text: str, origin: str) -> dict[str, Preset]:
         try:
             presets[name] = Preset(
                 name=name, description=section.get("description", ""),
-                model=section["model"], ctx=section.getint("ctx", 131072),
+                model=section["model"], ctx=section.getint("ctx", DEFAULT_CTX),
                 parallel=section.getint("parallel", 1), ngram=section.getboolean("ngram", False),
                 no_think=section.getboolean("no_think", False),
                 backend=section.get("backend") or None,

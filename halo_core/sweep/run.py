@@ -26,20 +26,19 @@ import html
 import itertools
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import attrs
 
 from .. import __version__
 from ..bench.compare import speed_change
-from ..config import defaults
 from ..errors import HaloError
 from ..evals.compare import Comparison, compare_evals
 from ..evals.run import EvalSpec, load_eval_run, load_samples, resolve_suites, run_eval
 from ..llama.flags import KV_TYPES
 from ..models.resolve import fetch_model
 from ..plugins import PluginHost, get_host
-from ..records import BenchResult, BenchSpec
+from ..records import BenchResult, BenchSpec, Run, RunStatus, StrEnum, states
 from ..bench.run import load_bench_run, run_bench
 from ..runs import RunState, new_run_dir, read_jsonl, record_exit, resolve_run as resolve_run_dir
 from ..llama.server import ServerSpec, start_server
@@ -103,12 +102,34 @@ class Setting:
     no_think: bool
 
 
+# the fields of the ServerSpec a sweep's spec held at its top level before it embedded one
+# (run.json files of earlier sweeps): _flat_server moves them under "server"
+_FLAT_SERVER_FIELDS = ("model", "backend", "ctx", "parallel", "cache_type", "ngram", "no_think",
+                       "threads", "ready_timeout")
+
+
+def _server_spec(value) -> ServerSpec:
+    return from_dict(ServerSpec, value) if isinstance(value, dict) else value
+
+
+def _flat_server(data: Mapping) -> dict:
+    """A sweep spec as run.json holds it, with an older sweep's flat server fields (model,
+    backend, ctx, ... beside vary and suite) moved into `server`."""
+    data = dict(data)
+    if "server" not in data:
+        data["server"] = {k: data.pop(k) for k in _FLAT_SERVER_FIELDS if k in data}
+    return data
+
+
 @attrs.frozen
 class SweepSpec:
-    """What `halo sweep` was asked: the base server options, the axes to vary, the evals and
-    the speed test. `limit` is the samples per suite (with `until_decided`, the most)."""
+    """What `halo sweep` was asked: the base server (a ServerSpec: model, backend, ctx, KV
+    cache, ..., as `halo serve` takes them) with the backend options it starts with, the axes
+    to vary, the evals and the speed test. `limit` is the samples per suite (with
+    `until_decided`, the most). Each setting's server is `server` with the varied values, a
+    free port and `--seed seed`."""
 
-    model: str
+    server: ServerSpec = attrs.field(converter=_server_spec)
     vary: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(default=(), converter=_vary)
     suite: str = "quick"
     limit: int = 20
@@ -116,19 +137,27 @@ class SweepSpec:
     step: int = 10  # until_decided: samples of the first round, doubled each round
     max_tokens: int | None = None
     timeout: float = 300.0  # seconds per eval request
-    backend: str = attrs.field(factory=lambda: defaults().backend)
-    ctx: int = 131072
-    parallel: int = 1
-    cache_type: str = "q4_0"
-    ngram: bool = False
-    no_think: bool = False
-    threads: int | None = None
     seed: int = 0
     pp: int = 512
     tg: int = 128
     reps: int = 3
-    ready_timeout: float = 600.0
     tag: str = "sweep"
+    backend_options: Mapping[str, str] = attrs.field(factory=dict, converter=dict)  # start_server, run_bench
+
+    @server.validator
+    def _no_key(self, _attr, value: ServerSpec) -> None:
+        if value.api_key:  # the sweep's own evals talk to its servers and send no key
+            raise HaloError("a sweep's servers take no API key (they listen on loopback for its evals)")
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "SweepSpec":
+        """The spec from run.json, an older sweep's flat server fields included."""
+        return from_dict(cls, _flat_server(data))
+
+    @property
+    def model(self) -> str:
+        """The base model reference (the server's)."""
+        return self.server.model
 
     def settings(self) -> list[Setting]:
         """Every combination of the varied values, the baseline (first values) first."""
@@ -138,11 +167,11 @@ class SweepSpec:
             chosen = dict(zip(axes, combo))
             out.append(Setting(
                 name=" ".join(f"{a}={v}" for a, v in chosen.items()) or "base",
-                model=model_ref(self.model, chosen.get("model")),
-                backend=chosen.get("backend", self.backend),
-                cache_type=chosen.get("kv", self.cache_type),
-                ngram=ON_OFF[chosen["ngram"]] if "ngram" in chosen else self.ngram,
-                no_think=ON_OFF[chosen["no-think"]] if "no-think" in chosen else self.no_think))
+                model=model_ref(self.server.model, chosen.get("model")),
+                backend=chosen.get("backend", self.server.backend),
+                cache_type=chosen.get("kv", self.server.cache_type),
+                ngram=ON_OFF[chosen["ngram"]] if "ngram" in chosen else self.server.ngram,
+                no_think=ON_OFF[chosen["no-think"]] if "no-think" in chosen else self.server.no_think))
         return out
 
     def rounds(self) -> list[int]:
@@ -156,12 +185,22 @@ class SweepSpec:
         return sizes + [self.limit]
 
 
+class SettingStatus(StrEnum):
+    """Where one setting of a sweep stands (run.json `settings[].status`)."""
+
+    PENDING = "pending"
+    RUNNING = "running"  # its server runs, or it was cut short: a resume continues it
+    DONE = "done"  # scored at its `samples`
+    FAILED = "failed"  # its model, server or eval failed: `error` says why
+
+
 @attrs.define
 class SettingRun:
     """Where one setting stands (run.json): its state and the runs that hold its numbers."""
 
     setting: Setting
-    status: str = "pending"  # pending | running | done | failed
+    status: SettingStatus = attrs.field(default=SettingStatus.PENDING,
+                                        converter=states(SettingStatus, "setting status"))
     error: str = ""
     log_tail: str = ""
     model_path: str = ""
@@ -210,7 +249,7 @@ class SpeedChange:
 @attrs.frozen
 class SettingResult:
     setting: Setting
-    status: str
+    status: SettingStatus = attrs.field(converter=states(SettingStatus, "setting status"))
     error: str
     server_argv: tuple[str, ...] = attrs.field(converter=tuple)
     model_sha256: str
@@ -223,11 +262,9 @@ class SettingResult:
 
 
 @attrs.define
-class SweepRun:
-    path: Path
-    spec: SweepSpec
-    status: str = "running"  # running | complete | partial | failed | interrupted
-    error: str = ""
+class SweepRun(Run):
+    """A sweep run directory (its spec a SweepSpec), analysed: one result per setting."""
+
     alpha: float = ALPHA
     results: list[SettingResult] = attrs.field(factory=list)
 
@@ -255,7 +292,8 @@ class _State:
 
     def __init__(self, run: RunState):
         self.run, self.path, self.data = run, run.path, run.data
-        self.spec = from_dict(SweepSpec, run.data["spec"])
+        self.spec = SweepSpec.from_dict(run.data["spec"])
+        self.data["spec"] = to_dict(self.spec)  # an older sweep's flat spec, rewritten
         self.settings = [_setting_run(s) for s in run.data["settings"]]
 
     def save(self) -> None:
@@ -289,7 +327,7 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
         state = _State(RunState.new(path, spec, suites=suites, settings=[SettingRun(s) for s in settings]))
     say(f"sweep of {len(state.settings)} settings -> {path}")
     if resume is not None:
-        done = sum(s.status == "done" for s in state.settings)
+        done = sum(s.status == SettingStatus.DONE for s in state.settings)
         say(f"resuming: {done} of {len(state.settings)} settings scored already")
     rounds = state.spec.rounds()
     alpha = ALPHA / len(rounds)  # one look per round: Bonferroni keeps the error rate at ALPHA
@@ -304,20 +342,20 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
             if not unsettled:
                 break
     except BaseException as exc:
-        record_exit(exc, lambda status_, error: _finish(state, status_.value, error),
+        record_exit(exc, lambda status_, error: _finish(state, status_, error),
                     interrupted="interrupted; continue with halo sweep --resume " + path.name)
         raise
-    failed = [s for s in state.settings if s.status == "failed"]
+    failed = [s for s in state.settings if s.status == SettingStatus.FAILED]
     if failed:
-        analysed = _finish(state, "partial" if len(failed) < len(state.settings) else "failed",
+        analysed = _finish(state, RunStatus.PARTIAL if len(failed) < len(state.settings) else RunStatus.FAILED,
                            f"{len(failed)} of {len(state.settings)} settings failed: "
                            f"{failed[0].setting.name}: {failed[0].error}")
     else:
-        analysed = _finish(state, "complete")
+        analysed = _finish(state, RunStatus.COMPLETE)
     return analysed or load_sweep(path)  # (load_sweep says why the analysis failed)
 
 
-def _finish(state: _State, status: str, error: str = "") -> SweepRun | None:
+def _finish(state: _State, status: RunStatus, error: str = "") -> SweepRun | None:
     """End the sweep with `status`; its analysis (also written to results.json), or None when
     it cannot be made (it needs scipy; run.json alone is enough to resume)."""
     state.data["settings"] = to_dict(state.settings)
@@ -335,8 +373,8 @@ def _to_run(state: _State, target: int, unsettled: list[int], tried: set[int]) -
     are compared with; a failed setting once per invocation."""
     first = target == state.spec.rounds()[0]
     return [index for index, run in enumerate(state.settings)
-            if not (run.status == "done" and run.samples >= target)
-            and not (run.status == "failed" and index in tried)
+            if not (run.status == SettingStatus.DONE and run.samples >= target)
+            and not (run.status == SettingStatus.FAILED and index in tried)
             and (first or index in unsettled or (index == 0 and bool(unsettled)))]
 
 
@@ -344,9 +382,9 @@ def _settled(state: _State, index: int, alpha: float) -> bool:
     """Nothing more to learn from more samples of this setting: it failed, the baseline
     failed, or every suite's paired test has decided."""
     run, base = state.settings[index], state.settings[0]
-    if run.status == "failed" or base.status == "failed":
+    if SettingStatus.FAILED in (run.status, base.status):
         return True
-    if run.status != "done" or base.status != "done":
+    if run.status != SettingStatus.DONE or base.status != SettingStatus.DONE:
         return False
     comparisons = _compare(base, run, alpha)
     return bool(comparisons) and all(c.paired.verdict != "no difference" for c in comparisons)
@@ -356,11 +394,11 @@ def _run_setting(state: _State, index: int, target: int, host: PluginHost, say, 
     run = state.settings[index]
     setting, spec = run.setting, state.spec
     say(f"[{index + 1}/{len(state.settings)}] {setting.name}: {target} samples per suite")
-    run.status, run.error, run.log_tail = "running", "", ""
+    run.status, run.error, run.log_tail = SettingStatus.RUNNING, "", ""
     state.save()
 
     def fail(error: str, log_tail: str = "") -> None:
-        run.status, run.error, run.log_tail = "failed", error, log_tail
+        run.status, run.error, run.log_tail = SettingStatus.FAILED, error, log_tail
         state.save()
         say(f"{setting.name} failed: {error}")
 
@@ -375,13 +413,12 @@ def _run_setting(state: _State, index: int, target: int, host: PluginHost, say, 
             say(f"sha256 of {model.path}")
         run.model_sha256 = model.sha256 or known.get(run.model_path) or sha256_file(model.path)
         state.save()
-    server_spec = ServerSpec(
-        model=str(model.path), backend=setting.backend, port=free_port(), ctx=spec.ctx,
-        parallel=spec.parallel, cache_type=setting.cache_type, ngram=setting.ngram,
-        no_think=setting.no_think, threads=spec.threads, extra=("--seed", str(spec.seed)),
-        ready_timeout=spec.ready_timeout)
+    server_spec = attrs.evolve(
+        spec.server, model=str(model.path), backend=setting.backend, port=free_port(),
+        cache_type=setting.cache_type, ngram=setting.ngram, no_think=setting.no_think,
+        extra=(*spec.server.extra, "--seed", str(spec.seed)))
     try:
-        server = start_server(server_spec, host=host, on_status=say)
+        server = start_server(server_spec, host=host, backend_options=spec.backend_options, on_status=say)
     except HaloError as exc:
         return fail(str(exc), getattr(exc, "log_tail", ""))
     run.server_argv = list(server.info.argv)
@@ -395,9 +432,9 @@ def _run_setting(state: _State, index: int, target: int, host: PluginHost, say, 
         return fail(f"eval: {exc}")
     finally:
         server.stop()
-    if not run.bench_run or load_bench_run(Path(run.bench_run)).status != "complete":
+    if not run.bench_run or load_bench_run(Path(run.bench_run)).status != RunStatus.COMPLETE:
         _bench(state, index, model.path, host, say)
-    run.status, run.samples = "done", target
+    run.status, run.samples = SettingStatus.DONE, target
     state.save()
 
 
@@ -411,20 +448,23 @@ def _evaluate(state: _State, index: int, target: int, url: str, host, say, progr
         run.eval_run = str(new_run_dir("eval", f"{state.path.name}-{index + 1}"))
         state.save()
     eval_spec = EvalSpec(suites=state.data["suites"], selection=spec.suite, limit=target,
-                         concurrency=spec.parallel, timeout=spec.timeout, max_tokens=spec.max_tokens)
+                         concurrency=spec.server.parallel, timeout=spec.timeout, max_tokens=spec.max_tokens)
     run_eval(eval_spec, endpoint=url, path=Path(run.eval_run), host=host, on_status=say,
              on_progress=progress)
 
 
 def _bench(state: _State, index: int, model_path: Path, host, say) -> None:
-    """llama-bench with the setting's model, backend, KV cache and threads."""
+    """llama-bench with the setting's model, backend, KV cache, threads and RPC workers (split
+    as the server splits the model), on the backend options the server had."""
     run, spec = state.settings[index], state.spec
     kv = run.setting.cache_type
     bench_spec = BenchSpec(models=(str(model_path),), backends=(run.setting.backend,), pp=spec.pp,
-                           tg=spec.tg, reps=spec.reps, threads=spec.threads, kv_types=((kv, kv),),
+                           tg=spec.tg, reps=spec.reps, threads=spec.server.threads, kv_types=((kv, kv),),
+                           rpc=spec.server.rpc, tensor_split=spec.server.tensor_split,
                            tag=f"{state.path.name}-{index + 1}")
     try:
-        bench = run_bench(bench_spec, resume_tag=True, host=host, on_status=say)
+        bench = run_bench(bench_spec, resume_tag=True, host=host, backend_options=spec.backend_options,
+                          on_status=say)
     except HaloError as exc:
         run.speed_error = str(exc)
     else:
@@ -472,12 +512,12 @@ def _speed(run: SettingRun, suites: list[str]) -> Speed | None:
 def analyse(path: Path) -> SweepRun:
     """The sweep at `path` with every number computed from its eval and bench runs."""
     data = RunState.load(path, KIND).data
-    spec = from_dict(SweepSpec, data["spec"])
+    spec = SweepSpec.from_dict(data["spec"])
     alpha = ALPHA / len(spec.rounds())
     runs = [_setting_run(s) for s in data["settings"]]
     suites = data["suites"]
     base = runs[0]
-    base_speed = _speed(base, suites) if base.status == "done" else None
+    base_speed = _speed(base, suites) if base.status == SettingStatus.DONE else None
     results = []
     for index, run in enumerate(runs):
         scores, quality, changes, speed = [], [], [], None
@@ -491,7 +531,7 @@ def analyse(path: Path) -> SweepRun:
                                          dict(entry.scores) if entry else {},
                                          interval(ran), len(samples) - len(ran)))
             speed = base_speed if index == 0 and base_speed is not None else _speed(run, suites)
-            if index and base.status == "done" and run.status == "done":
+            if index and base.status == SettingStatus.DONE and run.status == SettingStatus.DONE:
                 quality = _compare(base, run, alpha)
         if index and speed and base_speed:
             for name in ("pp", "tg"):
@@ -501,7 +541,7 @@ def analyse(path: Path) -> SweepRun:
         results.append(SettingResult(run.setting, run.status, run.error or run.speed_error,
                                      run.server_argv, run.model_sha256, run.eval_run, run.bench_run,
                                      scores, speed, quality, changes))
-    return SweepRun(path, spec, data.get("status", "?"), data.get("error", ""), alpha, results)
+    return SweepRun(path, spec, data.get("status", RunStatus.RUNNING), data.get("error", ""), alpha, results)
 
 
 def load_sweep(path: Path) -> SweepRun:
@@ -586,7 +626,7 @@ def write_report(sweep: SweepRun, out_dir: Path | None = None) -> Path:
                    for r in sweep.results)
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>halo sweep report</title>"
             f"<style>{STYLE}</style></head><body><h1>halo sweep report</h1>"
-            f"<p>{html.escape(sweep.path.name)}: {html.escape(sweep.status)} · halo {__version__} · "
+            f"<p>{html.escape(sweep.path.name)}: {html.escape(str(sweep.status))} · halo {__version__} · "
             f"{html.escape(spec.model)} · suite {html.escape(spec.suite)} · up to {spec.limit} samples · "
             f"seed {spec.seed} · paired tests at α = {sweep.alpha:g}</p>"
             + "<h2>Charts</h2>" + "".join(figures)
@@ -596,6 +636,6 @@ def write_report(sweep: SweepRun, out_dir: Path | None = None) -> Path:
     return out_dir / "index.html"
 
 
-__all__ = ["AXES", "Comparison", "Setting", "SweepSpec", "SweepRun", "SettingResult", "analyse",
+__all__ = ["AXES", "Comparison", "Setting", "SettingStatus", "SweepSpec", "SweepRun", "SettingResult", "analyse",
            "compare_evals", "load_sweep", "model_ref", "parse_vary", "resolve_run",
            "run_sweep", "write_report"]
