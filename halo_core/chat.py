@@ -37,6 +37,11 @@ def _httpx():
     return httpx
 
 
+def bearer(api_key: str | None) -> dict[str, str]:
+    """The Authorization header for `api_key` ("none" and None send none)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key and api_key != "none" else {}
+
+
 @attrs.frozen
 class ChatRequest:
     """One chat completion to make; `id` is unique within its suite."""
@@ -115,7 +120,7 @@ class ChatClient:
                 "temperature": request.temperature, "stream": False, **request.extra}
         if request.max_tokens:
             body["max_tokens"] = request.max_tokens
-        headers = {"Authorization": f"Bearer {self.endpoint.api_key}"} if self.endpoint.api_key else {}
+        headers = bearer(self.endpoint.api_key)
         try:
             response = http.post(f"{self.endpoint.base_url}/v1/chat/completions", json=body,
                                  headers=headers, timeout=self.timeout)

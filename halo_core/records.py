@@ -15,6 +15,7 @@ import attrs
 
 from .config import defaults
 from .errors import UnknownState
+from .store import secret
 
 
 class StrEnum(str, Enum):
@@ -591,7 +592,7 @@ class Endpoint:
     base_url: str
     model: str
     kind: str = "openai"  # llama-server | ollama | openai
-    api_key: str | None = None
+    api_key: str | None = secret()  # the bearer key requests carry; never written to a record
 
 
 @attrs.frozen

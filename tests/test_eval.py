@@ -623,3 +623,26 @@ def test_bfcl_on_the_data_shipped_in_bfcl_eval(halo, server):
     path = run_dir(result.stdout)
     assert [r["id"] for r in samples(path, "bfcl")] == ["simple_python_0"]
     assert len(list((path / "bfcl" / "logs").glob("*.eval"))) == 1
+
+
+def test_a_server_that_needs_a_key_is_evaluated_with_it_and_the_key_is_never_saved(halo, smoke_model):
+    """(#21) `halo eval --api-key` / $HALO_API_KEY reaches a server started with a key; without
+    it every request is refused and said so; the key is in no file of the run."""
+    from halo_core import ServerSpec, start_server
+
+    server = start_server(ServerSpec(model=str(smoke_model.path), port=free_port(), ctx=2048,
+                                     api_key="k3y-s3cret"))
+    try:
+        url = server.info.url
+        refused = halo("eval", "--suite", "ifeval", "--limit", "1", "--endpoint", url, "--retries", "0",
+                       *FAST, "--json")
+        assert refused.returncode == 1 and "401" in refused.stdout + refused.stderr
+        done = halo("eval", "--suite", "ifeval", "--limit", "1", "--endpoint", url, *FAST, "--json",
+                    env={"HALO_API_KEY": "k3y-s3cret"})
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert out["scores"]["ifeval"]["status"] == "complete"
+        leaked = [p for p in Path(out["path"]).rglob("*") if p.is_file() and b"k3y-s3cret" in p.read_bytes()]
+        assert leaked == [] and "k3y-s3cret" not in done.stdout + done.stderr
+    finally:
+        server.stop()

@@ -413,7 +413,8 @@ def serve_table(cells: list, title: str) -> Table:
               help="Measure this OpenAI-compatible server instead of starting MODEL "
                    "(neither: the server `halo eval` would detect).")
 @click.option("--model-id", default=None, help="Model name sent in requests (default: the first in /v1/models).")
-@click.option("--api-key", default=None, help="Bearer key for --endpoint (not saved: give it again to resume).")
+@click.option("--api-key", envvar="HALO_API_KEY", default=None,
+              help="Bearer key for --endpoint [env: HALO_API_KEY] (not saved: give it again to resume).")
 @click.option("--depths", default="0", show_default=True, help="Context depths in tokens, comma-separated.")
 @click.option("--pp", type=click.IntRange(min=1), default=512, show_default=True,
               help="Prompt tokens after the context.")

@@ -59,10 +59,12 @@ def _scores_table(run: evals.EvalRun) -> Table:
 @click.option("--dataset", "datasets", multiple=True, metavar="[SUITE=]PATH",
               help="Local data for a suite instead of its default (repeatable).")
 @click.option("--resume", default=None, metavar="RUN", help="Continue an interrupted run.")
+@click.option("--api-key", envvar="HALO_API_KEY", default=None,
+              help="The server's key, sent as a bearer token [env: HALO_API_KEY]; never saved.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def eval(ctx, suite, endpoint, model, limit, concurrency, timeout, retries, max_tokens, datasets,
-         resume, as_json):
+         resume, api_key, as_json):
     """Evaluate the model behind an OpenAI-compatible server.
 
     \b
@@ -86,7 +88,7 @@ def eval(ctx, suite, endpoint, model, limit, concurrency, timeout, retries, max_
     say = lambda msg: err_console.print(msg, highlight=False, markup=False)  # noqa: E731
     try:
         run = evals.run_eval(spec, endpoint=endpoint, model=model, resume=resume, on_status=say,
-                             on_progress=_progress)
+                             on_progress=_progress, api_key=api_key)
     except KeyboardInterrupt:
         err_console.print("interrupted: the partial run is kept; continue it with "
                           "`halo eval --resume RUN`", highlight=False)

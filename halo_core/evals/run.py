@@ -183,7 +183,8 @@ def _check(suites: list[str], host: PluginHost) -> tuple[list[EvalSuite], dict[s
 def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model: str | None = None,
              resume: str | Path | None = None, limit: int | None = None, path: Path | None = None,
              host: PluginHost | None = None, on_status: Callable[[str], None] | None = None,
-             on_progress: Callable[[str, int, int], None] | None = None) -> EvalRun:
+             on_progress: Callable[[str, int, int], None] | None = None,
+             api_key: str | None = None) -> EvalRun:
     """Run (or resume) the suites of `spec` against the detected endpoint.
 
     A request that could not run (after its retries) is a failed sample, not a wrong answer:
@@ -192,7 +193,8 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
     successful reply in completions.jsonl, and skips the suites already complete. `limit` moves
     a resumed run's limit: its suites are scored again over that many samples, the replies
     already made reused. `path` is an empty directory for a new run (default: a new one under
-    runs/eval).
+    runs/eval). `api_key` is the server's bearer key: sent with every request, never saved
+    (give it again to resume).
     """
     host = host or get_host()
     say = on_status or (lambda _m: None)
@@ -206,10 +208,10 @@ def run_eval(spec: EvalSpec | None = None, *, endpoint: str | None = None, model
         model = model or previous.endpoint.get("model")
     if spec is None:
         raise HaloError("nothing to run: give an EvalSpec or a run to resume")
-    found, probes = require(endpoint, model)
+    found, probes = require(endpoint, model, api_key=api_key)
     for probe in probes:
         say(f"{'found' if probe.ok else 'no server at'} {probe.url} ({probe.kind}: {probe.detail})")
-    props = server_props(found.base_url)
+    props = server_props(found.base_url, api_key=api_key)
     served = props.get("model_path")
     if isinstance(served, str) and served and is_synthetic(Path(served)):
         raise HaloError(f"the server at {found.base_url} serves {served}, a synthetic model "

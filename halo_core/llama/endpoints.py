@@ -11,6 +11,7 @@ import os
 import attrs
 import httpx
 
+from ..chat import bearer
 from ..errors import HaloError
 from ..records import Endpoint
 
@@ -50,13 +51,15 @@ def _model_ids(client: httpx.Client, base_url: str) -> list[str]:
         return []
 
 
-def server_props(base_url: str, timeout: float = 5.0) -> dict:
-    """llama-server's /props (slots, context, build), or {} where the server has none."""
+def server_props(base_url: str, timeout: float = 5.0, api_key: str | None = None) -> dict:
+    """llama-server's /props (slots, context, build), or {} where the server has none (or
+    answers something that is not a JSON object)."""
     try:
-        response = httpx.get(f"{base_url.rstrip('/')}/props", timeout=timeout)
-        return response.json() if response.status_code == 200 else {}
+        response = httpx.get(f"{base_url.rstrip('/')}/props", timeout=timeout, headers=bearer(api_key))
+        props = response.json() if response.status_code == 200 else {}
     except (httpx.HTTPError, ValueError):
         return {}
+    return props if isinstance(props, dict) else {}
 
 
 def slot_count(props: dict) -> int | None:
@@ -65,13 +68,14 @@ def slot_count(props: dict) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def detect(endpoint: str | None = None, model: str | None = None, *,
+def detect(endpoint: str | None = None, model: str | None = None, *, api_key: str | None = None,
            timeout: float = 3.0) -> tuple[Endpoint | None, list[Probe]]:
     """The endpoint to evaluate and every probe made on the way.
 
     `endpoint` wins when given (it must answer /v1/models); else llama-server's /health on
     localhost:8080, else ollama's /api/tags on localhost:11434. The model is `model`, else the
-    first id the server lists under /v1/models.
+    first id the server lists under /v1/models. `api_key` goes with every request as a bearer
+    token (llama-server answers /health and /v1/models without one).
     """
     candidates: list[tuple[str, str, str]] = []  # kind, base url, probe path
     if endpoint:
@@ -82,7 +86,7 @@ def detect(endpoint: str | None = None, model: str | None = None, *,
         ollama = os.environ.get("HALO_OLLAMA_URL", OLLAMA_URL).rstrip("/")
         candidates += [("llama-server", llama, "/health"), ("ollama", ollama, "/api/tags")]
     probes: list[Probe] = []
-    with httpx.Client(timeout=timeout) as client:
+    with httpx.Client(timeout=timeout, headers=bearer(api_key)) as client:
         for kind, base, path in candidates:
             response, detail = _get(client, base + path)
             ok = response is not None and response.status_code == 200
@@ -93,13 +97,14 @@ def detect(endpoint: str | None = None, model: str | None = None, *,
                 ok, detail = False, f"{detail}, but /v1/models lists no model (pass --model)"
             probes.append(Probe(kind, base + path, ok, detail))
             if ok:
-                return Endpoint(base, model or ids[0], kind=kind, api_key="none"), probes
+                return Endpoint(base, model or ids[0], kind=kind, api_key=api_key or "none"), probes
     return None, probes
 
 
-def require(endpoint: str | None = None, model: str | None = None) -> tuple[Endpoint, list[Probe]]:
+def require(endpoint: str | None = None, model: str | None = None, *,
+            api_key: str | None = None) -> tuple[Endpoint, list[Probe]]:
     """`detect`, or NoServer naming every place tried and how to start a server."""
-    found, probes = detect(endpoint, model)
+    found, probes = detect(endpoint, model, api_key=api_key)
     if found is None:
         tried = "; ".join(f"{p.url} ({p.detail})" for p in probes)
         raise NoServer(f"no OpenAI-compatible server found (tried {tried}); start one with "

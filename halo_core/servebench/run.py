@@ -35,6 +35,7 @@ import httpx
 import numpy as np
 
 from .. import runs
+from ..chat import bearer
 from ..stats import compare_speed, judge_speed
 from ..llama.endpoints import require
 from ..errors import HaloError
@@ -783,7 +784,7 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
             server = start_server(server_spec, host=host, backend_options=spec.backend_options, on_status=status)
             base = server.info.url
         else:
-            base = spec.endpoint.rstrip("/").removesuffix("/v1") if spec.endpoint else require()[0].base_url
+            base = spec.endpoint.rstrip("/").removesuffix("/v1") if spec.endpoint else require(api_key=api_key)[0].base_url
         base, model, props, models = asyncio.run(_probe(base, spec, api_key))
         run, state = _open_run(spec, Path(resume) if resume is not None else None, resume_tag)
         run.endpoint, run.model = base, model
@@ -835,7 +836,7 @@ def _measure(run: ServeRun, state: RunState, session: "_Session", status, root: 
 
 
 def _client(base: str, api_key: str | None, timeout) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = bearer(api_key)
     return httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout,
                              limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
 
