@@ -95,6 +95,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     # quality beside speed
     "SweepSpec": ("sweep.run", "SweepSpec"),
     "run_sweep": ("sweep.run", "run_sweep"),
+    "resolve_sweep_run": ("sweep.run", "resolve_sweep_run"),
+    "load_sweep_run": ("sweep.run", "load_sweep_run"),
     # eval
     "EvalSpec": ("evals.run", "EvalSpec"),
     "run_eval": ("evals.run", "run_eval"),

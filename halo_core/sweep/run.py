@@ -40,7 +40,7 @@ from ..models.resolve import fetch_model
 from ..plugins import PluginHost, get_host
 from ..records import BenchResult, BenchSpec, Run, RunStatus, StrEnum, states
 from ..bench.run import load_bench_run, run_bench
-from ..runs import RunState, new_run_dir, read_jsonl, record_exit, resolve_run as resolve_run_dir
+from ..runs import RunState, new_run_dir, open_run, read_jsonl, record_exit, resolve_run as resolve_run_dir
 from ..llama.server import ServerSpec, start_server
 from ..llama.process import free_port
 from ..stats import ALPHA, Interval, interval
@@ -274,7 +274,7 @@ class SweepRun(Run):
 KIND = "sweep"  # runs/sweep/
 
 
-def resolve_run(ref: str | Path) -> Path:
+def resolve_sweep_run(ref: str | Path) -> Path:
     """A sweep from a path, a run directory name, or a tag (its latest run)."""
     try:
         return resolve_run_dir(KIND, ref)
@@ -313,18 +313,17 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
     """
     host = host or get_host()
     say = on_status or (lambda _m: None)
-    if resume is not None:
-        path = resolve_run(resume)
-        state = _State(RunState.resume(path, KIND))
-    elif spec is None:
-        raise HaloError("nothing to run: give a SweepSpec or a sweep to resume")
-    else:
+    fields = {}
+    if resume is None:
+        if spec is None:
+            raise HaloError("nothing to run: give a SweepSpec or a sweep to resume")
         settings = spec.settings()
         if len(settings) < 2:
             raise HaloError("a sweep needs two settings at least: --vary AXIS=A,B")
-        suites = resolve_suites(spec.suite, host)
-        path = new_run_dir(KIND, spec.tag)
-        state = _State(RunState.new(path, spec, suites=suites, settings=[SettingRun(s) for s in settings]))
+        fields = {"suites": resolve_suites(spec.suite, host), "settings": [SettingRun(s) for s in settings]}
+    state = _State(open_run(KIND, spec, resume=resolve_sweep_run(resume) if resume is not None else None,
+                            **fields))
+    path = state.path
     say(f"sweep of {len(state.settings)} settings -> {path}")
     if resume is not None:
         done = sum(s.status == SettingStatus.DONE for s in state.settings)
@@ -352,7 +351,7 @@ def run_sweep(spec: SweepSpec | None = None, *, resume: str | Path | None = None
                            f"{failed[0].setting.name}: {failed[0].error}")
     else:
         analysed = _finish(state, RunStatus.COMPLETE)
-    return analysed or load_sweep(path)  # (load_sweep says why the analysis failed)
+    return analysed or load_sweep_run(path)  # (it says why the analysis failed)
 
 
 def _finish(state: _State, status: RunStatus, error: str = "") -> SweepRun | None:
@@ -544,11 +543,9 @@ def analyse(path: Path) -> SweepRun:
     return SweepRun(path, spec, data.get("status", RunStatus.RUNNING), data.get("error", ""), alpha, results)
 
 
-def load_sweep(path: Path) -> SweepRun:
-    """The sweep analysed (and results.json rewritten with it)."""
-    sweep = analyse(path)
-    write_json(path / "results.json", sweep)
-    return sweep
+def load_sweep_run(path: Path) -> SweepRun:
+    """The sweep analysed (read only: run_sweep writes results.json when a sweep ends)."""
+    return analyse(path)
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -637,5 +634,5 @@ def write_report(sweep: SweepRun, out_dir: Path | None = None) -> Path:
 
 
 __all__ = ["AXES", "Comparison", "Setting", "SettingStatus", "SweepSpec", "SweepRun", "SettingResult", "analyse",
-           "compare_evals", "load_sweep", "model_ref", "parse_vary", "resolve_run",
+           "compare_evals", "load_sweep_run", "model_ref", "parse_vary", "resolve_sweep_run",
            "run_sweep", "write_report"]
