@@ -207,12 +207,15 @@ class EvalContext:
     (id -> error), which the runner records as failed samples; `asked` every request id.
     `concurrency` is how many requests halo keeps in flight (--concurrency, else the server's
     slots) and `timeout` the seconds per request: a suite that runs its own client
-    (inspect-ai's BFCL) uses as many connections and the same timeout.
+    (inspect-ai's BFCL) uses as many connections and the same timeout. `unsafe_local_exec`
+    is the user's --unsafe-local-exec: pass it on to `score_in_child`.
     """
 
     def __init__(self, suite: str, client: ChatClient, *, dataset: str | None = None,
-                 max_tokens: int | None = None, log: Callable[[str], None] | None = None):
+                 max_tokens: int | None = None, log: Callable[[str], None] | None = None,
+                 unsafe_local_exec: bool = False):
         self.suite, self.client, self.dataset = suite, client, dataset
+        self.unsafe_local_exec = unsafe_local_exec
         self.max_tokens, self._log = max_tokens, log
         self.failed: dict[str, str] = {}
         self.asked: set[str] = set()

@@ -59,12 +59,15 @@ def _scores_table(run: evals.EvalRun) -> Table:
 @click.option("--dataset", "datasets", multiple=True, metavar="[SUITE=]PATH",
               help="Local data for a suite instead of its default (repeatable).")
 @click.option("--resume", default=None, metavar="RUN", help="Continue an interrupted run.")
+@click.option("--unsafe-local-exec", is_flag=True,
+              help="Where no sandbox (bubblewrap) can be had, score model-written code with your "
+                   "own rights (never as root). Read docs/security.md first.")
 @click.option("--api-key", envvar="HALO_API_KEY", default=None,
               help="The server's key, sent as a bearer token [env: HALO_API_KEY]; never saved.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def eval(ctx, suite, endpoint, model, limit, concurrency, timeout, retries, max_tokens, datasets,
-         resume, api_key, as_json):
+         resume, unsafe_local_exec, api_key, as_json):
     """Evaluate the model behind an OpenAI-compatible server.
 
     \b
@@ -84,7 +87,7 @@ def eval(ctx, suite, endpoint, model, limit, concurrency, timeout, retries, max_
         names = evals.resolve_suites(suite)
         spec = evals.EvalSpec(suites=names, selection=suite, limit=limit, concurrency=concurrency,
                               timeout=timeout, retries=retries, max_tokens=max_tokens,
-                              datasets=_datasets(datasets, names))
+                              datasets=_datasets(datasets, names), unsafe_local_exec=unsafe_local_exec)
     say = lambda msg: err_console.print(msg, highlight=False, markup=False)  # noqa: E731
     try:
         run = evals.run_eval(spec, endpoint=endpoint, model=model, resume=resume, on_status=say,

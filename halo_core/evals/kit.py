@@ -12,7 +12,6 @@ import gzip
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -20,6 +19,7 @@ from typing import Callable, NoReturn
 from ..errors import HaloError
 from ..records import Availability
 from ..store import write_atomic
+from .sandbox import run_scorer
 
 INSTALL = "pip install 'halo-llm[eval]'"
 
@@ -61,24 +61,19 @@ def write_records(path: Path, rows: list[dict]) -> None:
 
 
 def score_in_child(module: str, args: list[str], *, env: dict[str, str], log: Path,
-                   timeout: float, what: str) -> None:
-    """`python -m MODULE ARGS` with `env` added, in the folder of `log`; its output goes to `log`.
+                   timeout: float, what: str, unsafe_local_exec: bool = False) -> None:
+    """`python -m MODULE ARGS` scoring model-written code, in halo's sandbox (sandbox.py): the
+    folder of `log` is its work dir and only writable folder, `env` its whole environment
+    beside PATH/HOME/LANG, its output goes to `log`, stdin is closed.
 
-    stdin is closed, so a framework that stops to ask a question fails instead of hanging.
-    A non-zero exit (or the timeout) is a HaloError naming `what` and the child's last line.
+    A non-zero exit (or the timeout) is a HaloError naming `what` and the log's last line; no
+    sandbox here is one too, unless `unsafe_local_exec` (the user's --unsafe-local-exec).
     """
-    try:
-        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, env={**os.environ, **env}, timeout=timeout,
-                              cwd=log.parent)
-    except subprocess.TimeoutExpired as exc:
-        out = b"".join(x if isinstance(x, bytes) else (x or "").encode() for x in (exc.stdout, exc.stderr))
-        log.write_text(out.decode(errors="replace") + f"\ntimed out after {timeout:.0f} s\n")
-        raise HaloError(f"{what} timed out after {timeout:.0f} s (log: {log})") from exc
-    log.write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        raise HaloError(f"{what} failed (exit {proc.returncode}): {tail} (log: {log})")
+    code = run_scorer([sys.executable, "-m", module, *args], workdir=log.parent, env=env, log=log,
+                      timeout=timeout, what=what, unsafe_local_exec=unsafe_local_exec)
+    if code != 0:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        raise HaloError(f"{what} failed (exit {code}): {(lines or ['no output'])[-1]} (log: {log})")
 
 
 def child_main(main: Callable[[], None]) -> NoReturn:

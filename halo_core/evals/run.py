@@ -127,6 +127,7 @@ class EvalSpec:
     retries: int = 3
     max_tokens: int | None = None
     datasets: dict = attrs.field(factory=dict)  # suite -> path or word
+    unsafe_local_exec: bool = False  # score model-written code without a sandbox where none is here
 
 
 @attrs.define
@@ -276,6 +277,7 @@ def _run_suite(run: EvalRun, suite: EvalSuite, endpoint: Endpoint, client: ChatC
     workdir = run.path / safe_suite(suite.name)
     workdir.mkdir(exist_ok=True)
     context = EvalContext(suite.name, client, dataset=spec.datasets.get(suite.name),
+                          unsafe_local_exec=spec.unsafe_local_exec,
                           max_tokens=spec.max_tokens, log=say)
     started = time.monotonic()
     try:

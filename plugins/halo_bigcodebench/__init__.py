@@ -99,7 +99,7 @@ class BigCodeBench(EvalSuite):
         score_in_child("halo_bigcodebench.score", [str(workdir), str(limit_mb)],
                        env={"BIGCODEBENCH_OVERRIDE_PATH": str(workdir / "problems.jsonl")},
                        log=workdir / "bigcodebench.log", timeout=SCORE_TIMEOUT,
-                       what="bigcodebench scoring")
+                       what="bigcodebench scoring", unsafe_local_exec=context.unsafe_local_exec)
         results = json.loads((workdir / "solutions_eval_results.json").read_text())["eval"]
         summary = json.loads((workdir / "solutions_pass_at_k.json").read_text())
         failed_gt = set(summary.get("failed_tasks", []))

@@ -103,7 +103,8 @@ class _EvalPlusSuite(EvalSuite):
         context.log("scoring in evalplus's sandboxed subprocesses")
         score_in_child("halo_evalplus.score", [self.dataset, str(samples), "1" if base_only else "0"],
                        env={f"{self.dataset.upper()}_OVERRIDE_PATH": str(problems)},
-                       log=workdir / "evalplus.log", timeout=SCORE_TIMEOUT, what="evalplus scoring")
+                       log=workdir / "evalplus.log", timeout=SCORE_TIMEOUT, what="evalplus scoring",
+                       unsafe_local_exec=context.unsafe_local_exec)
         results = json.loads(results_file.read_text())["eval"]
 
         out = []
