@@ -32,7 +32,6 @@ from ..errors import HaloError
 
 INSTALL_BWRAP = "sudo apt-get install bubblewrap (Fedora: sudo dnf install bubblewrap)"
 NOBODY = 65534
-MEMORY_LIMIT = 16 << 30  # address space per process: room for torch-importing tasks
 NPROC_ROOM = 512  # processes the scorer may add to the user's own
 
 
@@ -116,7 +115,8 @@ def _limits(timeout: float, drop: tuple[int, int, str] | None):
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")  # the frameworks cap
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))  # each task below this
         cpu = int(timeout) + 60
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         if os.geteuid() != 0:  # (the kernel does not count a root user's processes)
