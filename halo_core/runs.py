@@ -14,7 +14,9 @@ its directory name, or its tag (the latest run with that tag).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,16 +55,14 @@ def new_dir(parent: Path, name: str) -> Path:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Every complete line of a JSONL file; a line torn by a kill is cut off the file."""
+    """Every complete line of a JSONL file, read only: a line torn by a kill is skipped (the
+    next append_line cuts it)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
     if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        with open(path, "r+b") as fh:
-            fh.truncate(keep)
-        data = data[:keep]
+        data = data[:data.rfind(b"\n") + 1]
     rows = []
     for line in data.decode("utf-8", errors="replace").splitlines():
         try:
@@ -156,6 +156,7 @@ class RunState:
     path: Path  # the run directory
     data: dict
     resumed: bool = False  # continued from an earlier invocation (open_run, resume)
+    lock: int | None = attrs.field(default=None, repr=False)  # the run's .lock, while it is written
 
     @classmethod
     def new(cls, path: Path, spec: Any, kind: str | None = None, **fields) -> "RunState":
@@ -201,6 +202,21 @@ class RunState:
     def finish(self, status: RunStatus | str, error: str = "") -> None:
         self.data.update(status=RunStatus(status).value, error=error, finished_at=now())
         self.save()
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
+
+
+def lock_run(path: Path) -> int | None:
+    """An exclusive lock on the run directory `path` (its .lock, opened without following a
+    link), held until the run finishes or halo exits; None when another process holds it."""
+    fd = os.open(path / ".lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def same_spec_run(kind: str, spec: Any) -> Path | None:
@@ -222,13 +238,26 @@ def open_run(kind: str, spec: Any, *, resume: str | Path | None = None, resume_t
     or tag of `kind`) continued; else with `resume_tag`, the latest run tagged like `spec`
     continued when its spec is the same; else a new run in `path` (an empty directory) or in
     runs/<kind>/<tag or spec.tag>-<stamp>/, its run.json holding `kind`, `spec` and `fields`.
-    `state.resumed` says which it was."""
+    `state.resumed` says which it was. The run stays locked while it is written (runs.lock_run):
+    a run another process writes is not continued (`resume` refuses; `resume_tag` opens a new
+    run)."""
     target = resolve_run(kind, resume) if resume is not None else (
         same_spec_run(kind, spec) if resume_tag else None)
     if target is not None:
-        return RunState.resume(target, kind)
+        lock = lock_run(target)
+        if lock is not None:
+            state = RunState.resume(target, kind)
+            state.lock = lock
+            return state
+        if resume is not None:
+            raise HaloError(f"run {target.name} is being written by another halo process: wait "
+                            f"for it to finish (or start a new run)")
+        # resume_tag: two runs started together with one tag each write a directory of their own
     path = path or new_run_dir(kind, tag or spec.tag)
-    return RunState.new(path, spec, kind=kind, **fields)
+    lock = lock_run(path)
+    state = RunState.new(path, spec, kind=kind, **fields)
+    state.lock = lock
+    return state
 
 
 INTERRUPTED = "interrupted by the user"

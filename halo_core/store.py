@@ -110,9 +110,17 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def append_line(path: Path, line: str) -> None:
-    """Append one line and flush it to disk; a crash loses at most the line being written."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line.rstrip("\n") + "\n")
+    """Append one line and flush it to disk; a crash loses at most the line being written.
+    A line a crash tore is cut off first, so the new one is not glued to it (the writer cuts;
+    readers only skip it)."""
+    with open(path, "a+b") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end:
+            fh.seek(end - 1)
+            if fh.read(1) != b"\n":
+                fh.seek(0)
+                fh.truncate(fh.read().rfind(b"\n") + 1)
+        fh.write((line.rstrip("\n") + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -18,6 +18,7 @@ from halo_core.stats import welch_p
 from halo_core.machine.gpu import nvidia_gpus
 from halo_core.machine.metrics import MetricsSampler, sensors
 from halo_core.runs import read_jsonl
+from halo_core.store import append_line
 
 from conftest import wait_until
 from sysroot import FEDORA_KERNEL, FEDORA_MEM_KB, strix_halo
@@ -121,11 +122,14 @@ def test_resume_after_sigkill(smoke_model, tmp_path, how):
     assert len(json.loads((run_dir / "results.json").read_text())) == 6
 
 
-def test_torn_jsonl_line_is_cut(tmp_path):
+def test_torn_jsonl_line_is_skipped_by_readers_and_cut_by_the_next_append(tmp_path):
     path = tmp_path / "results.jsonl"
     path.write_text('{"status": "ok", "result": {}}\n{"status": "o')
     assert read_jsonl(path) == [{"status": "ok", "result": {}}]
-    assert path.read_text() == '{"status": "ok", "result": {}}\n'
+    assert path.read_text().endswith('{"status": "o')  # reading writes nothing (#21)
+    append_line(path, '{"status": "ok", "result": {"n": 2}}')
+    assert path.read_text() == '{"status": "ok", "result": {}}\n{"status": "ok", "result": {"n": 2}}\n'
+    assert read_jsonl(path)[-1] == {"status": "ok", "result": {"n": 2}}  # not glued to the torn line
 
 
 def test_welch_matches_scipy():

@@ -115,3 +115,21 @@ def test_bench_show_compare_report_refuse_a_tag_shared_by_a_bench_and_a_serve_ru
         assert done.stderr.strip().splitlines()[-1] == (
             f"Error: tag 'both' names a bench run ({bench}) and a serve run ({serve}): "
             "give the run's directory name or path")
+
+
+def test_a_run_being_written_is_not_written_twice(tmp_path, monkeypatch):
+    """(#21) While one process writes a run, a second with the same tag and spec opens its
+    own directory, and an explicit resume of it refuses; once it finishes, it can resume."""
+    from halo_core.records import BenchSpec
+    from halo_core.runs import open_run
+
+    monkeypatch.setenv("HALO_HOME", str(tmp_path))
+    spec = BenchSpec(models=("m",), tag="t")
+    first = open_run("bench", spec, resume_tag=True)
+    second = open_run("bench", spec, resume_tag=True)
+    assert second.path != first.path and not second.resumed
+    with pytest.raises(HaloError, match=rf"^run {first.path.name} is being written by another halo process"):
+        open_run("bench", spec, resume=first.path)
+    first.finish("interrupted")
+    again = open_run("bench", spec, resume=first.path)
+    assert again.resumed and again.path == first.path
