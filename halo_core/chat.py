@@ -140,16 +140,20 @@ class ChatClient:
                 body = self._once(http, request)
                 choice = body["choices"][0]
                 message = choice.get("message") or {}
-                return ChatReply(request.id, message.get("content") or "", "", attempt,
-                                 round(time.monotonic() - start, 3), message,
-                                 choice.get("finish_reason") or "", body.get("timings") or {})
+                content, finish, timings = message.get("content") or "", choice.get("finish_reason") or "", \
+                    body.get("timings") or {}
+                if not (isinstance(message, dict) and isinstance(content, str)
+                        and isinstance(finish, str) and isinstance(timings, dict)):
+                    raise TypeError(f"not a chat completion: {json.dumps(body)[:200]}")
+                return ChatReply(request.id, content, "", attempt, round(time.monotonic() - start, 3),
+                                 message, finish, timings)
             except _Retryable as exc:
                 error = str(exc)
                 if attempt <= self.retries and not self._stop.is_set():
                     self._stop.wait(self.backoff * 2 ** (attempt - 1))
                     continue
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                error = f"bad reply: {exc}"
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+                error = f"bad reply: {exc}"  # any JSON shape fails this request, not the run
             return ChatReply(request.id, error=error, attempts=attempt,
                              seconds=round(time.monotonic() - start, 3))
         raise AssertionError("unreachable")

@@ -187,8 +187,36 @@ def test_headers_that_are_not_gguf(tmp_path, smoke_model):
     shutil.copyfile(smoke_model.path, tmp_path / "cut.gguf")
     with open(tmp_path / "cut.gguf", "r+b") as fh:
         fh.truncate(100_000)  # inside the vocabulary
-    with pytest.raises(ModelError, match=r"/cut\.gguf: GGUF header is truncated at byte \d+$"):
+    with pytest.raises(ModelError, match=r"/cut\.gguf: metadata key 'tokenizer\.ggml\.\w+': GGUF header is "
+                                         r"truncated at byte \d+$"):  # (#21) it names the field
         read_header(tmp_path / "cut.gguf")
     write_gguf(tmp_path / "noarch.gguf", {"general.name": "x"})
     with pytest.raises(ModelError, match="the GGUF header has no architecture or block_count$"):
         attention_layout(read_header(tmp_path / "noarch.gguf"))
+
+
+def test_hostile_headers_are_one_line_errors_naming_the_field(tmp_path):
+    """(#21) Nesting, counts and sizes are capped: a header built to exhaust the reader is a
+    ModelError that says which field is wrong, never a RecursionError or a hang."""
+    import struct
+
+    def gguf(kvs: bytes, n: int) -> bytes:
+        return b"GGUF" + struct.pack("<IQQ", 3, 0, n) + kvs
+
+    def string(x: bytes) -> bytes:
+        return struct.pack("<Q", len(x)) + x
+
+    deep = struct.pack("<I", 9) + b"".join(struct.pack("<IQ", 9, 1) for _ in range(5000))
+    cases = {
+        "deep": (gguf(string(b"a.deep") + deep, 1), "metadata key 'a.deep': arrays nested deeper than 4 levels"),
+        "keys": (gguf(b"", 1 << 40), "the GGUF header claims 1099511627776 metadata keys (at most 65536"),
+        "keylen": (gguf(struct.pack("<Q", 1 << 50), 1), "metadata key 1's name claims 1125899906842624 bytes"),
+        "strlen": (gguf(string(b"k") + struct.pack("<IQ", 8, 1 << 60), 1), "metadata key 'k': GGUF header is truncated"),
+        "type": (gguf(string(b"k") + struct.pack("<I", 77), 1), "metadata key 'k': unknown GGUF value type 77"),
+    }
+    for name, (data, message) in cases.items():
+        path = tmp_path / f"{name}.gguf"
+        path.write_bytes(data)
+        with pytest.raises(ModelError) as err:
+            read_header(path)
+        assert str(err.value).startswith(f"{path}: {message}"), name

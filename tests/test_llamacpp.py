@@ -131,9 +131,18 @@ def test_new_record_with_load_mode_and_missing_fields():
     r = parse_bench_line(json.dumps(rec), model="m", backend="b")
     assert (r.test, r.mmap, r.flash_attn, r.kv) == ("tg32", False, "auto", "q4_0/q8_0")
     assert r.samples_ts == () and r.stddev_ts == 0.0 and r.n_depth == 0
+    # an optional count out of range reads as unknown, not as a crash
+    assert parse_bench_line(json.dumps({**rec, "model_size": 1e999}), model="m", backend="b").model_size is None
 
 
-@pytest.mark.parametrize("line", ["garbage", "[1, 2]", '{"n_prompt": 1}', '{"n_prompt": "x", "n_gen": 0, "avg_ts": 1}'])
+@pytest.mark.parametrize("line", ["garbage", "[1, 2]", '{"n_prompt": 1}', '{"n_prompt": "x", "n_gen": 0, "avg_ts": 1}',
+                                  # (#21) fields of the wrong type or value fail the cell, no traceback
+                                  '{"n_prompt": 1, "n_gen": 0, "avg_ts": 1, "samples_ts": 5}',
+                                  '{"n_prompt": 1, "n_gen": 0, "avg_ts": 1, "samples_ts": ["x"]}',
+                                  '{"n_prompt": 1, "n_gen": 0, "avg_ts": 1, "stddev_ts": [1]}',
+                                  '{"n_prompt": 1e999, "n_gen": 0, "avg_ts": 1}',
+                                  '{"n_prompt": 1, "n_gen": 0, "avg_ts": "nan"}',
+                                  '{"n_prompt": -4, "n_gen": 0, "avg_ts": 1}'])
 def test_garbage_records_are_rejected(line):
     with pytest.raises(ValueError):
         parse_bench_line(line, model="m", backend="b")

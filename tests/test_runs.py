@@ -133,3 +133,45 @@ def test_a_run_being_written_is_not_written_twice(tmp_path, monkeypatch):
     first.finish("interrupted")
     again = open_run("bench", spec, resume=first.path)
     assert again.resumed and again.path == first.path
+
+
+SHAPES = {  # what a broken or hostile server may answer a chat request with
+    "list": [], "string": "hello", "number": 3, "choices-str": {"choices": "x"},
+    "choice-str": {"choices": ["x"]}, "message-str": {"choices": [{"message": "hi"}]},
+    "content-int": {"choices": [{"message": {"content": 5}}]},
+    "timings-list": {"choices": [{"message": {"content": "ok"}}], "timings": [1]},
+    "good": {"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}]},
+}
+
+
+def test_a_reply_of_any_json_shape_fails_that_request_only():
+    """(#21) Every reply shape a server can send fails its own request (recorded as an error),
+    and the others go on: never an exception out of the client."""
+    import http.server
+    import threading
+
+    from halo_core.chat import ChatClient, ChatRequest
+    from halo_core.records import Endpoint
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            data = json.dumps(SHAPES[body["messages"][0]["content"]]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        client = ChatClient(Endpoint(f"http://127.0.0.1:{httpd.server_address[1]}", "m"), retries=0)
+        replies = client.complete("s", [ChatRequest(k, [{"role": "user", "content": k}]) for k in SHAPES])
+    finally:
+        httpd.shutdown()
+    assert replies["good"].content == "fine" and not replies["good"].error
+    bad = {k: r.error for k, r in replies.items() if k != "good"}
+    assert all(e.startswith("bad reply: ") for e in bad.values()), bad

@@ -4,6 +4,7 @@ how halo's options become argv, and how llama-bench's JSONL becomes BenchResult 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from typing import Any
@@ -207,7 +208,7 @@ def bench_test_name(n_prompt: int, n_gen: int, n_depth: int) -> str:
 def _int(value: Any) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -241,10 +242,21 @@ def parse_bench_line(line: str, *, model: str, backend: str) -> BenchResult:
     try:
         n_prompt, n_gen = int(rec["n_prompt"]), int(rec["n_gen"])
         avg = float(rec["avg_ts"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"record without n_prompt/n_gen/avg_ts: {line[:80]!r}") from exc
+    if n_prompt < 0 or n_gen < 0 or not math.isfinite(avg):
+        raise ValueError(f"record with n_prompt {n_prompt}, n_gen {n_gen}, avg_ts {avg}: {line[:80]!r}")
+    try:
+        return _bench_result(rec, model, backend, n_prompt, n_gen, avg)
+    except (TypeError, ValueError, OverflowError, AttributeError) as exc:  # a field of another type
+        raise ValueError(f"record with a field halo cannot read ({exc}): {line[:80]!r}") from exc
+
+
+def _bench_result(rec: dict, model: str, backend: str, n_prompt: int, n_gen: int, avg: float) -> BenchResult:
     n_depth = _int(rec.get("n_depth")) or 0
     samples = rec.get("samples_ts") or []
+    if not isinstance(samples, list):
+        raise TypeError(f"samples_ts is {type(samples).__name__}, not a list")
     return BenchResult(
         model=model,
         backend=backend,

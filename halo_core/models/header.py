@@ -22,6 +22,9 @@ from ..store import halo_home
 MAGIC = b"GGUF"
 MAX_ARRAY_ITEMS = 4096
 """Arrays longer than this are skipped (per-layer arrays are far shorter; vocabularies longer)."""
+MAX_KEYS = 1 << 16  # real models carry a few dozen keys
+MAX_KEY_BYTES = 1 << 16
+MAX_DEPTH = 4  # arrays of arrays: GGUF writers nest one level, if at all
 SYNTHETIC_KEY = "halo.synthetic"
 """True in a model `halo models synth` wrote: real shapes, random weights."""
 SYNTH_FROM_KEY = "halo.synth.from"
@@ -72,8 +75,10 @@ class _Cursor:
         self.pos += size
         return value
 
-    def string(self) -> str:
+    def string(self, max_len: int | None = None, what: str = "a string") -> str:
         length = self.take("Q")
+        if max_len is not None and length > max_len:
+            raise ModelError(f"{self.path}: {what} claims {length} bytes (at most {max_len})")
         end = self.pos + length
         if end > len(self.buf):
             raise ModelError(f"{self.path}: GGUF header is truncated at byte {self.pos}")
@@ -88,12 +93,14 @@ class _Cursor:
         if self.pos > len(self.buf):
             raise ModelError(f"{self.path}: GGUF header is truncated at byte {len(self.buf)}")
 
-    def value(self, vtype: int):
+    def value(self, vtype: int, depth: int = 0):
         if vtype in _SCALARS:
             return self.take(_SCALARS[vtype])
         if vtype == _STRING:
             return self.string()
         if vtype == _ARRAY:
+            if depth >= MAX_DEPTH:
+                raise ModelError(f"arrays nested deeper than {MAX_DEPTH} levels at byte {self.pos}")
             item_type, count = self.take("I"), self.take("Q")
             if count > MAX_ARRAY_ITEMS:
                 if item_type == _STRING:
@@ -101,10 +108,10 @@ class _Cursor:
                 elif item_type in _SCALARS:
                     self.pos += count * struct.calcsize(_SCALARS[item_type])
                 else:
-                    raise ModelError(f"{self.path}: nested GGUF arrays of {count} items are not supported")
+                    raise ModelError(f"nested GGUF arrays of {count} items are not supported")
                 return SkippedArray(item_type, count)
-            return [self.value(item_type) for _ in range(count)]
-        raise ModelError(f"{self.path}: unknown GGUF value type {vtype} at byte {self.pos}")
+            return [self.value(item_type, depth + 1) for _ in range(count)]
+        raise ModelError(f"unknown GGUF value type {vtype} at byte {self.pos}")
 
 
 def read_header(path: Path) -> GgufHeader:
@@ -130,10 +137,17 @@ def _parse(buf, path: Path) -> GgufHeader:
     cur = _Cursor(buf, path, endian)
     cur.pos = 8
     tensor_count, kv_count = cur.take("Q"), cur.take("Q")
+    if kv_count > MAX_KEYS:
+        raise ModelError(f"{path}: the GGUF header claims {kv_count} metadata keys (at most "
+                         f"{MAX_KEYS} are read): not a model halo can use")
     metadata: dict[str, Any] = {}
-    for _ in range(kv_count):
-        key = cur.string()
-        metadata[key] = cur.value(cur.take("I"))
+    for index in range(kv_count):
+        key = cur.string(MAX_KEY_BYTES, f"metadata key {index + 1}'s name")
+        try:
+            metadata[key] = cur.value(cur.take("I"))
+        except ModelError as exc:
+            message = str(exc).removeprefix(f"{path}: ")
+            raise ModelError(f"{path}: metadata key '{key[:80]}': {message}") from None
     return GgufHeader(path, version, tensor_count, metadata)
 
 
