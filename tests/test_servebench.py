@@ -321,3 +321,19 @@ def test_power_and_tokens_per_joule_are_logged(halo, tmp_path):
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "report" / "index.html").read_text()
     assert "<th>W</th><th>t/J</th>" in page and "<td>65.0</td>" in page
+
+
+def test_a_stream_chunk_of_any_shape_fails_its_request_only():
+    """(#21) SSE chunks that are not what an OpenAI server sends end that request with an error
+    (recorded), never the run with a traceback; odd usage/timings read as unknown."""
+    from halo_core.servebench.run import _chunk, _Observed
+
+    for chunk in ([], "text", 3, {"choices": "x"}, {"choices": ["x"]}, {"choices": [{"delta": "hi"}]},
+                  {"choices": [{"delta": {}, "finish_reason": 5}]}, {"usage": [1]}, {"timings": "fast"},
+                  {"error": "overloaded"}):
+        seen = _Observed()
+        assert _chunk(seen, chunk, 0.1) is False, chunk
+    seen = _Observed()
+    assert _chunk(seen, {"choices": [{"delta": {"content": "a"}}], "timings": {"prompt_ms": "x"},
+                         "usage": {"prompt_tokens_details": "none"}}, 0.1)
+    assert seen.tokens == [0.1] and seen.first == 0.1

@@ -433,6 +433,36 @@ class _Observed:
     end: float | None = None
 
 
+def _chunk(seen: _Observed, chunk, now: float) -> bool:
+    """Take one SSE chunk into `seen`; False for a server error or a chunk of another shape
+    (that request fails; the run goes on)."""
+    if not isinstance(chunk, dict):
+        return False
+    if chunk.get("error"):
+        error = chunk["error"]
+        seen.error = f"server error: {error.get('message', error) if isinstance(error, dict) else error}"
+        return False
+    usage, timings, choices = chunk.get("usage"), chunk.get("timings"), chunk.get("choices") or ()
+    if not (isinstance(usage, (dict, type(None))) and isinstance(timings, (dict, type(None)))
+            and isinstance(choices, list) and all(isinstance(c, dict) for c in choices)):
+        return False
+    seen.usage = usage or seen.usage
+    seen.timings = timings or seen.timings
+    for choice in choices:
+        delta, finish = choice.get("delta") or {}, choice.get("finish_reason")
+        if not (isinstance(delta, dict) and isinstance(finish, (str, type(None)))):
+            return False
+        content = delta.get("content")
+        if content or delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls"):
+            seen.tokens.append(now)
+            if seen.first is None:
+                seen.first = now
+            if content and seen.content is None:
+                seen.content = now
+        seen.finish = finish or seen.finish
+    return True
+
+
 async def _stream(client: httpx.AsyncClient, body: bytes) -> _Observed:
     """Send one streamed chat completion and time it."""
     seen, done = _Observed(), False
@@ -459,22 +489,9 @@ async def _stream(client: httpx.AsyncClient, body: bytes) -> _Observed:
                     continue
                 if seen.ttfr is None:
                     seen.ttfr = now
-                if chunk.get("error"):
-                    error = chunk["error"]
-                    seen.error = f"server error: {error.get('message', error) if isinstance(error, dict) else error}"
+                if not _chunk(seen, chunk, now):
+                    seen.error = seen.error or f"a stream chunk of another shape: {data[:120]}"
                     return seen
-                seen.usage = chunk.get("usage") or seen.usage
-                seen.timings = chunk.get("timings") or seen.timings
-                for choice in chunk.get("choices") or ():
-                    delta = choice.get("delta") or {}
-                    content = delta.get("content")
-                    if content or delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls"):
-                        seen.tokens.append(now)
-                        if seen.first is None:
-                            seen.first = now
-                        if content and seen.content is None:
-                            seen.content = now
-                    seen.finish = choice.get("finish_reason") or seen.finish
     except httpx.HTTPError as exc:
         seen.error, seen.transport = _transport_error(exc), True
         return seen
@@ -492,11 +509,14 @@ async def _stream(client: httpx.AsyncClient, body: bytes) -> _Observed:
 def _record(cell: Cell, attempt: str, rep: int, index: int, prompt: Prompt, start: float,
             seen: _Observed, latency: float) -> RequestRecord:
     usage, timings, tokens = seen.usage or {}, seen.timings or {}, seen.tokens
+    number = lambda v: v if isinstance(v, (int, float)) and not isinstance(v, bool) else None  # noqa: E731
+    timings = {k: number(v) for k, v in timings.items()}
     prompt_tokens = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else prompt.counted
     completion = usage.get("completion_tokens")
     if not isinstance(completion, int):
         completion = timings.get("predicted_n", len(tokens) or None)
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", timings.get("cache_n"))
+    details = usage.get("prompt_tokens_details")
+    cached = number((details if isinstance(details, dict) else {}).get("cached_tokens", timings.get("cache_n")))
     pp_ts, pp_source = None, ""
     if seen.ok:
         if timings.get("prompt_ms") and timings.get("prompt_n"):
