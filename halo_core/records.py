@@ -452,6 +452,9 @@ class Change:
     - "sysctl": `target` is a key ("vm.swappiness") under /proc/sys; values as for sysfs.
     - "command": `argv` runs on apply and `undo` on rollback (either may be empty); `writes`
       names the files the command rewrites, which the journal backs up and rollback restores.
+      With `regenerate` those files are generated from others (grub2-mkconfig's grub.cfg and
+      BLS entries): on the live system rollback runs `argv` again once the sources are back,
+      instead of restoring old bytes (which would name kernels that are gone).
       Commands never run against a sysroot (`--root DIR`): they are journaled and printed.
     """
 
@@ -466,6 +469,7 @@ class Change:
     argv: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
     writes: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
     mode: int | None = None
+    regenerate: bool = False
 
 
 @attrs.frozen

@@ -98,3 +98,29 @@ def test_the_live_system_needs_root(tmp_path):
         tune.apply_tuning(live_plan(tmp_path, Change("test", "command", "true", "x", argv=["true"])))
     assert str(err.value) == ("applying changes to this machine writes /etc and /sys: run it as root "
                               "(sudo), or pass --root DIR to work on a copy")
+
+
+def test_generated_files_are_made_again_from_their_restored_sources(tmp_path):
+    """(#21) A `regenerate` command (grub2-mkconfig) is not undone by restoring the bytes it
+    replaced (they would name kernels that are gone since): rollback restores its sources and
+    runs it again."""
+    root = tmp_path / "root"
+    source, generated = root / "etc/default/grub", root / "boot/grub2/grub.cfg"
+    source.parent.mkdir(parents=True)
+    generated.parent.mkdir(parents=True)
+    source.write_text("CMDLINE=quiet\n")
+    generated.write_text("made from CMDLINE=quiet for kernel 6.17 (since removed)\n")
+    mkconfig = write_tool(tmp_path / "mkconfig", f'printf "made from %s for kernel 6.18\\n" "$(cat {source})" > {generated}\n')
+    plan = live_plan(root, Change("test", "file", "/etc/default/grub", "cmdline", before="CMDLINE=quiet\n",
+                                  after="CMDLINE=quiet amd_iommu=off\n"),
+                     Change("test", "command", "mkconfig", "regenerate", argv=[str(mkconfig)],
+                            writes=["/boot/grub2/grub.cfg"], regenerate=True))
+    journal = Journal.create(plan)
+    journal.apply(0)
+    journal.apply(1)
+    assert generated.read_text() == "made from CMDLINE=quiet amd_iommu=off for kernel 6.18\n"
+    assert journal.undo() == []
+    assert source.read_text() == "CMDLINE=quiet\n"
+    assert generated.read_text() == "made from CMDLINE=quiet for kernel 6.18\n"  # not the 6.17 bytes
+    # the source first, then the generated file made from it
+    assert [(e["i"], e.get("regenerated", False)) for e in journal.events("undone")] == [(0, False), (1, True)]

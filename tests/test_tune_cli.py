@@ -165,3 +165,21 @@ def test_rollback_list(halo, fedora_root):
     halo("tune", "--root", str(fedora_root), "--only", "tuned", "--apply")
     data = json.loads(halo("rollback", "--root", str(fedora_root), "--list", "--json").stdout)
     assert [(j["status"], j["changes"], j["applied"], j["undone"]) for j in data] == [("applied", 3, 3, 0)]
+
+
+def test_rollback_refuses_to_undo_over_an_admins_later_edit(halo, fedora_root):
+    """(#21) The journal records the sha256 of what halo wrote: a file edited since is left
+    alone, the refusal shows the diff, and --force restores halo's backup over it."""
+    before = snapshot(fedora_root)
+    assert halo("tune", "--root", str(fedora_root), "--only", "kernel", "--apply").returncode == 0
+    grub = fedora_root / "etc/default/grub"
+    edited = grub.read_text() + 'GRUB_TERMINAL="serial"\n'
+    grub.write_text(edited)
+    refused = halo("rollback", "--root", str(fedora_root))
+    assert refused.returncode == 1
+    assert "/etc/default/grub changed since halo wrote it" in refused.stderr
+    assert '+GRUB_TERMINAL="serial"' in refused.stderr and "halo rollback --force" in refused.stderr
+    assert grub.read_text() == edited  # the admin's edit is still there
+    forced = halo("rollback", "--root", str(fedora_root), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert snapshot(fedora_root) == before

@@ -225,8 +225,9 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
 @root_option
 @click.option("--journal", "journal_id", default=None, help="The journal to undo (default: newest).")
 @click.option("--list", "list_", is_flag=True, help="List the journals instead.")
+@click.option("--force", is_flag=True, help="Restore halo's backups over files edited since halo wrote them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def rollback(root, journal_id, list_, as_json):
+def rollback(root, journal_id, list_, force, as_json):
     """Undo the newest tuning transaction (or finish one a crash interrupted)."""
     if list_:
         infos = lib.list_journals(root)
@@ -239,7 +240,7 @@ def rollback(root, journal_id, list_, as_json):
                           ", ".join(i.pending_measure), escape(i.error))
         print_table(table)
         return
-    info = lib.rollback(root, journal_id)
+    info = lib.rollback(root, journal_id, force=force)
     if as_json:
         emit_json(info)
         return

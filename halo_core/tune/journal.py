@@ -20,6 +20,7 @@ idempotent, so a change that was begun but never written is undone just as well.
 
 from __future__ import annotations
 
+import difflib
 import fcntl
 import json
 import os
@@ -33,7 +34,7 @@ from ..machine.hostfacts import host_path, selected, sysctl_path
 from ..records import Change, ChangeKind, JournalInfo, JournalStatus, TunePlan, Verdict
 from ..runner import run_capture
 from ..runs import new_dir, now, stamp
-from ..store import append_line, from_dict, halo_home, to_dict, write_atomic, write_json
+from ..store import append_line, from_dict, halo_home, sha256_file, to_dict, write_atomic, write_json
 
 # For crash tests: SIGKILL this process once N changes are done ("3"), or half-way through the
 # next one, after its backup and `begin` are journaled but before it is made ("2.5").
@@ -235,7 +236,7 @@ class Journal:
                    value=before)
         self._crash_point(self._done_here + 0.5)
         ran = self._do(change)
-        self.event("done", i=i, ran=ran)
+        self.event("done", i=i, ran=ran, wrote=self._state(change_paths(change, self.live)))
         self._done_here += 1
         self._crash_point(self._done_here)
 
@@ -277,17 +278,52 @@ class Journal:
             st = path.stat() if path.exists() else None
             write_atomic(path, (value + "\n").encode(), mode=st.st_mode & 0o7777 if st else 0o644)
 
-    # -- rolling back --------------------------------------------------------------------
+    def _state(self, paths: list[str]) -> dict[str, str | None]:
+        """What each host path holds now: "sha256:…" of a file, "link:…" of a link, None: absent."""
+        out = {}
+        for host in paths:
+            path = host_path(self.root, host)
+            if path.is_symlink():
+                out[host] = f"link:{os.readlink(path)}"
+            elif path.is_file():
+                out[host] = f"sha256:{sha256_file(path)}"
+            else:
+                out[host] = None
+        return out
 
-    def undo(self, indexes: list[int] | None = None) -> list[str]:
-        """Undo begun changes (all, or those listed), newest first; returns error lines."""
+    def _edited(self, i: int, change: Change, wrote: dict) -> list[str]:
+        """One line (and a diff, where halo knows what it wrote) per file edited since halo
+        wrote it: rollback would throw that edit away."""
+        lines = []
+        for host, now in self._state(list(wrote)).items():
+            if now == wrote[host]:
+                continue
+            line = f"{host} changed since halo wrote it (journal {self.path.name}, change {i})"
+            if change.kind == ChangeKind.FILE and change.after is not None and now and now.startswith("sha256:"):
+                current = host_path(self.root, host).read_bytes().decode(errors="replace")
+                diff = "".join(difflib.unified_diff(change.after.splitlines(True), current.splitlines(True),
+                                                    "what halo wrote", "what is there now"))
+                line += ":\n" + diff.rstrip("\n")
+            lines.append(line)
+        return lines
+
+    def undo(self, indexes: list[int] | None = None, *, force: bool = False) -> list[str]:
+        """Undo begun changes (all, or those listed), newest first; returns error lines. A file
+        edited since halo wrote it is left as it is (an error line with the diff), unless
+        `force`. Files a `regenerate` command wrote are made again from the restored sources
+        (live system), after everything else."""
         begun, undone = self.begun(), self.undone()
         done = {e["i"]: e for e in self.events("done")}
-        errors = []
+        errors, regenerate = [], []
         for i in sorted(set(begun) - undone, reverse=True):
             if indexes is not None and i not in indexes:
                 continue
             change = self.changes[i]
+            regenerated = change.kind == ChangeKind.COMMAND and change.regenerate and self.live
+            edited = [] if force or regenerated else self._edited(i, change, done.get(i, {}).get("wrote") or {})
+            if edited:
+                errors += [f"{line}; `halo rollback --force` restores halo's backup over it" for line in edited]
+                continue
             try:
                 if change.kind == ChangeKind.COMMAND and self.live and change.undo and (
                         done.get(i, {}).get("ran", True)):
@@ -295,12 +331,22 @@ class Journal:
                 if change.kind in KERNEL_VALUES and self.live:
                     if begun[i].get("value") is not None:
                         self._write_kernel_value(change, begun[i]["value"])
+                if regenerated:
+                    regenerate.append(i)
+                    continue
                 for record in reversed(begun[i]["backups"]):
                     self._restore(record)
             except (HaloError, OSError) as exc:
                 errors.append(f"{change.target}: {exc}")
                 continue
             self.event("undone", i=i)
+        for i in sorted(regenerate):  # the sources are back: make the generated files from them
+            try:
+                _run(self.changes[i].argv)
+            except (HaloError, OSError) as exc:
+                errors.append(f"{self.changes[i].target}: {exc}")
+                continue
+            self.event("undone", i=i, regenerated=True)
         return errors
 
     def _restore(self, record: dict) -> None:

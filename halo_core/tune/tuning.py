@@ -404,9 +404,11 @@ def list_journals(root: Path | None = None) -> list[JournalInfo]:
     return [j.info() for j in Journal.all(root)]
 
 
-def rollback(root: Path = Path("/"), journal_id: str | None = None) -> JournalInfo:
+def rollback(root: Path = Path("/"), journal_id: str | None = None, *, force: bool = False) -> JournalInfo:
     """Undo the newest transaction on `root` that is not rolled back yet (or finish one a
-    crash interrupted): files come back byte for byte, values and commands are reversed."""
+    crash interrupted): files come back byte for byte, values and commands are reversed,
+    generated boot files are made again. A file edited since halo wrote it is refused (with
+    the diff) unless `force`."""
     root = Path(root)
     with locked():
         candidates = [j for j in Journal.all(root) if j.status != JournalStatus.ROLLED_BACK]
@@ -422,10 +424,10 @@ def rollback(root: Path = Path("/"), journal_id: str | None = None) -> JournalIn
             raise TuneError("rolling back changes to this machine writes /etc and /sys: "
                             "run it as root (sudo)")
         journal.update(status=JournalStatus.ROLLING_BACK)
-        errors = journal.undo()
+        errors = journal.undo(force=force)
         if errors:
             raise TuneError(f"rollback of journal {journal.path.name} left {len(errors)} "
-                            f"change(s) in place ({errors[0]}): fix that and run halo rollback again")
+                            f"change(s) in place: fix that and run halo rollback again\n" + "\n".join(errors))
         journal.update(status=JournalStatus.ROLLED_BACK)
         return journal.info()
 

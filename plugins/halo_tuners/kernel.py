@@ -89,7 +89,7 @@ class KernelTuner(ApuTuner):
                    f"(GTT {_pages_gib(pages)}); drops iommu=, amd_iommu=pt, amdgpu.gttsize",
                    before=text, after=new, needs_reboot=True),
             Change(self.name, "command", argv[0], "regenerate the GRUB configuration",
-                   argv=argv, writes=writes, needs_reboot=True),
+                   argv=argv, writes=writes, needs_reboot=True, regenerate=True),
         ]
 
     def guidance(self, root: Path) -> str:
