@@ -29,6 +29,15 @@ def _umask() -> int:
     return mask
 
 
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def replacing(path: Path, *, mode: int | None = None,
               owner: tuple[int, int] | None = None) -> Iterator[Path]:
@@ -47,6 +56,7 @@ def replacing(path: Path, *, mode: int | None = None,
         os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
+        fsync_dir(path.parent)  # the rename itself survives a power cut
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -124,3 +124,20 @@ def test_generated_files_are_made_again_from_their_restored_sources(tmp_path):
     assert generated.read_text() == "made from CMDLINE=quiet for kernel 6.18\n"  # not the 6.17 bytes
     # the source first, then the generated file made from it
     assert [(e["i"], e.get("regenerated", False)) for e in journal.events("undone")] == [(0, False), (1, True)]
+
+
+def test_journals_are_ordered_by_sequence_not_by_the_clock(tmp_path, monkeypatch):
+    """(#21) A journal made after a clock jump back is still the newest: ids begin with an
+    increasing sequence number; older wall-clock ids sort before every numbered one."""
+    monkeypatch.setenv("HALO_HOME", str(tmp_path / "home"))
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    first = Journal.create(TunePlan(root, False, [TuneStep("test", [
+        Change("test", "file", "/etc/a.conf", "a", before=None, after="a\n")])]))
+    old = first.path.parent / "29991231T000000Z"  # an older halo's id, stamped by a clock far ahead
+    old.mkdir()
+    (old / "journal.json").write_text((first.path / "journal.json").read_text())
+    second = Journal.create(TunePlan(root, False, [TuneStep("test", [
+        Change("test", "file", "/etc/b.conf", "b", before=None, after="b\n")])]))
+    assert first.path.name.startswith("000001-") and second.path.name.startswith("000002-")
+    assert [j.path.name for j in Journal.all(root)] == [second.path.name, first.path.name, old.name]

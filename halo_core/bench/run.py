@@ -229,14 +229,15 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
               metrics_interval: float = 1.0,
               on_result: Callable[[BenchResult], None] | None = None,
               on_failure: Callable[[FailedCell], None] | None = None,
-              on_status: Callable[[str], None] | None = None) -> BenchRun:
+              on_status: Callable[[str], None] | None = None, record: bool = True) -> BenchRun:
     """Run (or resume) the bench matrix of `spec` and return the run.
 
     `resume` names a run directory to continue (its saved spec is used); `resume_tag` continues
     the latest run with the same tag when its spec is the same. Finished cells are skipped.
     A cell whose llama-bench fails is recorded in `run.failures` and the run goes on; bad
     input (unknown backend or model, llama.cpp missing) raises a HaloError before anything runs.
-    `backend_options` go to the backends that take them (`Backend.configure`).
+    `backend_options` go to the backends that take them (`Backend.configure`). `record=False`
+    writes no bench pid file, so `halo flush` leaves the bench alone (halo tune's own).
     """
     host = host or get_host()
     status = on_status or (lambda _msg: None)
@@ -264,7 +265,9 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
             system["rpc"] = workers
         write_json(run.path / "system.json", system)
     recorder = _Recorder(run, state)
-    pid_file = record_bench(run.path, backends)
+    # the pid file `halo flush` stops benches by; a tune's own measurement has none (a flush
+    # must not kill a transaction half-way)
+    pid_file = record_bench(run.path, backends) if record else None
     bandwidth = configured_bandwidth()
     groups = plan(run.spec, models, backends)
     todo = [g for g in (group.narrowed(recorder.done) for group in groups) if g is not None]
@@ -281,7 +284,8 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
         runs.record_exit(exc, recorder.finish)
         raise
     finally:
-        pid_file.unlink(missing_ok=True)
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
     if run.failures:
         first = run.failures[0].error
         total = len(run.failures) + len(run.results)

@@ -14,7 +14,7 @@ from ..evals.run import resolve_suites
 from ..machine.gpu import NVIDIA
 from ..machine.hostfacts import GIB
 from ..records import Check, HostFacts, JournalInfo, MeasureSpec
-from .common import emit_json, err_console, print_table, split_list
+from .common import emit_json, err_console, print_table, sigterm_as_interrupt, split_list
 
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}
 
@@ -182,7 +182,8 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
         resolve_suites(eval_suite)  # an unknown suite is an error before anything is measured
     status = (lambda msg: err_console.print(escape(msg))) if not as_json else None
     if resume:
-        info = lib.resume_tuning(root, on_status=status)
+        with sigterm_as_interrupt():  # SIGTERM (`kill`, a shutdown) rolls back like Ctrl-C
+            info = lib.resume_tuning(root, on_status=status)
         if as_json:
             emit_json(info)
             return
@@ -206,7 +207,8 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
                        eval_limit=eval_limit, max_tokens=max_tokens, ctx=ctx) if measure else None
     if not as_json:
         click.echo(lib.render_plan(plan), nl=False)
-    info = lib.apply_tuning(plan, measure=spec, on_status=status)
+    with sigterm_as_interrupt():  # SIGTERM during apply or measure rolls back like Ctrl-C
+        info = lib.apply_tuning(plan, measure=spec, on_status=status)
     if as_json:
         emit_json({"dry_run": False, "plan": plan, "journal": info})
         return

@@ -50,6 +50,20 @@ def journal_root() -> Path:
     return halo_home() / "journal"
 
 
+def _sequence(name: str) -> int:
+    """A journal's place in order: its id's leading sequence number ("000012-20261202T…"), 0
+    for the wall-clock ids of older journals (which keep their order among themselves)."""
+    head, sep, _rest = name.partition("-")
+    return int(head) if sep and head.isdigit() and len(head) == 6 else 0
+
+
+def _next_sequence() -> int:
+    """One more than any journal's: the order stays right when the clock jumps (called under
+    the journal lock)."""
+    base = journal_root()
+    return 1 + max((_sequence(p.name) for p in base.iterdir()), default=0) if base.is_dir() else 1
+
+
 @contextmanager
 def locked() -> Iterator[None]:
     """One apply or rollback at a time, across processes."""
@@ -130,7 +144,7 @@ class Journal:
 
     @classmethod
     def create(cls, plan: TunePlan, *, boot_id: str = "", measure: dict | None = None) -> "Journal":
-        path = new_dir(journal_root(), stamp())
+        path = new_dir(journal_root(), f"{_next_sequence():06d}-{stamp()}")
         (path / "backup").mkdir()
         changes, steps = [], []
         for step in plan.steps:
@@ -153,7 +167,7 @@ class Journal:
         if not base.is_dir():
             return []
         found = []
-        for path in sorted(base.iterdir(), key=lambda p: p.name, reverse=True):
+        for path in sorted(base.iterdir(), key=lambda p: (_sequence(p.name), p.name), reverse=True):
             if (path / "journal.json").is_file():
                 journal = cls(path)
                 if root is None or journal.root == Path(root).resolve():

@@ -188,7 +188,7 @@ def _measure(spec: MeasureSpec, label: str, host: PluginHost | None, status: Sta
     status(f"measuring ({label})")
     run = run_bench(BenchSpec(models=(spec.model,), backends=(spec.backend,), pp=spec.pp,
                               tg=spec.tg, reps=spec.reps, tag=f"tune-{label}",
-                              threads=spec.threads), host=host)
+                              threads=spec.threads), host=host, record=False)
     measured = {"run": str(run.path), "results": bench_results(run)}
     if spec.eval:
         status(f"evaluating {spec.eval} ({label})")
@@ -375,8 +375,12 @@ def resume_tuning(root: Path = Path("/"), *, on_status: Status | None = None,
     status = on_status or _quiet
     root = Path(root)
     with locked():
-        journal = next((j for j in Journal.all(root) if j.header.get("pending_measure")
-                        and j.status == JournalStatus.APPLIED), None)
+        newest = next((j for j in Journal.all(root) if j.status != JournalStatus.ROLLED_BACK), None)
+        journal = newest if newest is not None and newest.header.get("pending_measure") \
+            and newest.status == JournalStatus.APPLIED else None
+        if journal is None and any(j.header.get("pending_measure") for j in Journal.all(root)):
+            raise TuneError(f"nothing to resume: journal {newest.path.name if newest else '?'} is newer "
+                            f"than the one waiting for a measurement (only the newest resumes)")
         if journal is None:
             raise TuneError(f"nothing to resume: no journal of {root} waits for a measurement "
                             f"after a reboot")
