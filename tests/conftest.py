@@ -36,6 +36,10 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="halo-test-hf-home-")
 def halo_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("halo-home")
     os.environ["HALO_HOME"] = str(home)
+    # as root, tuning journals live in a root-owned state folder, not $HALO_HOME
+    state = tmp_path_factory.mktemp("halo-state")
+    state.chmod(0o700)
+    os.environ["HALO_STATE_DIR"] = str(state)
     return home
 
 

@@ -130,6 +130,7 @@ def test_journals_are_ordered_by_sequence_not_by_the_clock(tmp_path, monkeypatch
     """(#21) A journal made after a clock jump back is still the newest: ids begin with an
     increasing sequence number; older wall-clock ids sort before every numbered one."""
     monkeypatch.setenv("HALO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HALO_STATE_DIR", str(tmp_path / "state"))
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     first = Journal.create(TunePlan(root, False, [TuneStep("test", [
@@ -141,3 +142,27 @@ def test_journals_are_ordered_by_sequence_not_by_the_clock(tmp_path, monkeypatch
         Change("test", "file", "/etc/b.conf", "b", before=None, after="b\n")])]))
     assert first.path.name.startswith("000001-") and second.path.name.startswith("000002-")
     assert [j.path.name for j in Journal.all(root)] == [second.path.name, first.path.name, old.name]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's state folder")
+def test_root_keeps_journals_only_in_a_folder_only_root_can_change(tmp_path, monkeypatch):
+    """(#21) As root (`sudo -E` keeps the user's $HALO_HOME) the journals are not in $HALO_HOME;
+    a state folder a user owns, or a link, is refused."""
+    from halo_core.tune.journal import journal_root
+
+    monkeypatch.setenv("HALO_HOME", str(tmp_path / "user-home"))
+    monkeypatch.setenv("HALO_STATE_DIR", str(tmp_path / "state"))
+    assert journal_root() == tmp_path / "state" / "journal"
+    assert oct((tmp_path / "state" / "journal").stat().st_mode & 0o777) == "0o700"
+    user_owned = tmp_path / "theirs"
+    user_owned.mkdir()
+    os.chown(user_owned, 65534, 65534)
+    monkeypatch.setenv("HALO_STATE_DIR", str(user_owned))
+    with pytest.raises(TuneError, match=r"is not a folder only root can change .*owner uid 65534"):
+        journal_root()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "state")
+    monkeypatch.setenv("HALO_STATE_DIR", str(link))
+    with pytest.raises(TuneError, match=r"link.* is not a folder only root can change \(a link"):
+        journal_root()
+    assert not (tmp_path / "user-home" / "journal").exists()

@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import signal
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -46,8 +47,33 @@ FILES = (ChangeKind.FILE, ChangeKind.LINK)  # a path on the host
 KERNEL_VALUES = (ChangeKind.SYSFS, ChangeKind.SYSCTL)  # a value in a kernel file
 
 
+ROOT_STATE = Path("/var/lib/halo")
+STATE_ENV = "HALO_STATE_DIR"  # root's state folder instead of /var/lib/halo (it must be root's too)
+ROOT_LOCK = Path("/run/lock/halo-tune.lock")
+
+
 def journal_root() -> Path:
-    return halo_home() / "journal"
+    """Where the journals are: $HALO_HOME/journal for a normal user. As root, a folder only root
+    can change ($HALO_STATE_DIR, default /var/lib/halo; checked, never through a link): with
+    `sudo -E` root would otherwise trust a user's $HALO_HOME, whose backups and modes it writes
+    back on rollback."""
+    if os.geteuid() != 0:
+        return halo_home() / "journal"
+    return _root_owned(Path(os.environ.get(STATE_ENV) or ROOT_STATE) / "journal")
+
+
+def _root_owned(path: Path) -> Path:
+    for folder in (path.parent, path):
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            pass
+        st = os.lstat(folder)
+        if (not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022):
+            raise TuneError(f"{folder} is not a folder only root can change (a link, or owner uid "
+                            f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}): root keeps its tuning "
+                            f"journals there; fix it or set ${STATE_ENV} to one")
+    return path
 
 
 def _sequence(name: str) -> int:
@@ -67,16 +93,20 @@ def _next_sequence() -> int:
 @contextmanager
 def locked() -> Iterator[None]:
     """One apply or rollback at a time, across processes."""
-    journal_root().mkdir(parents=True, exist_ok=True)
-    with open(journal_root() / ".lock", "w") as fh:
+    base = journal_root()
+    base.mkdir(parents=True, exist_ok=True)
+    # one lock for every root on the machine (whatever its HOME); never truncating, never
+    # through a link
+    lock = ROOT_LOCK if os.geteuid() == 0 and ROOT_LOCK.parent.is_dir() else base / ".lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise TuneError("another halo tune or rollback is running; wait for it to finish") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(fd)
 
 
 def change_paths(change: Change, live: bool) -> list[str]:
