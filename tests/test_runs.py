@@ -175,3 +175,38 @@ def test_a_reply_of_any_json_shape_fails_that_request_only():
     assert replies["good"].content == "fine" and not replies["good"].error
     bad = {k: r.error for k, r in replies.items() if k != "good"}
     assert all(e.startswith("bad reply: ") for e in bad.values()), bad
+
+
+def test_props_and_models_of_any_shape_read_as_unknown():
+    """(#21) /props and /v1/models answering JSON of another shape: no props, no model ids,
+    and a clear "no model" probe, never a traceback."""
+    import http.server
+    import threading
+
+    from halo_core.llama.endpoints import detect, server_props
+
+    answers = {"/props": [1, 2], "/v1/models": {"data": ["not-an-object", 3]}}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            data = json.dumps(answers.get(self.path, "nope")).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        assert server_props(url) == {}
+        found, probes = detect(url)
+        answers["/v1/models"] = "a string"
+        found_again, _ = detect(url)
+    finally:
+        httpd.shutdown()
+    assert found is None and found_again is None
+    assert probes[-1].detail.endswith("but /v1/models lists no model (pass --model)")
