@@ -315,3 +315,35 @@ def test_cli_eval_needs_measure_and_a_known_suite(halo, fedora_root):
     assert done.returncode == 2 and done.stderr.strip().endswith("--eval goes with --measure: halo tune --measure --eval SUITE")
     done = halo("tune", "--root", str(fedora_root), "--measure", "--eval", "nope")
     assert done.returncode == 1 and done.stderr.strip().startswith("Error: unknown suite or preset 'nope'")
+
+
+def test_sigterm_while_measuring_a_step_rolls_it_back(fedora_root, smoke_model, llama_bin_dir):
+    """(#21) `kill` (SIGTERM) of a `halo tune --measure` whose step is applied and being measured
+    rolls the transaction back like Ctrl-C; the sysroot is as it was."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import wait_until
+    from sysroot import snapshot
+
+    before = snapshot(fedora_root)
+    proc = subprocess.Popen([sys.executable, "-m", "halo_core", "tune", "--root", str(fedora_root), "--only", "tuned",
+                             "--measure", "--pp", "512", "--tg", "64", "--reps", "5", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def measuring_the_step():
+            journals = [j for j in Journal.all(fedora_root) if j.events("begin")]
+            return bool(journals) and any(e["event"] == "done" for e in journals[0].events())
+        wait_until(measuring_the_step, 300, "the step was never applied", interval=0.1)
+        os.kill(proc.pid, signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: what this run changed was rolled back" in err and "Traceback" not in err
+    (journal,) = Journal.all(fedora_root)
+    assert journal.status == "rolled-back" and journal.header["error"].startswith("KeyboardInterrupt")
+    assert snapshot(fedora_root) == before

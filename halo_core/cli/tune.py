@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -182,8 +183,13 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
         resolve_suites(eval_suite)  # an unknown suite is an error before anything is measured
     status = (lambda msg: err_console.print(escape(msg))) if not as_json else None
     if resume:
-        with sigterm_as_interrupt():  # SIGTERM (`kill`, a shutdown) rolls back like Ctrl-C
-            info = lib.resume_tuning(root, on_status=status)
+        try:
+            with sigterm_as_interrupt():  # SIGTERM (`kill`, a shutdown) stops it like Ctrl-C
+                info = lib.resume_tuning(root, on_status=status)
+        except KeyboardInterrupt:
+            err_console.print("interrupted: the steps still wait for their measurement; run "
+                              "halo tune --measure --resume again", highlight=False)
+            sys.exit(130)
         if as_json:
             emit_json(info)
             return
@@ -207,8 +213,13 @@ def tune(only, do_apply, measure, resume, root, force, settings, model, pp, tg, 
                        eval_limit=eval_limit, max_tokens=max_tokens, ctx=ctx) if measure else None
     if not as_json:
         click.echo(lib.render_plan(plan), nl=False)
-    with sigterm_as_interrupt():  # SIGTERM during apply or measure rolls back like Ctrl-C
-        info = lib.apply_tuning(plan, measure=spec, on_status=status)
+    try:
+        with sigterm_as_interrupt():  # SIGTERM during apply or measure rolls back like Ctrl-C
+            info = lib.apply_tuning(plan, measure=spec, on_status=status)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: what this run changed was rolled back "
+                          f"(halo rollback{_root_arg(root)} --list shows the journal)", highlight=False)
+        sys.exit(130)
     if as_json:
         emit_json({"dry_run": False, "plan": plan, "journal": info})
         return
