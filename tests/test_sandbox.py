@@ -129,3 +129,37 @@ def test_scoring_refuses_without_a_sandbox_unless_told(halo, tmp_path, monkeypat
         assert "as root only inside a sandbox" in forced_error["error"]
     else:
         assert forced_error["status"] == "complete"
+
+
+BOMB = """
+import os, posix, time
+n, start = 0, time.time()
+while time.time() - start < 20:
+    try:
+        if posix.fork() == 0:
+            time.sleep(3618)
+            os._exit(0)
+        n += 1
+    except OSError as exc:
+        print("fork refused after", n, exc)
+        break
+"""
+
+
+def test_a_fork_bomb_is_bounded_and_dies_with_the_scorer(tmp_path):
+    """Processes are limited (a pids cgroup as root, RLIMIT_NPROC otherwise), and every process
+    the scorer left dies with it."""
+    import sys
+
+    from halo_core.evals.sandbox import NPROC_ROOM, run_scorer
+
+    (tmp_path / "bomb.py").write_text(BOMB)
+    started = time.monotonic()
+    code = run_scorer([sys.executable, "bomb.py"], workdir=tmp_path, env={}, log=tmp_path / "log.txt",
+                      timeout=60, what="the bomb")
+    log = (tmp_path / "log.txt").read_text()
+    assert code == 0 and "fork refused after" in log, log
+    assert int(log.split("fork refused after ")[1].split()[0]) <= NPROC_ROOM
+    assert time.monotonic() - started < 30
+    assert subprocess.run(["pgrep", "-f", "sleep 3618"], capture_output=True).stdout == b""
+    assert subprocess.run(["pgrep", "-f", "bomb.py"], capture_output=True).stdout == b""

@@ -17,6 +17,7 @@ Where bubblewrap is missing or cannot make a sandbox, scoring refuses with the r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pwd
@@ -25,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -106,10 +108,38 @@ def sandbox_argv(argv: list[str], workdir: Path, env: Mapping[str, str], *, home
     return out + ["--", *argv]
 
 
-def _limits(timeout: float, drop: tuple[int, int, str] | None):
-    """The child's last steps before bubblewrap: the invoking user's rights (under sudo), and
-    limits every process of the scorer inherits."""
+CGROUP_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/pids"))  # cgroup v2, v1's pids
+
+
+def pids_cgroup() -> Path | None:
+    """As root, a pids cgroup of its own for one scorer (pids.max = NPROC_ROOM): the kernel does
+    not count a root user's processes against RLIMIT_NPROC, a cgroup counts everyone's. None
+    where none can be made (not root, no pids controller)."""
+    if os.geteuid() != 0:
+        return None
+    for base in CGROUP_ROOTS:
+        control = base / "cgroup.subtree_control"  # v2: the pids controller must be on for children
+        if not (base / "cgroup.procs").is_file() or (
+                base.name != "pids" and not (control.is_file() and "pids" in control.read_text().split())):
+            continue
+        group = base / f"halo-score-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            group.mkdir()
+            (group / "pids.max").write_text(f"{NPROC_ROOM}\n")
+        except OSError:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+            continue
+        return group
+    return None
+
+
+def _limits(timeout: float, drop: tuple[int, int, str] | None, cgroup: Path | None):
+    """The child's last steps before bubblewrap: its pids cgroup (root), the invoking user's
+    rights (under sudo), and limits every process of the scorer inherits."""
     def apply() -> None:
+        if cgroup is not None:
+            (cgroup / "cgroup.procs").write_text("0\n")  # this process, and all it starts
         if drop is not None:
             uid, gid, _home = drop
             os.setgroups([])
@@ -156,19 +186,42 @@ def run_scorer(argv: list[str], *, workdir: Path, env: Mapping[str, str], log: P
                                               "HOME": str(Path.home()), "LANG": "C.UTF-8",
                                               **({"PYTHONPATH": os.environ["PYTHONPATH"]}
                                                  if os.environ.get("PYTHONPATH") else {}), **env}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=workdir, env=clean_env if clean_env is not None else {},
-                                start_new_session=True, preexec_fn=_limits(timeout, drop))
+    cgroup = pids_cgroup()
+    try:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=workdir, env=clean_env if clean_env is not None else {},
+                                    start_new_session=True, preexec_fn=_limits(timeout, drop, cgroup))
+            try:
+                return proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                out.write(f"\ntimed out after {timeout:.0f} s\n".encode())
+                raise HaloError(f"{what} timed out after {timeout:.0f} s (log: {log})") from None
+            except BaseException:
+                _kill_group(proc)
+                raise
+    finally:
+        if cgroup is not None:
+            _remove_cgroup(cgroup)
+
+
+def _remove_cgroup(group: Path) -> None:
+    """Kill what is left in the scorer's cgroup (its pid namespace is gone with it already) and
+    remove the group."""
+    for _ in range(50):
         try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            out.write(f"\ntimed out after {timeout:.0f} s\n".encode())
-            raise HaloError(f"{what} timed out after {timeout:.0f} s (log: {log})") from None
-        except BaseException:
-            _kill_group(proc)
-            raise
+            pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+        except OSError:
+            return
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    with contextlib.suppress(OSError):
+        group.rmdir()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
