@@ -87,10 +87,10 @@ def sandbox_argv(argv: list[str], workdir: Path, env: Mapping[str, str], *, home
     home = home.resolve() if home.is_dir() else home
     cache = workdir / ".cache"
     cache.mkdir(exist_ok=True)
-    out = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-           "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run"]
-    hidden = [home, Path("/root"), Path("/home")]
-    for folder in dict.fromkeys(h for h in hidden if h.is_dir()):
+    out = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    hidden = [Path("/tmp"), Path("/var/tmp"), Path("/run"), home, Path("/root"), Path("/home")]
+    hidden = [h for h in dict.fromkeys(hidden) if h.is_dir() and not any(_under(h, o) and h != o for o in hidden)]
+    for folder in hidden:
         out += ["--tmpfs", str(folder)]
     for path in _code_paths():  # the Python and halo's code, back where a hidden folder held them
         if any(_under(path, h) for h in hidden) and not _under(path, workdir):
