@@ -166,3 +166,28 @@ def test_root_keeps_journals_only_in_a_folder_only_root_can_change(tmp_path, mon
     with pytest.raises(TuneError, match=r"link.* is not a folder only root can change \(a link"):
         journal_root()
     assert not (tmp_path / "user-home" / "journal").exists()
+
+
+def test_only_the_newest_journal_resumes(tmp_path, monkeypatch):
+    """(#21) An older journal waiting for its after-reboot measurement is not resumed (and so
+    not partly undone) under a newer transaction on the same root."""
+    from halo_core.records import JournalStatus
+
+    monkeypatch.setenv("HALO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HALO_STATE_DIR", str(tmp_path / "state"))
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+
+    def journal(name):
+        made = Journal.create(TunePlan(root, False, [TuneStep("test", [
+            Change("test", "file", f"/etc/{name}.conf", name, before=None, after="x\n")])]))
+        made.update(status=JournalStatus.APPLIED)
+        return made
+
+    older = journal("older")
+    older.update(pending_measure=["kernel"])
+    newer = journal("newer")
+    with pytest.raises(TuneError, match=rf"^nothing to resume: journal {newer.path.name} is newer than the one "
+                                        r"waiting for a measurement \(only the newest resumes\)$"):
+        tune.resume_tuning(root)
+    assert older.header["pending_measure"] == ["kernel"] and Journal(older.path).status == JournalStatus.APPLIED
