@@ -3,7 +3,10 @@ several kinds resolves to its own kind, and a tag two kinds share is refused wit
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import threading
 
 import pytest
 
@@ -135,6 +138,35 @@ def test_a_run_being_written_is_not_written_twice(tmp_path, monkeypatch):
     assert again.resumed and again.path == first.path
 
 
+@contextlib.contextmanager
+def json_server(answer):
+    """A loopback HTTP server answering every GET and POST with the JSON `answer(path, body)`
+    returns (a server of any reply shape); yields its URL."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _reply(self, body):
+            data = json.dumps(answer(self.path, body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._reply(None)
+
+        def do_POST(self):
+            self._reply(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
 SHAPES = {  # what a broken or hostile server may answer a chat request with
     "list": [], "string": "hello", "number": 3, "choices-str": {"choices": "x"},
     "choice-str": {"choices": ["x"]}, "message-str": {"choices": [{"message": "hi"}]},
@@ -147,31 +179,12 @@ SHAPES = {  # what a broken or hostile server may answer a chat request with
 def test_a_reply_of_any_json_shape_fails_that_request_only():
     """(#21) Every reply shape a server can send fails its own request (recorded as an error),
     and the others go on: never an exception out of the client."""
-    import http.server
-    import threading
-
     from halo_core.chat import ChatClient, ChatRequest
     from halo_core.records import Endpoint
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            data = json.dumps(SHAPES[body["messages"][0]["content"]]).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        client = ChatClient(Endpoint(f"http://127.0.0.1:{httpd.server_address[1]}", "m"), retries=0)
+    with json_server(lambda _path, body: SHAPES[body["messages"][0]["content"]]) as url:
+        client = ChatClient(Endpoint(url, "m"), retries=0)
         replies = client.complete("s", [ChatRequest(k, [{"role": "user", "content": k}]) for k in SHAPES])
-    finally:
-        httpd.shutdown()
     assert replies["good"].content == "fine" and not replies["good"].error
     bad = {k: r.error for k, r in replies.items() if k != "good"}
     assert all(e.startswith("bad reply: ") for e in bad.values()), bad
@@ -180,33 +193,13 @@ def test_a_reply_of_any_json_shape_fails_that_request_only():
 def test_props_and_models_of_any_shape_read_as_unknown():
     """(#21) /props and /v1/models answering JSON of another shape: no props, no model ids,
     and a clear "no model" probe, never a traceback."""
-    import http.server
-    import threading
-
     from halo_core.llama.endpoints import detect, server_props
 
     answers = {"/props": [1, 2], "/v1/models": {"data": ["not-an-object", 3]}}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            data = json.dumps(answers.get(self.path, "nope")).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with json_server(lambda path, _body: answers.get(path, "nope")) as url:
         assert server_props(url) == {}
         found, probes = detect(url)
         answers["/v1/models"] = "a string"
         found_again, _ = detect(url)
-    finally:
-        httpd.shutdown()
     assert found is None and found_again is None
     assert probes[-1].detail.endswith("but /v1/models lists no model (pass --model)")
