@@ -337,3 +337,6 @@ def test_a_stream_chunk_of_any_shape_fails_its_request_only():
     assert _chunk(seen, {"choices": [{"delta": {"content": "a"}}], "timings": {"prompt_ms": "x"},
                          "usage": {"prompt_tokens_details": "none"}}, 0.1)
     assert seen.tokens == [0.1] and seen.first == 0.1
+    # llama-server's last chunk: no choices, the usage and timings
+    assert _chunk(seen, {"choices": [], "usage": {"completion_tokens": 3}, "timings": {"predicted_n": 3}}, 0.2)
+    assert seen.usage == {"completion_tokens": 3} and seen.timings == {"predicted_n": 3}

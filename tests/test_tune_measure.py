@@ -317,7 +317,8 @@ def test_cli_eval_needs_measure_and_a_known_suite(halo, fedora_root):
     assert done.returncode == 1 and done.stderr.strip().startswith("Error: unknown suite or preset 'nope'")
 
 
-def test_sigterm_while_measuring_a_step_rolls_it_back(fedora_root, smoke_model, llama_bin_dir):
+def test_sigterm_while_measuring_a_step_rolls_it_back(fedora_root, smoke_model, llama_bin_dir, tmp_path,
+                                                      monkeypatch):
     """(#21) `kill` (SIGTERM) of a `halo tune --measure` whose step is applied and being measured
     rolls the transaction back like Ctrl-C; the sysroot is as it was."""
     import os
@@ -329,6 +330,8 @@ def test_sigterm_while_measuring_a_step_rolls_it_back(fedora_root, smoke_model, 
     from halo_core.llama.process import read_pid_files
     from sysroot import snapshot
 
+    monkeypatch.setenv("HALO_HOME", str(tmp_path / "home"))  # its own runs: the wait below sees only them
+    monkeypatch.setenv("HALO_MODEL", str(smoke_model.path))
     before = snapshot(fedora_root)
     proc = subprocess.Popen([sys.executable, "-m", "halo_core", "tune", "--root", str(fedora_root), "--only", "tuned",
                              "--measure", "--pp", "512", "--tg", "64", "--reps", "5", "--threads", "1"],

@@ -442,7 +442,8 @@ def _chunk(seen: _Observed, chunk, now: float) -> bool:
         error = chunk["error"]
         seen.error = f"server error: {error.get('message', error) if isinstance(error, dict) else error}"
         return False
-    usage, timings, choices = chunk.get("usage"), chunk.get("timings"), chunk.get("choices") or ()
+    usage, timings, choices = chunk.get("usage"), chunk.get("timings"), chunk.get("choices")
+    choices = [] if choices is None else choices  # (the last chunk: no choices, usage and timings)
     if not (isinstance(usage, (dict, type(None))) and isinstance(timings, (dict, type(None)))
             and isinstance(choices, list) and all(isinstance(c, dict) for c in choices)):
         return False
