@@ -14,8 +14,8 @@ SCRIPT = ROOT / "scripts" / "ensure-llama-cpp"
 
 
 def test_the_build_has_the_tools_and_no_tests_or_examples(llama_bin_dir):
-    names = {p.name for p in llama_bin_dir.iterdir() if p.is_file() and not p.name.startswith("lib")
-             and not p.suffix}
+    names = {p.name for p in llama_bin_dir.iterdir() if p.is_file() and not p.name.startswith(("lib", "."))
+             and not p.suffix}  # (the wheel's bin/.gitkeep is no program)
     # with the RPC backend (the Makefile's default cpu,rpc): the worker `halo rpc serve` starts
     assert {"llama-bench", "llama-server", "llama-quantize", "ggml-rpc-server"} <= names
     # CMAKE_ARGS reached pip: no test binaries, no examples (a fresh default build has ~90
