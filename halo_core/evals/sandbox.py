@@ -81,6 +81,16 @@ def _under(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def clean_env(env: Mapping[str, str], *, home: Path, **more: str) -> dict[str, str]:
+    """The scorer's whole environment: PATH, HOME, LANG (and PYTHONPATH where halo has one),
+    `more`, then `env`; nothing else of halo's (no HF_TOKEN)."""
+    base = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
+            "LANG": "C.UTF-8", **more}
+    if os.environ.get("PYTHONPATH"):
+        base["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return {**base, **env}
+
+
 def sandbox_argv(argv: list[str], workdir: Path, env: Mapping[str, str], *, home: Path) -> list[str]:
     """`argv` inside bubblewrap (see the module's docstring)."""
     workdir = workdir.resolve()
@@ -99,11 +109,7 @@ def sandbox_argv(argv: list[str], workdir: Path, env: Mapping[str, str], *, home
             "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv"]
     if os.geteuid() == 0 and _invoking_user() is None:
         out += ["--uid", str(NOBODY), "--gid", str(NOBODY)]
-    clean = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
-             "TMPDIR": "/tmp", "LANG": "C.UTF-8", "XDG_CACHE_HOME": str(cache),
-             **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
-             **env}
-    for key, value in clean.items():
+    for key, value in clean_env(env, home=home, TMPDIR="/tmp", XDG_CACHE_HOME=str(cache)).items():
         out += ["--setenv", key, value]
     return out + ["--", *argv]
 
@@ -182,15 +188,14 @@ def run_scorer(argv: list[str], *, workdir: Path, env: Mapping[str, str], log: P
                              f"--unsafe-local-exec to run it with your rights")
     else:  # the user's explicit choice: their rights, but still a clean environment and a group kill
         command = argv
-    clean_env = None if problem is None else {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                              "HOME": str(Path.home()), "LANG": "C.UTF-8",
-                                              **({"PYTHONPATH": os.environ["PYTHONPATH"]}
-                                                 if os.environ.get("PYTHONPATH") else {}), **env}
+    # bubblewrap gets no environment (--setenv gives the scorer its own); unsandboxed, the
+    # scorer gets the clean one directly
+    child_env = {} if problem is None else clean_env(env, home=Path.home())
     cgroup = pids_cgroup()
     try:
         with open(log, "wb") as out:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=workdir, env=clean_env if clean_env is not None else {},
+                                    cwd=workdir, env=child_env,
                                     start_new_session=True, preexec_fn=_limits(timeout, drop, cgroup))
             try:
                 return proc.wait(timeout=timeout)
