@@ -216,6 +216,20 @@ def test_sensors_from_a_sysroot(tmp_path):
     assert watts and 30 < sum(watts) / len(watts) < 50
 
 
+def test_first_table_on_a_fresh_machine_has_its_roofline(halo, smoke_model, tmp_path):
+    """(#24) no `halo hw bandwidth` yet: the first bench run finds the figure once and keeps it."""
+    env = {"HALO_HOME": str(tmp_path / "fresh")}
+    argv = ("bench", "run", "-m", str(smoke_model.path), "--pp", "16", "--tg", "4", "--reps", "2", "--json")
+    out = _json(halo(*argv, env=env))
+    kept = json.loads((tmp_path / "fresh" / "hw.json").read_text())
+    assert kept["source"] == "measured" and kept["device"] == "host" and kept["bandwidth_gbs"] > 0
+    tg = next(r for r in out["results"] if r["n_gen"])
+    assert tg["bandwidth_pct"] == pytest.approx(
+        100 * tg["avg_ts"] * tg["model_size"] / (kept["bandwidth_gbs"] * 1e9), abs=0.05)
+    _json(halo(*argv, env=env))  # the next run uses the kept figure: it measures nothing
+    assert json.loads((tmp_path / "fresh" / "hw.json").read_text()) == kept
+
+
 def test_bench_with_metrics_power_and_roofline(halo, smoke_model, tmp_path):
     root = strix_halo(tmp_path / "root")
     out = _json(halo("bench", "run", "-m", str(smoke_model.path), "--pp", "32", "--tg", "8",

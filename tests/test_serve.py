@@ -153,6 +153,22 @@ def test_bind_rules(halo):
     assert servers() == []
 
 
+def test_only_what_follows_dashdash_reaches_llama_server(halo):
+    """(#24) an option halo does not have is halo's usage error, not llama-server's."""
+    for argv in (("serve", "smoke", "--slo", "x"), ("bench", "serve", "smoke", "--slo", "x"),
+                 ("sweep", "smoke", "--slo", "x"), ("rpc", "serve", "--slo", "x")):
+        done = halo(*argv)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert done.stderr.strip().splitlines()[-1].startswith("Error: No such option '--slo'"), argv
+    done = halo("serve", "smoke", "--detatch")
+    assert done.returncode == 2
+    assert "Did you mean '--detach'?" in done.stderr
+    done = halo("serve", "smoke", "-c", "2048", "stray")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == "Error: Got unexpected extra argument (stray)"
+    assert servers() == []
+
+
 def test_api_key_ngram_no_think_and_passthrough(halo, smoke_model, cleanup):
     port = free_port()
     done = halo("serve", str(smoke_model.path), "--host", "0.0.0.0", "--api-key", "s3cret",

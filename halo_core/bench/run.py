@@ -24,7 +24,7 @@ import attrs
 
 from ..errors import HaloError
 from ..machine.hostfacts import system_state
-from ..machine.bandwidth import configured_bandwidth, roofline_pct
+from ..machine.bandwidth import roofline_bandwidth, roofline_pct
 from ..interfaces import Backend
 from ..llama.flags import BenchParams, bench_argv, bench_test_name, parse_bench_line, probe_flags
 from ..machine.metrics import MetricsSampler
@@ -268,7 +268,7 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
     # the pid file `halo flush` stops benches by; a tune's own measurement has none (a flush
     # must not kill a transaction half-way)
     pid_file = record_bench(run.path, backends) if record else None
-    bandwidth = configured_bandwidth()
+    bandwidth = roofline_bandwidth(status)
     groups = plan(run.spec, models, backends)
     todo = [g for g in (group.narrowed(recorder.done) for group in groups) if g is not None]
     if len(todo) < len(groups):

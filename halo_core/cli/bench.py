@@ -13,13 +13,15 @@ from ..bench.run import KIND, list_bench_runs, load_bench_run, run_bench
 from ..bench.compare import compare_runs
 from ..errors import HaloError
 from ..llama.flags import KV_TYPES
+from ..machine.bandwidth import configured_bandwidth
 from ..models.resolve import list_models
 from ..records import BenchResult, BenchSpec, FailedCell
 from ..llama.rpc import parse_endpoints, parse_tensor_split
 from ..runs import resolve_kind, resolve_run
 from ..bench.inventory import bench_setup
 from .common import (
-    backend_flags, backend_options, emit_json, err_console, print_table, sigterm_as_interrupt, split_list,
+    PassThrough, backend_flags, backend_options, emit_json, err_console, passthrough, print_table,
+    sigterm_as_interrupt, split_list,
 )
 from .serve import server_options, server_spec
 
@@ -198,6 +200,10 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
                    "results": run.results, "failures": run.failures})
     else:
         print_table(results_table(run.results))
+        bw = configured_bandwidth()
+        if bw and any(r.bandwidth_pct is not None for r in run.results):
+            click.echo(f"% BW: of {bw.gbs:g} GB/s, {bw.source}" + (f" ({bw.device})" if bw.device else "")
+                       + " · `halo hw bandwidth` measures again, `--set GBS` records a known figure")
         click.echo(f"saved: {run.path}")
     if run.failures:
         raise HaloError(f"{run.error}; {len(run.results)} result(s) kept in {run.path}")
@@ -407,7 +413,7 @@ def serve_table(cells: list, title: str) -> Table:
     return table
 
 
-@bench.command("serve", context_settings={"ignore_unknown_options": True})
+@bench.command("serve", cls=PassThrough)
 @click.argument("model", required=False)
 @click.option("--endpoint", default=None, metavar="URL",
               help="Measure this OpenAI-compatible server instead of starting MODEL "
@@ -438,7 +444,7 @@ def serve_table(cells: list, title: str) -> Table:
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
               show_default=True, help="Sysroot for machine facts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
-@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@passthrough
 def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency, rate, requests,
                 reps, prompt_cache, timeout, tag, resume, root, as_json, extra, **server):
     """Benchmark serving: streamed chat completions against an OpenAI-compatible endpoint (or

@@ -9,7 +9,6 @@ import signal
 import click
 
 from ..errors import HaloError
-from ..store import to_json
 
 
 def __getattr__(name: str):
@@ -32,7 +31,32 @@ class HaloGroup(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+class PassThrough(click.Command):
+    """A command that hands llama.cpp what follows `--`, exactly as given, in its `extra`
+    argument. Everything before `--` is halo's: an option halo does not have is a usage error
+    (with click's "did you mean"), never something llama.cpp is left to reject."""
+
+    def parse_args(self, ctx, args):
+        rest: tuple[str, ...] = ()
+        if "--" in args:
+            cut = args.index("--")
+            args, rest = args[:cut], tuple(args[cut + 1:])
+        ctx.meta["halo.passthrough"] = rest
+        return super().parse_args(ctx, args)
+
+
+def passthrough(f):
+    """Give the command its arguments after `--` as `extra` (use with cls=PassThrough)."""
+    @functools.wraps(f)
+    def with_extra(*args, **kwargs):
+        return f(*args, extra=click.get_current_context().meta.get("halo.passthrough", ()), **kwargs)
+
+    return with_extra
+
+
 def emit_json(value) -> None:
+    from ..store import to_json
+
     click.echo(to_json(value), nl=False)
 
 

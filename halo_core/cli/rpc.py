@@ -15,7 +15,7 @@ from ..llama.rpc import (
 )
 from ..llama.process import UnsafeBind, check_passthrough, connect_host
 from ..store import human_size
-from .common import backend_flags, backend_options, emit_json, err_console, print_table, split_list
+from .common import PassThrough, backend_flags, passthrough, backend_options, emit_json, err_console, print_table, split_list
 from .serve import echo_stopped, hold
 
 
@@ -27,7 +27,7 @@ def rpc():
     give them to `halo bench run --rpc` or `halo serve --rpc`."""
 
 
-@rpc.command("serve", context_settings={"ignore_unknown_options": True})
+@rpc.command("serve", cls=PassThrough)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @click.option("--device", "devices", multiple=True,
@@ -45,7 +45,7 @@ def rpc():
               help="Seconds to wait for the worker to answer.")
 @click.option("--detach", is_flag=True, help="Leave the worker running in the background (pid file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the worker record as JSON once ready.")
-@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@passthrough
 def serve_cmd(host, port, devices, mem, threads, cache, backend, backend_opts, insecure, timeout,
               detach, as_json, extra):
     """Start an RPC worker (ggml-rpc-server / rpc-server) and wait until it answers.

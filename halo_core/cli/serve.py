@@ -17,7 +17,7 @@ from ..llama.process import UnsafeBind, check_bind, check_passthrough, servers, 
 from ..llama.server import start_server
 from ..llama.rpc import parse_endpoints, parse_tensor_split
 from ..store import human_size, to_dict
-from .common import backend_flags, backend_options, emit_json, err_console, print_table, sigterm_as_interrupt
+from .common import PassThrough, backend_flags, backend_options, emit_json, passthrough, err_console, print_table, sigterm_as_interrupt
 
 
 class DefaultRunGroup(click.Group):
@@ -75,7 +75,7 @@ def server_spec(model: str | None, preset: str | None, **options) -> ServerSpec:
     return ServerSpec(model=model, **{k: v for k, v in options.items() if v is not None})
 
 
-@serve.command(context_settings={"ignore_unknown_options": True})
+@serve.command(cls=PassThrough)
 @click.argument("model", required=False)
 @server_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
@@ -85,7 +85,7 @@ def server_spec(model: str | None, preset: str | None, **options) -> ServerSpec:
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for /health.")
 @click.option("--detach", is_flag=True, help="Leave the server running in the background (pid file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the server record as JSON once ready.")
-@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@passthrough
 def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no_think, api_key,
         insecure, threads, rpc, tensor_split, timeout, detach, backend_opts, as_json,
         extra):

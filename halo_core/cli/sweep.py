@@ -12,7 +12,7 @@ from ..sweep import run as lib
 from ..errors import HaloError
 from ..records import RunStatus
 from ..llama.process import check_passthrough
-from .common import backend_options, emit_json, err_console, print_table, sigterm_as_interrupt
+from .common import PassThrough, backend_options, passthrough, emit_json, err_console, print_table, sigterm_as_interrupt
 from .eval import _progress
 from .serve import server_options, server_spec
 
@@ -67,7 +67,7 @@ def verdict_lines(sweep: lib.SweepRun) -> list[str]:
     return lines
 
 
-@click.command()
+@click.command(cls=PassThrough)
 @click.argument("model", required=False)
 @click.option("--vary", multiple=True, metavar="AXIS=V1,V2",
               help=f"Values to compare (repeatable; the first values make the baseline). Axes: "
@@ -93,7 +93,7 @@ def verdict_lines(sweep: lib.SweepRun) -> list[str]:
 @click.option("--tag", default="sweep", show_default=True, help="Name of the run directory.")
 @click.option("--resume", default=None, metavar="RUN", help="Continue a sweep cut short.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@passthrough
 def sweep(model, vary, suite, limit, until_decided, step, max_tokens, timeout, seed, pp, tg, reps,
           tag, resume, as_json, extra, **server):
     """Eval scores and speed of server settings side by side, each against the first.

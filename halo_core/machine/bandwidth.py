@@ -115,6 +115,20 @@ def device_bandwidth(device: str = "auto", *, seconds: float = 2.0) -> Bandwidth
     return measure_bandwidth(seconds=seconds)
 
 
+def roofline_bandwidth(on_status=None) -> Bandwidth:
+    """The figure in use, or, on a machine that has none yet, one found now and kept (so a
+    user's first table has its roofline column): the NVIDIA GPU's theoretical figure where NVML
+    sees one, else a one-second host memcpy. `halo hw bandwidth` redoes it."""
+    bw = configured_bandwidth()
+    if bw is None:
+        if on_status:
+            on_status("finding the memory bandwidth once, for the roofline column (kept; "
+                      "`halo hw bandwidth` redoes it)")
+        bw = device_bandwidth("auto", seconds=1.0)
+        save_bandwidth(bw)
+    return bw
+
+
 def roofline_pct(avg_ts: float, model_size: int | None, bw: Bandwidth | None) -> float | None:
     """% of the bandwidth limit for token generation: every generated token reads the
     weights once, so the ceiling is bandwidth / model bytes (an upper bound for MoE models,
