@@ -219,8 +219,15 @@ class Tuner(ABC):
 
     def applies(self, facts: HostFacts) -> Availability:
         """Whether this tuner is made for the host that `facts` (read through the sysroot)
-        describe; `halo tune` refuses to plan one that is not, unless --force. Default: any host."""
+        describe. One that is not is left out of `halo audit`, `verify` and `tune` (listed
+        as skipped, with `reason`); `halo tune --only` refuses it unless --force. Default:
+        any host."""
         return Availability(True)
+
+    def readings(self, root: Path) -> Mapping | None:
+        """The raw values `verify` judges, JSON-able (what a driver reports), for
+        `halo audit --json`; None (the default) when the checks say it all."""
+        return None
 
     def guidance(self, root: Path) -> str:
         """Advice for what halo cannot change itself (BIOS settings)."""

@@ -44,6 +44,7 @@ _WHERE: dict[str, str] = {
     "selected": "machine.hostfacts",
     "sysctl_path": "machine.hostfacts",
     "which": "machine.hostfacts",
+    "nvml_module": "machine.gpu",
     "Backend": "interfaces",
     "EvalSuite": "interfaces",
     "ModelSource": "interfaces",

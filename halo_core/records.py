@@ -548,12 +548,24 @@ class TuneStep:
 
 
 @attrs.frozen
+class Skipped:
+    """A tuner left out because it does not apply to the host (its `applies`): why, and how
+    one would make it apply."""
+
+    tuner: str
+    reason: str
+    hint: str = ""
+
+
+@attrs.frozen
 class TunePlan:
-    """What `halo tune` would do on a sysroot: one step per selected tuner, in order."""
+    """What `halo tune` would do on a sysroot: one step per selected tuner, in order, and the
+    tuners left out because they do not apply to this host."""
 
     root: Path = attrs.field(converter=Path)
     live: bool
     steps: tuple[TuneStep, ...] = attrs.field(converter=as_tuple)
+    skipped: tuple[Skipped, ...] = attrs.field(default=(), converter=as_tuple)
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -721,12 +733,15 @@ class MeasureSpec:
 
 @attrs.frozen
 class AuditReport:
-    """`halo audit`: the host facts and every tuner's verify checks."""
+    """`halo audit`: the host facts, the checks of every tuner that applies to the host, the
+    tuners that do not (with why), and the raw readings tuners judged ({tuner: JSON-able})."""
 
     facts: HostFacts
     checks: tuple[Check, ...] = attrs.field(converter=as_tuple)
+    skipped: tuple[Skipped, ...] = attrs.field(default=(), converter=as_tuple)
+    readings: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property
     def score(self) -> tuple[int, int]:
-        """(checks that PASS, all checks)."""
+        """(checks that PASS, all checks): only the checks of tuners that apply."""
         return sum(c.status == CheckStatus.PASS for c in self.checks), len(self.checks)

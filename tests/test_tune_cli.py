@@ -52,10 +52,32 @@ def test_audit(halo, fedora_root):
     assert not any(line.startswith("toolboxes") for line in lines)
     assert lines[-1] == (f"score 3/9 · tuned 0/1 · kernel 2/4 · vram 1/2 · power 0/2 · fixes: halo verify "
                          f"--root {fedora_root}")
+    assert lines[-3].startswith("not for this host: nvidia — NVIDIA GPUs are read through NVML")
     data = json.loads(halo("audit", "--root", str(fedora_root), "--json").stdout)
     assert data["score"] == {"pass": 3, "total": 9}
+    assert data["skipped"] == [{"tuner": "nvidia", "hint": "", "reason": "NVIDIA GPUs are read through "
+                                "NVML on the machine itself, not through a sysroot"}]
     assert data["facts"]["installed_ram"] == 64 << 30 and data["facts"]["gpus"][0]["card"] == "card1"
     assert data["facts"]["extra"]["tuners"]["tuned"] == "throughput-performance"
+
+
+def test_audit_and_verify_of_a_host_that_is_no_amd_apu(halo, intel_root):
+    done = halo("audit", "--root", str(intel_root))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == f"score 0/0 · fixes: halo verify --root {intel_root}"
+    assert "FAIL" not in done.stdout and "ryzenadj" not in "\n".join(lines[lines.index(""):])
+    assert any(line.startswith("not for this host: tuned, kernel, vram, power — this host is not an AMD APU")
+               for line in lines)
+    data = json.loads(halo("audit", "--root", str(intel_root), "--json").stdout)
+    assert data["score"] == {"pass": 0, "total": 0} and data["checks"] == []
+    assert [s["tuner"] for s in data["skipped"]] == ["tuned", "kernel", "vram", "power", "nvidia"]
+    verify = halo("verify", "--root", str(intel_root))
+    assert verify.returncode == 0 and verify.stdout.endswith("0/0 PASS, 0 WARN, 0 FAIL\n")
+    only = halo("verify", "--root", str(intel_root), "--only", "kernel")
+    assert only.returncode == 1 and only.stderr.startswith(
+        "Error: not for this host: kernel — this host is not an AMD APU (CPU: Intel(R) Core(TM) Ultra 7 155H")
+    assert only.stderr.count("\n") == 1 and only.stdout == ""
 
 
 def test_dry_run_prints_the_plan_as_a_diff_and_writes_nothing(halo, ubuntu_root):

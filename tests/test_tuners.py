@@ -247,7 +247,7 @@ def test_each_tuner_says_which_hosts_it_applies_to(intel_root, with_swappiness):
 def test_unknown_tuner(fedora_root):
     with pytest.raises(UnknownName) as err:
         tune.plan_tuning(fedora_root, ["turbo"])
-    assert str(err.value) == "unknown tuner 'turbo' (known: kernel, power, tuned, vram)"
+    assert str(err.value) == "unknown tuner 'turbo' (known: kernel, nvidia, power, tuned, vram)"
 
 
 # -- vram ----------------------------------------------------------------------------------
@@ -328,6 +328,44 @@ def test_all_tuners_then_reboot_is_nine_of_nine(fedora_root):
     report = tune.audit(fedora_root)
     assert report.score == (9, 9)
     assert [c.tuner for c in report.checks] == ["tuned"] + ["kernel"] * 4 + ["vram"] * 2 + ["power"] * 2
+
+
+NINE = [("tuned", "tuned", "WARN"), ("kernel", "kernel", "PASS"), ("kernel", "firmware", "PASS"),
+        ("kernel", "iommu", "WARN"), ("kernel", "gtt-limit", "FAIL"), ("vram", "bios-vram", "PASS"),
+        ("vram", "gtt-size", "FAIL"), ("power", "power-limits", "WARN"), ("power", "memory-env", "WARN")]
+"""The stock Fedora Strix Halo's checks, as they were before tuners said where they apply."""
+
+
+def test_a_strix_halo_audit_keeps_its_nine_checks_and_skips_only_nvidia(fedora_root):
+    report = tune.audit(fedora_root)
+    assert [(c.tuner, c.name, c.status) for c in report.checks] == NINE
+    assert [s.tuner for s in report.skipped] == ["nvidia"] and report.score == (3, 9)
+    assert report.readings == {}
+    plan = tune.plan_tuning(fedora_root)  # nvidia is left out, not refused
+    assert [s.tuner for s in plan.steps] == ["tuned", "kernel", "vram", "power"]
+    assert [s.tuner for s in plan.skipped] == ["nvidia"]
+    assert tune.render_plan(plan).startswith("# not for this host: nvidia — NVIDIA GPUs are read through "
+                                             "NVML on the machine itself, not through a sysroot\n# tuned: ")
+
+
+def test_a_host_that_is_no_amd_apu_skips_the_amd_tuners(intel_root, with_swappiness):
+    report = tune.audit(intel_root)
+    assert report.checks == () and report.score == (0, 0)
+    amd = "this host is not an AMD APU (CPU: Intel(R) Core(TM) Ultra 7 155H; no amdgpu device): " \
+          "halo tune is made for AMD APUs such as Strix Halo"
+    assert [(s.tuner, s.reason) for s in report.skipped][:4] == [
+        ("tuned", amd), ("kernel", amd), ("vram", amd), ("power", amd)]
+    assert tune.skipped_lines(report.skipped)[0] == f"not for this host: tuned, kernel, vram, power — {amd}"
+    assert tune.verify(intel_root, ["kernel"]) == []
+    # a tuner made for any host still checks and plans there, the others are left out
+    report = tune.audit(intel_root, host=with_swappiness)
+    assert "swappiness" not in {s.tuner for s in report.skipped}
+    assert {s.tuner for s in report.skipped} >= {"servers", "tuned", "kernel"}
+    plan = tune.plan_tuning(intel_root, host=with_swappiness)
+    assert [s.tuner for s in plan.steps] == ["swappiness"]
+    with pytest.raises(TuneError, match=r"^setting for tuner 'kernel', which does not apply to this host: "
+                                        r"this host is not an AMD APU"):
+        tune.plan_tuning(intel_root, settings=["kernel.gtt_gib=48"], host=with_swappiness)
 
 
 class Planning(Tuner):

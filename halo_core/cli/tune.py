@@ -72,8 +72,8 @@ def audit(root, as_json):
     report = lib.audit(root)
     if as_json:
         passed, total = report.score
-        emit_json({"facts": report.facts, "checks": report.checks,
-                   "score": {"pass": passed, "total": total}})
+        emit_json({"facts": report.facts, "checks": report.checks, "skipped": report.skipped,
+                   "readings": report.readings, "score": {"pass": passed, "total": total}})
         return
     f = report.facts
     rows = [
@@ -98,14 +98,15 @@ def audit(root, as_json):
     for c in report.checks:
         console.print(f"[{STYLE[c.status]}]{c.status}[/]  {c.tuner:<{tuner_w}}  {c.name:<{name_w}}  "
                       f"{escape(c.detail)}", no_wrap=True, overflow="ellipsis")
+    for line in lib.skipped_lines(report.skipped):  # the whole reason: halo audit --json
+        console.print(escape(line), no_wrap=True, overflow="ellipsis", highlight=False)
     passed, total = report.score
     per_tuner = {}
     for c in report.checks:
         done, count = per_tuner.get(c.tuner, (0, 0))
         per_tuner[c.tuner] = (done + (c.status == "PASS"), count + 1)
-    console.print(f"\n[bold]score {passed}/{total}[/] · "
-                  + " · ".join(f"{t} {d}/{n}" for t, (d, n) in per_tuner.items())
-                  + " · fixes: halo verify" + _root_arg(root))
+    parts = [f"{t} {d}/{n}" for t, (d, n) in per_tuner.items()] + ["fixes: halo verify" + _root_arg(root)]
+    console.print(f"\n[bold]score {passed}/{total}[/] · " + " · ".join(parts))
 
 
 @click.command()
@@ -114,15 +115,23 @@ def audit(root, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def verify(ctx, root, only, as_json):
-    """The checklist (9 points with the built-in tuners): PASS, WARN or FAIL, and the fix.
+    """The checklist of the tuners that apply to this host (9 points on a Strix Halo): PASS,
+    WARN or FAIL, and the fix.
 
-    Exits 1 when a check FAILs.
+    Exits 1 when a check FAILs, or when no tuner named in --only applies to this host.
     """
-    checks = lib.verify(root, split_list(only) or None)
+    selected = split_list(only) or None
+    report = lib.verify_report(root, selected)
+    if selected and len(report.skipped) == len(selected):
+        raise click.ClickException("; ".join(lib.skipped_lines(report.skipped)))
+    checks = list(report.checks)
     if as_json:
         emit_json(checks)
     else:
-        print_table(checks_table(checks))
+        if checks:
+            print_table(checks_table(checks))
+        for line in lib.skipped_lines(report.skipped):
+            click.echo(line)
         click.echo(_summary(checks))
     if any(c.status == "FAIL" for c in checks):
         ctx.exit(1)

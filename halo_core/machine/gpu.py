@@ -82,9 +82,10 @@ def _drm_gpu(root: Path, card: str, dev: str) -> GpuFacts:
 # -- NVIDIA through NVML ------------------------------------------------------------------------
 
 @functools.cache
-def _nvml():
+def nvml_module():
     """pynvml, initialised once per process; None without the NVIDIA driver (then nvidia-ml-py
-    is not even imported), without nvidia-ml-py, or without the NVML library."""
+    is not even imported), without nvidia-ml-py, or without the NVML library. Ask it on the
+    live system only: a sysroot stands for another machine."""
     if not any(os.path.exists(path) for path in NVIDIA_DRIVER):
         return None
     return load_nvml()
@@ -159,7 +160,7 @@ def _nvidia_gpu(nvml, index: int, driver: str | None, cuda: str | None) -> GpuFa
 
 def nvidia_gpus() -> list[GpuFacts]:
     """The NVIDIA GPUs of this machine through NVML; [] without driver, package or library."""
-    nvml = _nvml()
+    nvml = nvml_module()
     if nvml is None:
         return []
     driver = _ask(nvml, nvml.nvmlSystemGetDriverVersion)
@@ -212,7 +213,7 @@ def _combined(combine, read, handles) -> float:
 
 
 def _nvidia_sensors() -> dict[str, Reader]:
-    nvml = _nvml()
+    nvml = nvml_module()
     count = _ask(nvml, nvml.nvmlDeviceGetCount) if nvml else None
     if not count:
         return {}

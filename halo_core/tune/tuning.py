@@ -27,8 +27,8 @@ from ..stats import compare_speed, speed_rule
 from ..store import to_dict
 from ..evals.compare import Comparison, compare_evals
 from ..records import (
-    AuditReport, BenchRun, BenchSpec, Change, ChangeKind, Check, JournalInfo, JournalStatus, MeasureSpec,
-    TunePlan, TuneStep, Verdict,
+    AuditReport, BenchRun, BenchSpec, Change, ChangeKind, Check, HostFacts, JournalInfo, JournalStatus,
+    MeasureSpec, Skipped, TunePlan, TuneStep, Verdict,
 )
 
 Status = Callable[[str], None]
@@ -51,19 +51,49 @@ def select_tuners(only: Iterable[str] | None = None, *, host: PluginHost | None 
     return picked
 
 
+def _fitting(tuners: list[Tuner], facts: HostFacts) -> tuple[list[Tuner], list[Skipped]]:
+    """The tuners that apply to the host `facts` describe, and the others with their reasons."""
+    fit, skipped = [], []
+    for tuner in tuners:
+        answer = tuner.applies(facts)
+        if answer.available:
+            fit.append(tuner)
+        else:
+            skipped.append(Skipped(tuner.name, answer.reason, answer.hint))
+    return fit, skipped
+
+
+def _report(root: Path, only: Iterable[str] | None, host: PluginHost | None,
+            facts: HostFacts) -> AuditReport:
+    fit, skipped = _fitting(select_tuners(only, host=host), facts)
+    checks, readings = [], {}
+    for tuner in fit:
+        checks += [attrs.evolve(c, tuner=tuner.name) for c in tuner.verify(Path(root))]
+        found = tuner.readings(Path(root))
+        if found is not None:
+            readings[tuner.name] = found
+    return AuditReport(facts, checks, skipped, readings)
+
+
+def verify_report(root: Path = Path("/"), only: Iterable[str] | None = None, *,
+                  host: PluginHost | None = None) -> AuditReport:
+    """The checks of the selected tuners that apply to the host, and those that do not
+    (skipped, with why); the facts are read once, from files and NVML, without the plugins'."""
+    return _report(Path(root), only, host, read_facts(Path(root)))
+
+
 def verify(root: Path = Path("/"), only: Iterable[str] | None = None, *,
            host: PluginHost | None = None) -> list[Check]:
-    """Every selected tuner's checks of what is in effect, each tagged with its tuner."""
-    checks = []
-    for tuner in select_tuners(only, host=host):
-        checks += [attrs.evolve(c, tuner=tuner.name) for c in tuner.verify(Path(root))]
-    return checks
+    """Every selected tuner's checks of what is in effect, each tagged with its tuner; a
+    tuner that does not apply to the host contributes none (see verify_report)."""
+    return list(verify_report(root, only, host=host).checks)
 
 
 def audit(root: Path = Path("/"), *, host: PluginHost | None = None) -> AuditReport:
-    """Host facts plus every tuner's checks: `halo audit`."""
+    """Host facts (with what plugins know) plus the checks of every tuner that applies to the
+    host, the tuners that do not, and the tuners' readings: `halo audit`."""
     host = host or get_host()
-    return AuditReport(read_facts(Path(root), host=host), verify(root, host=host))
+    return _report(Path(root), None, host, read_facts(Path(root), host=host))
 
 
 def parse_settings(items: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -78,19 +108,17 @@ def parse_settings(items: Iterable[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _refuse_misfits(tuners: list[Tuner], facts) -> None:
-    """TuneError naming why, when a tuner says it does not apply to this host."""
-    misfits: dict[tuple[str, str], list[str]] = {}
-    for tuner in tuners:
-        fit = tuner.applies(facts)
-        if not fit.available:
-            misfits.setdefault((fit.reason, fit.hint), []).append(tuner.name)
-    if misfits:
-        (reason, hint), names = next(iter(misfits.items()))
-        if len(names) < len(tuners):
-            reason += f" (tuners {', '.join(names)})"
-        raise TuneError(f"{reason}{'; ' + hint if hint else ''}; pass --force to tune it anyway"
-                        + (", or leave them out with --only" if len(names) < len(tuners) else ""))
+def _refuse_misfits(skipped: list[Skipped], selected: int) -> None:
+    """TuneError naming why, when a tuner of the `selected` says it does not apply to this host."""
+    if not skipped:
+        return
+    first = skipped[0]
+    names = [s.tuner for s in skipped if (s.reason, s.hint) == (first.reason, first.hint)]
+    reason = first.reason
+    if len(names) < selected:
+        reason += f" (tuners {', '.join(names)})"
+    raise TuneError(f"{reason}{'; ' + first.hint if first.hint else ''}; pass --force to tune it anyway"
+                    + (", or leave them out with --only" if len(names) < selected else ""))
 
 
 def plan_tuning(root: Path = Path("/"), only: Iterable[str] | None = None, *,
@@ -98,15 +126,27 @@ def plan_tuning(root: Path = Path("/"), only: Iterable[str] | None = None, *,
          host: PluginHost | None = None) -> TunePlan:
     """What `halo tune` would change: validated, nothing written.
 
-    Raises TuneError for a host a selected tuner does not apply to (unless `force`), a
-    setting or value a tuner rejects, or two tuners that would change the same target.
+    Without `only`, a tuner that does not apply to the host is left out (the plan lists it
+    as skipped). Raises TuneError for a host a tuner named in `only` does not apply to, or
+    that no tuner applies to (unless `force`), a setting or value a tuner rejects, or two
+    tuners that would change the same target.
     """
     root = Path(root)
     tuners = select_tuners(only, host=host)
+    skipped: list[Skipped] = []
     if not force:
-        _refuse_misfits(tuners, read_facts(root))
+        fit, skipped = _fitting(tuners, read_facts(root))
+        if only:
+            _refuse_misfits(skipped, len(tuners))
+        elif not fit:  # no tuner is made for this host: the first one says why
+            _refuse_misfits(skipped[:1], 1)
+        tuners = fit
     by_name = {t.name: t for t in tuners}
     for name, values in parse_settings(settings).items():
+        misfit = next((m for m in skipped if m.tuner == name), None)
+        if misfit is not None:
+            raise TuneError(f"setting for tuner '{name}', which does not apply to this host: "
+                            f"{misfit.reason}; pass --force to tune it anyway")
         if name not in by_name:
             raise TuneError(f"setting for tuner '{name}', which is not selected "
                             f"(selected: {', '.join(by_name) or 'none'})")
@@ -120,7 +160,7 @@ def plan_tuning(root: Path = Path("/"), only: Iterable[str] | None = None, *,
                 raise TuneError(f"tuners '{owners[key]}' and '{tuner.name}' both change "
                                 f"{change.target}: apply them one at a time with --only")
         steps.append(TuneStep(tuner.name, changes, tuner.guidance(root)))
-    return TunePlan(root, is_live(root), steps)
+    return TunePlan(root, is_live(root), steps, skipped)
 
 
 # -- showing a plan ----------------------------------------------------------------------
@@ -151,7 +191,7 @@ def _show_change(change: Change, live: bool) -> list[str]:
 
 def render_plan(plan: TunePlan) -> str:
     """The plan as a diff: unified diffs for files, `~` for values, `$` for commands."""
-    out = []
+    out = [f"# {line}" for line in skipped_lines(plan.skipped)]
     for step in plan.steps:
         head = f"# {step.tuner}: " + (f"{len(step.changes)} change(s)" if step.changes else "nothing to change")
         if step.needs_reboot:
@@ -164,6 +204,15 @@ def render_plan(plan: TunePlan) -> str:
             out += [f"! {line}" for line in step.guidance.splitlines()]
         out.append("")
     return "\n".join(out)
+
+
+def skipped_lines(skipped: Iterable[Skipped]) -> list[str]:
+    """One line per reason: "not for this host: kernel, vram — this host is not ..."."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for s in skipped:
+        groups.setdefault((s.reason, s.hint), []).append(s.tuner)
+    return [f"not for this host: {', '.join(names)} — {reason}" + (f"; {hint}" if hint else "")
+            for (reason, hint), names in groups.items()]
 
 
 # -- applying ----------------------------------------------------------------------------
@@ -441,5 +490,5 @@ def needs_reboot(info: JournalInfo) -> bool:
     return any(journal.changes[i].needs_reboot for i in journal.begun())
 
 
-__all__ = ["audit", "verify", "plan_tuning", "apply_tuning", "resume_tuning", "rollback",
+__all__ = ["audit", "verify", "verify_report", "skipped_lines", "plan_tuning", "apply_tuning", "resume_tuning", "rollback",
            "list_journals", "render_plan", "compare", "gate", "parse_settings", "select_tuners"]
