@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
+
+from ..reporting import csv_lines, markdown_table, markdown_width
 
 # test::get_field_type
 _INT = {"build_number", "n_batch", "n_ubatch", "n_threads", "poll", "model_size", "model_n_params",
@@ -80,41 +82,9 @@ def field_width(field: str, numeric: bool | None = None) -> int:
     unless `numeric` (halo's own columns)."""
     if field in _WIDTHS:
         return _WIDTHS[field]
-    width = max(len(field), 10)
     if numeric is None:
         numeric = field in _INT or field in _BOOL or field in _FLOAT
-    return width if numeric else -width
-
-
-def _pad(text: str, width: int) -> str:
-    """printf's "%*s": pads to |width| bytes (so "±", two bytes in UTF-8, counts twice)."""
-    room = abs(width) - len(text.encode())
-    if room <= 0:
-        return text
-    return text + " " * room if width < 0 else " " * room + text
-
-
-def markdown_table(columns: Sequence[tuple[str, int]], rows: Iterable[Sequence[str]],
-                   cell_widths: Sequence[int] | None = None) -> list[str]:
-    """Lines of a table in llama-bench's markdown style: (header, width) per column, width < 0
-    left-aligned; the separator ends in ':' for right-aligned columns. `cell_widths` pads the
-    rows' cells differently from the headers (llama-bench's "t/s" hack)."""
-    widths = list(cell_widths) if cell_widths is not None else [w for _n, w in columns]
-    lines = ["|" + "".join(f" {_pad(name, width)} |" for name, width in columns),
-             "|" + "".join(f" {'-' * (abs(width) - 1)}{':' if width > 0 else '-'} |" for _name, width in columns)]
-    for row in rows:
-        lines.append("|" + "".join(f" {_pad(cell, width)} |" for cell, width in zip(row, widths)))
-    return lines
-
-
-def csv_cell(text: str) -> str:
-    """csv_printer::escape_csv: every value quoted, quotes doubled."""
-    return '"' + text.replace('"', '""') + '"'
-
-
-def csv_lines(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """llama-bench's csv: the header bare, every value quoted."""
-    return [",".join(header), *(",".join(csv_cell(v) for v in row) for row in rows)]
+    return markdown_width(field, numeric)
 
 
 def is_cpu_backend(backends: str) -> bool:
@@ -195,14 +165,14 @@ def markdown_fields(records: Sequence[dict], *, threads_given: bool = False) -> 
 
 
 def markdown(records: Sequence[dict], *, threads_given: bool = False,
-             extra: Sequence[tuple[str, Sequence[str]]] = ()) -> str:
+             extra: Sequence[tuple[str, Sequence[str], bool]] = ()) -> str:
     """`llama-bench -o md` of these records: the table, a blank line, "build: COMMIT (NUMBER)".
 
-    `extra` are columns appended after "t/s" (a header and one cell per record), numeric,
-    right-aligned as llama-bench aligns its numbers."""
+    `extra` are columns appended after "t/s": (header, one cell per record, numeric), aligned
+    as llama-bench aligns its own (numbers right, text left)."""
     fields = markdown_fields(records, threads_given=threads_given)
     columns = [(_DISPLAY.get(f, f), field_width(f)) for f in fields]
-    columns += [(name, field_width(name, numeric=True)) for name, _cells in extra]
+    columns += [(name, markdown_width(name, numeric)) for name, _cells, numeric in extra]
     # print_test's HACK: the "t/s" cells get one byte more, for the two bytes of "±"
     cell_widths = [w + 1 if f == "t/s" else w for f, (_n, w) in zip(fields, columns)]
     cell_widths += [w for _n, w in columns[len(fields):]]
@@ -224,7 +194,7 @@ def markdown(records: Sequence[dict], *, threads_given: bool = False,
                 row.append(speed_cell(record))
             else:
                 row.append(field_text(record.get(field)))
-        rows.append(row + [cells[i] for _name, cells in extra])
+        rows.append(row + [cells[i] for _name, cells, _numeric in extra])
     builds = []
     for record in records:
         build = f"{record.get('build_commit', '')} ({int(record.get('build_number') or 0)})"
