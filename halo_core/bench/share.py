@@ -111,7 +111,8 @@ def run_jsonl(run: BenchRun) -> str:
     return "".join(r.line + "\n" for r in raw_records(run))
 
 
-def run_output(run: BenchRun, fmt: str) -> str:
+def format_bench_run(run: BenchRun, fmt: str) -> str:
+    """The run as `fmt` (one of FORMATS): md, csv or jsonl."""
     return {"md": run_markdown, "csv": run_csv, "jsonl": run_jsonl}[fmt](run)
 
 
@@ -132,7 +133,8 @@ def compare_markdown(deltas: Sequence[CellDelta]) -> str:
     return "\n".join(markdown_table(columns, rows)) + "\n"
 
 
-def compare_output(deltas: Sequence[CellDelta], fmt: str) -> str:
+def format_comparison(deltas: Sequence[CellDelta], fmt: str) -> str:
+    """compare_runs' deltas as `fmt`: md (compare_markdown), csv or jsonl of every field."""
     if fmt == "md":
         return compare_markdown(deltas)
     if fmt == "csv":

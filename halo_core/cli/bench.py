@@ -310,13 +310,13 @@ def bench_show(run_ref, fmt, as_json):
     fmt = _format(fmt, as_json)
     kind, [run] = _load_runs((run_ref,))
     if kind != KIND:  # a serve-bench run
-        from ..servebench.share import cells_output
+        from ..servebench.share import format_serve_run
 
         if fmt == "json":
             emit_json(_serve_json(run))
             return
         if fmt != "table":
-            click.echo(cells_output(run.cells, fmt), nl=False)
+            click.echo(format_serve_run(run, fmt), nl=False)
             return
         print_table(serve_table(run.cells, f"{run.path.name} ({run.status}): "
                                            f"{Path(run.model).name or run.model} at {run.endpoint}"))
@@ -328,9 +328,9 @@ def bench_show(run_ref, fmt, as_json):
         emit_json(run)
         return
     if fmt != "table":
-        from ..bench.share import run_output
+        from ..bench.share import format_bench_run
 
-        click.echo(run_output(run, fmt), nl=False)
+        click.echo(format_bench_run(run, fmt), nl=False)
         for f in run.failures:  # stdout stays the table
             err_console.print(f"FAILED {f.model} · {f.backend} · {f.kv} · {f.test}: {escape(f.error)}",
                               highlight=False, soft_wrap=True)
@@ -374,14 +374,14 @@ def bench_compare(before, after, fmt, as_json):
     kind, loaded = _load_runs((before, after))
     if kind != KIND:  # serve-bench runs
         from ..servebench.run import compare_serve_runs
-        from ..servebench.share import compare_output as serve_compare_output
+        from ..servebench.share import format_serve_comparison
 
         serve_deltas = compare_serve_runs(*loaded)
         if fmt == "json":
             emit_json(serve_deltas)
             return
         if fmt != "table":
-            click.echo(serve_compare_output(serve_deltas, fmt), nl=False)
+            click.echo(format_serve_comparison(serve_deltas, fmt), nl=False)
             return
         table = Table("cell", "metric", "before", "after", "change", "p", "verdict")
         for d in serve_deltas:
@@ -395,9 +395,9 @@ def bench_compare(before, after, fmt, as_json):
         emit_json(deltas)
         return
     if fmt != "table":
-        from ..bench.share import compare_output
+        from ..bench.share import format_comparison
 
-        click.echo(compare_output(deltas, fmt), nl=False)
+        click.echo(format_comparison(deltas, fmt), nl=False)
         return
     table = Table("model", "backend", "group", "kv", "test", "before t/s", "after t/s", "change",
                   "verdict")

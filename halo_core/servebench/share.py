@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..reporting import markdown_table, markdown_width, records_csv, records_jsonl
-from .run import ServeCell, ServeDelta
+from .run import ServeCell, ServeDelta, ServeRun
 
 FORMATS = ("md", "csv", "jsonl")
 
@@ -47,12 +47,13 @@ def cells_markdown(cells: Sequence[ServeCell]) -> str:
     return "\n".join(markdown_table(columns, rows)) + "\n"
 
 
-def cells_output(cells: Sequence[ServeCell], fmt: str) -> str:
+def format_serve_run(run: ServeRun, fmt: str) -> str:
+    """A serve-bench run's cells as `fmt` (one of FORMATS): md, csv or jsonl."""
     if fmt == "md":
-        return cells_markdown(cells)
+        return cells_markdown(run.cells)
     if fmt == "csv":
-        return records_csv(cells, ServeCell)
-    return records_jsonl(cells)
+        return records_csv(run.cells, ServeCell)
+    return records_jsonl(run.cells)
 
 
 def compare_markdown(deltas: Sequence[ServeDelta]) -> str:
@@ -64,7 +65,8 @@ def compare_markdown(deltas: Sequence[ServeDelta]) -> str:
     return "\n".join(markdown_table(columns, rows)) + "\n"
 
 
-def compare_output(deltas: Sequence[ServeDelta], fmt: str) -> str:
+def format_serve_comparison(deltas: Sequence[ServeDelta], fmt: str) -> str:
+    """compare_serve_runs' deltas as `fmt`: md, csv or jsonl."""
     if fmt == "md":
         return compare_markdown(deltas)
     if fmt == "csv":
