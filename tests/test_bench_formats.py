@@ -112,6 +112,19 @@ def test_synthetic_weights_are_a_column_not_a_changed_model_cell(halo, home, smo
                          rows[2] + " yes        |", rows[3] + " yes        |"]
 
 
+def test_a_run_of_two_groups_is_one_table_with_their_rows(halo, smoke_model, tmp_path, llama_bin_dir):
+    folder, capture = _tee(tmp_path, llama_bin_dir, "md")
+    run = _saved(halo("bench", "run", "-m", str(smoke_model.path), *TINY, "--depths", "0,32",
+                      "--ctx-prompt", "16", "--llama-cpp-dir", str(folder), "--tag", "groups"))
+    theirs = [ln for ln in capture.read_text().splitlines() if ln.startswith("| ")]
+    ours = _show(halo, run, "md").splitlines()
+    assert len(theirs) == 2 + 2 + 2 + 4 and theirs[0] == theirs[4]  # std: 2 rows, ctx: 4
+    assert ours[0] == theirs[0] + " group      |"
+    assert ours[2:8] == [row + f" {group:<10} |" for row, group in
+                         zip(theirs[2:4] + theirs[6:10], ["std"] * 2 + ["ctx"] * 4)]
+    assert ours[7].split("|")[-4].strip() == "tg4 @ d32"
+
+
 def test_compare_as_markdown_csv_and_jsonl(halo, smoke_model):
     before = _saved(halo("bench", "run", "-m", str(smoke_model.path), *TINY, "--tag", "cmp-a"))
     after = _saved(halo("bench", "run", "-m", str(smoke_model.path), "--pp", "16", "--tg", "0",

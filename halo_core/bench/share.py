@@ -72,13 +72,16 @@ def _fmt(value, spec: str) -> str:
 
 def halo_columns(results: Sequence[BenchResult]) -> list[tuple[str, list[str], bool]]:
     """halo's columns after llama-bench's "t/s", each only where the run has it: power (W),
-    tokens per joule, % of the bandwidth roofline (tg), halo's backend (when llama-bench's
-    backend name does not tell a run's backends apart) and whether the weights are random."""
+    tokens per joule, % of the bandwidth roofline (tg), the test group (a run with the
+    long-context group measures depth 0 twice), halo's backend (llama-bench names two Vulkan
+    drivers alike) and whether the weights are random."""
     columns = []
     for header, field, spec in (("W", "power_w", ".1f"), ("t/J", "tokens_per_joule", ".2f"),
                                 ("% BW", "bandwidth_pct", ".1f")):
         if any(getattr(r, field) is not None for r in results):
             columns.append((header, [_fmt(getattr(r, field), spec) for r in results], True))
+    if len({r.group for r in results}) > 1:
+        columns.append(("group", [_fmt(r.group, "") for r in results], False))
     if len({r.backend for r in results}) > 1:
         columns.append(("halo backend", [r.backend for r in results], False))
     if any(r.synthetic for r in results):
