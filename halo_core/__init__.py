@@ -59,6 +59,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "resolve_bench_run": ("bench.run", "resolve_bench_run"),
     "load_bench_run": ("bench.run", "load_bench_run"),
     "compare_runs": ("bench.compare", "compare_runs"),
+    "format_bench_run": ("bench.share", "format_bench_run"),
+    "format_comparison": ("bench.share", "format_comparison"),
     "write_report": ("bench.report", "write_report"),
     # serving benchmark (bench serve)
     "ServeBenchSpec": ("servebench.run", "ServeBenchSpec"),
@@ -67,6 +69,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "resolve_serve_run": ("servebench.run", "resolve_serve_run"),
     "load_serve_run": ("servebench.run", "load_serve_run"),
     "compare_serve_runs": ("servebench.run", "compare_serve_runs"),
+    "format_serve_run": ("servebench.share", "format_serve_run"),
+    "format_serve_comparison": ("servebench.share", "format_serve_comparison"),
     "write_serve_report": ("servebench.report", "write_serve_report"),
     # models
     "list_models": ("models.resolve", "list_models"),

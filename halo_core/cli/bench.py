@@ -287,16 +287,42 @@ def bench_list(as_json):
     print_table(table)
 
 
+OUTPUT_FORMATS = ("table", "md", "csv", "jsonl", "json")
+
+
+def format_option(what: str):
+    """--format, and --json as its alias for `--format json`."""
+    def decorate(f):
+        f = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (--format json).")(f)
+        return click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default=None,
+                            help=f"{what} [default: table].")(f)
+    return decorate
+
+
+def _format(fmt: str | None, as_json: bool) -> str:
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json is --format json: give one of --json and --format {fmt}")
+    return "json" if as_json else (fmt or "table")
+
+
 @bench.command("show")
 @click.argument("run_ref", metavar="RUN")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def bench_show(run_ref, as_json):
+@format_option("table (rich), md (llama-bench's -o md table, halo's columns after t/s), csv or "
+               "jsonl (llama-bench's -o csv / -o jsonl of the run's records), json (halo's records); "
+               "serve-bench runs: their cells")
+def bench_show(run_ref, fmt, as_json):
     """Show one run: its results, failures and status (RUN: path, name or tag; a llama-bench
     or serve-bench run)."""
+    fmt = _format(fmt, as_json)
     kind, [run] = _load_runs((run_ref,))
     if kind != KIND:  # a serve-bench run
-        if as_json:
+        from ..servebench.share import format_serve_run
+
+        if fmt == "json":
             emit_json(_serve_json(run))
+            return
+        if fmt != "table":
+            click.echo(format_serve_run(run, fmt), nl=False)
             return
         print_table(serve_table(run.cells, f"{run.path.name} ({run.status}): "
                                            f"{Path(run.model).name or run.model} at {run.endpoint}"))
@@ -304,8 +330,16 @@ def bench_show(run_ref, as_json):
             click.echo(f"error: {run.error}")
         click.echo(f"path: {run.path}")
         return
-    if as_json:
+    if fmt == "json":
         emit_json(run)
+        return
+    if fmt != "table":
+        from ..bench.share import format_bench_run
+
+        click.echo(format_bench_run(run, fmt), nl=False)
+        for f in run.failures:  # stdout stays the table
+            err_console.print(f"FAILED {f.model} · {f.backend} · {f.kv} · {f.test}: {escape(f.error)}",
+                              highlight=False, soft_wrap=True)
         return
     print_table(results_table(run.results, title=f"{run.path.name} ({run.status})"))
     for f in run.failures:
@@ -336,18 +370,24 @@ def _load_runs(refs) -> tuple[str, list]:
 @bench.command("compare")
 @click.argument("before")
 @click.argument("after")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def bench_compare(before, after, as_json):
+@format_option("table (rich), md (a markdown table in llama-bench's style), csv, jsonl or json "
+               "of the per-cell changes")
+def bench_compare(before, after, fmt, as_json):
     """Per-cell t/s before and after, % change, and whether it is beyond noise (serve-bench
     runs: t/s and TTFT/ITL/latency percentiles per cell)."""
+    fmt = _format(fmt, as_json)
     colors = {"faster": "green", "slower": "red"}
     kind, loaded = _load_runs((before, after))
     if kind != KIND:  # serve-bench runs
         from ..servebench.run import compare_serve_runs
+        from ..servebench.share import format_serve_comparison
 
         serve_deltas = compare_serve_runs(*loaded)
-        if as_json:
+        if fmt == "json":
             emit_json(serve_deltas)
+            return
+        if fmt != "table":
+            click.echo(format_serve_comparison(serve_deltas, fmt), nl=False)
             return
         table = Table("cell", "metric", "before", "after", "change", "p", "verdict")
         for d in serve_deltas:
@@ -357,8 +397,13 @@ def bench_compare(before, after, as_json):
         print_table(table)
         return
     deltas = compare_runs(*loaded)
-    if as_json:
+    if fmt == "json":
         emit_json(deltas)
+        return
+    if fmt != "table":
+        from ..bench.share import format_comparison
+
+        click.echo(format_comparison(deltas, fmt), nl=False)
         return
     table = Table("model", "backend", "group", "kv", "test", "before t/s", "after t/s", "change",
                   "verdict")
@@ -388,8 +433,9 @@ def bench_report(run_refs, output):
 
 
 def _ms(stat, *fields: str) -> str:
-    values = [getattr(stat, f) for f in fields] if stat is not None else []
-    return "/".join(f"{v:.1f}" if v < 100 else f"{v:.0f}" for v in values) or "-"
+    from ..servebench.share import ms
+
+    return ms(stat, *fields)
 
 
 def serve_table(cells: list, title: str) -> Table:
