@@ -109,6 +109,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     # tuning
     "audit": ("tune.tuning", "audit"),
     "verify": ("tune.tuning", "verify"),
+    "verify_report": ("tune.tuning", "verify_report"),
     "plan_tuning": ("tune.tuning", "plan_tuning"),
     "apply_tuning": ("tune.tuning", "apply_tuning"),
     "resume_tuning": ("tune.tuning", "resume_tuning"),

@@ -18,6 +18,7 @@ from halo_core.llama.server import ServerSpec, start_server
 from halo_core.llama.process import free_port
 
 TINY = ["--pp", "16", "--tg", "4", "--reps", "2"]
+NO_ROOFLINE = {"HALO_BANDWIDTH_GBS": "0"}  # llama-bench's columns alone: no % BW
 
 
 def _saved(done) -> Path:
@@ -51,7 +52,7 @@ def _show(halo, run: Path, fmt: str) -> str:
 def test_md_is_llama_benchs_own_table(halo, smoke_model, tmp_path, llama_bin_dir, options):
     folder, capture = _tee(tmp_path, llama_bin_dir, "md")
     run = _saved(halo("bench", "run", "-m", str(smoke_model.path), *TINY, *options,
-                      "--llama-cpp-dir", str(folder), "--tag", f"md-{len(options)}"))
+                      "--llama-cpp-dir", str(folder), "--tag", f"md-{len(options)}", env=NO_ROOFLINE))
     theirs = capture.read_text()
     assert theirs.startswith("| model ") and "build: " in theirs
     assert _show(halo, run, "md") == theirs  # every line, the footer included
@@ -100,7 +101,7 @@ def test_synthetic_weights_are_a_column_not_a_changed_model_cell(halo, home, smo
     made = json.loads(halo("models", "synth", "--arch", "llama", "--shape", "tiny", "--json").stdout)
     folder, capture = _tee(tmp_path, llama_bin_dir, "md")
     run = _saved(halo("bench", "run", "-m", f"{smoke_model.path},{made['ref']}", *TINY,
-                      "--llama-cpp-dir", str(folder), "--tag", "synthetic"))
+                      "--llama-cpp-dir", str(folder), "--tag", "synthetic", env=NO_ROOFLINE))
     # two llama-bench processes, two tables of the same columns: halo's one table has their rows
     theirs = [ln for ln in capture.read_text().splitlines() if ln.startswith("| ")]
     ours = _show(halo, run, "md").splitlines()
@@ -115,7 +116,7 @@ def test_synthetic_weights_are_a_column_not_a_changed_model_cell(halo, home, smo
 def test_a_run_of_two_groups_is_one_table_with_their_rows(halo, smoke_model, tmp_path, llama_bin_dir):
     folder, capture = _tee(tmp_path, llama_bin_dir, "md")
     run = _saved(halo("bench", "run", "-m", str(smoke_model.path), *TINY, "--depths", "0,32",
-                      "--ctx-prompt", "16", "--llama-cpp-dir", str(folder), "--tag", "groups"))
+                      "--ctx-prompt", "16", "--llama-cpp-dir", str(folder), "--tag", "groups", env=NO_ROOFLINE))
     theirs = [ln for ln in capture.read_text().splitlines() if ln.startswith("| ")]
     ours = _show(halo, run, "md").splitlines()
     assert len(theirs) == 2 + 2 + 2 + 4 and theirs[0] == theirs[4]  # std: 2 rows, ctx: 4

@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("serve", "serve", "Serve a model with llama-server: `halo serve MODEL`, `halo serve --preset NAME`, `halo serve status`, `halo serve stop`."),
     "sweep": ("sweep", "sweep", "Eval scores and speed of server settings side by side, each against the first."),
     "tune": ("tune", "tune", "Show the tuning plan as a diff (dry run), or apply it as a transaction."),
-    "verify": ("tune", "verify", "The checklist (9 points with the built-in tuners): PASS, WARN or FAIL, and the fix."),
+    "verify": ("tune", "verify", "The checklist of the tuners that apply to this host (9 points on a Strix Halo): PASS, WARN or FAIL, and the fix."),
 }
 
 
