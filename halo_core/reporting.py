@@ -157,3 +157,12 @@ def records_csv(records: Sequence[Any], cls: type) -> str:
 def records_jsonl(records: Sequence[Any]) -> str:
     """attrs records as JSON lines, one record a line."""
     return "".join(json.dumps(to_dict(r)) + "\n" for r in records)
+
+
+def records_as(fmt: str, records: Sequence[Any], cls: type, markdown) -> str:
+    """`records` of type `cls` as `fmt`: md (through `markdown(records)`), csv or jsonl."""
+    if fmt == "md":
+        return markdown(records)
+    if fmt == "csv":
+        return records_csv(records, cls)
+    return records_jsonl(records)

@@ -16,7 +16,7 @@ from ..errors import HaloError
 from ..llama import bench_output
 from ..llama.flags import parse_bench_line
 from ..records import BenchResult, BenchRun
-from ..reporting import markdown_table, markdown_width, records_csv, records_jsonl
+from ..reporting import markdown_table, markdown_width, records_as
 from .compare import CellDelta
 
 FORMATS = ("md", "csv", "jsonl")
@@ -138,8 +138,4 @@ def compare_markdown(deltas: Sequence[CellDelta]) -> str:
 
 def format_comparison(deltas: Sequence[CellDelta], fmt: str) -> str:
     """compare_runs' deltas as `fmt`: md (compare_markdown), csv or jsonl of every field."""
-    if fmt == "md":
-        return compare_markdown(deltas)
-    if fmt == "csv":
-        return records_csv(deltas, CellDelta)
-    return records_jsonl(deltas)
+    return records_as(fmt, deltas, CellDelta, compare_markdown)

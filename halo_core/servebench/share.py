@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..reporting import markdown_table, markdown_width, records_csv, records_jsonl
+from ..reporting import markdown_table, markdown_width, records_as
 from .run import ServeCell, ServeDelta, ServeRun
 
 FORMATS = ("md", "csv", "jsonl")
@@ -49,11 +49,7 @@ def cells_markdown(cells: Sequence[ServeCell]) -> str:
 
 def format_serve_run(run: ServeRun, fmt: str) -> str:
     """A serve-bench run's cells as `fmt` (one of FORMATS): md, csv or jsonl."""
-    if fmt == "md":
-        return cells_markdown(run.cells)
-    if fmt == "csv":
-        return records_csv(run.cells, ServeCell)
-    return records_jsonl(run.cells)
+    return records_as(fmt, run.cells, ServeCell, cells_markdown)
 
 
 def compare_markdown(deltas: Sequence[ServeDelta]) -> str:
@@ -67,8 +63,4 @@ def compare_markdown(deltas: Sequence[ServeDelta]) -> str:
 
 def format_serve_comparison(deltas: Sequence[ServeDelta], fmt: str) -> str:
     """compare_serve_runs' deltas as `fmt`: md, csv or jsonl."""
-    if fmt == "md":
-        return compare_markdown(deltas)
-    if fmt == "csv":
-        return records_csv(deltas, ServeDelta)
-    return records_jsonl(deltas)
+    return records_as(fmt, deltas, ServeDelta, compare_markdown)
