@@ -6,6 +6,10 @@ Prints, per cell, halo's reported t/s and raw llama-bench's, then
     wall difference per run: should be < 0.3 s
   - the CLI's start-up, median of 10, against a bare `python -c pass`: `halo --version` should
     take <= 0.15 s, `halo plugins --json` <= 0.25 s (#24); `halo --help` is shown beside them
+  - where halo's own time goes: one more halo run under cProfile, its wall time split into
+    start-up (interpreter, imports, plugins), the steps of run_bench (backends, model, machine
+    facts, metrics sampler, flag probe, bandwidth, records) and llama-bench itself (cProfile
+    slows Python down, so the parts are larger than in a plain run; their order is what counts)
 Rounds alternate which side goes first, so drift on a noisy machine hits both alike.
 
     .venv/bin/python benchmarks/bench_overhead.py [--model smoke] [--rounds 2] [--pp 512 --tg 128 --reps 3]
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -54,6 +59,50 @@ def run_raw(commands: list[list[str]]) -> tuple[float, dict]:
             test = f"pp{rec['n_prompt']}" if rec["n_prompt"] else f"tg{rec['n_gen']}"
             results[(f"{rec['type_k']}/{rec['type_v']}", test)] = rec["avg_ts"]
     return time.perf_counter() - start, results
+
+
+# (file suffix, function) -> the phase it is; cumulative wall times under cProfile
+PHASES = [
+    ("backends: which can run", "halo_core/plugins.py", "available_backends"),
+    ("model: resolve, read the header", "halo_core/models/resolve.py", "fetch_model"),
+    ("machine facts (system.json)", "halo_core/machine/hostfacts.py", "system_state"),
+    ("bench pid file", "halo_core/llama/process.py", "record_bench"),
+    ("roofline bandwidth", "halo_core/machine/bandwidth.py", "roofline_bandwidth"),
+    ("metrics sensors (set-up)", "halo_core/machine/metrics.py", "sensors"),
+    ("metrics sampler start", "halo_core/machine/metrics.py", "__enter__"),
+    ("metrics sampler stop", "halo_core/machine/metrics.py", "__exit__"),
+    ("flag probe (cached)", "halo_core/llama/flags.py", "probe_flags"),
+    ("llama-bench (its output)", "halo_core/runner.py", "lines"),
+    ("llama-bench (its exit)", "halo_core/runner.py", "wait"),
+    ("records: results, state", "halo_core/bench/run.py", "result"),
+    ("records: finish", "halo_core/bench/run.py", "finish"),
+]
+
+
+def phases(args, home: Path) -> None:
+    """One halo run under cProfile: where its wall time went."""
+    with tempfile.NamedTemporaryFile(suffix=".prof") as prof:
+        argv = [sys.executable, "-m", "cProfile", "-o", prof.name, "-m", "halo_core", "bench", "run",
+                "-m", args.model, "--pp", str(args.pp), "--tg", str(args.tg), "--reps", str(args.reps),
+                "--kv-types", args.kv_types, "--json"] + (["--threads", str(args.threads)] if args.threads else [])
+        start = time.perf_counter()
+        subprocess.run(argv, capture_output=True, env=dict(os.environ, HALO_HOME=str(home)), check=True)
+        wall = time.perf_counter() - start
+        stats = pstats.Stats(prof.name).stats
+
+    def cumulative(suffix: str, name: str) -> float:
+        return sum(ct for (file, _line, func), (_cc, _nc, _tt, ct, _callers) in stats.items()
+                   if func == name and file.endswith(suffix))
+
+    inside = cumulative("halo_core/bench/run.py", "run_bench")
+    print(f"where one halo run's {wall:.2f}s went (under cProfile):")
+    print(f"  {'start-up: interpreter, imports, plugins, options':<50} {wall - inside:6.3f}s")
+    named = 0.0
+    for label, suffix, name in PHASES:
+        took = cumulative(suffix, name)
+        named += took
+        print(f"  {label:<50} {took:6.3f}s")
+    print(f"  {'the rest of run_bench':<50} {inside - named:6.3f}s")
 
 
 def startup(argv: list[str], runs: int = 10) -> float:
@@ -112,6 +161,7 @@ def main() -> None:
             print(f"noise floor: raw vs raw between rounds, median |ratio - 1| = {100 * statistics.median(floor):.2f}%")
         print(f"wall time halo/raw: {sum(halo_walls):.1f}s / {sum(raw_walls):.1f}s = {wall_ratio:.3f} (target <= 1.05); "
               f"{(sum(halo_walls) - sum(raw_walls)) / args.rounds:+.2f}s a run (target < 0.3s)")
+        phases(args, home)
     bare = startup([sys.executable, "-c", "pass"])
     for args_, target in ((["--version"], "<= 0.15s"), (["plugins", "--json"], "<= 0.25s"), (["--help"], "")):
         took = startup([sys.executable, "-m", "halo_core", *args_])

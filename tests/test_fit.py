@@ -213,6 +213,11 @@ def test_hostile_headers_are_one_line_errors_naming_the_field(tmp_path):
         "keylen": (gguf(struct.pack("<Q", 1 << 50), 1), "metadata key 1's name claims 1125899906842624 bytes"),
         "strlen": (gguf(string(b"k") + struct.pack("<IQ", 8, 1 << 60), 1), "metadata key 'k': GGUF header is truncated"),
         "type": (gguf(string(b"k") + struct.pack("<I", 77), 1), "metadata key 'k': unknown GGUF value type 77"),
+        # a vocabulary (skipped, not read) whose strings run past the end, or that ends early
+        "vocab": (gguf(string(b"v") + struct.pack("<IIQ", 9, 8, 10**6) + string(b"a") + struct.pack("<Q", 1 << 60), 1),
+                  "metadata key 'v': GGUF header is truncated"),
+        "short": (gguf(string(b"v") + struct.pack("<IIQ", 9, 8, 5000) + string(b"a") * 4999, 1),
+                  "metadata key 'v': GGUF header is truncated"),
     }
     for name, (data, message) in cases.items():
         path = tmp_path / f"{name}.gguf"

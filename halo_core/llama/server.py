@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Mapping
 
 import attrs
-import httpx
 
 from ..config import defaults
 from ..errors import HaloError, ToolFailed
@@ -176,6 +175,8 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
 
 
 def _wait_ready(server: Server, spec: ServerSpec, status) -> None:
+    import httpx  # (here: `halo bench run` imports this module for its options, not for HTTP)
+
     health = url(connect_host(spec.host), spec.port) + "/health"
     deadline = time.monotonic() + spec.ready_timeout
     status(f"waiting for {health}")

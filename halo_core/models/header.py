@@ -63,16 +63,21 @@ class GgufHeader:
         return self.metadata.get(f"{self.arch}.{key}", default)
 
 
+_STRUCTS = {endian: {fmt: struct.Struct(endian + fmt) for fmt in (*_SCALARS.values(), "I", "Q")}
+            for endian in "<>"}
+
+
 class _Cursor:
     def __init__(self, buf, path: Path, endian: str):
         self.buf, self.pos, self.path, self.endian = buf, 0, path, endian
+        self.structs = _STRUCTS[endian]
 
     def take(self, fmt: str):
-        size = struct.calcsize(fmt)
-        if self.pos + size > len(self.buf):
+        unpacker = self.structs[fmt]
+        if self.pos + unpacker.size > len(self.buf):
             raise ModelError(f"{self.path}: GGUF header is truncated at byte {self.pos}")
-        value = struct.unpack_from(self.endian + fmt, self.buf, self.pos)[0]
-        self.pos += size
+        value = unpacker.unpack_from(self.buf, self.pos)[0]
+        self.pos += unpacker.size
         return value
 
     def string(self, max_len: int | None = None, what: str = "a string") -> str:
@@ -87,11 +92,18 @@ class _Cursor:
         return text
 
     def skip_strings(self, count: int) -> None:
+        # (a vocabulary and its merges are ~400,000 strings in a Llama 3 model: one tight loop,
+        # no method call per string, keeps reading the header a matter of milliseconds)
+        unpack, buf, pos, end = self.structs["Q"].unpack_from, self.buf, self.pos, len(self.buf) - 8
         for _ in range(count):
-            length = self.take("Q")
-            self.pos += length
-        if self.pos > len(self.buf):
-            raise ModelError(f"{self.path}: GGUF header is truncated at byte {len(self.buf)}")
+            if pos > end:
+                break
+            pos += 8 + unpack(buf, pos)[0]
+        else:
+            if pos <= len(self.buf):
+                self.pos = pos
+                return
+        raise ModelError(f"{self.path}: GGUF header is truncated at byte {min(pos, len(self.buf))}")
 
     def value(self, vtype: int, depth: int = 0):
         if vtype in _SCALARS:
