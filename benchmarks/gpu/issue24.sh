@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # issue #24 on the H200 (device call, .gpu carried: the sdist, halo's wheel, gguf, setuptools-scm,
-# vcs-versioning, packaging): trimmed CUDA build (timed), halo audit, per-run overhead, start-up
+# vcs-versioning, packaging): trimmed CUDA build (timed), halo audit, per-run overhead and where
+# it goes, start-up, the imports of `halo bench run`
 set -x
 export PYTHONUNBUFFERED=1
 repo=$(pwd)
@@ -15,4 +16,7 @@ python3 -m halo_core audit > $OUT/audit.txt 2>&1; cat $OUT/audit.txt
 python3 -m halo_core audit --json > $OUT/audit.json
 m=$(python3 -m halo_core models synth --arch llama --shape 8b --quant Q4_0 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')
 echo "model $m"
-python3 $repo/benchmarks/bench_overhead.py --model "$m" --rounds 2 2>&1 | tee $OUT/overhead.txt
+echo "PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE:-unset}" | tee $OUT/overhead.txt
+python3 $repo/benchmarks/bench_overhead.py --model "$m" --rounds 3 2>&1 | tee -a $OUT/overhead.txt
+python3 -X importtime -m halo_core bench run --help 2> $OUT/importtime.txt > /dev/null
+sort -t'|' -k2 -n $OUT/importtime.txt | tail -25
