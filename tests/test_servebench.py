@@ -340,3 +340,38 @@ def test_a_stream_chunk_of_any_shape_fails_its_request_only():
     # llama-server's last chunk: no choices, the usage and timings
     assert _chunk(seen, {"choices": [], "usage": {"completion_tokens": 3}, "timings": {"predicted_n": 3}}, 0.2)
     assert seen.usage == {"completion_tokens": 3} and seen.timings == {"predicted_n": 3}
+
+
+def test_a_model_whose_tokens_have_no_text_is_counted_by_the_server(home, llama_bin_dir):
+    """(#23) A real llama-server on a model whose generated tokens decode to nothing (a synthetic
+    model whose byte tokens and filler words are made control tokens: what happened on the H200
+    before the fillers were words): the stream has no content, the requests still count, from the server's usage and
+    timings; TTFT and ITL are unknown, not invented."""
+    import gguf
+
+    from halo_core.models.synth import synth_model
+
+    made = synth_model(arch="llama", shape="tiny", name="tiny-silent")
+    reader = gguf.GGUFReader(made.path, "r+")
+    types = reader.fields["tokenizer.ggml.token_type"]
+    for index in types.data[3:]:  # after <unk> <s> </s>: the bytes and the fillers
+        types.parts[index][0] = 3  # control: decodes to no text (a prompt still tokenizes to bytes)
+    del reader
+    started = start_server(ServerSpec(model=str(made.path), port=free_port(), ctx=1024, parallel=1))
+    try:
+        url = started.info.url
+        reply = httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
+            "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "seed": 1}).json()
+        assert reply["choices"][0]["message"]["content"] == "" and reply["usage"]["completion_tokens"] >= 1
+        run = run_serve_bench(ServeBenchSpec(endpoint=url, pp=PP, tg=TG, concurrency=(1,), reps=2,
+                                             tag="silent"))
+    finally:
+        started.stop()
+    assert run.status == "complete", [r.error for r in run.requests]
+    for r in run.requests:
+        assert r.ok and r.error == "" and r.completion_tokens == r.timings["predicted_n"] >= 1
+        assert r.ttft_s is None and r.itl_s == ()
+        if r.completion_tokens > 1:
+            assert r.tg_ts == pytest.approx(r.timings["predicted_per_second"], rel=1e-3)
+    [cell] = run.cells
+    assert cell.ttft_ms is None or cell.ttft_ms.n == 0

@@ -225,7 +225,7 @@ def test_vocabulary_generated_or_copied_and_sized_to_the_shape(home, smoke_model
     tensors, meta = _read(made.path)
     tokens = meta["tokenizer.ggml.tokens"]
     assert meta["tokenizer.ggml.model"] == "llama" and len(tokens) == 2048 == meta["llama.vocab_size"]
-    assert tokens[:4] == ["<unk>", "<s>", "</s>", "<0x00>"] and tokens[-1] == "<|synth_2047|>"
+    assert tokens[:4] == ["<unk>", "<s>", "</s>", "<0x00>"] and tokens[-1] == "\u2581s2047"
     assert [n for n, _t, shape in tensors if shape[-1] == 2048] == ["token_embd.weight", "output.weight"]
 
     copied = synth_model(arch="llama", shape="tiny", vocab_from=str(smoke_model.path),
@@ -249,6 +249,12 @@ def test_serve_warns_and_eval_refuses_a_synthetic_model(halo, home):
         tokens = httpx.post(f"{url}/tokenize", json={"content": "hi"}, timeout=10).json()["tokens"]
         # the byte-level vocabulary at work: SentencePiece's space prefix, then h, i
         assert tokens == [3 + b for b in "\u2581hi".encode()]
+        # (#23) what it generates is text: the filler words decode to " s1234"
+        reply = httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
+            "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "temperature": 1.0,
+            "seed": 1, "stream": False}).json()
+        assert reply["usage"]["completion_tokens"] >= 1
+        assert re.search(r"\bs\d+\b", reply["choices"][0]["message"]["content"]), reply
         refused = halo("eval", "--suite", "ifeval", "--limit", "1", "--endpoint", url)
     finally:
         halo("serve", "stop", "--port", str(port))

@@ -436,11 +436,15 @@ def _vocab_fields(vocab_from: str | None) -> tuple[dict, dict[str, tuple]]:
 
 
 def _pad_vocab(arrays: dict, n_vocab: int) -> dict:
-    """Token arrays grown to `n_vocab` with unused filler tokens."""
+    """Token arrays grown to `n_vocab` with filler words: normal tokens that decode to printable
+    text (" s2047" for token 2047), so what a synthetic model generates — almost always a
+    filler, its weights being random — reaches a client as text: a server's stream carries
+    content, as a real model's does. (Nothing tokenizes into them: SentencePiece only merges
+    into a token through shorter ones, and the fillers have none.)"""
     have = len(arrays[gguf.Keys.Tokenizer.LIST])
     extra = range(have, n_vocab)
-    fill = {gguf.Keys.Tokenizer.LIST: [f"<|synth_{i}|>" for i in extra],
-            gguf.Keys.Tokenizer.TOKEN_TYPE: [5] * len(extra),  # unused
+    fill = {gguf.Keys.Tokenizer.LIST: [f"\u2581s{i}" for i in extra],
+            gguf.Keys.Tokenizer.TOKEN_TYPE: [1] * len(extra),  # normal
             gguf.Keys.Tokenizer.SCORES: [0.0] * len(extra)}
     return {key: values + fill[key] for key, values in arrays.items()}
 

@@ -499,12 +499,25 @@ async def _stream(client: httpx.AsyncClient, body: bytes) -> _Observed:
     finally:
         seen.end = time.perf_counter() - t0
     if not seen.tokens:
-        seen.error = "the stream carried no token"
+        if _server_count(seen) and (done or seen.finish):
+            # (tokens whose text is empty: special ones, or a model whose vocabulary decodes to
+            # nothing) the server's own count stands; TTFT and ITL cannot be seen from here
+            seen.ok = True
+        else:
+            seen.error = "the stream carried no token"
     elif not (done or seen.finish):
         seen.error = f"the stream ended early (after {len(seen.tokens)} tokens)"
     else:
         seen.ok = True
     return seen
+
+
+def _server_count(seen: _Observed) -> int | None:
+    """The tokens the server says it generated (usage, else llama-server's timings)."""
+    for counted in ((seen.usage or {}).get("completion_tokens"), (seen.timings or {}).get("predicted_n")):
+        if isinstance(counted, int) and not isinstance(counted, bool) and counted > 0:
+            return counted
+    return None
 
 
 def _record(cell: Cell, attempt: str, rep: int, index: int, prompt: Prompt, start: float,
@@ -526,6 +539,8 @@ def _record(cell: Cell, attempt: str, rep: int, index: int, prompt: Prompt, star
             pp_ts, pp_source = prompt_tokens / (seen.first - latency), "estimated"
     span = tokens[-1] - tokens[0] if len(tokens) > 1 else 0
     tg_ts = (completion - 1) / span if seen.ok and completion and completion > 1 and span > 0 else None
+    if seen.ok and not tokens:  # no text to time: the server's own generation speed
+        tg_ts = timings.get("predicted_per_second")
     r6 = lambda v: None if v is None else round(v, 6)  # noqa: E731
     return RequestRecord(
         cell=cell.key, attempt=attempt, rep=rep, index=index, uid=prompt.uid, start_s=round(start, 6),
