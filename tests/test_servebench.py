@@ -18,6 +18,7 @@ import pytest
 from conftest import wait_until
 from halo_core.llama.server import ServerSpec, start_server
 from halo_core.llama.process import free_port
+from halo_core.servebench.share import format_serve_run
 from halo_core.servebench.run import (
     RequestRecord, ServeBenchSpec, ServeRun, Stat, bootstrap_p, compare_serve_runs,
     find_serve_run, load_serve_run, plan, run_serve_bench, summarize,
@@ -93,6 +94,38 @@ def test_run_directory_holds_what_the_numbers_came_from(matrix_run):
     assert len(json.loads((run.path / "results.json").read_text())) == 4
     again = load_serve_run(run.path)  # summaries are recomputed from requests.jsonl
     assert again.cells == run.cells and again.requests == run.requests
+
+
+def test_the_servers_own_metrics_and_where_the_time_went(matrix_run):
+    """(#23) llama-server started with --metrics: its /metrics scraped during the run
+    (server-metrics.jsonl, parsed by prometheus_client) and, per cell, its prompt and generation
+    t/s and peak requests over the cell's window; each request's latency split into queue,
+    prefill and decode from the server's timings."""
+    run, _ = matrix_run
+    state = json.loads((run.path / "run.json").read_text())
+    assert state["server_metrics"] == "server-metrics.jsonl"
+    csv_head = format_serve_run(run, "csv").splitlines()[0].split(",")
+    assert {"server_predicted_ts", "server_deferred_max", "queue_ms_p50", "prefill_ms_mean"} <= set(csv_head)
+    rows = [json.loads(line) for line in (run.path / "server-metrics.jsonl").read_text().splitlines()]
+    assert len(rows) >= 2 * len(run.cells)  # a scrape at each cell's start and end, at least
+    assert all(rows[i]["time"] <= rows[i + 1]["time"] for i in range(len(rows) - 1))
+    last = rows[-1]["metrics"]
+    # every request of the run (and the warm-up) is in the server's counters
+    assert last["tokens_predicted_total"] >= sum(r.completion_tokens for r in run.requests)
+    assert last["prompt_tokens_total"] >= sum(r.prompt_tokens for r in run.requests)
+    for c in run.cells:
+        assert c.server.scrapes >= 2 and c.server.predicted_ts > 0 and c.server.prompt_ts > 0
+        assert c.server.processing_max <= 4 and c.server.deferred_max == 0
+        mine = [r for r in run.requests if r.cell == c.cell]
+        for r in mine:
+            assert r.e2e_s * 1000 >= r.timings["prompt_ms"] + r.timings["predicted_ms"] - 1
+        assert c.prefill_ms.n == c.decode_ms.n == c.queue_ms.n == len(mine)
+        assert c.prefill_ms.mean == pytest.approx(np.mean([r.timings["prompt_ms"] for r in mine]), abs=0.01)
+        assert c.queue_ms.min >= 0
+    # the generation t/s the server saw over a cell agrees with its per-request timings
+    one = run.cells[0]
+    [r] = [r for r in run.requests if r.cell == one.cell]
+    assert one.server.predicted_ts == pytest.approx(r.timings["predicted_per_second"], rel=0.25)
 
 
 def test_prompt_cache_left_on_is_flagged(halo, server, matrix_run):
@@ -172,6 +205,7 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "TTFT ms p50/95/99" in done.stdout and "ITL ms p50/95/99" in done.stdout
+    assert "where the time went" in done.stdout and "prefill ms p50" in done.stdout  # (#23)
     assert lines[-1].startswith("saved: ") and "/runs/serve/serve-cli-" in lines[-1]
     assert "depth 0 · c2: pp " in done.stderr and "depth 0 · 4 r/s: pp " in done.stderr
     run = load_serve_run(Path(lines[-1].removeprefix("saved: ")))
@@ -203,7 +237,12 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     page = (tmp_path / "report" / "index.html").read_text()
     assert "TTFT p50 / p95 / p99 vs concurrency" in page and "tg t/s vs context depth" in page
     assert "TTFT p50 / p95 / p99 vs rate" in page
-    assert page.count("<tr>") == 1 + 4 + 2  # header + the cells of both runs
+    assert page.count("<tr>") == 2 * (1 + 4 + 2)  # header + the cells of both runs, in each table
+    assert "<h2>Where the time went</h2>" in page and "<th>server tg t/s</th>" in page
+    from test_report import chromium
+
+    dom = chromium(tmp_path, "--dump-dom", (tmp_path / "report" / "index.html").as_uri()).stdout
+    assert "Where the time went" in dom and dom.count("<tr>") == page.count("<tr>")
     assert sorted(p.name for p in (tmp_path / "report").glob("*.png")) == [
         "depth-pp.png", "depth-tg.png", "itl-concurrency.png", "itl-rate.png", "ttft-concurrency.png",
         "ttft-rate.png"]
@@ -280,6 +319,9 @@ def test_an_endpoint_without_tokenize_counts_through_usage():
     for c in run.cells:
         assert c.pp_source == "estimated" and c.pp_ts.mean > 0 and c.cache_hits == 0
         assert c.itl_ms.p50 >= 1.5  # the stub's 2 ms per token, seen through the client
+        assert c.server is None and c.prefill_ms is None  # no /metrics, no timings: unknown
+    assert state["server_metrics"].startswith("none: GET /metrics: HTTP 404")
+    assert not (run.path / "server-metrics.jsonl").exists()
 
 
 def test_ttft_waits_for_the_first_content_token():

@@ -326,6 +326,7 @@ def bench_show(run_ref, fmt, as_json):
             return
         print_table(serve_table(run.cells, f"{run.path.name} ({run.status}): "
                                            f"{Path(run.model).name or run.model} at {run.endpoint}"))
+        print_time_table(run.cells)
         if run.error:
             click.echo(f"error: {run.error}")
         click.echo(f"path: {run.path}")
@@ -459,6 +460,18 @@ def serve_table(cells: list, title: str) -> Table:
     return table
 
 
+def print_time_table(cells: list) -> None:
+    """Where the time of a serve-bench cell's requests went, when the server said (share.time_rows)."""
+    from ..servebench.share import TIME_HEAD, TIME_TITLE, time_rows
+
+    rows = time_rows(cells)
+    if rows:
+        table = Table(*TIME_HEAD, title=TIME_TITLE)
+        for row in rows:
+            table.add_row(*row)
+        print_table(table)
+
+
 @bench.command("serve", cls=PassThrough)
 @click.argument("model", required=False)
 @click.option("--endpoint", default=None, metavar="URL",
@@ -543,6 +556,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         emit_json(_serve_json(run))
     else:
         print_table(serve_table(run.cells, f"{Path(run.model).name or run.model} at {run.endpoint}"))
+        print_time_table(run.cells)
         click.echo(f"saved: {run.path}")
     if run.status != "complete":
         raise HaloError(f"{run.error}; {sum(1 for c in run.cells if not c.errors)} clean cell(s) kept in {run.path}")

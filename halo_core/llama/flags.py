@@ -337,4 +337,6 @@ def server_argv(cmd: ToolCommand, flags: Flags, params: ServerParams,
     if params.threads:
         argv += ["-t", str(params.threads)]
     argv += rpc_args(flags, "llama-server", params.rpc, params.tensor_split)
+    if flags.has("--metrics"):  # its Prometheus /metrics: what `halo bench serve` scrapes
+        argv += ["--metrics"]
     return argv + list(params.extra)

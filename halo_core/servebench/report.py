@@ -123,6 +123,16 @@ def _table(runs: list[ServeRun]) -> str:
     return html_table("cells", head, rows)
 
 
+def _time_table(runs: list[ServeRun]) -> str:
+    """Where the time went, per run and cell (share.time_rows), with the server's /metrics."""
+    from .share import TIME_HEAD, TIME_TITLE, time_rows
+
+    rows = [[run.path.name, *row] for run in runs for row in time_rows(run.cells)]
+    if not rows:
+        return ""
+    return f"<h2>Where the time went</h2><p>{TIME_TITLE}.</p>" + html_table("time", ["run", *TIME_HEAD], rows)
+
+
 def write_serve_report(runs: list[ServeRun], out_dir: Path) -> Path:
     """Write index.html (self-contained, charts inline as SVG) and a PNG per chart of serve-bench
     runs into out_dir; return the page."""
@@ -139,6 +149,6 @@ def write_serve_report(runs: list[ServeRun], out_dir: Path) -> Path:
             f"<p>halo {__version__}, written {now()}, {len(runs)} run(s), {len(cells)} cell(s).</p>"
             + "".join(_provenance(run) for run in runs)
             + "<h2>Charts</h2>" + "".join(figures)
-            + "<h2>All cells</h2>" + _table(runs) + "</body></html>")
+            + "<h2>All cells</h2>" + _table(runs) + _time_table(runs) + "</body></html>")
     write_atomic(out_dir / "index.html", page)
     return out_dir / "index.html"

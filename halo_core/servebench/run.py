@@ -48,6 +48,7 @@ from ..llama.process import pid_dir
 from ..llama.server import ServerSpec, start_server
 from ..llama.process import free_port
 from ..store import append_line, from_dict, to_dict, write_json
+from . import scrape
 
 KIND = "serve"  # runs/serve/
 
@@ -181,6 +182,15 @@ class ServeCell:
     # the generated tokens per joule at that power (agg t/s / W)
     power_w: float | None = None
     tokens_per_joule: float | None = None
+    # where a request's time went, from the server's own timings (ms): prefill (prompt_ms),
+    # decode (predicted_ms) and the rest of its end-to-end latency — waiting for a slot, the
+    # chat template, HTTP — as queue
+    queue_ms: Stat | None = None
+    prefill_ms: Stat | None = None
+    decode_ms: Stat | None = None
+    # llama-server's /metrics over the cell's window (scrape.window): its prompt and generation
+    # t/s, the most requests processing and deferred, busy slots per decode
+    server: scrape.ServerView | None = None
 
     @property
     def load(self) -> str:
@@ -555,9 +565,21 @@ def _record(cell: Cell, attempt: str, rep: int, index: int, prompt: Prompt, star
 
 # -- summaries ---------------------------------------------------------------------------------
 
-def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = None) -> ServeCell:
-    """A cell's summary from its requests (those of one attempt) and the mean power sampled
-    while they ran."""
+def _breakdown(r: RequestRecord) -> tuple[float | None, float | None, float | None]:
+    """(queue, prefill, decode) seconds of one request from the server's timings; queue is what
+    the server's prompt and generation times leave of the end-to-end latency."""
+    timings = r.timings or {}
+    prefill, decode = timings.get("prompt_ms"), timings.get("predicted_ms")
+    if not (isinstance(prefill, (int, float)) and isinstance(decode, (int, float)) and r.e2e_s is not None):
+        return None, None, None
+    prefill, decode = prefill / 1000.0, decode / 1000.0
+    return max(0.0, r.e2e_s - prefill - decode), prefill, decode
+
+
+def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = None,
+              server: scrape.ServerView | None = None) -> ServeCell:
+    """A cell's summary from its requests (those of one attempt), the mean power sampled
+    while they ran and the server's /metrics over that time."""
     ok = [r for r in records if r.ok]
     rounds: dict[int, list[RequestRecord]] = {}
     for r in ok:
@@ -575,6 +597,7 @@ def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = 
     agg_ts = Stat.of(agg)
     drafted = sum((r.timings or {}).get("draft_n", 0) for r in ok)
     accepted = sum((r.timings or {}).get("draft_n_accepted", 0) for r in ok)
+    split = [_breakdown(r) for r in ok]
     return ServeCell(
         cell=cell.key, depth=cell.depth, pp=cell.pp, tg=cell.tg, concurrency=cell.concurrency,
         rate=cell.rate, reps=len({r.rep for r in records}), requests=len(records),
@@ -588,7 +611,9 @@ def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = 
         cached_pct=round(100.0 * sum(beyond) / sum(prompts), 2) if prompts and sum(prompts) else 0.0,
         draft_accepted_pct=round(100.0 * accepted / drafted, 1) if drafted else None,
         first_error=failed[0].error if failed else "", power_w=power_w,
-        tokens_per_joule=round(agg_ts.mean / power_w, 3) if power_w and agg_ts else None)
+        tokens_per_joule=round(agg_ts.mean / power_w, 3) if power_w and agg_ts else None,
+        queue_ms=Stat.of((q for q, _p, _d in split), 1000), prefill_ms=Stat.of((p for _q, p, _d in split), 1000),
+        decode_ms=Stat.of((d for _q, _p, d in split), 1000), server=server)
 
 
 # -- run directories ---------------------------------------------------------------------------
@@ -642,7 +667,10 @@ def load_serve_run(path: Path) -> ServeRun:
     counted = {(cell, row["attempt"]) for cell, row in attempts.items()}
     requests = [from_dict(RequestRecord, row) for row in read_jsonl(path / "requests.jsonl")
                 if (row.get("cell"), row.get("attempt")) in counted]
-    cells = [summarize(cell, [r for r in requests if r.cell == cell.key], attempts[cell.key].get("power_w"))
+    views = {key: from_dict(scrape.ServerView, row["server"]) for key, row in attempts.items()
+             if isinstance(row.get("server"), dict)}
+    cells = [summarize(cell, [r for r in requests if r.cell == cell.key], attempts[cell.key].get("power_w"),
+                       views.get(cell.key))
              for cell in plan(spec) if cell.key in attempts]
     endpoint = state.get("endpoint") or {}
     return ServeRun(path=path, spec=spec, status=state["status"], error=state.get("error", ""),
@@ -662,6 +690,7 @@ class _Session:
         self.spec = run.spec
         self.latency = 0.0
         self.sampler: MetricsSampler | None = None  # set while the cells run
+        self.scraper: scrape.Scraper | None = None  # llama-server's /metrics, where it has them
 
     def client(self) -> httpx.AsyncClient:
         return _client(self.base, self.api_key, httpx.Timeout(self.spec.timeout, connect=10.0))
@@ -688,8 +717,36 @@ class _Session:
             warm = await _stream(client, self.payload([{"role": "user", "content": "Hello"}]))
             if not warm.ok:
                 raise HaloError(f"the endpoint failed a warm-up chat completion: {warm.error}")
-            for index, cell in enumerate(cells):
-                await self._cell(client, prompts, cell, f"{index + 1}/{len(cells)}")
+            await self._start_scraper(client)
+            try:
+                for index, cell in enumerate(cells):
+                    await self._cell(client, prompts, cell, f"{index + 1}/{len(cells)}")
+            finally:
+                if self.scraper is not None:
+                    await self.scraper.stop()
+
+    async def _start_scraper(self, client: httpx.AsyncClient) -> None:
+        """Scrape the server's /metrics while the cells run; without them, say why once and go
+        on (the run's server_metrics says it too)."""
+        try:
+            await scrape.fetch(client)
+        except (ValueError, httpx.HTTPError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else _transport_error(exc)
+            self.state.data["server_metrics"] = f"none: {reason}"
+            self.status(f"no server metrics: {reason}")
+        else:
+            self.state.data["server_metrics"] = scrape.FILE
+            self.scraper = scrape.Scraper(client, self.run.path / scrape.FILE)
+            self.scraper.start()
+        self.state.save()
+
+    async def _edge(self) -> float:
+        """A scrape at a cell's start and end, so that its window has both; the time before it
+        (a cell's end)."""
+        ended = time.time()
+        if self.scraper is not None:
+            await self.scraper.scrape()
+        return ended
 
     async def _latency(self, client: httpx.AsyncClient) -> float:
         """The median round trip of GET /v1/models: what the TTFT estimate of pp subtracts."""
@@ -706,6 +763,7 @@ class _Session:
     async def _cell(self, client, prompts: Prompts, cell: Cell, position: str) -> None:
         spec, attempt = self.spec, uuid.uuid4().hex[:8]
         records: list[RequestRecord] = []
+        await self._edge()
         started = time.time()
         for rep in range(spec.reps):
             self.status(f"cell {position}: depth {cell.depth}, {load_label(cell.concurrency, cell.rate)}, "
@@ -725,10 +783,12 @@ class _Session:
             for r in new:  # after the round: no disk wait while requests are in flight
                 append_line(self.run.path / "requests.jsonl", json.dumps(to_dict(r)))
             if any(seen.transport for _s, seen in rows) and not await self._alive(client):
-                self._finish_cell(cell, attempt, records, "errors", started)
+                self._finish_cell(cell, attempt, records, "errors", started, await self._edge())
                 first = next(seen.error for _s, seen in rows if seen.transport)
                 raise EndpointDown(f"the endpoint stopped answering ({first})")
-        self._finish_cell(cell, attempt, records, "errors" if any(not r.ok for r in records) else "ok", started)
+        ended = await self._edge()
+        self._finish_cell(cell, attempt, records, "errors" if any(not r.ok for r in records) else "ok",
+                          started, ended)
 
     async def _round(self, client, cell: Cell, bodies: list[bytes]) -> list[tuple[float, _Observed]]:
         """Every request of one round: `concurrency` in flight at once, or sent at Poisson
@@ -766,13 +826,15 @@ class _Session:
             return False
 
     def _finish_cell(self, cell: Cell, attempt: str, records: list[RequestRecord], status: str,
-                     started: float) -> None:
+                     started: float, ended: float) -> None:
         sampler = self.sampler
-        power = (sampler.average(sampler.power_column, started, time.time())
+        power = (sampler.average(sampler.power_column, started, ended)
                  if sampler is not None and sampler.power_column else None)
+        server = scrape.window(self.scraper.rows, started, ended) if self.scraper is not None else None
         append_line(self.run.path / "cells.jsonl", json.dumps(
-            {"cell": cell.key, "attempt": attempt, "status": status, "at": now(), "power_w": power}))
-        summary = summarize(cell, records, power)
+            {"cell": cell.key, "attempt": attempt, "status": status, "at": now(), "power_w": power,
+             "server": None if server is None else to_dict(server)}))
+        summary = summarize(cell, records, power, server)
         order = [c.key for c in plan(self.spec)]
         self.run.cells = sorted([c for c in self.run.cells if c.cell != cell.key] + [summary],
                                 key=lambda c: order.index(c.cell))

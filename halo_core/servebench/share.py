@@ -22,6 +22,27 @@ def ms(stat, *fields: str) -> str:
     return "/".join(f"{v:.1f}" if v < 100 else f"{v:.0f}" for v in values) or "-"
 
 
+TIME_HEAD = ("depth", "load", "e2e ms p50", "queue ms p50", "prefill ms p50", "decode ms p50",
+             "server pp t/s", "server tg t/s", "processing max", "deferred max")
+TIME_TITLE = ("where the time went: queue (a slot, the template, HTTP) + prefill + decode, from the "
+              "server's timings; its t/s and requests from /metrics")
+
+
+def time_rows(cells: Sequence[ServeCell]) -> list[list[str]]:
+    """Per cell, where a request's time went and the server's own view (TIME_HEAD); none when
+    no cell has either (a server that is not llama.cpp)."""
+    if not any(c.prefill_ms or c.server for c in cells):
+        return []
+    rows = []
+    for c in cells:
+        view = c.server
+        rows.append([str(c.depth), c.load, ms(c.e2e_ms, "p50"), ms(c.queue_ms, "p50"), ms(c.prefill_ms, "p50"),
+                     ms(c.decode_ms, "p50"), *(_fmt(view and getattr(view, name), spec) for name, spec in (
+                         ("prompt_ts", ".1f"), ("predicted_ts", ".1f"), ("processing_max", ".0f"),
+                         ("deferred_max", ".0f")))])
+    return rows
+
+
 def cells_markdown(cells: Sequence[ServeCell]) -> str:
     """One row per cell, the columns of `halo bench show`'s table."""
     drafts = any(c.draft_accepted_pct is not None for c in cells)
