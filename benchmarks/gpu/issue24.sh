@@ -20,3 +20,5 @@ echo "PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE:-unset}" | tee $OUT/over
 python3 $repo/benchmarks/bench_overhead.py --model "$m" --rounds 3 2>&1 | tee -a $OUT/overhead.txt
 python3 -X importtime -m halo_core bench run --help 2> $OUT/importtime.txt > /dev/null
 sort -t'|' -k2 -n $OUT/importtime.txt | tail -25
+# (#23) a synthetic model's replies are text now, and the server's /metrics come with the run
+python3 -m halo_core bench serve "$m" --concurrency 1,4 --tg 64 --reps 2 2>&1 | tail -30 | tee $OUT/serve-synth.txt
