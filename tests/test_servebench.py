@@ -122,6 +122,9 @@ def test_the_servers_own_metrics_and_where_the_time_went(matrix_run):
         assert c.prefill_ms.n == c.decode_ms.n == c.queue_ms.n == len(mine)
         assert c.prefill_ms.mean == pytest.approx(np.mean([r.timings["prompt_ms"] for r in mine]), abs=0.01)
         assert c.queue_ms.min >= 0
+        # halo's client: CPU seconds per 1,000 tokens, well under a second of one core per
+        # second of generation (its tokens/s here are a few hundred)
+        assert 0 < c.client_cpu_s_per_1k < 1000.0 / max(c.agg_ts.mean, 1.0)
     # the generation t/s the server saw over a cell agrees with its per-request timings
     one = run.cells[0]
     [r] = [r for r in run.requests if r.cell == one.cell]

@@ -191,6 +191,10 @@ class ServeCell:
     # llama-server's /metrics over the cell's window (scrape.window): its prompt and generation
     # t/s, the most requests processing and deferred, busy slots per decode
     server: scrape.ServerView | None = None
+    # halo's own client: its process's CPU seconds per 1,000 generated tokens over the cell
+    # (building prompts, streaming, parsing; the sampler threads included): the client is
+    # not the bottleneck while this stays small against the machine's cores
+    client_cpu_s_per_1k: float | None = None
 
     @property
     def load(self) -> str:
@@ -577,9 +581,10 @@ def _breakdown(r: RequestRecord) -> tuple[float | None, float | None, float | No
 
 
 def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = None,
-              server: scrape.ServerView | None = None) -> ServeCell:
+              server: scrape.ServerView | None = None, client_cpu_s: float | None = None) -> ServeCell:
     """A cell's summary from its requests (those of one attempt), the mean power sampled
-    while they ran and the server's /metrics over that time."""
+    while they ran, the server's /metrics over that time and the CPU seconds halo's client
+    spent on it."""
     ok = [r for r in records if r.ok]
     rounds: dict[int, list[RequestRecord]] = {}
     for r in ok:
@@ -613,7 +618,12 @@ def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = 
         first_error=failed[0].error if failed else "", power_w=power_w,
         tokens_per_joule=round(agg_ts.mean / power_w, 3) if power_w and agg_ts else None,
         queue_ms=Stat.of((q for q, _p, _d in split), 1000), prefill_ms=Stat.of((p for _q, p, _d in split), 1000),
-        decode_ms=Stat.of((d for _q, _p, d in split), 1000), server=server)
+        decode_ms=Stat.of((d for _q, _p, d in split), 1000), server=server,
+        client_cpu_s_per_1k=_per_1k(client_cpu_s, sum(r.completion_tokens or 0 for r in ok)))
+
+
+def _per_1k(seconds: float | None, tokens: int) -> float | None:
+    return round(1000.0 * seconds / tokens, 4) if seconds is not None and tokens else None
 
 
 # -- run directories ---------------------------------------------------------------------------
@@ -670,7 +680,7 @@ def load_serve_run(path: Path) -> ServeRun:
     views = {key: from_dict(scrape.ServerView, row["server"]) for key, row in attempts.items()
              if isinstance(row.get("server"), dict)}
     cells = [summarize(cell, [r for r in requests if r.cell == cell.key], attempts[cell.key].get("power_w"),
-                       views.get(cell.key))
+                       views.get(cell.key), attempts[cell.key].get("client_cpu_s"))
              for cell in plan(spec) if cell.key in attempts]
     endpoint = state.get("endpoint") or {}
     return ServeRun(path=path, spec=spec, status=state["status"], error=state.get("error", ""),
@@ -764,7 +774,7 @@ class _Session:
         spec, attempt = self.spec, uuid.uuid4().hex[:8]
         records: list[RequestRecord] = []
         await self._edge()
-        started = time.time()
+        started, cpu = time.time(), time.process_time()
         for rep in range(spec.reps):
             self.status(f"cell {position}: depth {cell.depth}, {load_label(cell.concurrency, cell.rate)}, "
                         f"round {rep + 1}/{spec.reps}")
@@ -783,12 +793,13 @@ class _Session:
             for r in new:  # after the round: no disk wait while requests are in flight
                 append_line(self.run.path / "requests.jsonl", json.dumps(to_dict(r)))
             if any(seen.transport for _s, seen in rows) and not await self._alive(client):
-                self._finish_cell(cell, attempt, records, "errors", started, await self._edge())
+                self._finish_cell(cell, attempt, records, "errors", started, await self._edge(),
+                                  time.process_time() - cpu)
                 first = next(seen.error for _s, seen in rows if seen.transport)
                 raise EndpointDown(f"the endpoint stopped answering ({first})")
-        ended = await self._edge()
+        ended, cpu = await self._edge(), time.process_time() - cpu
         self._finish_cell(cell, attempt, records, "errors" if any(not r.ok for r in records) else "ok",
-                          started, ended)
+                          started, ended, cpu)
 
     async def _round(self, client, cell: Cell, bodies: list[bytes]) -> list[tuple[float, _Observed]]:
         """Every request of one round: `concurrency` in flight at once, or sent at Poisson
@@ -826,15 +837,16 @@ class _Session:
             return False
 
     def _finish_cell(self, cell: Cell, attempt: str, records: list[RequestRecord], status: str,
-                     started: float, ended: float) -> None:
+                     started: float, ended: float, client_cpu_s: float) -> None:
         sampler = self.sampler
         power = (sampler.average(sampler.power_column, started, ended)
                  if sampler is not None and sampler.power_column else None)
         server = scrape.window(self.scraper.rows, started, ended) if self.scraper is not None else None
+        client_cpu_s = round(client_cpu_s, 4)  # (as kept: a run read back summarises the same)
         append_line(self.run.path / "cells.jsonl", json.dumps(
             {"cell": cell.key, "attempt": attempt, "status": status, "at": now(), "power_w": power,
-             "server": None if server is None else to_dict(server)}))
-        summary = summarize(cell, records, power, server)
+             "server": None if server is None else to_dict(server), "client_cpu_s": client_cpu_s}))
+        summary = summarize(cell, records, power, server, client_cpu_s)
         order = [c.key for c in plan(self.spec)]
         self.run.cells = sorted([c for c in self.run.cells if c.cell != cell.key] + [summary],
                                 key=lambda c: order.index(c.cell))

@@ -23,15 +23,15 @@ def ms(stat, *fields: str) -> str:
 
 
 TIME_HEAD = ("depth", "load", "e2e ms p50", "queue ms p50", "prefill ms p50", "decode ms p50",
-             "server pp t/s", "server tg t/s", "processing max", "deferred max")
+             "server pp t/s", "server tg t/s", "processing max", "deferred max", "client CPU s/1k tok")
 TIME_TITLE = ("where the time went: queue (a slot, the template, HTTP) + prefill + decode, from the "
-              "server's timings; its t/s and requests from /metrics")
+              "server's timings; its t/s and requests from /metrics; halo's client CPU")
 
 
 def time_rows(cells: Sequence[ServeCell]) -> list[list[str]]:
-    """Per cell, where a request's time went and the server's own view (TIME_HEAD); none when
-    no cell has either (a server that is not llama.cpp)."""
-    if not any(c.prefill_ms or c.server for c in cells):
+    """Per cell, where a request's time went, the server's own view and halo's client CPU
+    (TIME_HEAD); none when no cell has any of them."""
+    if not any(c.prefill_ms or c.server or c.client_cpu_s_per_1k for c in cells):
         return []
     rows = []
     for c in cells:
@@ -39,7 +39,7 @@ def time_rows(cells: Sequence[ServeCell]) -> list[list[str]]:
         rows.append([str(c.depth), c.load, ms(c.e2e_ms, "p50"), ms(c.queue_ms, "p50"), ms(c.prefill_ms, "p50"),
                      ms(c.decode_ms, "p50"), *(_fmt(view and getattr(view, name), spec) for name, spec in (
                          ("prompt_ts", ".1f"), ("predicted_ts", ".1f"), ("processing_max", ".0f"),
-                         ("deferred_max", ".0f")))])
+                         ("deferred_max", ".0f"))), _fmt(c.client_cpu_s_per_1k, ".3f")])
     return rows
 
 
