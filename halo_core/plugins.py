@@ -40,8 +40,7 @@ class _Origin:
 
 
 def _dist_origin(dist) -> _Origin:
-    """A plugin's origin from its distribution (an importlib.metadata one or pluggy's
-    DistFacade of it)."""
+    """A plugin's origin from its importlib.metadata distribution."""
     if dist is None:
         return _Origin(source="entry-point")
     name = dist.metadata["Name"]
@@ -61,6 +60,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.errors: dict[str, str] = {}
         self._failed: dict[str, _Origin] = {}  # plugins that never registered, and why not
+        self._dists: dict[str, _Origin] = {}  # where each entry-point plugin came from
         self._registry: dict[str, dict[str, object]] | None = None
         self._owners: dict[tuple[str, str], str] = {}
         self._building = False
@@ -74,8 +74,10 @@ class PluginHost:
     # -- loading -------------------------------------------------------------------------
 
     def load_entry_points(self) -> None:
-        """Load each `halo` entry point through pluggy on its own; a failing plugin is
-        recorded, not fatal. $HALO_LOAD_PLUGINS / $HALO_DISABLE_PLUGINS block the others."""
+        """Load each `halo` entry point on its own and register it with pluggy; a failing
+        plugin is recorded, not fatal. $HALO_LOAD_PLUGINS / $HALO_DISABLE_PLUGINS block the
+        others. The installed distributions are scanned once (pluggy's own
+        load_setuptools_entrypoints scans them all again, a cost every command pays)."""
         allow, deny = _names(os.environ.get(ALLOW_ENV)), _names(os.environ.get(DENY_ENV)) or set()
         first: dict[str, object] = {}
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -89,21 +91,21 @@ class PluginHost:
             if ((allow is not None and ep.name not in allow) or ep.name in deny) \
                     and not self.pm.is_blocked(ep.name):
                 self.pm.set_blocked(ep.name)
-        try:  # all at once (one scan of the installed distributions) ...
-            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except Exception:  # ... and when one fails, one at a time, so that only it is left out
-            for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-                if self.pm.has_plugin(ep.name) or self.pm.is_blocked(ep.name) or ep.name in self.errors:
-                    continue
-                try:
-                    self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
-                except Exception as exc:  # a broken plugin must not take the CLI down
-                    self._fail(ep.name, _dist_origin(ep.dist),
-                               f"registration failed: {exc}" if isinstance(exc, pluggy.PluginValidationError)
-                               else f"import failed: {type(exc).__name__}: {exc}")
-        for name, plugin in self.pm.list_name_plugin():
-            if plugin is not None:
-                self._check_hooks(name)
+            if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
+                continue
+            origin = _dist_origin(ep.dist)
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not take the CLI down
+                self._fail(ep.name, origin, f"import failed: {type(exc).__name__}: {exc}")
+                continue
+            try:
+                self.pm.register(plugin, name=ep.name)
+            except Exception as exc:
+                self._fail(ep.name, origin, f"registration failed: {exc}")
+                continue
+            self._dists[ep.name] = origin
+            self._check_hooks(ep.name)
         self.pm.check_pending()
 
     def register(self, plugin: object, name: str) -> None:
@@ -141,6 +143,7 @@ class PluginHost:
         if plugin is not None:
             self.pm.unregister(plugin)
         self._failed.pop(name, None)
+        self._dists.pop(name, None)
         self.errors.pop(name, None)
         self._registry = None
 
@@ -152,11 +155,7 @@ class PluginHost:
     def _origin(self, name: str) -> _Origin:
         if name in self._failed:
             return self._failed[name]
-        plugin = self.pm.get_plugin(name)
-        for registered, dist in self.pm.list_plugin_distinfo():
-            if registered is plugin:
-                return _dist_origin(dist)
-        return _Origin()
+        return self._dists.get(name, _Origin())
 
     # -- calling hooks -------------------------------------------------------------------
 
