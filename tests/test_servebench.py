@@ -420,3 +420,39 @@ def test_a_model_whose_tokens_have_no_text_is_counted_by_the_server(home, llama_
             assert r.tg_ts == pytest.approx(r.timings["predicted_per_second"], rel=1e-3)
     [cell] = run.cells
     assert cell.ttft_ms is None or cell.ttft_ms.n == 0
+
+
+def test_slos_give_goodput_and_a_verdict_per_cell(server):
+    """(#23) --slo: a request is good when it meets every objective with its own values;
+    goodput is good requests per second of a round; a cell meets the SLOs at their statistics.
+    Against the real smoke server: generous limits every cell meets (goodput = req/s), and a
+    TTFT no request can reach (no cell meets it, goodput 0, the miss says by how much)."""
+    easy = run_serve_bench(ServeBenchSpec(endpoint=server, pp=PP, tg=TG, concurrency=(1, 2), reps=1,
+                                          slo="ttft_p95=60s,itl_p99=10s,tg_min=1,e2e_max=120000ms", tag="slo-easy"))
+    assert easy.status == "complete"
+    for c in easy.cells:
+        assert c.slo_met is True and c.slo_missed == () and c.good == c.requests
+        assert c.goodput.mean == pytest.approx(c.req_per_s.mean)
+    hard = run_serve_bench(ServeBenchSpec(endpoint=server, pp=PP, tg=TG, concurrency=(2,), reps=1,
+                                          slo="ttft_p50=0.01ms,tg_min=1", tag="slo-hard"))
+    [c] = hard.cells
+    assert c.slo_met is False and c.good == 0 and c.goodput.mean == 0.0
+    assert len(c.slo_missed) == 1 and c.slo_missed[0].startswith("ttft_p50=0.01ms: ")
+    assert load_serve_run(hard.path).cells == hard.cells  # the verdict is recomputed the same
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ttft=2s", "bad SLO 'ttft=2s': write METRIC_STAT=LIMIT"),
+    ("latency_p95=2s", "unknown SLO metric 'latency' in 'latency_p95=2s' (known: ttft, ttfr, e2e, itl, tg)"),
+    ("ttft_p42=2s", "unknown statistic 'p42' for ttft in 'ttft_p42=2s' (known: p50, p90, p95, p99, max, mean)"),
+    ("tg_max=20", "unknown statistic 'max' for tg in 'tg_max=20' (known: min, p1, p5, p10, p50, mean)"),
+    ("tg_min=20ms", "bad SLO limit '20ms' in 'tg_min=20ms': tokens per second, a number"),
+    ("ttft_p95=fast", "bad SLO limit 'fast' in 'ttft_p95=fast': a time such as 2s or 150ms"),
+    ("ttft_p95=0s", "bad SLO limit '0s' in 'ttft_p95=0s': it must be > 0"),
+    ("ttft_p95=1s,ttft_p95=2s", "an SLO is given twice"),
+    (",", "--slo is empty"),
+])
+def test_a_bad_slo_is_one_line(halo, home, text, message):
+    done = halo("bench", "serve", "--endpoint", "http://127.0.0.1:9", "--slo", text)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (home / "runs" / "serve").exists()

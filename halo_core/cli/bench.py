@@ -443,9 +443,11 @@ def serve_table(cells: list, title: str) -> Table:
     """One row per cell: speeds, latency percentiles (ms), throughput, cache hits, errors."""
     drafts = any(c.draft_accepted_pct is not None for c in cells)
     joules = any(c.tokens_per_joule is not None for c in cells)
+    slos = any(c.slo_met is not None for c in cells)
     table = Table("depth", "load", "prompt", "pp t/s", "tg t/s", "TTFR ms p50", "TTFT ms p50/95/99",
                   "ITL ms p50/95/99", "e2e ms p50", "req/s", "agg t/s", *(["W", "t/J"] if joules else []),
-                  "cache", *(["draft acc."] if drafts else []), "errors", title=title)
+                  "cache", *(["draft acc."] if drafts else []), *(["goodput r/s", "SLO"] if slos else []),
+                  "errors", title=title)
     for c in cells:
         pp = _fmt(c.pp_ts and c.pp_ts.mean, ".1f") + (" est." if c.pp_source == "estimated" else "")
         cache = (f"[yellow]{c.cache_hits}/{c.requests} hit, {c.cached_pct:.0f}%[/]" if c.cache_hits else "-")
@@ -456,7 +458,9 @@ def serve_table(cells: list, title: str) -> Table:
                       _ms(c.e2e_ms, "p50"), _fmt(c.req_per_s and c.req_per_s.mean, ".2f"),
                       _fmt(c.agg_ts and c.agg_ts.mean, ".1f"),
                       *([_fmt(c.power_w, ".0f"), _fmt(c.tokens_per_joule, ".2f")] if joules else []), cache,
-                      *([_fmt(c.draft_accepted_pct, ".0f", "%")] if drafts else []), errors)
+                      *([_fmt(c.draft_accepted_pct, ".0f", "%")] if drafts else []),
+                      *([_fmt(c.goodput and c.goodput.mean, ".2f"),
+                         "[green]met[/]" if c.slo_met else "[red]missed[/]"] if slos else []), errors)
     return table
 
 
@@ -499,13 +503,16 @@ def print_time_table(cells: list) -> None:
 @click.option("--tag", default="serve", show_default=True,
               help="Run name prefix; an explicit tag resumes its latest run when the spec is the same.")
 @click.option("--resume", "resume", default=None, metavar="RUN", help="Continue this serve-bench run.")
+@click.option("--slo", default=None, metavar="METRIC_STAT=LIMIT,...",
+              help="Service-level objectives, e.g. ttft_p95=2s,itl_p95=100ms,tg_min=20: goodput "
+                   "(requests meeting all of them per second) and a verdict per cell.")
 @server_options(ctx_default="what the matrix needs", parallel_default="the largest --concurrency")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
               show_default=True, help="Sysroot for machine facts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @passthrough
 def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency, rate, requests,
-                reps, prompt_cache, timeout, tag, resume, root, as_json, extra, **server):
+                reps, prompt_cache, timeout, tag, resume, slo, root, as_json, extra, **server):
     """Benchmark serving: streamed chat completions against an OpenAI-compatible endpoint (or
     llama-server started for MODEL with `halo serve`'s options) over depths x concurrency
     levels / request rates; TTFR, TTFT, ITL and latency percentiles, pp/tg t/s, cache hits.
@@ -524,7 +531,14 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         raise click.UsageError("server options (--backend, -c, -np, ... or args after --) need MODEL or --preset")
     rates = _parse_numbers(rate, "--rate", float)
     levels = _parse_numbers(concurrency, "--concurrency", minimum=1) or (() if rates else (1,))
-    spec = ServeBenchSpec(
+    if slo is not None:
+        from ..servebench.slo import parse_slos
+
+        try:
+            slo = ",".join(map(str, parse_slos(slo)))
+        except HaloError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--slo'") from None
+    spec = ServeBenchSpec(slo=slo or "",
         endpoint=endpoint, model=model_id,
         depths=_parse_numbers(depths, "--depths") or (0,), pp=pp, tg=tg, concurrency=levels,
         rates=rates, requests=requests, reps=reps, prompt_cache=prompt_cache, tag=tag, timeout=timeout)
@@ -542,6 +556,9 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         line = (f"  depth {c.depth} · {c.load}: pp {_fmt(c.pp_ts and c.pp_ts.mean, '.1f')} t/s · "
                 f"tg {_fmt(c.tg_ts and c.tg_ts.mean, '.1f')} t/s · TTFT p50 {_ms(c.ttft_ms, 'p50')} ms · "
                 f"ITL p95 {_ms(c.itl_ms, 'p95')} ms")
+        if c.slo_met is not None:
+            line += (f" · goodput {_fmt(c.goodput and c.goodput.mean, '.2f')} r/s · "
+                     + ("[green]SLO met[/]" if c.slo_met else f"[red]SLO missed: {escape('; '.join(c.slo_missed))}[/]"))
         if c.cache_hits:
             line += f" · [yellow]{c.cache_hits} cache hit(s)[/]"
         if c.errors:

@@ -49,6 +49,7 @@ from ..llama.server import ServerSpec, start_server
 from ..llama.process import free_port
 from ..store import append_line, from_dict, to_dict, write_json
 from . import scrape
+from .slo import Slo, cell_verdict, parse_slos, request_is_good
 
 KIND = "serve"  # runs/serve/
 
@@ -89,6 +90,7 @@ class ServeBenchSpec:
     timeout: float = 600.0
     seed: int = 0
     backend_options: dict[str, str] = attrs.field(factory=dict)  # for the server halo starts
+    slo: str = ""  # service-level objectives, as given (slo.parse_slos): goodput and a verdict per cell
 
 
 @attrs.frozen
@@ -195,6 +197,12 @@ class ServeCell:
     # (building prompts, streaming, parsing; the sampler threads included): the client is
     # not the bottleneck while this stays small against the machine's cores
     client_cpu_s_per_1k: float | None = None
+    # with --slo: requests that met every SLO (slo.request_is_good), those per second of a
+    # round (goodput), whether the cell meets the SLOs at their statistics and what it missed
+    good: int | None = None
+    goodput: Stat | None = None
+    slo_met: bool | None = None
+    slo_missed: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
 
     @property
     def load(self) -> str:
@@ -264,6 +272,8 @@ def check_spec(spec: ServeBenchSpec) -> None:
         raise HaloError("concurrency levels must be >= 1 and request rates > 0")
     if spec.reps < 1 or (spec.requests is not None and spec.requests < 1):
         raise HaloError("reps and requests must be >= 1")
+    if spec.slo:
+        parse_slos(spec.slo)
 
 
 def matrix_server(spec: ServeBenchSpec) -> tuple[int, int]:
@@ -581,20 +591,23 @@ def _breakdown(r: RequestRecord) -> tuple[float | None, float | None, float | No
 
 
 def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = None,
-              server: scrape.ServerView | None = None, client_cpu_s: float | None = None) -> ServeCell:
+              server: scrape.ServerView | None = None, client_cpu_s: float | None = None,
+              slos: tuple[Slo, ...] = ()) -> ServeCell:
     """A cell's summary from its requests (those of one attempt), the mean power sampled
-    while they ran, the server's /metrics over that time and the CPU seconds halo's client
-    spent on it."""
+    while they ran, the server's /metrics over that time, the CPU seconds halo's client
+    spent on it and, with `slos`, its goodput and verdict."""
     ok = [r for r in records if r.ok]
     rounds: dict[int, list[RequestRecord]] = {}
     for r in ok:
         rounds.setdefault(r.rep, []).append(r)
-    per_s, agg = [], []
+    per_s, agg, goodput = [], [], []
     for rs in rounds.values():
         window = max(r.start_s + r.e2e_s for r in rs) - min(r.start_s for r in rs)
         if window > 0:
             per_s.append(len(rs) / window)
             agg.append(sum(r.completion_tokens or 0 for r in rs) / window)
+            goodput.append(sum(1 for r in rs if request_is_good(r, slos)) / window)
+    met, missed = cell_verdict(records, slos) if slos else (None, ())
     prompts = [r.prompt_tokens for r in ok if r.prompt_tokens is not None]
     beyond = [max(0, (r.cached_tokens or 0) - r.shared_tokens) for r in ok]
     sources = {r.pp_source for r in ok if r.pp_source}
@@ -619,7 +632,9 @@ def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = 
         tokens_per_joule=round(agg_ts.mean / power_w, 3) if power_w and agg_ts else None,
         queue_ms=Stat.of((q for q, _p, _d in split), 1000), prefill_ms=Stat.of((p for _q, p, _d in split), 1000),
         decode_ms=Stat.of((d for _q, _p, d in split), 1000), server=server,
-        client_cpu_s_per_1k=_per_1k(client_cpu_s, sum(r.completion_tokens or 0 for r in ok)))
+        client_cpu_s_per_1k=_per_1k(client_cpu_s, sum(r.completion_tokens or 0 for r in ok)),
+        good=sum(1 for r in records if request_is_good(r, slos)) if slos else None,
+        goodput=Stat.of(goodput) if slos else None, slo_met=met, slo_missed=missed)
 
 
 def _per_1k(seconds: float | None, tokens: int) -> float | None:
@@ -680,7 +695,8 @@ def load_serve_run(path: Path) -> ServeRun:
     views = {key: from_dict(scrape.ServerView, row["server"]) for key, row in attempts.items()
              if isinstance(row.get("server"), dict)}
     cells = [summarize(cell, [r for r in requests if r.cell == cell.key], attempts[cell.key].get("power_w"),
-                       views.get(cell.key), attempts[cell.key].get("client_cpu_s"))
+                       views.get(cell.key), attempts[cell.key].get("client_cpu_s"),
+                       parse_slos(spec.slo) if spec.slo else ())
              for cell in plan(spec) if cell.key in attempts]
     endpoint = state.get("endpoint") or {}
     return ServeRun(path=path, spec=spec, status=state["status"], error=state.get("error", ""),
@@ -846,7 +862,8 @@ class _Session:
         append_line(self.run.path / "cells.jsonl", json.dumps(
             {"cell": cell.key, "attempt": attempt, "status": status, "at": now(), "power_w": power,
              "server": None if server is None else to_dict(server), "client_cpu_s": client_cpu_s}))
-        summary = summarize(cell, records, power, server, client_cpu_s)
+        summary = summarize(cell, records, power, server, client_cpu_s,
+                            parse_slos(self.spec.slo) if self.spec.slo else ())
         order = [c.key for c in plan(self.spec)]
         self.run.cells = sorted([c for c in self.run.cells if c.cell != cell.key] + [summary],
                                 key=lambda c: order.index(c.cell))
