@@ -456,3 +456,67 @@ def test_a_bad_slo_is_one_line(halo, home, text, message):
     done = halo("bench", "serve", "--endpoint", "http://127.0.0.1:9", "--slo", text)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert not (home / "runs" / "serve").exists()
+
+
+def test_capacity_search_on_the_real_server(halo, server):
+    """(#23) --capacity concurrency: doubling up to the ceiling when every level meets the SLOs
+    (the result says capacity is at least the ceiling), and a stop at the first level when no
+    level can meet them; the result is in run.json and read back; the CLI prints it."""
+    easy = run_serve_bench(ServeBenchSpec(endpoint=server, pp=PP, tg=TG, concurrency=(4,), reps=2,
+                                          slo="ttft_p95=120s", capacity="concurrency", tag="cap-easy"))
+    assert easy.status == "complete" and [c.concurrency for c in easy.cells] == [1, 2, 4]
+    cap = easy.capacity
+    assert cap.boundary == 4 and [lv.level for lv in cap.levels] == [1, 2, 4]
+    assert all(lv.met and lv.p_meet == 1.0 and lv.saturated == "" for lv in cap.levels)
+    assert cap.interval == (4, 4) and cap.stopped.startswith("the ceiling meets the SLOs: capacity is at least 4")
+    again = load_serve_run(easy.path)
+    assert again.capacity == cap and again.cells == easy.cells
+
+    done = halo("bench", "serve", "--endpoint", server, "--pp", str(PP), "--tg", str(TG), "--concurrency", "4",
+                "--reps", "1", "--slo", "ttft_p50=0.01ms", "--capacity", "concurrency", "--tag", "cap-none")
+    assert done.returncode == 0, done.stderr
+    assert "capacity at ttft_p50=0.01ms: none" in done.stdout
+    assert ("stopped: no level meets the SLOs: 1 concurrent requests already misses (ttft_p50=0.01ms: "
+            in done.stdout)
+    run = load_serve_run(Path(done.stdout.splitlines()[-1].removeprefix("saved: ")))
+    assert [c.concurrency for c in run.cells] == [1]  # nothing above a level that misses
+
+
+def test_the_search_doubles_then_bisects_and_stops():
+    from halo_core.servebench.capacity import next_level
+
+    seen: dict = {}
+    truth = lambda level: level <= 6  # noqa: E731  (the load a server could hold)
+    while (level := next_level("concurrency", seen, 1, 64)) is not None:
+        seen[level] = truth(level)
+    assert list(seen) == [1, 2, 4, 8, 6, 7]  # coarse 1, 2, 4, 8; then bisection 6, 7
+    seen = {}
+    while (level := next_level("rate", seen, 0.5, 16)) is not None:
+        seen[level] = level <= 3.0
+    assert list(seen)[:4] == [0.5, 1.0, 2.0, 4.0] and max(k for k, v in seen.items() if v) >= 2.7
+    assert all(b / a > 1.0 for a, b in zip(sorted(seen), sorted(seen)[1:]))
+    assert next_level("concurrency", {1: False}, 1, 64) is None  # the first level already misses
+
+
+def test_a_level_the_server_cannot_hold_is_saturated():
+    """Failed requests or queueing that grows round over round mark a level saturated (a miss
+    that ends the search above it), whatever its SLO figures."""
+    from halo_core.servebench.capacity import conclude, judge_level, saturation
+    from halo_core.servebench.slo import parse_slos
+
+    def req(rep, e2e, queue, ok=True):
+        return RequestRecord(cell="d0|pp64|tg8|c2", attempt="a", rep=rep, index=0, uid="u", start_s=0.0, ok=ok,
+                             error="" if ok else "HTTP 503: busy", e2e_s=e2e, ttft_s=0.1, tg_ts=50.0,
+                             itl_s=(0.02,) * 7, timings={"prompt_ms": 50.0, "predicted_ms": (e2e - queue) * 1000 - 50})
+
+    steady = [req(0, 1.0, 0.01), req(1, 1.0, 0.012), req(2, 1.0, 0.2)]
+    growing = [req(0, 1.0, 0.01), req(1, 2.0, 0.5), req(2, 3.0, 1.5)]
+    assert saturation(steady) == ""
+    assert saturation(growing).startswith("queueing grew round over round (10 ms -> 1500 ms)")
+    assert saturation([req(0, 1.0, 0.01), req(0, 1.0, 0.01, ok=False)]) == "1 of 2 requests failed (HTTP 503: busy)"
+    slos = parse_slos("ttft_p95=1s")
+    held, lost = judge_level(1, steady, slos, 2.0), judge_level(2, growing, slos, 1.0)
+    assert held.met and not lost.met and lost.saturated
+    result = conclude("concurrency", "ttft_p95=1000ms", [held, lost], 64)
+    assert result.boundary == 1
+    assert result.stopped.startswith("boundary found: 1 concurrent requests meet the SLOs, 2 saturate (queueing grew")

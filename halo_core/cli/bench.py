@@ -327,6 +327,8 @@ def bench_show(run_ref, fmt, as_json):
         print_table(serve_table(run.cells, f"{run.path.name} ({run.status}): "
                                            f"{Path(run.model).name or run.model} at {run.endpoint}"))
         print_time_table(run.cells)
+        if run.capacity is not None:
+            click.echo("\n".join(capacity_lines(run.capacity)))
         if run.error:
             click.echo(f"error: {run.error}")
         click.echo(f"path: {run.path}")
@@ -349,9 +351,25 @@ def bench_show(run_ref, fmt, as_json):
 
 
 def _serve_json(run) -> dict:
-    """A serve-bench run for scripts: its cells (the requests are in its requests.jsonl)."""
+    """A serve-bench run for scripts: its cells (the requests are in its requests.jsonl) and a
+    capacity search's result."""
     return {"path": run.path, "status": run.status, "error": run.error, "endpoint": run.endpoint,
-            "model": run.model, "spec": run.spec, "cells": run.cells}
+            "model": run.model, "spec": run.spec, "cells": run.cells, "capacity": run.capacity}
+
+
+def capacity_lines(result) -> list[str]:
+    """A capacity search's result for people: the boundary with its interval, why it stopped,
+    each level."""
+    unit = "concurrent requests" if result.mode == "concurrency" else "requests/s"
+    lo, hi = result.interval or (None, None)
+    shown = "none" if result.boundary is None else f"{result.boundary:g} {unit}"
+    span = f" (bootstrap interval {_fmt(lo, 'g')} to {_fmt(hi, 'g')})" if result.levels else ""
+    lines = [f"capacity at {result.slo}: {shown}{span}", f"stopped: {result.stopped}"]
+    for lv in result.levels:
+        verdict = "met" if lv.met else ("saturated" if lv.saturated else "missed")
+        lines.append(f"  {lv.level:g}: {verdict} · P(meets) {_fmt(lv.p_meet, '.2f')} · goodput "
+                     f"{_fmt(lv.goodput, '.2f')} r/s")
+    return lines
 
 
 def _load_runs(refs) -> tuple[str, list]:
@@ -506,13 +524,16 @@ def print_time_table(cells: list) -> None:
 @click.option("--slo", default=None, metavar="METRIC_STAT=LIMIT,...",
               help="Service-level objectives, e.g. ttft_p95=2s,itl_p95=100ms,tg_min=20: goodput "
                    "(requests meeting all of them per second) and a verdict per cell.")
+@click.option("--capacity", type=click.Choice(["concurrency", "rate"]), default=None,
+              help="Search the largest load meeting --slo (doubling, then bisection) up to the largest "
+                   "--concurrency (or between the lowest and highest --rate), instead of the matrix.")
 @server_options(ctx_default="what the matrix needs", parallel_default="the largest --concurrency")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
               show_default=True, help="Sysroot for machine facts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @passthrough
 def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency, rate, requests,
-                reps, prompt_cache, timeout, tag, resume, slo, root, as_json, extra, **server):
+                reps, prompt_cache, timeout, tag, resume, slo, capacity, root, as_json, extra, **server):
     """Benchmark serving: streamed chat completions against an OpenAI-compatible endpoint (or
     llama-server started for MODEL with `halo serve`'s options) over depths x concurrency
     levels / request rates; TTFR, TTFT, ITL and latency percentiles, pp/tg t/s, cache hits.
@@ -538,7 +559,9 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
             slo = ",".join(map(str, parse_slos(slo)))
         except HaloError as exc:
             raise click.BadParameter(str(exc), param_hint="'--slo'") from None
-    spec = ServeBenchSpec(slo=slo or "",
+    if capacity and not slo:
+        raise click.UsageError("--capacity needs --slo: the objectives the largest load must meet")
+    spec = ServeBenchSpec(slo=slo or "", capacity=capacity or "",
         endpoint=endpoint, model=model_id,
         depths=_parse_numbers(depths, "--depths") or (0,), pp=pp, tg=tg, concurrency=levels,
         rates=rates, requests=requests, reps=reps, prompt_cache=prompt_cache, tag=tag, timeout=timeout)
@@ -574,6 +597,8 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
     else:
         print_table(serve_table(run.cells, f"{Path(run.model).name or run.model} at {run.endpoint}"))
         print_time_table(run.cells)
+        if run.capacity is not None:
+            click.echo("\n".join(capacity_lines(run.capacity)))
         click.echo(f"saved: {run.path}")
     if run.status != "complete":
         raise HaloError(f"{run.error}; {sum(1 for c in run.cells if not c.errors)} clean cell(s) kept in {run.path}")

@@ -50,6 +50,7 @@ from ..llama.process import free_port
 from ..store import append_line, from_dict, to_dict, write_json
 from . import scrape
 from .slo import Slo, cell_verdict, parse_slos, request_is_good
+from .capacity import MODES, Capacity, conclude, judge_level, next_level, saturation
 
 KIND = "serve"  # runs/serve/
 
@@ -91,6 +92,9 @@ class ServeBenchSpec:
     seed: int = 0
     backend_options: dict[str, str] = attrs.field(factory=dict)  # for the server halo starts
     slo: str = ""  # service-level objectives, as given (slo.parse_slos): goodput and a verdict per cell
+    # "concurrency" or "rate": search the largest load meeting `slo` (capacity.py) instead of
+    # running the matrix; the largest --concurrency / --rate is the ceiling
+    capacity: str = ""
 
 
 @attrs.frozen
@@ -220,6 +224,7 @@ class ServeRun(Run):
 
     endpoint: str = ""
     model: str = ""
+    capacity: "Capacity | None" = None  # a capacity search's result
     cells: list[ServeCell] = attrs.field(factory=list)
     requests: list[RequestRecord] = attrs.field(factory=list)
 
@@ -274,6 +279,47 @@ def check_spec(spec: ServeBenchSpec) -> None:
         raise HaloError("reps and requests must be >= 1")
     if spec.slo:
         parse_slos(spec.slo)
+    if spec.capacity:
+        if spec.capacity not in MODES:
+            raise HaloError(f"unknown capacity search '{spec.capacity}' (known: {', '.join(MODES)})")
+        if not spec.slo:
+            raise HaloError("a capacity search needs SLOs to meet: give --slo, e.g. ttft_p95=2s,tg_min=20")
+        if len(spec.depths) != 1:
+            raise HaloError("a capacity search runs at one depth: give one --depths value")
+        if spec.capacity == "rate" and not spec.rates:
+            raise HaloError("--capacity rate searches between the lowest and highest --rate: give --rate")
+        if spec.capacity == "concurrency" and spec.rates:
+            raise HaloError("--capacity concurrency searches up to the largest --concurrency: leave --rate out")
+
+
+def _bounds(spec: ServeBenchSpec) -> tuple[float, float]:
+    """(the lowest, the highest) level of a capacity search."""
+    if spec.capacity == "rate":
+        return min(spec.rates), max(spec.rates)
+    return 1, max(spec.concurrency)
+
+
+def capacity_cell(spec: ServeBenchSpec, level: float) -> Cell:
+    depth = spec.depths[0]
+    if spec.capacity == "rate":
+        return Cell(depth, spec.pp, spec.tg, None, level, spec.requests or REQUESTS_PER_RATE)
+    return Cell(depth, spec.pp, spec.tg, int(level), None, spec.requests or int(level))
+
+
+def cells_for(spec: ServeBenchSpec, keys) -> list[Cell]:
+    """The cells of a run in order: the matrix's, or a capacity search's measured levels
+    (`keys`: those cells.jsonl holds), lowest load first."""
+    if not spec.capacity:
+        return plan(spec)
+    levels = set()
+    for key in keys:
+        load = key.rsplit("|", 1)[-1]
+        levels.add(float(load[1:]) if load.startswith("r") else int(load[1:]))
+    return [capacity_cell(spec, level) for level in sorted(levels)]
+
+
+def _level(cell: Cell) -> float:
+    return cell.concurrency if cell.concurrency else cell.rate
 
 
 def matrix_server(spec: ServeBenchSpec) -> tuple[int, int]:
@@ -697,11 +743,12 @@ def load_serve_run(path: Path) -> ServeRun:
     cells = [summarize(cell, [r for r in requests if r.cell == cell.key], attempts[cell.key].get("power_w"),
                        views.get(cell.key), attempts[cell.key].get("client_cpu_s"),
                        parse_slos(spec.slo) if spec.slo else ())
-             for cell in plan(spec) if cell.key in attempts]
+             for cell in cells_for(spec, attempts) if cell.key in attempts]
     endpoint = state.get("endpoint") or {}
+    capacity = from_dict(Capacity, state["capacity"]) if isinstance(state.get("capacity"), dict) else None
     return ServeRun(path=path, spec=spec, status=state["status"], error=state.get("error", ""),
                     endpoint=endpoint.get("url", ""), model=endpoint.get("model", ""),
-                    cells=cells, requests=requests)
+                    cells=cells, requests=requests, capacity=capacity)
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -730,7 +777,9 @@ class _Session:
                 body["cache_prompt"] = False
         return json.dumps(body).encode()
 
-    async def run_cells(self, cells: list[Cell]) -> None:
+    async def run_cells(self, next_cell: Callable[[], Cell | None], total: int | None = None) -> None:
+        """Run cells until `next_cell()` says none is left (a matrix's list, or a capacity
+        search deciding level by level); `total` for the progress line when it is known."""
         async with self.client() as client:
             self.latency = await self._latency(client)
             self.state.data["latency_ms"] = round(self.latency * 1000, 3)
@@ -745,8 +794,11 @@ class _Session:
                 raise HaloError(f"the endpoint failed a warm-up chat completion: {warm.error}")
             await self._start_scraper(client)
             try:
-                for index, cell in enumerate(cells):
-                    await self._cell(client, prompts, cell, f"{index + 1}/{len(cells)}")
+                index = 0
+                while (cell := next_cell()) is not None:
+                    index += 1
+                    await self._cell(client, prompts, cell, f"{index}/{total}" if total else
+                                     f"{index} ({self.spec.capacity} {_level(cell):g})")
             finally:
                 if self.scraper is not None:
                     await self.scraper.stop()
@@ -864,7 +916,8 @@ class _Session:
              "server": None if server is None else to_dict(server), "client_cpu_s": client_cpu_s}))
         summary = summarize(cell, records, power, server, client_cpu_s,
                             parse_slos(self.spec.slo) if self.spec.slo else ())
-        order = [c.key for c in plan(self.spec)]
+        keys = {c.cell for c in self.run.cells} | {cell.key}
+        order = [c.key for c in cells_for(self.spec, keys)]
         self.run.cells = sorted([c for c in self.run.cells if c.cell != cell.key] + [summary],
                                 key=lambda c: order.index(c.cell))
         self.run.requests = [r for r in self.run.requests if r.cell != cell.key] + records
@@ -941,12 +994,22 @@ def _measure(run: ServeRun, state: RunState, session: "_Session", status, root: 
     """The cells still to do, with the run's status kept in run.json whatever happens and the
     hardware sampled into metrics.csv while they run."""
     done = {cell for cell, row in _attempts(run.path).items() if row["status"] == "ok"}
-    todo = [c for c in plan(run.spec) if c.key not in done]
-    if done:
-        status(f"resuming {run.path.name}: {len(done)} of {len(done) + len(todo)} cells already done")
+    if run.spec.capacity:
+        next_cell, total = _search(run), None
+        if done:
+            status(f"resuming {run.path.name}: {len(done)} level(s) already measured")
+    else:
+        todo = iter([c for c in plan(run.spec) if c.key not in done])
+        next_cell, total = (lambda: next(todo, None)), len(plan(run.spec)) - len(done)
+        if done:
+            status(f"resuming {run.path.name}: {len(done)} of {len(done) + total} cells already done")
     try:
         with MetricsSampler(run.path / "metrics.csv", root=root) as session.sampler:
-            asyncio.run(session.run_cells(todo))
+            asyncio.run(session.run_cells(next_cell, total))
+        if run.spec.capacity:
+            run.capacity = judge_capacity(run)
+            state.data["capacity"] = to_dict(run.capacity)
+            state.save()
     except EndpointDown as exc:
         _finish(run, state, RunStatus.PARTIAL if any(c.errors == 0 for c in run.cells) else RunStatus.FAILED,
                 f"{exc}; resume with: halo bench serve --resume {run.path}")
@@ -955,11 +1018,40 @@ def _measure(run: ServeRun, state: RunState, session: "_Session", status, root: 
         runs.record_exit(exc, lambda status_, error: _finish(run, state, status_, error))
         raise
     errors = [c for c in run.cells if c.errors]
-    if errors:
+    if errors and not run.spec.capacity:  # (a search's failed requests are a saturated level: its finding)
         _finish(run, state, RunStatus.PARTIAL, f"{len(errors)} of {len(run.cells)} cells had failed requests: "
                                        f"{errors[0].first_error}")
     else:
         _finish(run, state, RunStatus.COMPLETE, "")
+
+
+def _measured(run: ServeRun) -> dict[float, bool]:
+    """{level: met, and not saturated} of a capacity search's cells so far."""
+    measured = {}
+    for c in run.cells:
+        records = [r for r in run.requests if r.cell == c.cell]
+        measured[c.concurrency or c.rate] = bool(c.slo_met) and not saturation(records)
+    return measured
+
+
+def _search(run: ServeRun) -> Callable[[], Cell | None]:
+    """The next level of the run's capacity search, from the cells it has measured."""
+    low, ceiling = _bounds(run.spec)
+
+    def next_cell() -> Cell | None:
+        level = next_level(run.spec.capacity, _measured(run), low, ceiling)
+        return None if level is None else capacity_cell(run.spec, level)
+
+    return next_cell
+
+
+def judge_capacity(run: ServeRun) -> Capacity:
+    """The search's result from the run's cells: each level judged, the boundary, why it stopped."""
+    slos = parse_slos(run.spec.slo)
+    levels = [judge_level(c.concurrency or c.rate, [r for r in run.requests if r.cell == c.cell], slos,
+                          c.goodput and c.goodput.mean, seed=run.spec.seed)
+              for c in run.cells]
+    return conclude(run.spec.capacity, run.spec.slo, levels, _bounds(run.spec)[1])
 
 
 def _client(base: str, api_key: str | None, timeout) -> httpx.AsyncClient:

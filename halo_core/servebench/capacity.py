@@ -1,0 +1,145 @@
+"""`halo bench serve --slo ... --capacity concurrency|rate`: the largest load that meets the
+SLOs, searched level by level on the live server.
+
+The search is a pure function of the levels already measured (`next_level`), so a resumed run
+replays its recorded cells and continues where it stopped:
+
+1. coarse: the first level (concurrency 1, or the lowest `--rate`), then double the highest
+   level that met the SLOs, up to the ceiling (the largest `--concurrency` / `--rate`);
+2. bisection between the highest level that met and the lowest above it that did not, down to
+   one request (concurrency) or 10% (rate).
+
+A level that cannot be held — failed requests, or queueing that grows every round (three or
+more) — is
+*saturated*: it counts as a miss, and nothing above it is tried, so an overloaded server ends
+the search early instead of hanging it. When it ends, each measured level gets a bootstrap
+probability of meeting the SLOs (its requests resampled, the cell's verdict recomputed); the
+boundary is the highest level that met, and its interval runs from the highest level that met in
+97.5% of the resamples to the highest that met in 2.5% of them.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from .slo import Slo, cell_verdict
+
+MODES = ("concurrency", "rate")
+RESAMPLES = 400
+# queueing that rose every round, over at least 3 rounds, to this many times the first round's
+# (+ QUEUE_SLACK_S) is load the server cannot hold; fewer rounds are no evidence either way
+QUEUE_GROWTH = 2.0
+QUEUE_SLACK_S = 0.25
+
+
+@attrs.frozen
+class Level:
+    """One measured level of a capacity search."""
+
+    level: float
+    met: bool
+    saturated: str = ""  # why the server could not hold it ("" when it could)
+    p_meet: float | None = None  # bootstrap probability of meeting the SLOs
+    goodput: float | None = None  # good requests per second (the cell's mean over rounds)
+    missed: tuple[str, ...] = ()
+
+
+def _levels(value) -> tuple[Level, ...]:
+    return tuple(lv if isinstance(lv, Level) else Level(**{**lv, "missed": tuple(lv.get("missed", ()))})
+                 for lv in value)
+
+
+def _interval(value):
+    return None if value is None else tuple(value)
+
+
+@attrs.frozen
+class Capacity:
+    """What a capacity search found: every level it measured, the boundary (the highest level
+    that met the SLOs; None when none did), its bootstrap interval and why it stopped."""
+
+    mode: str
+    slo: str
+    levels: tuple[Level, ...] = attrs.field(converter=_levels)  # (from run.json's dicts too)
+    boundary: float | None
+    interval: tuple[float | None, float | None] | None = attrs.field(converter=_interval)
+    stopped: str
+
+
+def first_level(mode: str, low: float) -> float:
+    return 1 if mode == "concurrency" else low
+
+
+def next_level(mode: str, measured: dict[float, bool], low: float, ceiling: float) -> float | None:
+    """The next level to measure given {level: met} so far; None when the search is done."""
+    if not measured:
+        return first_level(mode, low)
+    met = [level for level, ok in measured.items() if ok]
+    if not met:
+        return None  # the first level already misses
+    best = max(met)
+    above = [level for level, ok in measured.items() if not ok and level > best]
+    if not above:
+        if best >= ceiling:
+            return None
+        step = min(best * 2, ceiling)
+        return int(step) if mode == "concurrency" else round(step, 3)
+    worst = min(above)
+    if mode == "concurrency":
+        return None if worst - best <= 1 else (int(best) + int(worst)) // 2
+    return None if worst <= best * 1.1 else round((best + worst) / 2, 3)
+
+
+def saturation(records) -> str:
+    """Why a level's requests show a server that cannot hold it; "" when they do not."""
+    failed = [r for r in records if not r.ok]
+    if failed:
+        return f"{len(failed)} of {len(records)} requests failed ({failed[0].error})"
+    rounds: dict[int, list[float]] = {}
+    for r in records:
+        timings = r.timings or {}
+        if isinstance(timings.get("prompt_ms"), (int, float)) and isinstance(timings.get("predicted_ms"), (int, float)):
+            rounds.setdefault(r.rep, []).append(r.e2e_s - (timings["prompt_ms"] + timings["predicted_ms"]) / 1000)
+    means = [float(np.mean(rounds[k])) for k in sorted(rounds)]
+    if len(means) >= 3 and all(a < b for a, b in zip(means, means[1:])) \
+            and means[-1] > QUEUE_GROWTH * means[0] + QUEUE_SLACK_S:
+        return f"queueing grew round over round ({means[0] * 1000:.0f} ms -> {means[-1] * 1000:.0f} ms)"
+    return ""
+
+
+def judge_level(level: float, records, slos: tuple[Slo, ...], goodput: float | None,
+                seed: int = 0) -> Level:
+    """A measured level: met (and not saturated), and its bootstrap probability of meeting."""
+    met, missed = cell_verdict(records, slos)
+    saturated = saturation(records)
+    rng = np.random.default_rng(seed)
+    records = list(records)
+    hits = 0
+    for _ in range(RESAMPLES):
+        sample = [records[i] for i in rng.integers(0, len(records), len(records))]
+        hits += cell_verdict(sample, slos)[0]
+    return Level(level, met and not saturated, saturated, round(hits / RESAMPLES, 3), goodput, missed)
+
+
+def conclude(mode: str, slo: str, levels: list[Level], ceiling: float) -> Capacity:
+    """The boundary, its interval and the reason the search stopped, from its levels."""
+    levels = sorted(levels, key=lambda lv: lv.level)
+    met = [lv.level for lv in levels if lv.met]
+    boundary = max(met) if met else None
+    sure = [lv.level for lv in levels if (lv.p_meet or 0) >= 0.975 and not lv.saturated]
+    maybe = [lv.level for lv in levels if (lv.p_meet or 0) >= 0.025 and not lv.saturated]
+    interval = (max(sure) if sure else None, max(maybe) if maybe else None) if levels else None
+    unit = "concurrent requests" if mode == "concurrency" else "requests/s"
+    if boundary is None:
+        first = levels[0] if levels else None
+        why = (first.saturated or "; ".join(first.missed)) if first else "nothing measured"
+        stopped = f"no level meets the SLOs: {first.level:g} {unit} already misses ({why})" if first else why
+    elif boundary >= ceiling:
+        stopped = f"the ceiling meets the SLOs: capacity is at least {boundary:g} {unit} (raise it to search further)"
+    else:
+        above = min((lv for lv in levels if lv.level > boundary and not lv.met), key=lambda lv: lv.level)
+        why = above.saturated or "; ".join(above.missed)
+        stopped = (f"boundary found: {boundary:g} {unit} meet the SLOs, {above.level:g} "
+                   f"{'saturate' if above.saturated else 'do not'} ({why})")
+    return Capacity(mode, slo, tuple(levels), boundary, interval, stopped)
