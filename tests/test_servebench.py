@@ -471,6 +471,13 @@ def test_capacity_search_on_the_real_server(halo, server):
     assert cap.interval == (4, 4) and cap.stopped.startswith("the ceiling meets the SLOs: capacity is at least 4")
     again = load_serve_run(easy.path)
     assert again.capacity == cap and again.cells == easy.cells
+    # a search cut off after level 2 (its last cell line lost) resumes with level 4 only
+    lines = (easy.path / "cells.jsonl").read_text().splitlines()
+    (easy.path / "cells.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    resumed = run_serve_bench(resume=easy.path)
+    assert [c.concurrency for c in resumed.cells] == [1, 2, 4] and resumed.capacity.boundary == 4
+    attempts = [json.loads(line)["cell"] for line in (easy.path / "cells.jsonl").read_text().splitlines()]
+    assert attempts == ["d0|pp64|tg8|c1", "d0|pp64|tg8|c2", "d0|pp64|tg8|c4"]
 
     done = halo("bench", "serve", "--endpoint", server, "--pp", str(PP), "--tg", str(TG), "--concurrency", "4",
                 "--reps", "1", "--slo", "ttft_p50=0.01ms", "--capacity", "concurrency", "--tag", "cap-none")
