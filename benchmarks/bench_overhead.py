@@ -29,11 +29,15 @@ import time
 from pathlib import Path
 
 
+def halo_argv(args, *python_args: str) -> list[str]:
+    """`halo bench run` of the benchmark's matrix, JSON out (`python_args`: before `-m halo_core`)."""
+    argv = [sys.executable, *python_args, "-m", "halo_core", "bench", "run", "-m", args.model, "--pp",
+            str(args.pp), "--tg", str(args.tg), "--reps", str(args.reps), "--kv-types", args.kv_types, "--json"]
+    return argv + (["--threads", str(args.threads)] if args.threads else [])
+
+
 def run_halo(args, home: Path) -> tuple[float, dict, list[list[str]]]:
-    argv = [sys.executable, "-m", "halo_core", "bench", "run", "-m", args.model, "--pp", str(args.pp),
-            "--tg", str(args.tg), "--reps", str(args.reps), "--kv-types", args.kv_types, "--json"]
-    if args.threads:
-        argv += ["--threads", str(args.threads)]
+    argv = halo_argv(args)
     env = dict(os.environ, HALO_HOME=str(home))
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
@@ -82,9 +86,7 @@ PHASES = [
 def phases(args, home: Path) -> None:
     """One halo run under cProfile: where its wall time went."""
     with tempfile.NamedTemporaryFile(suffix=".prof") as prof:
-        argv = [sys.executable, "-m", "cProfile", "-o", prof.name, "-m", "halo_core", "bench", "run",
-                "-m", args.model, "--pp", str(args.pp), "--tg", str(args.tg), "--reps", str(args.reps),
-                "--kv-types", args.kv_types, "--json"] + (["--threads", str(args.threads)] if args.threads else [])
+        argv = halo_argv(args, "-m", "cProfile", "-o", prof.name)
         start = time.perf_counter()
         subprocess.run(argv, capture_output=True, env=dict(os.environ, HALO_HOME=str(home)), check=True)
         wall = time.perf_counter() - start

@@ -23,7 +23,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from .slo import Slo, cell_verdict
+from .slo import Slo, cell_verdict, time_split
 
 MODES = ("concurrency", "rate")
 RESAMPLES = 400
@@ -42,12 +42,11 @@ class Level:
     saturated: str = ""  # why the server could not hold it ("" when it could)
     p_meet: float | None = None  # bootstrap probability of meeting the SLOs
     goodput: float | None = None  # good requests per second (the cell's mean over rounds)
-    missed: tuple[str, ...] = ()
+    missed: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 def _levels(value) -> tuple[Level, ...]:
-    return tuple(lv if isinstance(lv, Level) else Level(**{**lv, "missed": tuple(lv.get("missed", ()))})
-                 for lv in value)
+    return tuple(lv if isinstance(lv, Level) else Level(**lv) for lv in value)
 
 
 def _interval(value):
@@ -67,14 +66,10 @@ class Capacity:
     stopped: str
 
 
-def first_level(mode: str, low: float) -> float:
-    return 1 if mode == "concurrency" else low
-
-
 def next_level(mode: str, measured: dict[float, bool], low: float, ceiling: float) -> float | None:
     """The next level to measure given {level: met} so far; None when the search is done."""
     if not measured:
-        return first_level(mode, low)
+        return 1 if mode == "concurrency" else low
     met = [level for level, ok in measured.items() if ok]
     if not met:
         return None  # the first level already misses
@@ -98,9 +93,9 @@ def saturation(records) -> str:
         return f"{len(failed)} of {len(records)} requests failed ({failed[0].error})"
     rounds: dict[int, list[float]] = {}
     for r in records:
-        timings = r.timings or {}
-        if isinstance(timings.get("prompt_ms"), (int, float)) and isinstance(timings.get("predicted_ms"), (int, float)):
-            rounds.setdefault(r.rep, []).append(r.e2e_s - (timings["prompt_ms"] + timings["predicted_ms"]) / 1000)
+        queue = time_split(r)[0]
+        if queue is not None:
+            rounds.setdefault(r.rep, []).append(queue)
     means = [float(np.mean(rounds[k])) for k in sorted(rounds)]
     if len(means) >= 3 and all(a < b for a, b in zip(means, means[1:])) \
             and means[-1] > QUEUE_GROWTH * means[0] + QUEUE_SLACK_S:

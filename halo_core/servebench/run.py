@@ -49,7 +49,7 @@ from ..llama.server import ServerSpec, start_server
 from ..llama.process import free_port
 from ..store import append_line, from_dict, to_dict, write_json
 from . import scrape
-from .slo import Slo, cell_verdict, parse_slos, request_is_good
+from .slo import Slo, cell_verdict, parse_slos, request_is_good, time_split
 from .capacity import MODES, Capacity, conclude, judge_level, next_level, saturation
 
 KIND = "serve"  # runs/serve/
@@ -318,7 +318,8 @@ def cells_for(spec: ServeBenchSpec, keys) -> list[Cell]:
     return [capacity_cell(spec, level) for level in sorted(levels)]
 
 
-def _level(cell: Cell) -> float:
+def _level(cell: "Cell | ServeCell") -> float:
+    """A cell's load as a number: its concurrency, or its request rate."""
     return cell.concurrency if cell.concurrency else cell.rate
 
 
@@ -625,17 +626,6 @@ def _record(cell: Cell, attempt: str, rep: int, index: int, prompt: Prompt, star
 
 # -- summaries ---------------------------------------------------------------------------------
 
-def _breakdown(r: RequestRecord) -> tuple[float | None, float | None, float | None]:
-    """(queue, prefill, decode) seconds of one request from the server's timings; queue is what
-    the server's prompt and generation times leave of the end-to-end latency."""
-    timings = r.timings or {}
-    prefill, decode = timings.get("prompt_ms"), timings.get("predicted_ms")
-    if not (isinstance(prefill, (int, float)) and isinstance(decode, (int, float)) and r.e2e_s is not None):
-        return None, None, None
-    prefill, decode = prefill / 1000.0, decode / 1000.0
-    return max(0.0, r.e2e_s - prefill - decode), prefill, decode
-
-
 def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = None,
               server: scrape.ServerView | None = None, client_cpu_s: float | None = None,
               slos: tuple[Slo, ...] = ()) -> ServeCell:
@@ -643,6 +633,7 @@ def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = 
     while they ran, the server's /metrics over that time, the CPU seconds halo's client
     spent on it and, with `slos`, its goodput and verdict."""
     ok = [r for r in records if r.ok]
+    good = {id(r) for r in ok if request_is_good(r, slos)} if slos else set()
     rounds: dict[int, list[RequestRecord]] = {}
     for r in ok:
         rounds.setdefault(r.rep, []).append(r)
@@ -652,7 +643,7 @@ def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = 
         if window > 0:
             per_s.append(len(rs) / window)
             agg.append(sum(r.completion_tokens or 0 for r in rs) / window)
-            goodput.append(sum(1 for r in rs if request_is_good(r, slos)) / window)
+            goodput.append(sum(1 for r in rs if id(r) in good) / window)
     met, missed = cell_verdict(records, slos) if slos else (None, ())
     prompts = [r.prompt_tokens for r in ok if r.prompt_tokens is not None]
     beyond = [max(0, (r.cached_tokens or 0) - r.shared_tokens) for r in ok]
@@ -661,7 +652,7 @@ def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = 
     agg_ts = Stat.of(agg)
     drafted = sum((r.timings or {}).get("draft_n", 0) for r in ok)
     accepted = sum((r.timings or {}).get("draft_n_accepted", 0) for r in ok)
-    split = [_breakdown(r) for r in ok]
+    split = [time_split(r) for r in ok]
     return ServeCell(
         cell=cell.key, depth=cell.depth, pp=cell.pp, tg=cell.tg, concurrency=cell.concurrency,
         rate=cell.rate, reps=len({r.rep for r in records}), requests=len(records),
@@ -679,7 +670,7 @@ def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = 
         queue_ms=Stat.of((q for q, _p, _d in split), 1000), prefill_ms=Stat.of((p for _q, p, _d in split), 1000),
         decode_ms=Stat.of((d for _q, _p, d in split), 1000), server=server,
         client_cpu_s_per_1k=_per_1k(client_cpu_s, sum(r.completion_tokens or 0 for r in ok)),
-        good=sum(1 for r in records if request_is_good(r, slos)) if slos else None,
+        good=len(good) if slos else None,
         goodput=Stat.of(goodput) if slos else None, slo_met=met, slo_missed=missed)
 
 
@@ -761,6 +752,7 @@ class _Session:
         self.run, self.state, self.base, self.model, self.llama = run, state, base, model, llama
         self.api_key, self.status, self.on_cell = api_key, status, on_cell
         self.spec = run.spec
+        self.slos = parse_slos(run.spec.slo) if run.spec.slo else ()
         self.latency = 0.0
         self.sampler: MetricsSampler | None = None  # set while the cells run
         self.scraper: scrape.Scraper | None = None  # llama-server's /metrics, where it has them
@@ -914,8 +906,7 @@ class _Session:
         append_line(self.run.path / "cells.jsonl", json.dumps(
             {"cell": cell.key, "attempt": attempt, "status": status, "at": now(), "power_w": power,
              "server": None if server is None else to_dict(server), "client_cpu_s": client_cpu_s}))
-        summary = summarize(cell, records, power, server, client_cpu_s,
-                            parse_slos(self.spec.slo) if self.spec.slo else ())
+        summary = summarize(cell, records, power, server, client_cpu_s, self.slos)
         keys = {c.cell for c in self.run.cells} | {cell.key}
         order = [c.key for c in cells_for(self.spec, keys)]
         self.run.cells = sorted([c for c in self.run.cells if c.cell != cell.key] + [summary],
@@ -1030,7 +1021,7 @@ def _measured(run: ServeRun) -> dict[float, bool]:
     measured = {}
     for c in run.cells:
         records = [r for r in run.requests if r.cell == c.cell]
-        measured[c.concurrency or c.rate] = bool(c.slo_met) and not saturation(records)
+        measured[_level(c)] = bool(c.slo_met) and not saturation(records)
     return measured
 
 
@@ -1048,7 +1039,7 @@ def _search(run: ServeRun) -> Callable[[], Cell | None]:
 def judge_capacity(run: ServeRun) -> Capacity:
     """The search's result from the run's cells: each level judged, the boundary, why it stopped."""
     slos = parse_slos(run.spec.slo)
-    levels = [judge_level(c.concurrency or c.rate, [r for r in run.requests if r.cell == c.cell], slos,
+    levels = [judge_level(_level(c), [r for r in run.requests if r.cell == c.cell], slos,
                           c.goodput and c.goodput.mean, seed=run.spec.seed)
               for c in run.cells]
     return conclude(run.spec.capacity, run.spec.slo, levels, _bounds(run.spec)[1])

@@ -19,7 +19,6 @@ import attrs
 import httpx
 
 from ..store import append_line
-from ..runs import read_jsonl
 
 FILE = "server-metrics.jsonl"
 PREFIX = "llamacpp:"
@@ -78,14 +77,12 @@ class Scraper:
     def __init__(self, client: httpx.AsyncClient, path: Path, interval: float = INTERVAL):
         self.client, self.path, self.interval = client, Path(path), interval
         self.rows: list[dict] = []
-        self.failed = 0
         self._task: asyncio.Task | None = None
 
     async def scrape(self) -> None:
         try:
             values = await fetch(self.client)
         except (ValueError, httpx.HTTPError):
-            self.failed += 1
             return
         row = {"time": round(time.time(), 3), "metrics": values}
         self.rows.append(row)
@@ -144,7 +141,3 @@ def window(rows: list[dict], start: float, end: float) -> ServerView | None:
         seen = [r["metrics"][gauge] for r in inside if gauge in r["metrics"]]
         view[key] = max(seen) if seen else None
     return ServerView(**view)
-
-
-def load_rows(run_path: Path) -> list[dict]:
-    return read_jsonl(Path(run_path) / FILE)

@@ -81,6 +81,18 @@ def _limit(value: str, latency: bool, part: str) -> float:
     return number / 1000.0 if match.group(2) == "ms" else number
 
 
+def time_split(record) -> tuple[float | None, float | None, float | None]:
+    """(queue, prefill, decode) seconds of one request from the server's timings; queue is what
+    the server's prompt and generation times leave of the end-to-end latency (None, None, None
+    without timings)."""
+    timings = record.timings or {}
+    prefill, decode = timings.get("prompt_ms"), timings.get("predicted_ms")
+    if not (isinstance(prefill, (int, float)) and isinstance(decode, (int, float)) and record.e2e_s is not None):
+        return None, None, None
+    prefill, decode = prefill / 1000.0, decode / 1000.0
+    return max(0.0, record.e2e_s - prefill - decode), prefill, decode
+
+
 def _at(values: Iterable[float], stat: str) -> float | None:
     data = np.asarray([v for v in values if v is not None], dtype=float)
     if not data.size:
