@@ -80,8 +80,12 @@ class PluginHost:
         load_setuptools_entrypoints scans them all again, a cost every command pays)."""
         allow, deny = _names(os.environ.get(ALLOW_ENV)), _names(os.environ.get(DENY_ENV)) or set()
         first: dict[str, object] = {}
+        origins: dict[int, _Origin] = {}  # per distribution: reading its METADATA is the cost
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            dist = ep.dist.metadata["Name"] if ep.dist is not None else None
+            origin = origins.get(id(ep.dist))
+            if origin is None:
+                origin = origins[id(ep.dist)] = _dist_origin(ep.dist)
+            dist = origin.distribution
             if ep.name in first:
                 if first[ep.name] != dist:  # the same distribution can be seen twice on sys.path
                     print(f"halo: warning: plugin '{ep.name}' of {dist} not loaded: the name "
@@ -93,7 +97,6 @@ class PluginHost:
                 self.pm.set_blocked(ep.name)
             if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
                 continue
-            origin = _dist_origin(ep.dist)
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not take the CLI down

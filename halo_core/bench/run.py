@@ -16,6 +16,7 @@ A bench run directory, $HALO_HOME/runs/bench/<tag>-<timestamp>/ (runs.py finds i
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Mapping
@@ -258,12 +259,10 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
 
     run, state = _open_run(spec, resume, resume_tag)
     state.data["models"] = to_dict(models)
+    facts = None
     if not (run.path / "system.json").exists():
-        system = system_state(root)
-        system["backends"] = {b.name: b.provenance() for b in backends}
-        if workers:
-            system["rpc"] = workers
-        write_json(run.path / "system.json", system)
+        extra = {"backends": {b.name: b.provenance() for b in backends}, **({"rpc": workers} if workers else {})}
+        facts = _Facts(run.path / "system.json", root, extra)
     recorder = _Recorder(run, state)
     # the pid file `halo flush` stops benches by; a tune's own measurement has none (a flush
     # must not kill a transaction half-way)
@@ -280,7 +279,11 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
                     status(f"cooling down {run.spec.cooldown:g}s")
                     time.sleep(run.spec.cooldown)
                 _run_group(recorder, group, sampler, bandwidth, status, on_result, on_failure)
+        if facts is not None:
+            facts.wait(status)
     except BaseException as exc:
+        if facts is not None:
+            facts.wait(status)
         runs.record_exit(exc, recorder.finish)
         raise
     finally:
@@ -294,6 +297,34 @@ def run_bench(spec: BenchSpec | None = None, *, resume: str | Path | None = None
     else:
         recorder.finish(RunStatus.COMPLETE)
     return run
+
+
+class _Facts:
+    """The machine's facts (system.json), gathered in a thread while llama-bench runs: on an
+    NVIDIA host NVML's start-up alone is ~0.09 s, which would otherwise come before the first
+    llama-bench (#24: halo's cost per run). `wait` writes the file; facts that cannot be read
+    are written as their error, and the run's results stand."""
+
+    def __init__(self, path: Path, root: Path, extra: dict):
+        self.path, self.root, self.extra = path, root, extra
+        self.system: dict | None = None
+        self.error = ""
+        self.thread = threading.Thread(target=self._gather, name="halo-facts", daemon=True)
+        self.thread.start()
+
+    def _gather(self) -> None:
+        try:
+            self.system = system_state(self.root)
+        except Exception as exc:  # (a sysfs or NVML surprise must not cost the run its results)
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def wait(self, status) -> None:
+        if self.path.exists():  # (written already)
+            return
+        self.thread.join()
+        if self.error:
+            status(f"machine facts could not be read: {self.error}")
+        write_json(self.path, {**(self.system or {"error": self.error}), **self.extra})
 
 
 def _log_tail(path: Path, offset: int, lines: int = 20) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -81,14 +82,19 @@ def _drm_gpu(root: Path, card: str, dev: str) -> GpuFacts:
 
 # -- NVIDIA through NVML ------------------------------------------------------------------------
 
-@functools.cache
+_NVML_LOCK = threading.Lock()
+_NVML: list = []  # [pynvml or None] once asked
+
+
 def nvml_module():
-    """pynvml, initialised once per process; None without the NVIDIA driver (then nvidia-ml-py
-    is not even imported), without nvidia-ml-py, or without the NVML library. Ask it on the
-    live system only: a sysroot stands for another machine."""
-    if not any(os.path.exists(path) for path in NVIDIA_DRIVER):
-        return None
-    return load_nvml()
+    """pynvml, initialised once per process (threads asking at once wait for the first); None
+    without the NVIDIA driver (then nvidia-ml-py is not even imported), without nvidia-ml-py,
+    or without the NVML library. Ask it on the live system only: a sysroot stands for another
+    machine."""
+    with _NVML_LOCK:
+        if not _NVML:
+            _NVML.append(load_nvml() if any(os.path.exists(path) for path in NVIDIA_DRIVER) else None)
+        return _NVML[0]
 
 
 def load_nvml():

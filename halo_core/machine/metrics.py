@@ -102,17 +102,30 @@ class MetricsSampler:
     """Samples every `interval` seconds into a CSV file from a background thread.
 
     Use as a context manager; `average(column, start, end)` summarises a time window
-    (wall-clock seconds, as time.time()).
+    (wall-clock seconds, as time.time()). The sensors are found in that thread too, so that a
+    start (NVML's is ~0.09 s) does not hold up what the caller starts next; asking for
+    `readers`, `columns` or `power_column` waits for them.
     """
 
     def __init__(self, path: Path, *, root: Path = Path("/"), interval: float = 1.0):
-        self.path, self.interval = Path(path), interval
-        self.readers = sensors(root)
-        self.columns = ["time", *self.readers]
+        self.path, self.interval, self.root = Path(path), interval, Path(root)
         self.rows: list[dict[str, float | None]] = []
+        self._readers: dict[str, Reader] | None = None
+        self._setup_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="halo-metrics", daemon=True)
         self._lock = threading.Lock()
+
+    @property
+    def readers(self) -> dict[str, Reader]:
+        with self._setup_lock:  # (held by the thread while it finds them)
+            if self._readers is None:
+                self._readers = sensors(self.root)
+            return self._readers
+
+    @property
+    def columns(self) -> list[str]:
+        return ["time", *self.readers]
 
     @property
     def power_column(self) -> str | None:
@@ -128,9 +141,10 @@ class MetricsSampler:
         return row
 
     def _loop(self) -> None:
+        columns = self.columns
         new = not self.path.exists() or self.path.stat().st_size == 0
         with open(self.path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.columns)
+            writer = csv.DictWriter(fh, fieldnames=columns)
             if new:
                 writer.writeheader()
             while True:
