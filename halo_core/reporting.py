@@ -135,6 +135,8 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, Enum):
         return str(value.value)
+    if isinstance(value, (list, tuple)) and any(attrs.has(type(v)) for v in value):
+        return json.dumps(to_dict(list(value)))  # (records in a list: one JSON array)
     if isinstance(value, (list, tuple)):
         return ",".join(_text(v) for v in value)
     return str(value)
