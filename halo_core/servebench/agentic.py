@@ -164,16 +164,17 @@ def make_session(seed: int, index: int, uid: str, notes_tokens: int, turns: int,
                  tool_tokens: tuple[int, int], text: Callable[[int, random.Random], str]) -> AgentSession:
     """Session `index` of a run seeded by `seed`, behind the id `uid`, its project notes
     `notes_tokens` tokens of corpus text; `text(n, rng)` gives n tokens of corpus text. The
-    turns do not depend on `notes_tokens` (they have their own random stream), so the notes can
-    be resized until the first prompt is exact."""
-    rng = random.Random(f"{seed}|agentic|{index}")
+    turns do not depend on `notes_tokens` or on what `text` draws (each has its own random
+    stream), so the notes can be resized until the first prompt is exact."""
+    rng = random.Random(f"{seed}|agentic|{index}")  # the shape: task, tools, sizes, reply lengths
+    place = random.Random(f"{seed}|agentic|{index}|text")  # where in the corpus the text comes from
     notes = text(notes_tokens, random.Random(f"{seed}|agentic|{index}|notes")) if notes_tokens > 0 else ""
     out = [AgentTurn(rng.choice(TASKS), "", reply_tokens(tg, rng))]
     names = [t["name"] for t in TOOLS]
     for _ in range(turns - 1):
         tool = rng.choice(names)
         size = rng.randint(*tool_tokens)
-        out.append(AgentTurn(_tool_output(tool, rng, text(size, rng)), tool, reply_tokens(tg, rng)))
+        out.append(AgentTurn(_tool_output(tool, rng, text(size, place)), tool, reply_tokens(tg, rng)))
     return AgentSession(index, uid, system_prompt(uid, notes), out)
 
 
