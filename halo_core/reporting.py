@@ -123,7 +123,10 @@ def _flat_fields(cls: type, prefix: str = "") -> list[tuple[str, tuple[str, ...]
 
 
 def _record_types(annotation) -> list[type]:
-    """The attrs classes an annotation names (`Stat | None` -> [Stat])."""
+    """The attrs classes an annotation names (`Stat | None` -> [Stat]; a tuple of them is none:
+    it is one column)."""
+    if typing.get_origin(annotation) in (tuple, list):
+        return []
     args = typing.get_args(annotation) or (annotation,)
     return [a for a in args if isinstance(a, type) and attrs.has(a)]
 
