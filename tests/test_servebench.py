@@ -30,14 +30,19 @@ pytestmark = pytest.mark.slow
 PP, TG = 64, 8
 
 
-@pytest.fixture(scope="module")
-def server(smoke_model, llama_bin_dir):
-    """One real llama-server with 4 slots for the module."""
-    started = start_server(ServerSpec(model=str(smoke_model.path), port=free_port(), ctx=4 * 512, parallel=4))
+def _smoke_server(model, ctx: int, parallel: int):
+    """A real llama-server on the smoke model, its url yielded until the fixture ends."""
+    started = start_server(ServerSpec(model=str(model.path), port=free_port(), ctx=ctx, parallel=parallel))
     try:
         yield started.info.url
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="module")
+def server(smoke_model, llama_bin_dir):
+    """One real llama-server with 4 slots for the module."""
+    yield from _smoke_server(smoke_model, 4 * 512, 4)
 
 
 @pytest.fixture(scope="module")
@@ -547,11 +552,7 @@ AGENTIC = dict(workload="agentic", turns=3, pp=800, tg=TG, tool_tokens=(32, 96),
 def agentic_server(smoke_model, llama_bin_dir):
     """A real llama-server with the slots and context `matrix_server` gives 2 agentic sessions."""
     parallel, ctx = matrix_server(ServeBenchSpec(**AGENTIC))
-    started = start_server(ServerSpec(model=str(smoke_model.path), port=free_port(), ctx=ctx, parallel=parallel))
-    try:
-        yield started.info.url
-    finally:
-        started.stop()
+    yield from _smoke_server(smoke_model, ctx, parallel)
 
 
 @pytest.fixture(scope="module")

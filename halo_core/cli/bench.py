@@ -326,8 +326,7 @@ def bench_show(run_ref, fmt, as_json):
             return
         print_table(serve_table(run.cells, f"{run.path.name} ({run.status}): "
                                            f"{Path(run.model).name or run.model} at {run.endpoint}"))
-        print_turn_table(run.cells)
-        print_time_table(run.cells)
+        print_cell_details(run.cells)
         if run.capacity is not None:
             click.echo("\n".join(capacity_lines(run.capacity)))
         if run.error:
@@ -483,28 +482,17 @@ def serve_table(cells: list, title: str) -> Table:
     return table
 
 
-def print_turn_table(cells: list) -> None:
-    """Per turn of an agentic run's sessions: cache reuse, TTFT, tg (share.turn_rows)."""
-    from ..servebench.share import TURN_HEAD, TURN_TITLE, turn_rows
+def print_cell_details(cells: list) -> None:
+    """The tables after a serve-bench run's cells, each where it has rows: per turn of agentic
+    sessions (share.turn_rows), where the time went when the server said (share.time_rows)."""
+    from ..servebench.share import TIME_HEAD, TIME_TITLE, TURN_HEAD, TURN_TITLE, time_rows, turn_rows
 
-    rows = turn_rows(cells)
-    if rows:
-        table = Table(*TURN_HEAD, title=TURN_TITLE)
-        for row in rows:
-            table.add_row(*row)
-        print_table(table)
-
-
-def print_time_table(cells: list) -> None:
-    """Where the time of a serve-bench cell's requests went, when the server said (share.time_rows)."""
-    from ..servebench.share import TIME_HEAD, TIME_TITLE, time_rows
-
-    rows = time_rows(cells)
-    if rows:
-        table = Table(*TIME_HEAD, title=TIME_TITLE)
-        for row in rows:
-            table.add_row(*row)
-        print_table(table)
+    for head, title, rows in ((TURN_HEAD, TURN_TITLE, turn_rows(cells)), (TIME_HEAD, TIME_TITLE, time_rows(cells))):
+        if rows:
+            table = Table(*head, title=title)
+            for row in rows:
+                table.add_row(*row)
+            print_table(table)
 
 
 @bench.command("serve", cls=PassThrough)
@@ -523,7 +511,7 @@ def print_time_table(cells: list) -> None:
               help="Concurrent requests, comma-separated levels [default: 1, none with --rate only].")
 @click.option("--rate", default=None, help="Request rates (requests/s, Poisson arrivals), comma-separated.")
 @click.option("--requests", type=click.IntRange(min=1), default=None,
-              help="Requests per round [default: the concurrency; 8 per rate].")
+              help="Requests per round (agentic: sessions) [default: the concurrency; 8 per rate].")
 @click.option("--reps", "-r", type=click.IntRange(min=1), default=3, show_default=True,
               help="Rounds per cell.")
 @click.option("--prompt-cache", is_flag=True,
@@ -636,8 +624,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         emit_json(_serve_json(run))
     else:
         print_table(serve_table(run.cells, f"{Path(run.model).name or run.model} at {run.endpoint}"))
-        print_turn_table(run.cells)
-        print_time_table(run.cells)
+        print_cell_details(run.cells)
         if run.capacity is not None:
             click.echo("\n".join(capacity_lines(run.capacity)))
         click.echo(f"saved: {run.path}")
