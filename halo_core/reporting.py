@@ -123,7 +123,10 @@ def _flat_fields(cls: type, prefix: str = "") -> list[tuple[str, tuple[str, ...]
 
 
 def _record_types(annotation) -> list[type]:
-    """The attrs classes an annotation names (`Stat | None` -> [Stat])."""
+    """The attrs classes an annotation names (`Stat | None` -> [Stat]; a tuple of them is none:
+    it is one column)."""
+    if typing.get_origin(annotation) in (tuple, list):
+        return []
     args = typing.get_args(annotation) or (annotation,)
     return [a for a in args if isinstance(a, type) and attrs.has(a)]
 
@@ -135,6 +138,8 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, Enum):
         return str(value.value)
+    if isinstance(value, (list, tuple)) and any(attrs.has(type(v)) for v in value):
+        return json.dumps(to_dict(list(value)))  # (records in a list: one JSON array)
     if isinstance(value, (list, tuple)):
         return ",".join(_text(v) for v in value)
     return str(value)

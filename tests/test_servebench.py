@@ -19,9 +19,10 @@ from conftest import wait_until
 from halo_core.llama.server import ServerSpec, start_server
 from halo_core.llama.process import free_port
 from halo_core.servebench.share import format_serve_run
+from halo_core.servebench import agentic
 from halo_core.servebench.run import (
     RequestRecord, ServeBenchSpec, ServeRun, Stat, bootstrap_p, compare_serve_runs,
-    find_serve_run, load_serve_run, plan, run_serve_bench, summarize,
+    find_serve_run, load_serve_run, matrix_server, plan, run_serve_bench, summarize,
 )
 
 pytestmark = pytest.mark.slow
@@ -29,14 +30,19 @@ pytestmark = pytest.mark.slow
 PP, TG = 64, 8
 
 
-@pytest.fixture(scope="module")
-def server(smoke_model, llama_bin_dir):
-    """One real llama-server with 4 slots for the module."""
-    started = start_server(ServerSpec(model=str(smoke_model.path), port=free_port(), ctx=4 * 512, parallel=4))
+def _smoke_server(model, ctx: int, parallel: int):
+    """A real llama-server on the smoke model, its url yielded until the fixture ends."""
+    started = start_server(ServerSpec(model=str(model.path), port=free_port(), ctx=ctx, parallel=parallel))
     try:
         yield started.info.url
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="module")
+def server(smoke_model, llama_bin_dir):
+    """One real llama-server with 4 slots for the module."""
+    yield from _smoke_server(smoke_model, 4 * 512, 4)
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +264,13 @@ def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     (["smoke", "--endpoint", "http://127.0.0.1:9"], 2, "give MODEL (or --preset) to start a server, or --endpoint URL, not both"),
     (["--endpoint", "http://127.0.0.1:9", "-np", "2"], 2, "server options (--backend, -c, -np, ... or args after --) need MODEL or --preset"),
     (["--endpoint", "http://127.0.0.1:9"], 1, "no OpenAI-compatible server at http://127.0.0.1:9 (ConnectError: "),
+    (["--workload", "agentic", "--rate", "1"], 2, "--rate does not apply to --workload agentic: each "
+                                                  "--concurrency level is that many sessions at once"),
+    (["--workload", "agentic", "--turns", "0"], 2, "Invalid value for '--turns': 0 is not in the range x>=1."),
+    (["--workload", "agentic", "--depths", "0,1024"], 2, "--depths does not apply to --workload agentic"),
+    (["--workload", "agentic", "--tool-tokens", "900,100"], 2, "--tool-tokens takes LO,HI with LO <= HI, not '900,100'"),
+    (["--turns", "3"], 2, "--turns and --tool-tokens need --workload agentic"),
+    (["--workload", "chat"], 2, "Invalid value for '--workload': 'chat' is not 'agentic'."),
     (["--resume", "no-such-run"], 1, "no serve-bench run 'no-such-run' (not a run directory, run name or tag; "
                                      "`halo bench serve` writes them under "),
 ])
@@ -528,3 +541,141 @@ def test_a_level_the_server_cannot_hold_is_saturated():
     result = conclude("concurrency", "ttft_p95=1000ms", [held, lost], 64)
     assert result.boundary == 1
     assert result.stopped.startswith("boundary found: 1 concurrent requests meet the SLOs, 2 saturate (queueing grew")
+
+
+# -- --workload agentic (#23) -------------------------------------------------------------------
+
+AGENTIC = dict(workload="agentic", turns=3, pp=800, tg=TG, tool_tokens=(32, 96), concurrency=(2,), reps=1)
+
+
+@pytest.fixture(scope="module")
+def agentic_server(smoke_model, llama_bin_dir):
+    """A real llama-server with the slots and context `matrix_server` gives 2 agentic sessions."""
+    parallel, ctx = matrix_server(ServeBenchSpec(**AGENTIC))
+    yield from _smoke_server(smoke_model, ctx, parallel)
+
+
+@pytest.fixture(scope="module")
+def agentic_run(agentic_server):
+    return run_serve_bench(ServeBenchSpec(endpoint=agentic_server, tag="agentic", **AGENTIC))
+
+
+def test_the_agentic_generator_is_deterministic_and_keeps_the_prefix():
+    """Sessions from the seed and index alone; each turn's messages start with the previous
+    turn's, byte for byte; tool outputs and reply lengths in their documented ranges."""
+    asked = []
+
+    def text(n, rng):
+        asked.append(n)
+        return " word" * n
+
+    make = lambda index, uid="u1": agentic.make_session(0, index, uid, 50, 6, 100, (32, 96), text)  # noqa: E731
+    one, again, other = make(0), make(0, "u2"), make(1)
+    assert [t.max_tokens for t in one.turns] == [t.max_tokens for t in again.turns]
+    assert [t.message for t in one.turns] == [t.message for t in again.turns]
+    assert [(t.tool, t.max_tokens) for t in one.turns] != [(t.tool, t.max_tokens) for t in other.turns]
+    assert one.system.startswith("u1 ") and again.system.startswith("u2 ")  # the id first
+    assert '"name": "read_file"' in one.system and '"name": "run_tests"' in one.system
+    assert one.turns[0].tool == "" and one.turns[0].message in agentic.TASKS
+    assert all(t.tool in {tool["name"] for tool in agentic.TOOLS} for t in one.turns[1:])
+    assert all(32 <= n <= 96 for n in asked[1:])  # (the first: the notes, 50)
+    replies = [f"reply {i}" for i in range(5)]
+    for k in range(5):
+        before, after = one.messages(replies[:k]), one.messages(replies[:k + 1])
+        assert after[:len(before)] == before and after[len(before)]["role"] == "assistant"
+        assert [m["role"] for m in after] == ["system"] + ["user", "assistant"] * (k + 1) + ["user"]
+    draws = [agentic.reply_tokens(100, __import__("random").Random(i)) for i in range(2000)]
+    assert min(draws) >= 50 and max(draws) <= 200 and 90 <= float(np.median(draws)) <= 110
+    assert agentic.reply_tokens(2, __import__("random").Random(0)) >= 2
+    # a slot holds the longest session: the first prompt, every tool output and reply at most
+    assert agentic.longest_session(4096, 100, 6, (32, 96)) >= 4096 + 5 * 96 + 6 * 200
+
+
+def test_agentic_sessions_reuse_the_prompt_cache_turn_by_turn(agentic_run, agentic_server):
+    """2 sessions of 3 turns at once on the real server: a first turn of exactly pp tokens
+    prefilled from scratch, then each turn served from the cache up to the previous turn's
+    prompt and reply, replies exactly as long as the generator drew; each session on its own
+    slot; per-turn summaries."""
+    run = agentic_run
+    # session s ran on slot s (id_slot): the slot holds its last prompt and reply (less the
+    # reply's last token, never decoded)
+    slots = httpx.get(f"{agentic_server}/slots", timeout=10).json()
+    for s in (0, 1):
+        last = next(r for r in run.requests if r.session == s and r.turn == 3)
+        assert abs(slots[s]["n_prompt_tokens"] - (last.prompt_tokens + last.completion_tokens - 1)) <= 1
+    assert (run.status, run.error) == ("complete", "")
+    [cell] = run.cells
+    assert cell.cell == "agentic3|pp800|tool32-96|tg8|c2" and cell.workload == "agentic"
+    assert len(run.requests) == 6 and cell.errors == 0
+    for s in (0, 1):
+        turns = sorted((r for r in run.requests if r.session == s), key=lambda r: r.turn)
+        assert [r.turn for r in turns] == [1, 2, 3] and len({r.uid for r in turns}) == 1
+        drawn = agentic.make_session(0, s, "", 0, 3, TG, (32, 96), lambda n, rng: "")
+        assert [r.completion_tokens for r in turns] == [t.max_tokens for t in drawn.turns]  # ignore_eos
+        first = turns[0]
+        assert first.prompt_counted == first.prompt_tokens == 800
+        # a miss beyond the template's opening (the id's first token may match another's)
+        assert first.shared_tokens > 0 and first.cached_tokens <= first.shared_tokens + 2
+        for before, r in zip(turns, turns[1:]):
+            assert r.cached_tokens == r.timings["cache_n"] and r.prompt_tokens == r.timings["prompt_n"] + r.cached_tokens
+            # the previous prompt and reply came from the cache (its last token was never decoded)
+            assert before.prompt_tokens + before.completion_tokens - 3 <= r.cached_tokens < r.prompt_tokens
+            assert r.prompt_tokens - r.cached_tokens >= 32  # the tool output was prefilled
+    assert {r.uid for r in run.requests if r.session == 0} != {r.uid for r in run.requests if r.session == 1}
+    starts = [r for r in run.requests if r.turn == 1]
+    assert max(r.start_s for r in starts) < min(r.start_s + r.ttfr_s for r in starts)  # both at once
+    one, two, three = cell.per_turn
+    assert [t.turn for t in cell.per_turn] == [1, 2, 3] and all(t.requests == 2 and t.errors == 0 for t in cell.per_turn)
+    assert one.reuse_pct < 1 and two.reuse_pct > 50 and three.reuse_pct > 50
+    assert one.prompt_tokens == 800 < two.cached_tokens < two.prompt_tokens < three.cached_tokens
+    for t in cell.per_turn:
+        assert t.ttft_ms.n == 2 and t.tg_ts.n == 2 and t.pp_ts.n == 2
+    assert cell.cache_hits >= 4  # every later turn
+    assert load_serve_run(run.path).cells == run.cells  # the per-turn rows come from requests.jsonl
+
+
+def test_agentic_cli_json_show_and_report(halo, agentic_server, tmp_path):
+    done = halo("bench", "serve", "--endpoint", agentic_server, "--workload", "agentic", "--turns", "3",
+                "--concurrency", "2", "--tg", str(TG), "--reps", "1", "--pp", "800", "--tool-tokens", "32,96",
+                "--tag", "agentic-cli", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["spec"]["workload"] == "agentic" and out["spec"]["turns"] == 3
+    [cell] = out["cells"]
+    assert [t["turn"] for t in cell["per_turn"]] == [1, 2, 3]
+    assert cell["per_turn"][0]["reuse_pct"] < 1 < 50 < cell["per_turn"][1]["reuse_pct"]
+    assert "agentic · c2: pp " in done.stderr and "cache reuse by turn 0% " in done.stderr
+
+    shown = halo("bench", "show", "agentic-cli", env={"COLUMNS": ""})
+    assert shown.returncode == 0, shown.stderr
+    assert "per turn of the agentic sessions" in shown.stdout
+    rows = [line for line in shown.stdout.splitlines() if line.startswith("│ c2 ")]
+    assert len(rows) == 3 + 0  # one per turn (the cells table's row starts with the workload)
+    assert any(line.startswith("│ agentic │ c2 ") for line in shown.stdout.splitlines())
+    import csv
+
+    [row] = csv.DictReader(halo("bench", "show", "agentic-cli", "--format", "csv").stdout.splitlines())
+    assert row["workload"] == "agentic" and [t["turn"] for t in json.loads(row["per_turn"])] == [1, 2, 3]
+
+    report = halo("bench", "report", "agentic-cli", "-o", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<h2>Turn by turn</h2>" in page and "<table id='turns'>" in page
+    turns = page.split("<table id='turns'>")[1].split("</table>")[0]
+    assert turns.count("<tr>") == 1 + 3 and "on: agentic sessions, each on its own slot" in page
+
+
+def test_an_agentic_spec_refuses_what_does_not_apply():
+    from halo_core.errors import HaloError
+    from halo_core.servebench.run import check_spec
+
+    for bad, message in ((dict(rates=(1.0,)), "--rate does not apply"), (dict(depths=(0, 512)), "--depths does not apply"),
+                         (dict(turns=0), "turns must be >= 1"), (dict(tool_tokens=(5, 1)), "tool tokens are a range"),
+                         (dict(workload="chat"), "unknown workload 'chat'")):
+        with pytest.raises(HaloError, match=message):
+            check_spec(ServeBenchSpec(**{**AGENTIC, **bad}))
+    # a plain spec's cell keys are what they were; an agentic one's say what its sessions are
+    assert [c.key for c in plan(ServeBenchSpec(pp=PP, tg=TG, concurrency=(2,)))] == ["d0|pp64|tg8|c2"]
+    assert [c.key for c in plan(ServeBenchSpec(**AGENTIC))] == ["agentic3|pp800|tool32-96|tg8|c2"]
+    parallel, ctx = matrix_server(ServeBenchSpec(**AGENTIC))
+    assert parallel == 2 and ctx >= 2 * agentic.longest_session(800, TG, 3, (32, 96))

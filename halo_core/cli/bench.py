@@ -326,7 +326,7 @@ def bench_show(run_ref, fmt, as_json):
             return
         print_table(serve_table(run.cells, f"{run.path.name} ({run.status}): "
                                            f"{Path(run.model).name or run.model} at {run.endpoint}"))
-        print_time_table(run.cells)
+        print_cell_details(run.cells)
         if run.capacity is not None:
             click.echo("\n".join(capacity_lines(run.capacity)))
         if run.error:
@@ -470,7 +470,7 @@ def serve_table(cells: list, title: str) -> Table:
         pp = _fmt(c.pp_ts and c.pp_ts.mean, ".1f") + (" est." if c.pp_source == "estimated" else "")
         cache = (f"[yellow]{c.cache_hits}/{c.requests} hit, {c.cached_pct:.0f}%[/]" if c.cache_hits else "-")
         errors = f"[red]{c.errors}[/]" if c.errors else "0"
-        table.add_row(str(c.depth), c.load, _fmt(c.prompt_tokens, "d"), pp,
+        table.add_row(c.workload or str(c.depth), c.load, _fmt(c.prompt_tokens, "d"), pp,
                       _fmt(c.tg_ts and c.tg_ts.mean, ".1f"), _ms(c.ttfr_ms, "p50"),
                       _ms(c.ttft_ms, "p50", "p95", "p99"), _ms(c.itl_ms, "p50", "p95", "p99"),
                       _ms(c.e2e_ms, "p50"), _fmt(c.req_per_s and c.req_per_s.mean, ".2f"),
@@ -482,16 +482,17 @@ def serve_table(cells: list, title: str) -> Table:
     return table
 
 
-def print_time_table(cells: list) -> None:
-    """Where the time of a serve-bench cell's requests went, when the server said (share.time_rows)."""
-    from ..servebench.share import TIME_HEAD, TIME_TITLE, time_rows
+def print_cell_details(cells: list) -> None:
+    """The tables after a serve-bench run's cells, each where it has rows: per turn of agentic
+    sessions (share.turn_rows), where the time went when the server said (share.time_rows)."""
+    from ..servebench.share import TIME_HEAD, TIME_TITLE, TURN_HEAD, TURN_TITLE, time_rows, turn_rows
 
-    rows = time_rows(cells)
-    if rows:
-        table = Table(*TIME_HEAD, title=TIME_TITLE)
-        for row in rows:
-            table.add_row(*row)
-        print_table(table)
+    for head, title, rows in ((TURN_HEAD, TURN_TITLE, turn_rows(cells)), (TIME_HEAD, TIME_TITLE, time_rows(cells))):
+        if rows:
+            table = Table(*head, title=title)
+            for row in rows:
+                table.add_row(*row)
+            print_table(table)
 
 
 @bench.command("serve", cls=PassThrough)
@@ -503,14 +504,14 @@ def print_time_table(cells: list) -> None:
 @click.option("--api-key", envvar="HALO_API_KEY", default=None,
               help="Bearer key for --endpoint [env: HALO_API_KEY] (not saved: give it again to resume).")
 @click.option("--depths", default="0", show_default=True, help="Context depths in tokens, comma-separated.")
-@click.option("--pp", type=click.IntRange(min=1), default=512, show_default=True,
-              help="Prompt tokens after the context.")
+@click.option("--pp", type=click.IntRange(min=1), default=None,
+              help="Prompt tokens after the context [default: 512; agentic: the first turn's, 4096].")
 @click.option("--tg", type=click.IntRange(min=2), default=128, show_default=True, help="Generated tokens.")
 @click.option("--concurrency", default=None,
               help="Concurrent requests, comma-separated levels [default: 1, none with --rate only].")
 @click.option("--rate", default=None, help="Request rates (requests/s, Poisson arrivals), comma-separated.")
 @click.option("--requests", type=click.IntRange(min=1), default=None,
-              help="Requests per round [default: the concurrency; 8 per rate].")
+              help="Requests per round (agentic: sessions) [default: the concurrency; 8 per rate].")
 @click.option("--reps", "-r", type=click.IntRange(min=1), default=3, show_default=True,
               help="Rounds per cell.")
 @click.option("--prompt-cache", is_flag=True,
@@ -524,6 +525,14 @@ def print_time_table(cells: list) -> None:
 @click.option("--slo", default=None, metavar="METRIC_STAT=LIMIT,...",
               help="Service-level objectives, e.g. ttft_p95=2s,itl_p95=100ms,tg_min=20: goodput "
                    "(requests meeting all of them per second) and a verdict per cell.")
+@click.option("--workload", type=click.Choice(["agentic"]), default=None,
+              help="agentic: multi-turn coding-agent sessions (a long system prompt with a tool schema, "
+                   "tool outputs appended turn by turn, replies of varying length), --concurrency of "
+                   "them at once, each on its own slot, the prompt cache on; per-turn cache reuse, TTFT, tg.")
+@click.option("--turns", type=click.IntRange(min=1), default=None,
+              help="Turns per agentic session [default: 6].")
+@click.option("--tool-tokens", default=None, metavar="LO,HI",
+              help="Corpus tokens of one tool output in an agentic session, drawn uniformly [default: 128,1024].")
 @click.option("--capacity", type=click.Choice(["concurrency", "rate"]), default=None,
               help="Search the largest load meeting --slo (doubling, then bisection) up to the largest "
                    "--concurrency (or between the lowest and highest --rate), instead of the matrix.")
@@ -533,13 +542,16 @@ def print_time_table(cells: list) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @passthrough
 def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency, rate, requests,
-                reps, prompt_cache, timeout, tag, resume, slo, capacity, root, as_json, extra, **server):
+                reps, prompt_cache, timeout, tag, resume, slo, workload, turns, tool_tokens, capacity, root,
+                as_json, extra, **server):
     """Benchmark serving: streamed chat completions against an OpenAI-compatible endpoint (or
     llama-server started for MODEL with `halo serve`'s options) over depths x concurrency
-    levels / request rates; TTFR, TTFT, ITL and latency percentiles, pp/tg t/s, cache hits.
+    levels / request rates (or --workload agentic: coding-agent sessions); TTFR, TTFT, ITL and
+    latency percentiles, pp/tg t/s, cache hits (per turn of the sessions).
 
     Anything after `--` goes to the llama-server halo starts.
     """
+    from ..servebench import agentic
     from ..servebench.run import ServeBenchSpec, matrix_server, resolve_serve_run, run_serve_bench
 
     context = click.get_current_context()  # (`ctx` is -c/--ctx here)
@@ -561,10 +573,24 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
             raise click.BadParameter(str(exc), param_hint="'--slo'") from None
     if capacity and not slo:
         raise click.UsageError("--capacity needs --slo: the objectives the largest load must meet")
+    depth_values = _parse_numbers(depths, "--depths") or (0,)
+    tools = _parse_numbers(tool_tokens, "--tool-tokens", minimum=1)
+    if workload:
+        if rates:
+            raise click.UsageError("--rate does not apply to --workload agentic: each --concurrency level "
+                                   "is that many sessions at once")
+        if depth_values != (0,):
+            raise click.UsageError("--depths does not apply to --workload agentic: a session's context is "
+                                   "its own turns (--pp, --turns, --tool-tokens)")
+        if tool_tokens is not None and (len(tools) != 2 or tools[0] > tools[1]):
+            raise click.UsageError(f"--tool-tokens takes LO,HI with LO <= HI, not {tool_tokens!r}")
+    elif turns is not None or tool_tokens is not None:
+        raise click.UsageError("--turns and --tool-tokens need --workload agentic")
     spec = ServeBenchSpec(slo=slo or "", capacity=capacity or "",
-        endpoint=endpoint, model=model_id,
-        depths=_parse_numbers(depths, "--depths") or (0,), pp=pp, tg=tg, concurrency=levels,
-        rates=rates, requests=requests, reps=reps, prompt_cache=prompt_cache, tag=tag, timeout=timeout)
+        endpoint=endpoint, model=model_id, depths=depth_values,
+        pp=pp or (agentic.SYSTEM_TOKENS if workload else 512), tg=tg, concurrency=levels,
+        rates=rates, requests=requests, reps=reps, prompt_cache=prompt_cache, tag=tag, timeout=timeout,
+        workload=workload or "", turns=turns or agentic.TURNS, tool_tokens=tools or agentic.TOOL_TOKENS)
     if starts:
         fields = {k: v for k, v in server.items() if k not in ("preset", "backend_opts")}
         if not server["preset"]:  # a plain MODEL: slots and context to fit the matrix
@@ -576,13 +602,15 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
     explicit_tag = context.get_parameter_source("tag") != click.core.ParameterSource.DEFAULT
 
     def show_cell(c) -> None:
-        line = (f"  depth {c.depth} · {c.load}: pp {_fmt(c.pp_ts and c.pp_ts.mean, '.1f')} t/s · "
+        line = (f"  {c.shape} · {c.load}: pp {_fmt(c.pp_ts and c.pp_ts.mean, '.1f')} t/s · "
                 f"tg {_fmt(c.tg_ts and c.tg_ts.mean, '.1f')} t/s · TTFT p50 {_ms(c.ttft_ms, 'p50')} ms · "
                 f"ITL p95 {_ms(c.itl_ms, 'p95')} ms")
         if c.slo_met is not None:
             line += (f" · goodput {_fmt(c.goodput and c.goodput.mean, '.2f')} r/s · "
                      + ("[green]SLO met[/]" if c.slo_met else f"[red]SLO missed: {escape('; '.join(c.slo_missed))}[/]"))
-        if c.cache_hits:
+        if c.per_turn:  # (agentic: the cache is the point)
+            line += " · cache reuse by turn " + " ".join(_fmt(t.reuse_pct, ".0f", "%") for t in c.per_turn)
+        elif c.cache_hits:
             line += f" · [yellow]{c.cache_hits} cache hit(s)[/]"
         if c.errors:
             line += f" · [red]{c.errors} error(s): {escape(c.first_error)}[/]"
@@ -596,7 +624,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         emit_json(_serve_json(run))
     else:
         print_table(serve_table(run.cells, f"{Path(run.model).name or run.model} at {run.endpoint}"))
-        print_time_table(run.cells)
+        print_cell_details(run.cells)
         if run.capacity is not None:
             click.echo("\n".join(capacity_lines(run.capacity)))
         click.echo(f"saved: {run.path}")

@@ -51,11 +51,11 @@ def _bands(runs: list[ServeRun], metric: str, by_rate: bool):
 
     def draw(ax, prefix) -> bool:
         drawn = False
-        for run, depth, cells in _groups(runs, lambda c: getattr(c, metric) and load(c), lambda c: c.depth):
+        for run, shape, cells in _groups(runs, lambda c: getattr(c, metric) and load(c), lambda c: c.shape):
             cells.sort(key=load)
             xs, stats = [load(c) for c in cells], [getattr(c, metric) for c in cells]
             line, = ax.plot(xs, [s.p50 for s in stats], marker="o",
-                            label=f"{prefix(run)}depth {depth} p50 (bands: p95, p99)")
+                            label=f"{prefix(run)}{shape} p50 (bands: p95, p99)")
             ax.fill_between(xs, [s.p50 for s in stats], [s.p95 for s in stats], color=line.get_color(), alpha=0.3)
             ax.fill_between(xs, [s.p95 for s in stats], [s.p99 for s in stats], color=line.get_color(), alpha=0.12)
             drawn = True
@@ -73,7 +73,7 @@ def _speed_vs_depth(runs: list[ServeRun], metric: str):
     """pp or tg t/s (mean ± sd over requests) against depth, one series per run and load."""
     def draw(ax, prefix) -> bool:
         drawn = False
-        for run, load, cells in _groups(runs, lambda c: getattr(c, metric), lambda c: c.load):
+        for run, load, cells in _groups(runs, lambda c: getattr(c, metric) and not c.workload, lambda c: c.load):
             cells.sort(key=lambda c: c.depth)
             ax.errorbar([c.depth for c in cells], [getattr(c, metric).mean for c in cells],
                         yerr=[getattr(c, metric).std for c in cells], marker="o", capsize=3,
@@ -96,7 +96,8 @@ def _provenance(run: ServeRun) -> str:
     facts = [("status", run.status), ("endpoint", run.endpoint), ("model", run.model),
              ("llama.cpp build", props.get("build_info")), ("slots", props.get("total_slots")),
              ("token counts", (state.get("endpoint") or {}).get("token_counts")),
-             ("prompt cache", "left on" if run.spec.prompt_cache else "off, unique prefix per request"),
+             ("prompt cache", "on: agentic sessions, each on its own slot" if run.spec.workload else
+              "left on" if run.spec.prompt_cache else "off, unique prefix per request"),
              ("cpu", system.get("cpu"))]
     facts += [("server", shlex.join(s["argv"])) for s in state.get("servers", [])]
     return facts_html(run.path.name, facts)
@@ -110,7 +111,7 @@ def _table(runs: list[ServeRun]) -> str:
     head = ["run", "depth", "load", "prompt", "pp t/s", "tg t/s", "TTFR p50 ms", "TTFT p50/p95/p99 ms",
             "ITL p50/p95/p99 ms", "e2e p50/p95 ms", "req/s", "agg t/s", "W", "t/J", "cache hits", "cached %",
             "draft accepted %", "errors"]
-    rows = [[run.path.name, str(c.depth), c.load, None if c.prompt_tokens is None else str(c.prompt_tokens),
+    rows = [[run.path.name, c.workload or str(c.depth), c.load, None if c.prompt_tokens is None else str(c.prompt_tokens),
              _stat(c.pp_ts, "mean") + (" (est.)" if c.pp_source == "estimated" else ""),
              _stat(c.tg_ts, "mean"), _stat(c.ttfr_ms, "p50"), _stat(c.ttft_ms, "p50", "p95", "p99"),
              _stat(c.itl_ms, "p50", "p95", "p99"), _stat(c.e2e_ms, "p50", "p95"),
@@ -133,6 +134,16 @@ def _time_table(runs: list[ServeRun]) -> str:
     return f"<h2>Where the time went</h2><p>{TIME_TITLE}.</p>" + html_table("time", ["run", *TIME_HEAD], rows)
 
 
+def _turn_table(runs: list[ServeRun]) -> str:
+    """Per turn of the agentic sessions (share.turn_rows): cache reuse, TTFT, tg."""
+    from .share import TURN_HEAD, TURN_TITLE, turn_rows
+
+    rows = [[run.path.name, *row] for run in runs for row in turn_rows(run.cells)]
+    if not rows:
+        return ""
+    return f"<h2>Turn by turn</h2><p>{TURN_TITLE}.</p>" + html_table("turns", ["run", *TURN_HEAD], rows)
+
+
 def write_serve_report(runs: list[ServeRun], out_dir: Path) -> Path:
     """Write index.html (self-contained, charts inline as SVG) and a PNG per chart of serve-bench
     runs into out_dir; return the page."""
@@ -149,6 +160,6 @@ def write_serve_report(runs: list[ServeRun], out_dir: Path) -> Path:
             f"<p>halo {__version__}, written {now()}, {len(runs)} run(s), {len(cells)} cell(s).</p>"
             + "".join(_provenance(run) for run in runs)
             + "<h2>Charts</h2>" + "".join(figures)
-            + "<h2>All cells</h2>" + _table(runs) + _time_table(runs) + "</body></html>")
+            + "<h2>All cells</h2>" + _table(runs) + _turn_table(runs) + _time_table(runs) + "</body></html>")
     write_atomic(out_dir / "index.html", page)
     return out_dir / "index.html"

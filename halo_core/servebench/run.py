@@ -7,7 +7,9 @@ says it did (llama-server's `timings`, the API's `usage`). Prompts come from the
 with halo and count exactly depth + pp tokens as the server counts them (llama-server's
 /apply-template and /tokenize; elsewhere the API's `usage` is recorded), each behind a unique
 prefix and with `cache_prompt: false`: no request is served from the prompt cache unless asked
-for, and a cell whose requests were is flagged.
+for, and a cell whose requests were is flagged. `workload="agentic"` (agentic.py) sends
+multi-turn coding-agent sessions instead, each on its own slot with the prompt cache on, and
+summarizes them turn by turn (TurnSummary: how much of each prompt the cache served).
 
 A run directory, $HALO_HOME/runs/serve/<tag>-<UTC time>/:
   run.json        spec, status, error, endpoint and model, the servers halo started (argv, log)
@@ -48,7 +50,8 @@ from ..llama.process import pid_dir
 from ..llama.server import ServerSpec, start_server
 from ..llama.process import free_port
 from ..store import append_line, from_dict, to_dict, write_json
-from . import scrape
+from . import agentic, scrape
+from .agentic import AgentSession, make_session
 from .slo import Slo, cell_verdict, parse_slos, request_is_good, time_split
 from .capacity import MODES, Capacity, conclude, judge_level, next_level, saturation
 
@@ -95,6 +98,12 @@ class ServeBenchSpec:
     # "concurrency" or "rate": search the largest load meeting `slo` (capacity.py) instead of
     # running the matrix; the largest --concurrency / --rate is the ceiling
     capacity: str = ""
+    # "" (requests of one shape) or "agentic" (agentic.py): each concurrency level runs that many
+    # coding-agent sessions at once, each of `turns` turns on its own slot, the prompt cache on;
+    # `pp` is a session's first prompt, `tg` the median reply, `tool_tokens` a tool output's range
+    workload: str = ""
+    turns: int = agentic.TURNS
+    tool_tokens: tuple[int, int] = attrs.field(default=agentic.TOOL_TOKENS, converter=tuple)
 
 
 @attrs.frozen
@@ -151,6 +160,26 @@ class RequestRecord:
     tg_ts: float | None = None
     finish_reason: str = ""
     timings: dict | None = None  # the server's own, as it sent them
+    session: int | None = None  # agentic: the session (of its round) and its turn, from 1
+    turn: int | None = None
+
+
+@attrs.frozen
+class TurnSummary:
+    """One turn of an agentic cell's sessions, over its requests: the prompt and the tokens the
+    server took from its cache (medians), the share of prompt tokens that came from the cache
+    (`reuse_pct`: cached / prompt tokens, summed), TTFT (ms), pp t/s (of what was not cached)
+    and tg t/s."""
+
+    turn: int
+    requests: int
+    errors: int
+    prompt_tokens: int | None
+    cached_tokens: int | None
+    reuse_pct: float | None
+    ttft_ms: Stat | None
+    pp_ts: Stat | None
+    tg_ts: Stat | None
 
 
 @attrs.frozen
@@ -207,10 +236,18 @@ class ServeCell:
     goodput: Stat | None = None
     slo_met: bool | None = None
     slo_missed: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)
+    # --workload agentic: the workload's name and a summary per turn of its sessions
+    workload: str = ""
+    per_turn: tuple[TurnSummary, ...] = attrs.field(default=(), converter=as_tuple)
 
     @property
     def load(self) -> str:
         return load_label(self.concurrency, self.rate)
+
+    @property
+    def shape(self) -> str:
+        """What its requests were, for people: "depth 4096", or the workload ("agentic")."""
+        return self.workload or f"depth {self.depth}"
 
 
 def load_label(concurrency: int | None, rate: float | None) -> str:
@@ -244,22 +281,34 @@ class Cell:
     tg: int
     concurrency: int | None
     rate: float | None
-    requests: int  # per round
+    requests: int  # per round (agentic: sessions per round)
+    workload: str = ""
+    turns: int = 0  # agentic: turns per session
+    tool_tokens: tuple[int, int] = (0, 0)  # agentic: a tool output's corpus tokens, lowest and highest
 
     @property
     def key(self) -> str:
         load = f"c{self.concurrency}" if self.concurrency else f"r{self.rate:g}"
+        if self.workload:  # e.g. agentic6|pp4096|tool128-1024|tg128|c4
+            lo, hi = self.tool_tokens
+            return f"{self.workload}{self.turns}|pp{self.pp}|tool{lo}-{hi}|tg{self.tg}|{load}"
         return f"d{self.depth}|pp{self.pp}|tg{self.tg}|{load}"
+
+
+def _make_cell(spec: ServeBenchSpec, depth: int, concurrency: int | None, rate: float | None) -> Cell:
+    requests = spec.requests or concurrency or REQUESTS_PER_RATE
+    if spec.workload:
+        return Cell(depth, spec.pp, spec.tg, concurrency, rate, requests, spec.workload, spec.turns,
+                    spec.tool_tokens)
+    return Cell(depth, spec.pp, spec.tg, concurrency, rate, requests)
 
 
 def plan(spec: ServeBenchSpec) -> list[Cell]:
     """Every cell, depth by depth, concurrency levels before rates."""
     cells = []
     for depth in spec.depths:
-        for c in spec.concurrency:
-            cells.append(Cell(depth, spec.pp, spec.tg, c, None, spec.requests or c))
-        for r in spec.rates:
-            cells.append(Cell(depth, spec.pp, spec.tg, None, r, spec.requests or REQUESTS_PER_RATE))
+        cells += [_make_cell(spec, depth, c, None) for c in spec.concurrency]
+        cells += [_make_cell(spec, depth, None, r) for r in spec.rates]
     return cells
 
 
@@ -279,6 +328,19 @@ def check_spec(spec: ServeBenchSpec) -> None:
         raise HaloError("reps and requests must be >= 1")
     if spec.slo:
         parse_slos(spec.slo)
+    if spec.workload not in ("", "agentic"):
+        raise HaloError(f"unknown workload '{spec.workload}' (known: agentic)")
+    if spec.turns < 1:
+        raise HaloError("turns must be >= 1")
+    if len(spec.tool_tokens) != 2 or not 1 <= spec.tool_tokens[0] <= spec.tool_tokens[1]:
+        raise HaloError("tool tokens are a range LO,HI with 1 <= LO <= HI")
+    if spec.workload:
+        if spec.rates:
+            raise HaloError("--rate does not apply to --workload agentic: each --concurrency level is "
+                            "that many sessions at once")
+        if spec.depths != (0,):
+            raise HaloError("--depths does not apply to --workload agentic: a session's context is its "
+                            "own turns (--pp, --turns, --tool-tokens)")
     if spec.capacity:
         if spec.capacity not in MODES:
             raise HaloError(f"unknown capacity search '{spec.capacity}' (known: {', '.join(MODES)})")
@@ -300,10 +362,9 @@ def _bounds(spec: ServeBenchSpec) -> tuple[float, float]:
 
 
 def capacity_cell(spec: ServeBenchSpec, level: float) -> Cell:
-    depth = spec.depths[0]
     if spec.capacity == "rate":
-        return Cell(depth, spec.pp, spec.tg, None, level, spec.requests or REQUESTS_PER_RATE)
-    return Cell(depth, spec.pp, spec.tg, int(level), None, spec.requests or int(level))
+        return _make_cell(spec, spec.depths[0], None, level)
+    return _make_cell(spec, spec.depths[0], int(level), None)
 
 
 def cells_for(spec: ServeBenchSpec, keys) -> list[Cell]:
@@ -325,9 +386,12 @@ def _level(cell: "Cell | ServeCell") -> float:
 
 def matrix_server(spec: ServeBenchSpec) -> tuple[int, int]:
     """(parallel, ctx) for a server that runs the matrix: one slot per concurrent request (4
-    with rates only), each slot holding the longest request."""
+    with rates only), each slot holding the longest request (agentic: one slot per session in
+    flight, each holding the longest session)."""
     parallel = max(spec.concurrency or (4,))
     per_slot = max(spec.depths) + spec.pp + spec.tg + CTX_MARGIN
+    if spec.workload:
+        per_slot = agentic.longest_session(spec.pp, spec.tg, spec.turns, spec.tool_tokens) + CTX_MARGIN
     return parallel, -(-per_slot * parallel // 256) * 256
 
 
@@ -478,6 +542,40 @@ class Prompts:
             # else: pp is smaller than the template itself; the loop ends with the closest
         return Prompt(best[1], uid, best[2], await self.head(bool(depth)))
 
+    def text(self, tokens: int, rng: random.Random) -> str:
+        """Corpus text from a random place: exactly `tokens` tokens on llama-server (a slice of
+        the tokenized corpus), about that many elsewhere."""
+        if self.exact:
+            start = rng.randrange(max(1, len(self.pieces) - tokens))
+            return "".join(self.pieces[start:start + tokens])
+        n = max(1, round(tokens / self.per_word))
+        start = rng.randrange(max(1, len(self.words) - n))
+        return " ".join(self.words[start:start + n])
+
+
+async def agent_session(prompts: Prompts, spec: ServeBenchSpec, index: int, uid: str) -> tuple[AgentSession, int | None]:
+    """Session `index` of an agentic cell (agentic.make_session) behind `uid`, its project
+    notes sized so that its first prompt is `spec.pp` tokens, and that prompt's count (None
+    where only the server can count: the notes then come from tokens per word)."""
+    def make(notes: int) -> AgentSession:
+        return make_session(spec.seed, index, uid, notes, spec.turns, spec.tg, spec.tool_tokens, prompts.text)
+
+    if not prompts.exact:
+        words = sum(len(m["content"].split()) for m in make(0).messages([]))
+        return make(max(0, round(spec.pp - prompts.overhead - words * prompts.per_word))), None
+    fixed = await prompts.count(make(0).messages([]))
+    notes, best, tried = max(0, spec.pp - fixed), None, set()
+    while notes not in tried and len(tried) < 8:  # the notes move the count one for one, mostly
+        tried.add(notes)
+        session = make(notes)
+        count = fixed if notes == 0 else await prompts.count(session.messages([]))
+        if best is None or abs(spec.pp - count) < abs(spec.pp - best[1]):
+            best = (session, count)
+        if count == spec.pp or (notes == 0 and count > spec.pp):  # (pp below what the fixed part takes)
+            break
+        notes = max(0, notes + spec.pp - count)
+    return best
+
 
 # -- one request, one round -------------------------------------------------------------------
 
@@ -502,6 +600,7 @@ class _Observed:
     content: float | None = None
     tokens: list[float] = attrs.field(factory=list)  # arrival of every chunk carrying a token
     end: float | None = None
+    text: list[str] = attrs.field(factory=list)  # the content, chunk by chunk (an agent's reply)
 
 
 def _chunk(seen: _Observed, chunk, now: float) -> bool:
@@ -531,6 +630,8 @@ def _chunk(seen: _Observed, chunk, now: float) -> bool:
                 seen.first = now
             if content and seen.content is None:
                 seen.content = now
+        if isinstance(content, str):
+            seen.text.append(content)
         seen.finish = finish or seen.finish
     return True
 
@@ -592,7 +693,7 @@ def _server_count(seen: _Observed) -> int | None:
 
 
 def _record(cell: Cell, attempt: str, rep: int, index: int, prompt: Prompt, start: float,
-            seen: _Observed, latency: float) -> RequestRecord:
+            seen: _Observed, latency: float, session: int | None = None, turn: int | None = None) -> RequestRecord:
     usage, timings, tokens = seen.usage or {}, seen.timings or {}, seen.tokens
     number = lambda v: v if isinstance(v, (int, float)) and not isinstance(v, bool) else None  # noqa: E731
     timings = {k: number(v) for k, v in timings.items()}
@@ -621,7 +722,8 @@ def _record(cell: Cell, attempt: str, rep: int, index: int, prompt: Prompt, star
         ttft_s=r6(seen.content), last_token_s=r6(tokens[-1] if tokens else None), e2e_s=r6(seen.end),
         itl_s=tuple(round(b - a, 6) for a, b in zip(tokens, tokens[1:])),
         pp_ts=None if pp_ts is None else round(pp_ts, 3), pp_source=pp_source,
-        tg_ts=None if tg_ts is None else round(tg_ts, 3), finish_reason=seen.finish, timings=seen.timings)
+        tg_ts=None if tg_ts is None else round(tg_ts, 3), finish_reason=seen.finish, timings=seen.timings,
+        session=session, turn=turn)
 
 
 # -- summaries ---------------------------------------------------------------------------------
@@ -671,7 +773,30 @@ def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = 
         decode_ms=Stat.of((d for _q, _p, d in split), 1000), server=server,
         client_cpu_s_per_1k=_per_1k(client_cpu_s, sum(r.completion_tokens or 0 for r in ok)),
         good=len(good) if slos else None,
-        goodput=Stat.of(goodput) if slos else None, slo_met=met, slo_missed=missed)
+        goodput=Stat.of(goodput) if slos else None, slo_met=met, slo_missed=missed,
+        workload=cell.workload, per_turn=_per_turn(records))
+
+
+def _per_turn(records: list[RequestRecord]) -> tuple[TurnSummary, ...]:
+    """A TurnSummary per turn of an agentic cell's sessions (none for other cells)."""
+    turns: dict[int, list[RequestRecord]] = {}
+    for r in records:
+        if r.turn is not None:
+            turns.setdefault(r.turn, []).append(r)
+    out = []
+    for turn, rs in sorted(turns.items()):
+        ok = [r for r in rs if r.ok]
+        counted = [r for r in ok if r.prompt_tokens is not None and r.cached_tokens is not None]
+        prompts = sum(r.prompt_tokens for r in counted)
+        median = lambda values: int(np.median(values)) if values else None  # noqa: E731
+        out.append(TurnSummary(
+            turn=turn, requests=len(rs), errors=len(rs) - len(ok),
+            prompt_tokens=median([r.prompt_tokens for r in ok if r.prompt_tokens is not None]),
+            cached_tokens=median([r.cached_tokens for r in ok if r.cached_tokens is not None]),
+            reuse_pct=round(100.0 * sum(r.cached_tokens for r in counted) / prompts, 1) if prompts else None,
+            ttft_ms=Stat.of((r.ttft_s for r in ok), 1000), pp_ts=Stat.of(r.pp_ts for r in ok),
+            tg_ts=Stat.of(r.tg_ts for r in ok)))
+    return tuple(out)
 
 
 def _per_1k(seconds: float | None, tokens: int) -> float | None:
@@ -748,8 +873,9 @@ class _Session:
     """One sitting of a run against a live endpoint: the async client, prompts, the rounds."""
 
     def __init__(self, run: ServeRun, state: RunState, base: str, model: str, llama: bool,
-                 api_key: str | None, status, on_cell):
+                 api_key: str | None, status, on_cell, slots: int | None = None):
         self.run, self.state, self.base, self.model, self.llama = run, state, base, model, llama
+        self.slots = slots  # llama-server's total_slots, where it says
         self.api_key, self.status, self.on_cell = api_key, status, on_cell
         self.spec = run.spec
         self.slos = parse_slos(run.spec.slo) if run.spec.slo else ()
@@ -760,12 +886,16 @@ class _Session:
     def client(self) -> httpx.AsyncClient:
         return _client(self.base, self.api_key, httpx.Timeout(self.spec.timeout, connect=10.0))
 
-    def payload(self, messages: list[dict]) -> bytes:
-        body = {"model": self.model, "messages": messages, "max_tokens": self.spec.tg,
+    def payload(self, messages: list[dict], max_tokens: int | None = None, slot: int | None = None) -> bytes:
+        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens or self.spec.tg,
                 "stream": True, "stream_options": {"include_usage": True}}
         if self.llama:  # llama-server: exactly tg tokens, and no prompt cache unless asked for
             body["ignore_eos"] = True
-            if not self.spec.prompt_cache:
+            if self.spec.workload:  # an agent's session lives on its prompt cache, in its own slot
+                body["cache_prompt"] = True
+                if slot is not None:
+                    body["id_slot"] = slot
+            elif not self.spec.prompt_cache:
                 body["cache_prompt"] = False
         return json.dumps(body).encode()
 
@@ -777,7 +907,8 @@ class _Session:
             self.state.data["latency_ms"] = round(self.latency * 1000, 3)
             prompts = Prompts(client, self.model, exact=self.llama)
             self.status("preparing prompts from halo's corpus")
-            await prompts.prepare(max(self.spec.depths) + self.spec.pp, self.spec.seed)
+            await prompts.prepare(max(max(self.spec.depths) + self.spec.pp,
+                                      self.spec.tool_tokens[1] if self.spec.workload else 0), self.spec.seed)
             self.state.data["endpoint"]["token_counts"] = "tokenize" if prompts.exact else "usage"
             self.state.save()
             self.status("warming up")
@@ -836,30 +967,68 @@ class _Session:
         await self._edge()
         started, cpu = time.time(), time.process_time()
         for rep in range(spec.reps):
-            self.status(f"cell {position}: depth {cell.depth}, {load_label(cell.concurrency, cell.rate)}, "
+            shape = cell.workload or f"depth {cell.depth}"
+            self.status(f"cell {position}: {shape}, {load_label(cell.concurrency, cell.rate)}, "
                         f"round {rep + 1}/{spec.reps}")
-            batch = []
-            for i in range(cell.requests):
-                uid = "" if spec.prompt_cache else uuid.uuid4().hex[:12]
-                rng = random.Random(cell.key if spec.prompt_cache else f"{spec.seed}|{uid}")
-                try:
-                    batch.append(await prompts.build(cell.depth, spec.pp, uid, rng))
-                except httpx.HTTPError as exc:
-                    raise EndpointDown(f"the endpoint stopped answering ({_transport_error(exc)})") from None
-            rows = await self._round(client, cell, [self.payload(p.messages) for p in batch])
-            new = [_record(cell, attempt, rep, i, batch[i], start, seen, self.latency)
-                   for i, (start, seen) in enumerate(rows)]
+            try:
+                if cell.workload:
+                    new, seens = await self._sessions(client, prompts, cell, attempt, rep)
+                else:
+                    batch = []
+                    for i in range(cell.requests):
+                        uid = "" if spec.prompt_cache else uuid.uuid4().hex[:12]
+                        rng = random.Random(cell.key if spec.prompt_cache else f"{spec.seed}|{uid}")
+                        batch.append(await prompts.build(cell.depth, spec.pp, uid, rng))
+                    rows = await self._round(client, cell, [self.payload(p.messages) for p in batch])
+                    new = [_record(cell, attempt, rep, i, batch[i], start, seen, self.latency)
+                           for i, (start, seen) in enumerate(rows)]
+                    seens = [seen for _start, seen in rows]
+            except httpx.HTTPError as exc:  # (building prompts: /apply-template, /tokenize)
+                raise EndpointDown(f"the endpoint stopped answering ({_transport_error(exc)})") from None
             records += new
             for r in new:  # after the round: no disk wait while requests are in flight
                 append_line(self.run.path / "requests.jsonl", json.dumps(to_dict(r)))
-            if any(seen.transport for _s, seen in rows) and not await self._alive(client):
+            if any(seen.transport for seen in seens) and not await self._alive(client):
                 self._finish_cell(cell, attempt, records, "errors", started, await self._edge(),
                                   time.process_time() - cpu)
-                first = next(seen.error for _s, seen in rows if seen.transport)
+                first = next(seen.error for seen in seens if seen.transport)
                 raise EndpointDown(f"the endpoint stopped answering ({first})")
         ended, cpu = await self._edge(), time.process_time() - cpu
         self._finish_cell(cell, attempt, records, "errors" if any(not r.ok for r in records) else "ok",
                           started, ended, cpu)
+
+    async def _sessions(self, client, prompts: Prompts, cell: Cell, attempt: str,
+                        rep: int) -> tuple[list[RequestRecord], list[_Observed]]:
+        """One round of an agentic cell: `cell.requests` sessions (agentic.py), `concurrency` of
+        them at once, each in flight on its own slot of llama-server (`id_slot`: the worker's,
+        modulo the server's slots); a session's turns one after another, each sent when the
+        reply to the one before has ended and carrying that reply. A turn that fails ends its
+        session. Returns the records, by session and turn, and what was seen of each."""
+        shared = await prompts.head(True) if prompts.exact else 0
+        sessions = [await agent_session(prompts, self.spec, i, uuid.uuid4().hex[:12]) for i in range(cell.requests)]
+        out: list[tuple[RequestRecord, _Observed]] = []
+        queue = list(range(len(sessions)))
+        t0 = time.perf_counter()
+
+        async def worker(slot: int | None) -> None:
+            while queue:
+                session, counted = sessions[queue.pop(0)]
+                replies: list[str] = []
+                for turn in session.turns:
+                    messages = session.messages(replies)
+                    start = time.perf_counter() - t0
+                    seen = await _stream(client, self.payload(messages, turn.max_tokens, slot))
+                    prompt = Prompt(messages, session.uid, None if replies else counted, shared)
+                    out.append((_record(cell, attempt, rep, session.index * cell.turns + len(replies), prompt,
+                                        start, seen, self.latency, session.index, len(replies) + 1), seen))
+                    if not seen.ok:
+                        break
+                    replies.append("".join(seen.text))
+
+        workers = range(min(cell.concurrency, len(sessions)))
+        await asyncio.gather(*(worker(w % self.slots if self.slots else None) for w in workers))
+        out.sort(key=lambda row: row[0].index)
+        return [r for r, _seen in out], [seen for _r, seen in out]
 
     async def _round(self, client, cell: Cell, bodies: list[bytes]) -> list[tuple[float, _Observed]]:
         """Every request of one round: `concurrency` in flight at once, or sent at Poisson
@@ -972,7 +1141,8 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
                 system["backend"] = backend.provenance()
             write_json(run.path / "system.json", system)
         state.save()
-        _measure(run, state, _Session(run, state, base, model, llama, api_key, status, on_cell), status, root)
+        slots = props.get("total_slots") if isinstance(props.get("total_slots"), int) else None
+        _measure(run, state, _Session(run, state, base, model, llama, api_key, status, on_cell, slots), status, root)
     finally:
         if server is not None:
             server.stop()

@@ -28,6 +28,20 @@ TIME_TITLE = ("where the time went: queue (a slot, the template, HTTP) + prefill
               "server's timings; its t/s and requests from /metrics; halo's client CPU")
 
 
+TURN_HEAD = ("load", "turn", "requests", "prompt", "cached", "reuse", "pp t/s", "TTFT ms p50/95",
+             "tg t/s", "errors")
+TURN_TITLE = ("per turn of the agentic sessions: prompt and cached tokens (medians), the share of "
+              "prompt tokens the server took from its cache, TTFT, pp t/s of the rest, tg t/s")
+
+
+def turn_rows(cells: Sequence[ServeCell]) -> list[list[str]]:
+    """A row per turn of each agentic cell (TURN_HEAD); none without agentic cells."""
+    return [[c.load, str(t.turn), str(t.requests), _fmt(t.prompt_tokens, "d"), _fmt(t.cached_tokens, "d"),
+             _fmt(t.reuse_pct, ".1f", "%"), _fmt(t.pp_ts and t.pp_ts.mean, ".1f"), ms(t.ttft_ms, "p50", "p95"),
+             _fmt(t.tg_ts and t.tg_ts.mean, ".1f"), str(t.errors)]
+            for c in cells for t in c.per_turn]
+
+
 def time_rows(cells: Sequence[ServeCell]) -> list[list[str]]:
     """Per cell, where a request's time went, the server's own view and halo's client CPU
     (TIME_HEAD); none when no cell has any of them."""
@@ -36,7 +50,7 @@ def time_rows(cells: Sequence[ServeCell]) -> list[list[str]]:
     rows = []
     for c in cells:
         view = c.server
-        rows.append([str(c.depth), c.load, ms(c.e2e_ms, "p50"), ms(c.queue_ms, "p50"), ms(c.prefill_ms, "p50"),
+        rows.append([c.workload or str(c.depth), c.load, ms(c.e2e_ms, "p50"), ms(c.queue_ms, "p50"), ms(c.prefill_ms, "p50"),
                      ms(c.decode_ms, "p50"), *(_fmt(view and getattr(view, name), spec) for name, spec in (
                          ("prompt_ts", ".1f"), ("predicted_ts", ".1f"), ("processing_max", ".0f"),
                          ("deferred_max", ".0f"))), _fmt(c.client_cpu_s_per_1k, ".3f")])
@@ -57,7 +71,7 @@ def cells_markdown(cells: Sequence[ServeCell]) -> str:
     rows = []
     for c in cells:
         pp = _fmt(c.pp_ts and c.pp_ts.mean, ".1f") + (" est." if c.pp_source == "estimated" else "")
-        rows.append([str(c.depth), c.load, _fmt(c.prompt_tokens, "d"), pp,
+        rows.append([c.workload or str(c.depth), c.load, _fmt(c.prompt_tokens, "d"), pp,
                      _fmt(c.tg_ts and c.tg_ts.mean, ".1f"), ms(c.ttfr_ms, "p50"),
                      ms(c.ttft_ms, "p50", "p95", "p99"), ms(c.itl_ms, "p50", "p95", "p99"),
                      ms(c.e2e_ms, "p50"), _fmt(c.req_per_s and c.req_per_s.mean, ".2f"),
