@@ -503,6 +503,57 @@ def test_capacity_search_on_the_real_server(halo, server):
     assert [c.concurrency for c in run.cells] == [1]  # nothing above a level that misses
 
 
+def test_slots_are_chosen_by_measurement(halo, smoke_model, llama_bin_dir):
+    """(#23 item 2) --slots: the capacity search once per slot count, each against a server of
+    its own (-np N, -c N x what a request needs), the best -np by capacity then goodput; a
+    slot count whose server does not start is recorded and the others go on; the CLI prints it
+    and --json carries it."""
+    spec = ServeBenchSpec(server=ServerSpec(model=str(smoke_model.path), port=0), pp=PP, tg=TG,
+                          concurrency=(2,), reps=1, slo="ttft_p95=120s", capacity="concurrency",
+                          slots=(1, 2, 20_000_000), tag="slots")
+    run = run_serve_bench(spec)
+    assert run.status == "complete", run.error
+    assert [(c.slots, c.concurrency) for c in run.cells] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert {c.cell for c in run.cells} == {"d0|pp64|tg8|np1|c1", "d0|pp64|tg8|np1|c2",
+                                           "d0|pp64|tg8|np2|c1", "d0|pp64|tg8|np2|c2"}
+    argvs = [s["argv"] for s in json.loads((run.path / "run.json").read_text())["servers"]]
+    assert [a[a.index("-np") + 1] for a in argvs] == ["1", "2"]
+    assert [int(a[a.index("-c") + 1]) for a in argvs] == [256, 512]  # (64 + 8 + 64 a slot, 256 each)
+    choice = run.slot_choice
+    one, two, huge = choice.results
+    assert (one.slots, one.ctx, two.slots, two.ctx) == (1, 256, 2, 512)
+    assert one.capacity.boundary == two.capacity.boundary == 2  # the ceiling meets the SLOs
+    assert huge.capacity is None and huge.error.startswith("the server did not start: ")
+    # the rule, from the measured goodput: both hold the ceiling, so the one with more goodput
+    assert choice.best == max((one, two), key=lambda r: (r.goodput, -r.slots)).slots
+    assert choice.why.startswith(f"-np {choice.best}: 2 concurrent requests meet the SLOs")
+    assert load_serve_run(run.path).slot_choice == choice
+    assert (run.path / "server-np1.log").exists() and (run.path / "server-np2.log").exists()
+
+    shown = halo("bench", "show", str(run.path))
+    assert shown.returncode == 0, shown.stderr
+    assert f"best -np: {choice.best} — " in shown.stdout and "-np 20000000 (-c " in shown.stdout
+    assert "np2 c2" in shown.stdout  # the table's load column names the slot count
+    as_json = json.loads(halo("bench", "show", str(run.path), "--format", "json").stdout)
+    assert as_json["slots"]["best"] == choice.best and len(as_json["slots"]["results"]) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--endpoint", "http://127.0.0.1:9", "--slo", "ttft_p95=1s", "--capacity", "concurrency", "--slots", "1,2"],
+     "--slots needs MODEL (a server halo starts) and --capacity"),
+    (["smoke", "--slots", "1,2"], "--slots needs MODEL (a server halo starts) and --capacity"),
+    (["smoke", "--slo", "ttft_p95=1s", "--capacity", "concurrency", "--slots", "1,2", "-np", "4"],
+     "--slots sets -np and -c for each slot count: leave -np and -c out"),
+    (["smoke", "--slo", "ttft_p95=1s", "--capacity", "concurrency", "--slots", "2,2"],
+     "--slots: a slot count is given twice"),
+    (["smoke", "--slo", "ttft_p95=1s", "--capacity", "concurrency", "--slots", "0"], "--slots values must be >= 1"),
+])
+def test_bad_slots_are_one_line(halo, home, args, message):
+    done = halo("bench", "serve", *args)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not list((home / "runs").glob("serve/*"))
+
+
 def test_the_search_doubles_then_bisects_and_stops():
     from halo_core.servebench.capacity import next_level
 

@@ -327,8 +327,7 @@ def bench_show(run_ref, fmt, as_json):
         print_table(serve_table(run.cells, f"{run.path.name} ({run.status}): "
                                            f"{Path(run.model).name or run.model} at {run.endpoint}"))
         print_cell_details(run.cells)
-        if run.capacity is not None:
-            click.echo("\n".join(capacity_lines(run.capacity)))
+        echo_search(run)
         if run.error:
             click.echo(f"error: {run.error}")
         click.echo(f"path: {run.path}")
@@ -354,7 +353,24 @@ def _serve_json(run) -> dict:
     """A serve-bench run for scripts: its cells (the requests are in its requests.jsonl) and a
     capacity search's result."""
     return {"path": run.path, "status": run.status, "error": run.error, "endpoint": run.endpoint,
-            "model": run.model, "spec": run.spec, "cells": run.cells, "capacity": run.capacity}
+            "model": run.model, "spec": run.spec, "cells": run.cells, "capacity": run.capacity,
+            "slots": run.slot_choice}
+
+
+def echo_search(run) -> None:
+    """A capacity search's result (with --slots: each slot count's, and the best -np)."""
+    if run.capacity is not None:
+        click.echo("\n".join(capacity_lines(run.capacity)))
+    choice = run.slot_choice
+    if choice is not None:
+        for r in choice.results:
+            head = f"-np {r.slots} (-c {r.ctx}): "
+            if r.capacity is None:
+                click.echo(head + r.error)
+                continue
+            first, *rest = capacity_lines(r.capacity)
+            click.echo("\n".join([head + first, *rest]))
+        click.echo(f"best -np: {choice.best} — {choice.why}" if choice.best else f"best -np: none — {choice.why}")
 
 
 def capacity_lines(result) -> list[str]:
@@ -536,14 +552,17 @@ def print_cell_details(cells: list) -> None:
 @click.option("--capacity", type=click.Choice(["concurrency", "rate"]), default=None,
               help="Search the largest load meeting --slo (doubling, then bisection) up to the largest "
                    "--concurrency (or between the lowest and highest --rate), instead of the matrix.")
+@click.option("--slots", default=None, metavar="N,N,...",
+              help="With MODEL and --capacity: run the search once per slot count (-np N, each slot "
+                   "the context one request needs) and report which -np serves the most.")
 @server_options(ctx_default="what the matrix needs", parallel_default="the largest --concurrency")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
               show_default=True, help="Sysroot for machine facts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @passthrough
 def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency, rate, requests,
-                reps, prompt_cache, timeout, tag, resume, slo, workload, turns, tool_tokens, capacity, root,
-                as_json, extra, **server):
+                reps, prompt_cache, timeout, tag, resume, slo, workload, turns, tool_tokens, capacity, slots,
+                root, as_json, extra, **server):
     """Benchmark serving: streamed chat completions against an OpenAI-compatible endpoint (or
     llama-server started for MODEL with `halo serve`'s options) over depths x concurrency
     levels / request rates (or --workload agentic: coding-agent sessions); TTFR, TTFT, ITL and
@@ -573,6 +592,14 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
             raise click.BadParameter(str(exc), param_hint="'--slo'") from None
     if capacity and not slo:
         raise click.UsageError("--capacity needs --slo: the objectives the largest load must meet")
+    slot_counts = _parse_numbers(slots, "--slots", minimum=1)
+    if slots is not None:
+        if not (starts and capacity):
+            raise click.UsageError("--slots needs MODEL (a server halo starts) and --capacity")
+        if {"parallel", "ctx"} & set(given):
+            raise click.UsageError("--slots sets -np and -c for each slot count: leave -np and -c out")
+        if len(set(slot_counts)) != len(slot_counts):
+            raise click.UsageError("--slots: a slot count is given twice")
     depth_values = _parse_numbers(depths, "--depths") or (0,)
     tools = _parse_numbers(tool_tokens, "--tool-tokens", minimum=1)
     if workload:
@@ -590,7 +617,8 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         endpoint=endpoint, model=model_id, depths=depth_values,
         pp=pp or (agentic.SYSTEM_TOKENS if workload else 512), tg=tg, concurrency=levels,
         rates=rates, requests=requests, reps=reps, prompt_cache=prompt_cache, tag=tag, timeout=timeout,
-        workload=workload or "", turns=turns or agentic.TURNS, tool_tokens=tools or agentic.TOOL_TOKENS)
+        workload=workload or "", turns=turns or agentic.TURNS, tool_tokens=tools or agentic.TOOL_TOKENS,
+        slots=slot_counts)
     if starts:
         fields = {k: v for k, v in server.items() if k not in ("preset", "backend_opts")}
         if not server["preset"]:  # a plain MODEL: slots and context to fit the matrix
@@ -625,8 +653,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
     else:
         print_table(serve_table(run.cells, f"{Path(run.model).name or run.model} at {run.endpoint}"))
         print_cell_details(run.cells)
-        if run.capacity is not None:
-            click.echo("\n".join(capacity_lines(run.capacity)))
+        echo_search(run)
         click.echo(f"saved: {run.path}")
     if run.status != "complete":
         raise HaloError(f"{run.error}; {sum(1 for c in run.cells if not c.errors)} clean cell(s) kept in {run.path}")

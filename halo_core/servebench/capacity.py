@@ -23,6 +23,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from ..store import from_dict
 from .slo import Slo, cell_verdict, time_split
 
 MODES = ("concurrency", "rate")
@@ -138,3 +139,60 @@ def conclude(mode: str, slo: str, levels: list[Level], ceiling: float) -> Capaci
         stopped = (f"boundary found: {boundary:g} {unit} meet the SLOs, {above.level:g} "
                    f"{'saturate' if above.saturated else 'do not'} ({why})")
     return Capacity(mode, slo, tuple(levels), boundary, interval, stopped)
+
+
+# -- the slot count (-np) by measurement: one search per slot count (`--slots`) ---------------
+
+def _capacity(value):
+    return from_dict(Capacity, value) if isinstance(value, dict) else value
+
+
+@attrs.frozen
+class SlotResult:
+    """One slot count of a `--slots` search: the server's -np and -c, and the capacity search
+    run against it (None when that server did not start; `error` says why)."""
+
+    slots: int
+    ctx: int
+    capacity: Capacity | None = attrs.field(default=None, converter=_capacity)
+    error: str = ""
+
+    @property
+    def goodput(self) -> float | None:
+        """Good requests per second at the boundary (the cell's mean over rounds)."""
+        cap = self.capacity
+        if cap is None or cap.boundary is None:
+            return None
+        return next((lv.goodput for lv in cap.levels if lv.level == cap.boundary), None)
+
+
+def _results(value) -> tuple[SlotResult, ...]:
+    return tuple(r if isinstance(r, SlotResult) else from_dict(SlotResult, r) for r in value)
+
+
+@attrs.frozen
+class SlotChoice:
+    """Which -np serves the most: the slot count whose capacity (the largest concurrency
+    meeting the SLOs) is highest, then the one with more goodput there, then fewer slots (less
+    memory for the same service)."""
+
+    results: tuple[SlotResult, ...] = attrs.field(converter=_results)
+    best: int | None
+    why: str
+
+
+def choose_slots(results) -> SlotChoice:
+    """The SlotChoice of the slot counts measured so far."""
+    results = tuple(sorted(results, key=lambda r: r.slots))
+    ranked = sorted((r for r in results if r.capacity is not None and r.capacity.boundary is not None),
+                    key=lambda r: (r.capacity.boundary, r.goodput or 0.0, -r.slots), reverse=True)
+    if not ranked:
+        why = "no slot count meets the SLOs" if results else "nothing measured"
+        return SlotChoice(results, None, why)
+
+    def said(r: SlotResult) -> str:
+        good = f", goodput {r.goodput:.2f} req/s there" if r.goodput is not None else ""
+        return f"-np {r.slots}: {r.capacity.boundary:g} concurrent requests meet the SLOs{good}"
+
+    why = said(ranked[0]) + (f" (next best {said(ranked[1])})" if len(ranked) > 1 else "")
+    return SlotChoice(results, ranked[0].slots, why)

@@ -53,7 +53,9 @@ from ..store import append_line, from_dict, to_dict, write_json
 from . import agentic, scrape
 from .agentic import AgentSession, make_session
 from .slo import Slo, cell_verdict, parse_slos, request_is_good, time_split
-from .capacity import MODES, Capacity, conclude, judge_level, next_level, saturation
+from .capacity import (
+    MODES, Capacity, SlotChoice, SlotResult, choose_slots, conclude, judge_level, next_level, saturation,
+)
 
 KIND = "serve"  # runs/serve/
 
@@ -104,6 +106,10 @@ class ServeBenchSpec:
     workload: str = ""
     turns: int = agentic.TURNS
     tool_tokens: tuple[int, int] = attrs.field(default=agentic.TOOL_TOKENS, converter=tuple)
+    # with `server` and `capacity`: the search is run once per slot count, the server restarted
+    # with -np N and N slots of the context one request (or session) needs; SlotChoice says
+    # which -np serves the most
+    slots: tuple[int, ...] = attrs.field(default=(), converter=as_tuple)
 
 
 @attrs.frozen
@@ -239,10 +245,12 @@ class ServeCell:
     # --workload agentic: the workload's name and a summary per turn of its sessions
     workload: str = ""
     per_turn: tuple[TurnSummary, ...] = attrs.field(default=(), converter=as_tuple)
+    slots: int | None = None  # --slots: the server's -np for this cell
 
     @property
     def load(self) -> str:
-        return load_label(self.concurrency, self.rate)
+        load = load_label(self.concurrency, self.rate)
+        return f"np{self.slots} {load}" if self.slots else load
 
     @property
     def shape(self) -> str:
@@ -262,6 +270,7 @@ class ServeRun(Run):
     endpoint: str = ""
     model: str = ""
     capacity: "Capacity | None" = None  # a capacity search's result
+    slot_choice: "SlotChoice | None" = None  # --slots: each slot count's search, and the best
     cells: list[ServeCell] = attrs.field(factory=list)
     requests: list[RequestRecord] = attrs.field(factory=list)
 
@@ -285,22 +294,26 @@ class Cell:
     workload: str = ""
     turns: int = 0  # agentic: turns per session
     tool_tokens: tuple[int, int] = (0, 0)  # agentic: a tool output's corpus tokens, lowest and highest
+    slots: int = 0  # --slots: the server's -np (0: the server as it was started)
 
     @property
     def key(self) -> str:
         load = f"c{self.concurrency}" if self.concurrency else f"r{self.rate:g}"
+        if self.slots:  # e.g. d0|pp512|tg128|np4|c8
+            load = f"np{self.slots}|{load}"
         if self.workload:  # e.g. agentic6|pp4096|tool128-1024|tg128|c4
             lo, hi = self.tool_tokens
             return f"{self.workload}{self.turns}|pp{self.pp}|tool{lo}-{hi}|tg{self.tg}|{load}"
         return f"d{self.depth}|pp{self.pp}|tg{self.tg}|{load}"
 
 
-def _make_cell(spec: ServeBenchSpec, depth: int, concurrency: int | None, rate: float | None) -> Cell:
+def _make_cell(spec: ServeBenchSpec, depth: int, concurrency: int | None, rate: float | None,
+               slots: int = 0) -> Cell:
     requests = spec.requests or concurrency or REQUESTS_PER_RATE
     if spec.workload:
         return Cell(depth, spec.pp, spec.tg, concurrency, rate, requests, spec.workload, spec.turns,
-                    spec.tool_tokens)
-    return Cell(depth, spec.pp, spec.tg, concurrency, rate, requests)
+                    spec.tool_tokens, slots)
+    return Cell(depth, spec.pp, spec.tg, concurrency, rate, requests, slots=slots)
 
 
 def plan(spec: ServeBenchSpec) -> list[Cell]:
@@ -352,6 +365,11 @@ def check_spec(spec: ServeBenchSpec) -> None:
             raise HaloError("--capacity rate searches between the lowest and highest --rate: give --rate")
         if spec.capacity == "concurrency" and spec.rates:
             raise HaloError("--capacity concurrency searches up to the largest --concurrency: leave --rate out")
+    if spec.slots:
+        if not (spec.capacity and spec.server):
+            raise HaloError("--slots needs a server halo starts (MODEL) and a capacity search (--capacity)")
+        if any(n < 1 for n in spec.slots) or len(set(spec.slots)) != len(spec.slots):
+            raise HaloError("--slots takes distinct slot counts >= 1, e.g. 1,4,16")
 
 
 def _bounds(spec: ServeBenchSpec) -> tuple[float, float]:
@@ -361,22 +379,24 @@ def _bounds(spec: ServeBenchSpec) -> tuple[float, float]:
     return 1, max(spec.concurrency)
 
 
-def capacity_cell(spec: ServeBenchSpec, level: float) -> Cell:
+def capacity_cell(spec: ServeBenchSpec, level: float, slots: int = 0) -> Cell:
     if spec.capacity == "rate":
-        return _make_cell(spec, spec.depths[0], None, level)
-    return _make_cell(spec, spec.depths[0], int(level), None)
+        return _make_cell(spec, spec.depths[0], None, level, slots)
+    return _make_cell(spec, spec.depths[0], int(level), None, slots)
 
 
 def cells_for(spec: ServeBenchSpec, keys) -> list[Cell]:
     """The cells of a run in order: the matrix's, or a capacity search's measured levels
-    (`keys`: those cells.jsonl holds), lowest load first."""
+    (`keys`: those cells.jsonl holds), by slot count, lowest load first."""
     if not spec.capacity:
         return plan(spec)
     levels = set()
     for key in keys:
-        load = key.rsplit("|", 1)[-1]
-        levels.add(float(load[1:]) if load.startswith("r") else int(load[1:]))
-    return [capacity_cell(spec, level) for level in sorted(levels)]
+        parts = key.split("|")
+        load = parts[-1]
+        slots = int(parts[-2][2:]) if parts[-2].startswith("np") else 0
+        levels.add((slots, float(load[1:]) if load.startswith("r") else int(load[1:])))
+    return [capacity_cell(spec, level, slots) for slots, level in sorted(levels)]
 
 
 def _level(cell: "Cell | ServeCell") -> float:
@@ -384,11 +404,11 @@ def _level(cell: "Cell | ServeCell") -> float:
     return cell.concurrency if cell.concurrency else cell.rate
 
 
-def matrix_server(spec: ServeBenchSpec) -> tuple[int, int]:
+def matrix_server(spec: ServeBenchSpec, parallel: int | None = None) -> tuple[int, int]:
     """(parallel, ctx) for a server that runs the matrix: one slot per concurrent request (4
-    with rates only), each slot holding the longest request (agentic: one slot per session in
-    flight, each holding the longest session)."""
-    parallel = max(spec.concurrency or (4,))
+    with rates only; `parallel` when given), each slot holding the longest request (agentic: one
+    slot per session in flight, each holding the longest session)."""
+    parallel = parallel or max(spec.concurrency or (4,))
     per_slot = max(spec.depths) + spec.pp + spec.tg + CTX_MARGIN
     if spec.workload:
         per_slot = agentic.longest_session(spec.pp, spec.tg, spec.turns, spec.tool_tokens) + CTX_MARGIN
@@ -774,7 +794,7 @@ def summarize(cell: Cell, records: list[RequestRecord], power_w: float | None = 
         client_cpu_s_per_1k=_per_1k(client_cpu_s, sum(r.completion_tokens or 0 for r in ok)),
         good=len(good) if slos else None,
         goodput=Stat.of(goodput) if slos else None, slo_met=met, slo_missed=missed,
-        workload=cell.workload, per_turn=_per_turn(records))
+        workload=cell.workload, per_turn=_per_turn(records), slots=cell.slots or None)
 
 
 def _per_turn(records: list[RequestRecord]) -> tuple[TurnSummary, ...]:
@@ -862,9 +882,10 @@ def load_serve_run(path: Path) -> ServeRun:
              for cell in cells_for(spec, attempts) if cell.key in attempts]
     endpoint = state.get("endpoint") or {}
     capacity = from_dict(Capacity, state["capacity"]) if isinstance(state.get("capacity"), dict) else None
+    choice = from_dict(SlotChoice, state["slots"]) if isinstance(state.get("slots"), dict) else None
     return ServeRun(path=path, spec=spec, status=state["status"], error=state.get("error", ""),
                     endpoint=endpoint.get("url", ""), model=endpoint.get("model", ""),
-                    cells=cells, requests=requests, capacity=capacity)
+                    cells=cells, requests=requests, capacity=capacity, slot_choice=choice)
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -967,7 +988,7 @@ class _Session:
         await self._edge()
         started, cpu = time.time(), time.process_time()
         for rep in range(spec.reps):
-            shape = cell.workload or f"depth {cell.depth}"
+            shape = (cell.workload or f"depth {cell.depth}") + (f", -np {cell.slots}" if cell.slots else "")
             self.status(f"cell {position}: {shape}, {load_label(cell.concurrency, cell.rate)}, "
                         f"round {rep + 1}/{spec.reps}")
             try:
@@ -1105,6 +1126,9 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
     attempt finished without errors are skipped. When the endpoint stops answering, the run
     ends `partial` (or `failed`) with the requests it recorded. Bad input, a server that does
     not start and an endpoint that does not answer raise a HaloError before a run exists.
+    With `spec.slots` the capacity search runs once per slot count, each against a server of
+    its own (-np N, N slots of the context a request needs); a count whose server does not
+    start is recorded as such and the others go on; `run.slot_choice` says which served most.
     """
     status = on_status or (lambda _msg: None)
     if resume is not None:
@@ -1113,52 +1137,108 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
     if spec is None:
         raise HaloError("nothing to run: give a ServeBenchSpec or a run to resume")
     check_spec(spec)
-    server, run = None, None
-    log_offset = 0
+    if spec.server is not None:
+        host = host or get_host()
+    run: ServeRun | None = None
+    state: RunState | None = None
+    tried: list[SlotResult] = []
     try:
-        if spec.server is not None:
-            host = host or get_host()
-            server_spec = spec.server if spec.server.port else attrs.evolve(spec.server, port=free_port())
-            log = pid_dir() / f"server-{server_spec.port}.log"
-            log_offset = log.stat().st_size if log.exists() else 0
-            server = start_server(server_spec, host=host, backend_options=spec.backend_options, on_status=status)
-            base = server.info.url
-        else:
-            base = spec.endpoint.rstrip("/").removesuffix("/v1") if spec.endpoint else require(api_key=api_key)[0].base_url
-        base, model, props, models = asyncio.run(_probe(base, spec, api_key))
-        run, state = _open_run(spec, Path(resume) if resume is not None else None, resume_tag)
-        run.endpoint, run.model = base, model
-        llama = bool(props.get("build_info") or props.get("total_slots"))
-        state.data["endpoint"] = {"url": base, "model": model, "kind": "llama-server" if llama else "openai"}
-        if server is not None:
-            state.data["servers"].append({"argv": list(server.info.argv), "url": base, "pid": server.info.pid,
-                                          "log": server.info.log, "started": server.info.started})
-        if not (run.path / "system.json").exists():
-            system = system_state(root)
-            system.update(server_props=props, models=models)
-            if server is not None:
-                [backend] = host.configured_backends([server_spec.backend], spec.backend_options)
-                system["backend"] = backend.provenance()
-            write_json(run.path / "system.json", system)
-        state.save()
-        slots = props.get("total_slots") if isinstance(props.get("total_slots"), int) else None
-        _measure(run, state, _Session(run, state, base, model, llama, api_key, status, on_cell, slots), status, root)
-    finally:
-        if server is not None:
-            server.stop()
-            if run is not None:
-                _keep_log(Path(server.info.log), log_offset, run.path / "server.log")
+        for slots in spec.slots or (0,):
+            server, log_offset, server_spec = None, 0, _server_for(spec, slots)
+            try:
+                if server_spec is not None:
+                    log = pid_dir() / f"server-{server_spec.port}.log"
+                    log_offset = log.stat().st_size if log.exists() else 0
+                    try:
+                        server = start_server(server_spec, host=host, backend_options=spec.backend_options,
+                                              on_status=status)
+                    except HaloError as exc:
+                        if not slots:
+                            raise
+                        # a slot count the box cannot start (memory, say) is that count's finding
+                        status(f"-np {slots}: the server did not start: {exc}")
+                        tried.append(SlotResult(slots, server_spec.ctx, None, f"the server did not start: {exc}"))
+                        if state is not None:
+                            _note_slots(run, state, tried)
+                        continue
+                    base = server.info.url
+                else:
+                    base = spec.endpoint.rstrip("/").removesuffix("/v1") if spec.endpoint else require(api_key=api_key)[0].base_url
+                base, model, props, models = asyncio.run(_probe(base, spec, api_key))
+                if run is None:
+                    run, state = _open_run(spec, Path(resume) if resume is not None else None, resume_tag)
+                run.endpoint, run.model = base, model
+                llama = bool(props.get("build_info") or props.get("total_slots"))
+                state.data["endpoint"] = {"url": base, "model": model, "kind": "llama-server" if llama else "openai"}
+                if server is not None:
+                    state.data["servers"].append({"argv": list(server.info.argv), "url": base, "pid": server.info.pid,
+                                                  "log": server.info.log, "started": server.info.started})
+                if not (run.path / "system.json").exists():
+                    system = system_state(root)
+                    system.update(server_props=props, models=models)
+                    if server is not None:
+                        [backend] = host.configured_backends([server_spec.backend], spec.backend_options)
+                        system["backend"] = backend.provenance()
+                    write_json(run.path / "system.json", system)
+                state.save()
+                total_slots = props.get("total_slots") if isinstance(props.get("total_slots"), int) else None
+                session = _Session(run, state, base, model, llama, api_key, status, on_cell, total_slots)
+                if not _measure(run, state, session, status, root, slots):
+                    return run  # the endpoint stopped answering: the run ended partial, resumable
+                if slots:
+                    tried.append(SlotResult(slots, server_spec.ctx, judge_capacity(run, slots)))
+                    _note_slots(run, state, tried)
+            finally:
+                if server is not None:
+                    server.stop()
+                    if run is not None:
+                        name = f"server-np{slots}.log" if slots else "server.log"
+                        _keep_log(Path(server.info.log), log_offset, run.path / name)
+    except BaseException as exc:
+        if state is not None and state.status is RunStatus.RUNNING:
+            runs.record_exit(exc, lambda status_, error: _finish(run, state, status_, error))
+        raise
+    if run is None:  # (--slots: not one of the servers started)
+        raise HaloError(f"no server started: {tried[-1].error}" if tried else "nothing was run")
+    errors = [c for c in run.cells if c.errors]
+    if errors and not spec.capacity:  # (a search's failed requests are a saturated level: its finding)
+        _finish(run, state, RunStatus.PARTIAL, f"{len(errors)} of {len(run.cells)} cells had failed requests: "
+                                               f"{errors[0].first_error}")
+    else:
+        _finish(run, state, RunStatus.COMPLETE, "")
     return run
 
 
-def _measure(run: ServeRun, state: RunState, session: "_Session", status, root: Path) -> None:
-    """The cells still to do, with the run's status kept in run.json whatever happens and the
-    hardware sampled into metrics.csv while they run."""
+def _server_for(spec: ServeBenchSpec, slots: int) -> ServerSpec | None:
+    """The server to start for the run (on a free port when none is given); with a slot
+    count, with that many slots of the context one request or session needs."""
+    if spec.server is None:
+        return None
+    server = spec.server if spec.server.port else attrs.evolve(spec.server, port=free_port())
+    if slots:
+        parallel, ctx = matrix_server(spec, slots)
+        server = attrs.evolve(server, parallel=parallel, ctx=ctx)
+    return server
+
+
+def _note_slots(run: ServeRun, state: RunState, tried: list[SlotResult]) -> None:
+    """The slot counts searched so far, and the best of them, into run.json."""
+    run.slot_choice = choose_slots(tried)
+    state.data["slots"] = to_dict(run.slot_choice)
+    state.save()
+
+
+def _measure(run: ServeRun, state: RunState, session: "_Session", status, root: Path, slots: int = 0) -> bool:
+    """The cells still to do (with `slots`: that slot count's search), with the hardware
+    sampled into metrics.csv while they run. False when the endpoint stopped answering (the
+    run is then finished `partial` or `failed`; run_serve_bench records any other exit)."""
     done = {cell for cell, row in _attempts(run.path).items() if row["status"] == "ok"}
     if run.spec.capacity:
-        next_cell, total = _search(run), None
-        if done:
-            status(f"resuming {run.path.name}: {len(done)} level(s) already measured")
+        next_cell, total = _search(run, slots), None
+        mine = [c for c in cells_for(run.spec, done) if c.slots == slots]
+        if mine:
+            status(f"resuming {run.path.name}: {len(mine)} level(s) already measured"
+                   + (f" with -np {slots}" if slots else ""))
     else:
         todo = iter([c for c in plan(run.spec) if c.key not in done])
         next_cell, total = (lambda: next(todo, None)), len(plan(run.spec)) - len(done)
@@ -1167,51 +1247,50 @@ def _measure(run: ServeRun, state: RunState, session: "_Session", status, root: 
     try:
         with MetricsSampler(run.path / "metrics.csv", root=root) as session.sampler:
             asyncio.run(session.run_cells(next_cell, total))
-        if run.spec.capacity:
+        if run.spec.capacity and not slots:
             run.capacity = judge_capacity(run)
             state.data["capacity"] = to_dict(run.capacity)
             state.save()
     except EndpointDown as exc:
         _finish(run, state, RunStatus.PARTIAL if any(c.errors == 0 for c in run.cells) else RunStatus.FAILED,
                 f"{exc}; resume with: halo bench serve --resume {run.path}")
-        return
-    except BaseException as exc:
-        runs.record_exit(exc, lambda status_, error: _finish(run, state, status_, error))
-        raise
-    errors = [c for c in run.cells if c.errors]
-    if errors and not run.spec.capacity:  # (a search's failed requests are a saturated level: its finding)
-        _finish(run, state, RunStatus.PARTIAL, f"{len(errors)} of {len(run.cells)} cells had failed requests: "
-                                       f"{errors[0].first_error}")
-    else:
-        _finish(run, state, RunStatus.COMPLETE, "")
+        return False
+    return True
 
 
-def _measured(run: ServeRun) -> dict[float, bool]:
+def _searched(run: ServeRun, slots: int) -> list[ServeCell]:
+    """The cells of one capacity search: the run's, or one slot count's (--slots)."""
+    return [c for c in run.cells if (c.slots or 0) == slots]
+
+
+def _measured(run: ServeRun, slots: int = 0) -> dict[float, bool]:
     """{level: met, and not saturated} of a capacity search's cells so far."""
     measured = {}
-    for c in run.cells:
+    for c in _searched(run, slots):
         records = [r for r in run.requests if r.cell == c.cell]
         measured[_level(c)] = bool(c.slo_met) and not saturation(records)
     return measured
 
 
-def _search(run: ServeRun) -> Callable[[], Cell | None]:
-    """The next level of the run's capacity search, from the cells it has measured."""
+def _search(run: ServeRun, slots: int = 0) -> Callable[[], Cell | None]:
+    """The next level of the run's capacity search (with `slots`: that slot count's), from the
+    cells it has measured."""
     low, ceiling = _bounds(run.spec)
 
     def next_cell() -> Cell | None:
-        level = next_level(run.spec.capacity, _measured(run), low, ceiling)
-        return None if level is None else capacity_cell(run.spec, level)
+        level = next_level(run.spec.capacity, _measured(run, slots), low, ceiling)
+        return None if level is None else capacity_cell(run.spec, level, slots)
 
     return next_cell
 
 
-def judge_capacity(run: ServeRun) -> Capacity:
-    """The search's result from the run's cells: each level judged, the boundary, why it stopped."""
+def judge_capacity(run: ServeRun, slots: int = 0) -> Capacity:
+    """The search's result from the run's cells (with `slots`: that slot count's): each level
+    judged, the boundary, why it stopped."""
     slos = parse_slos(run.spec.slo)
     levels = [judge_level(_level(c), [r for r in run.requests if r.cell == c.cell], slos,
                           c.goodput and c.goodput.mean, seed=run.spec.seed)
-              for c in run.cells]
+              for c in _searched(run, slots)]
     return conclude(run.spec.capacity, run.spec.slo, levels, _bounds(run.spec)[1])
 
 
