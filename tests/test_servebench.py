@@ -435,6 +435,29 @@ def test_a_model_whose_tokens_have_no_text_is_counted_by_the_server(home, llama_
     assert cell.ttft_ms is None or cell.ttft_ms.n == 0
 
 
+def test_a_byte_level_vocabulary_gets_prompts_of_the_size_asked(home, llama_bin_dir):
+    """(#23, found on the H200) A synthetic model's generated vocabulary is byte-level: every
+    piece /tokenize returns is a byte, a space three of them. Pieces decoded one by one turned
+    each into U+FFFD (three tokens again), so prompts came out ~20% short and now and then twice
+    as long, which a server with just enough context refused (HTTP 400, read as saturation).
+    The pieces' bytes are joined before decoding: every prompt is within a few tokens of depth +
+    pp, counted as the server counts it."""
+    from halo_core.models.synth import synth_model
+
+    made = synth_model(arch="llama", shape="tiny", name="tiny-bytes")
+    started = start_server(ServerSpec(model=str(made.path), port=free_port(), ctx=2 * 1024, parallel=2))
+    try:
+        run = run_serve_bench(ServeBenchSpec(endpoint=started.info.url, depths=(0, 256), pp=200, tg=4,
+                                             concurrency=(2,), reps=2, tag="bytes"))
+    finally:
+        started.stop()
+    assert run.status == "complete", run.error
+    assert len(run.requests) == 8
+    for r in run.requests:
+        depth = int(r.cell.split("|")[0][1:])
+        assert r.prompt_counted == r.prompt_tokens and abs(r.prompt_tokens - (depth + 200)) <= 3, r
+
+
 def test_slos_give_goodput_and_a_verdict_per_cell(server):
     """(#23) --slo: a request is good when it meets every objective with its own values;
     goodput is good requests per second of a round; a cell meets the SLOs at their statistics.

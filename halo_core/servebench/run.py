@@ -453,7 +453,7 @@ class Prompts:
 
     def __init__(self, client: httpx.AsyncClient, model: str, exact: bool):
         self.client, self.model, self.exact = client, model, exact
-        self.pieces: list[str] = []
+        self.pieces: list[bytes] = []  # the corpus's tokens, each as the bytes of its text
         self.words: list[str] = []
         self.per_word, self.overhead = 1.3, 0.0
         self.heads: dict[bool, int] = {}
@@ -474,12 +474,19 @@ class Prompts:
             if not tokens or not isinstance(tokens[0], dict):  # (older builds send ids alone)
                 self.exact = False
             elif len(tokens) >= need:
-                self.pieces = [t["piece"] if isinstance(t["piece"], str)
-                               else bytes(t["piece"]).decode("utf-8", "replace") for t in tokens]
+                # (a piece that is part of a character comes as its bytes: a byte-level
+                # vocabulary's, such as a synthetic model's, is all such pieces)
+                self.pieces = [t["piece"].encode() if isinstance(t["piece"], str) else bytes(t["piece"])
+                               for t in tokens]
                 return
             chars *= 2
         self.words = corpus_text(chars, seed).split(" ")
         await self._calibrate()
+
+    def _slice(self, start: int, tokens: int) -> str:
+        """The text of `tokens` corpus tokens from `start`: their bytes joined, then decoded (a
+        character cut at either end is left out)."""
+        return b"".join(self.pieces[start:start + tokens]).decode("utf-8", "ignore")
 
     async def _post(self, path: str, body: dict) -> dict:
         response = await self.client.post(path, json=body)
@@ -546,8 +553,8 @@ class Prompts:
         seen = set()
         while (n_sys, n_user) not in seen and len(seen) < 8:
             seen.add((n_sys, n_user))
-            system = head + "".join(self.pieces[start:start + n_sys]) if depth else None
-            user = ("" if depth else head) + "".join(self.pieces[user_start:user_start + n_user])
+            system = head + self._slice(start, n_sys) if depth else None
+            user = ("" if depth else head) + self._slice(user_start, n_user)
             messages = self._messages(system, user)
             count = await self.count(messages)
             if best is None or abs(target - count) < best[0]:
@@ -567,7 +574,7 @@ class Prompts:
         the tokenized corpus), about that many elsewhere."""
         if self.exact:
             start = rng.randrange(max(1, len(self.pieces) - tokens))
-            return "".join(self.pieces[start:start + tokens])
+            return self._slice(start, tokens)
         n = max(1, round(tokens / self.per_word))
         start = rng.randrange(max(1, len(self.words) - n))
         return " ".join(self.words[start:start + n])
