@@ -577,6 +577,30 @@ def test_bad_slots_are_one_line(halo, home, args, message):
     assert not list((home / "runs").glob("serve/*"))
 
 
+def test_a_load_the_real_server_cannot_hold_stops_the_search(halo, server):
+    """(#23) Saturation shown on purpose: 4 slots, requests that wait for one longer than the
+    client's --timeout fail (ReadTimeout), the level is saturated, nothing above it is tried, the
+    failed requests are recorded and the run is complete (the stop is its finding)."""
+    done = halo("bench", "serve", "--endpoint", server, "--pp", str(PP), "--tg", "32", "--concurrency", "32",
+                "--reps", "1", "--slo", "ttft_p95=60s", "--capacity", "concurrency", "--timeout", "1",
+                "--tag", "cap-saturated", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    cap = out["capacity"]
+    saturated = [lv for lv in cap["levels"] if lv["saturated"]]
+    assert saturated and "requests failed (ReadTimeout" in saturated[0]["saturated"]
+    # in the order measured, nothing above a saturated level comes after it
+    order = [int(json.loads(line)["cell"].rsplit("|c", 1)[1])
+             for line in Path(out["path"], "cells.jsonl").read_text().splitlines()]
+    hit = {lv["level"] for lv in saturated}
+    for i, level in enumerate(order):
+        if level in hit:
+            assert all(later < level for later in order[i + 1:]), order
+    assert "saturate (" in cap["stopped"] and out["status"] == "complete"
+    records = [json.loads(line) for line in Path(out["path"], "requests.jsonl").read_text().splitlines()]
+    assert any(not r["ok"] and r["error"].startswith("ReadTimeout") for r in records)
+
+
 def test_the_search_doubles_then_bisects_and_stops():
     from halo_core.servebench.capacity import next_level
 
