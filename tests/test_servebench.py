@@ -208,6 +208,47 @@ def test_killed_server_records_errors_and_the_run_resumes(smoke_model, llama_bin
     assert log.count("=== ") == 2 and log.count("llama_server: listening on") == 2
 
 
+def test_a_server_that_dies_mid_search_leaves_a_run_that_resumes(smoke_model, llama_bin_dir):
+    """(#23) --slots 1,2: the -np 2 server SIGKILLed while it streams its second level; the run
+    ends partial with -np 1's search and choice kept; resumed, -np 1's levels are not run again
+    and the choice covers both."""
+    spec = ServeBenchSpec(server=ServerSpec(model=str(smoke_model.path), port=0), pp=PP, tg=64,
+                          concurrency=(2,), reps=1, slo="ttft_p95=120s", capacity="concurrency",
+                          slots=(1, 2), tag="slots-killed")
+    killed = threading.Event()
+
+    def kill_mid_stream(cell) -> None:
+        state = json.loads((find_serve_run("slots-killed") / "run.json").read_text())
+        url, pid = state["servers"][-1]["url"], state["servers"][-1]["pid"]
+
+        def streaming() -> bool:
+            try:
+                slots = httpx.get(f"{url}/slots", timeout=2).json()
+            except (httpx.HTTPError, ValueError):
+                return False
+            return any(s["is_processing"] and s["next_token"][0]["n_decoded"] >= 1 for s in slots)
+
+        def killer() -> None:
+            wait_until(streaming, 120, "the -np 2 server did not stream its second level", interval=0.01)
+            os.kill(pid, signal.SIGKILL)
+            killed.set()
+
+        threading.Thread(target=killer, daemon=True).start()
+
+    run = run_serve_bench(spec, on_cell=lambda c: kill_mid_stream(c) if (c.slots, c.concurrency) == (2, 1) else None)
+    assert killed.is_set() and run.status == "partial", run.error
+    assert run.error.endswith(f"resume with: halo bench serve --resume {run.path}")
+    assert [r.slots for r in run.slot_choice.results] == [1] and run.slot_choice.best == 1
+    kept = {c.cell: c for c in run.cells}
+    assert kept["d0|pp64|tg64|np2|c2"].errors == 2
+    resumed = run_serve_bench(resume=run.path)
+    assert resumed.status == "complete", resumed.error
+    assert [r.slots for r in resumed.slot_choice.results] == [1, 2]
+    assert all(r.capacity.boundary == 2 for r in resumed.slot_choice.results)
+    cells = [json.loads(line)["cell"] for line in (run.path / "cells.jsonl").read_text().splitlines()]
+    assert cells.count("d0|pp64|tg64|np1|c1") == 1 and cells.count("d0|pp64|tg64|np2|c2") == 2
+
+
 def test_cli_table_compare_and_report(halo, server, matrix_run, tmp_path):
     done = halo("bench", "serve", "--endpoint", server, "--depths", "0", "--pp", str(PP), "--tg", str(TG),
                 "--concurrency", "2", "--rate", "4", "--requests", "2", "--reps", "1", "--tag", "serve-cli")

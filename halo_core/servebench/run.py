@@ -15,10 +15,13 @@ A run directory, $HALO_HOME/runs/serve/<tag>-<UTC time>/:
   run.json        spec, status, error, endpoint and model, the servers halo started (argv, log)
   system.json     machine provenance, the server's /props and /v1/models, the backend's build
   requests.jsonl  one line per request, appended after each round: the source of truth
-  cells.jsonl     one line per finished cell, naming the attempt that counts (a resumed run
-                  measures a cell again when its last attempt had errors)
+  cells.jsonl     one line per finished cell, naming the attempt that counts and its status:
+                  ok, errors (failed requests), cut (the endpoint died under it); a resumed
+                  run measures a cell again unless it was ok (a capacity search: unless cut,
+                  since failed requests are a saturated level's finding)
   results.json    the cell summaries, rewritten atomically after each cell
-  server.log      what the server halo started logged during the run
+  server.log      what the server halo started logged during the run (--slots: one
+                  server-npN.log per slot count)
 """
 
 from __future__ import annotations
@@ -1017,7 +1020,9 @@ class _Session:
             for r in new:  # after the round: no disk wait while requests are in flight
                 append_line(self.run.path / "requests.jsonl", json.dumps(to_dict(r)))
             if any(seen.transport for seen in seens) and not await self._alive(client):
-                self._finish_cell(cell, attempt, records, "errors", started, await self._edge(),
+                # "cut": the endpoint died under it, which says nothing of the load (a resumed
+                # search measures it again)
+                self._finish_cell(cell, attempt, records, "cut", started, await self._edge(),
                                   time.process_time() - cpu)
                 first = next(seen.error for seen in seens if seen.transport)
                 raise EndpointDown(f"the endpoint stopped answering ({first})")
@@ -1266,8 +1271,10 @@ def _measure(run: ServeRun, state: RunState, session: "_Session", status, root: 
 
 
 def _searched(run: ServeRun, slots: int) -> list[ServeCell]:
-    """The cells of one capacity search: the run's, or one slot count's (--slots)."""
-    return [c for c in run.cells if (c.slots or 0) == slots]
+    """The cells of one capacity search: the run's, or one slot count's (--slots); not one the
+    endpoint died under ("cut"), which says nothing of the load."""
+    cut = {key for key, row in _attempts(run.path).items() if row["status"] == "cut"}
+    return [c for c in run.cells if (c.slots or 0) == slots and c.cell not in cut]
 
 
 def _measured(run: ServeRun, slots: int = 0) -> dict[float, bool]:
