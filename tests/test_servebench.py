@@ -804,6 +804,17 @@ def test_agentic_cli_json_show_and_report(halo, agentic_server, tmp_path):
     assert turns.count("<tr>") == 1 + 3 and "on: agentic sessions, each on its own slot" in page
 
 
+def test_a_capacity_search_of_agentic_sessions(agentic_server):
+    """--capacity concurrency with --workload agentic: levels are sessions at once, and say so."""
+    run = run_serve_bench(ServeBenchSpec(endpoint=agentic_server, tag="agentic-cap", slo="ttft_p95=120s",
+                                         capacity="concurrency", **AGENTIC))
+    assert run.status == "complete", run.error
+    cap = run.capacity
+    assert [lv.level for lv in cap.levels] == [1, 2] and cap.boundary == 2 and cap.unit == "concurrent sessions"
+    assert cap.stopped.startswith("the ceiling meets the SLOs: capacity is at least 2 concurrent sessions")
+    assert all(c.per_turn and c.per_turn[-1].cached_tokens for c in run.cells)
+
+
 def test_an_agentic_spec_refuses_what_does_not_apply():
     from halo_core.errors import HaloError
     from halo_core.servebench.run import check_spec

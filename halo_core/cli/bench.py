@@ -376,7 +376,7 @@ def echo_search(run) -> None:
 def capacity_lines(result) -> list[str]:
     """A capacity search's result for people: the boundary with its interval, why it stopped,
     each level."""
-    unit = "concurrent requests" if result.mode == "concurrency" else "requests/s"
+    unit = result.unit or ("concurrent requests" if result.mode == "concurrency" else "requests/s")
     lo, hi = result.interval or (None, None)
     shown = "none" if result.boundary is None else f"{result.boundary:g} {unit}"
     span = f" (bootstrap interval {_fmt(lo, 'g')} to {_fmt(hi, 'g')})" if result.levels else ""

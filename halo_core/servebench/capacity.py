@@ -65,6 +65,7 @@ class Capacity:
     boundary: float | None
     interval: tuple[float | None, float | None] | None = attrs.field(converter=_interval)
     stopped: str
+    unit: str = ""  # what a level counts: "concurrent requests", "requests/s", "concurrent sessions"
 
 
 def next_level(mode: str, measured: dict[float, bool], low: float, ceiling: float) -> float | None:
@@ -118,15 +119,16 @@ def judge_level(level: float, records, slos: tuple[Slo, ...], goodput: float | N
     return Level(level, met and not saturated, saturated, round(hits / RESAMPLES, 3), goodput, missed)
 
 
-def conclude(mode: str, slo: str, levels: list[Level], ceiling: float) -> Capacity:
-    """The boundary, its interval and the reason the search stopped, from its levels."""
+def conclude(mode: str, slo: str, levels: list[Level], ceiling: float, sessions: bool = False) -> Capacity:
+    """The boundary, its interval and the reason the search stopped, from its levels (`sessions`:
+    a level is that many agentic sessions at once)."""
     levels = sorted(levels, key=lambda lv: lv.level)
     met = [lv.level for lv in levels if lv.met]
     boundary = max(met) if met else None
     sure = [lv.level for lv in levels if (lv.p_meet or 0) >= 0.975 and not lv.saturated]
     maybe = [lv.level for lv in levels if (lv.p_meet or 0) >= 0.025 and not lv.saturated]
     interval = (max(sure) if sure else None, max(maybe) if maybe else None) if levels else None
-    unit = "concurrent requests" if mode == "concurrency" else "requests/s"
+    unit = ("concurrent sessions" if sessions else "concurrent requests") if mode == "concurrency" else "requests/s"
     if boundary is None:
         first = levels[0] if levels else None
         why = (first.saturated or "; ".join(first.missed)) if first else "nothing measured"
@@ -138,7 +140,7 @@ def conclude(mode: str, slo: str, levels: list[Level], ceiling: float) -> Capaci
         why = above.saturated or "; ".join(above.missed)
         stopped = (f"boundary found: {boundary:g} {unit} meet the SLOs, {above.level:g} "
                    f"{'saturate' if above.saturated else 'do not'} ({why})")
-    return Capacity(mode, slo, tuple(levels), boundary, interval, stopped)
+    return Capacity(mode, slo, tuple(levels), boundary, interval, stopped, unit)
 
 
 # -- the slot count (-np) by measurement: one search per slot count (`--slots`) ---------------
@@ -192,7 +194,7 @@ def choose_slots(results) -> SlotChoice:
 
     def said(r: SlotResult) -> str:
         good = f", goodput {r.goodput:.2f} req/s there" if r.goodput is not None else ""
-        return f"-np {r.slots}: {r.capacity.boundary:g} concurrent requests meet the SLOs{good}"
+        return f"-np {r.slots}: {r.capacity.boundary:g} {r.capacity.unit or 'concurrent requests'} meet the SLOs{good}"
 
     why = said(ranked[0]) + (f" (next best {said(ranked[1])})" if len(ranked) > 1 else "")
     return SlotChoice(results, ranked[0].slots, why)

@@ -1305,7 +1305,7 @@ def judge_capacity(run: ServeRun, slots: int = 0) -> Capacity:
     levels = [judge_level(_level(c), [r for r in run.requests if r.cell == c.cell], slos,
                           c.goodput and c.goodput.mean, seed=run.spec.seed)
               for c in _searched(run, slots)]
-    return conclude(run.spec.capacity, run.spec.slo, levels, _bounds(run.spec)[1])
+    return conclude(run.spec.capacity, run.spec.slo, levels, _bounds(run.spec)[1], bool(run.spec.workload))
 
 
 def _client(base: str, api_key: str | None, timeout) -> httpx.AsyncClient:
