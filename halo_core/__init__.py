@@ -98,6 +98,11 @@ _LAZY: dict[str, tuple[str, str]] = {
     "run_sweep": ("sweep.run", "run_sweep"),
     "resolve_sweep_run": ("sweep.run", "resolve_sweep_run"),
     "load_sweep_run": ("sweep.run", "load_sweep_run"),
+    # the fastest settings, measured
+    "OptimizeSpec": ("optimize.run", "OptimizeSpec"),
+    "run_optimize": ("optimize.run", "run_optimize"),
+    "load_optimize_run": ("optimize.run", "load_optimize_run"),
+    "list_profiles": ("llama.profile", "list_profiles"),
     # eval
     "EvalSpec": ("evals.run", "EvalSpec"),
     "run_eval": ("evals.run", "run_eval"),

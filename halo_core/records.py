@@ -411,6 +411,7 @@ class BenchSpec:
     standard: bool = True  # the pp/tg test at depth 0
     rpc: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)  # RPC workers, HOST:PORT
     tensor_split: tuple[float, ...] = attrs.field(default=(), converter=as_tuple)  # llama.cpp -ts
+    flash_attn: bool | None = None  # -fa on/off; None: the backend's default
 
     @models.validator
     def _check_models(self, _attr, value):

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "hw": ("hw", "hw", "Machine figures halo uses (memory bandwidth for the roofline)."),
     "models": ("models", "models", "List the catalog, fetch models, find and remove their files, check that they fit."),
     "monitor": ("hw", "monitor", "Sample hardware metrics (GPU busy, VRAM/GTT, temperatures, power, CPU, memory) to CSV."),
+    "optimize": ("optimize", "optimize", "Find the fastest llama.cpp settings for a model on this machine (`halo optimize MODEL`), `halo optimize show [RUN]`, `halo optimize list`."),
     "rpc": ("rpc", "rpc", "llama.cpp RPC workers: split a model over several machines (or GPUs)."),
     "rollback": ("tune", "rollback", "Undo the newest tuning transaction (or finish one a crash interrupted)."),
     "serve": ("serve", "serve", "Serve a model with llama-server: `halo serve MODEL`, `halo serve --preset NAME`, `halo serve status`, `halo serve stop`."),

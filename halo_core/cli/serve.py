@@ -58,6 +58,8 @@ def server_options(f=None, *, ctx_default: str = str(DEFAULT_CTX), parallel_defa
                      help="llama.cpp RPC workers to split the model over (see `halo rpc`)."),
         click.option("--tensor-split", "-ts", "tensor_split", default=None, metavar="N0,N1,...",
                      help="Share of the model per device, RPC workers' devices first (-ts)."),
+        click.option("--no-profile", is_flag=True,
+                     help="Ignore the profile `halo optimize` measured for this model here."),
         backend_flags,
     ]
     for option in reversed(options):
@@ -87,7 +89,7 @@ def server_spec(model: str | None, preset: str | None, **options) -> ServerSpec:
 @click.option("--json", "as_json", is_flag=True, help="Print the server record as JSON once ready.")
 @passthrough
 def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no_think, api_key,
-        insecure, threads, rpc, tensor_split, timeout, detach, backend_opts, as_json,
+        insecure, threads, rpc, tensor_split, no_profile, timeout, detach, backend_opts, as_json,
         extra):
     """Start llama-server for MODEL (or --preset) and wait until it is ready.
 
@@ -103,7 +105,7 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
     spec = server_spec(model, preset, backend=backend, host=host, port=port, ctx=ctx, parallel=parallel,
                        cache_type=cache_type, ngram=ngram, no_think=no_think, api_key=api_key,
                        insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra),
-                       rpc=rpc, tensor_split=tensor_split)
+                       rpc=rpc, tensor_split=tensor_split, profile="" if no_profile else "chat")
     status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     try:
         server = start_server(spec, detach=detach, on_status=status,

@@ -147,6 +147,7 @@ class BenchParams:
     ubatch: int | None = None
     rpc: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # RPC workers, HOST:PORT
     tensor_split: tuple[float, ...] = attrs.field(default=(), converter=tuple)
+    flash_attn: bool | None = None  # None: the backend's default
 
 
 def rpc_args(flags: Flags, tool: str, rpc: tuple[str, ...], tensor_split: tuple[float, ...]) -> list[str]:
@@ -179,7 +180,7 @@ def bench_argv(cmd: ToolCommand, flags: Flags, params: BenchParams,
         argv += ["-ngl", str(defaults.n_gpu_layers)]
     fa = flags.first("-fa", "--flash-attn")
     if fa:
-        argv += [fa, _on_off(flags, fa, defaults.flash_attn)]
+        argv += [fa, _on_off(flags, fa, defaults.flash_attn if params.flash_attn is None else params.flash_attn)]
     if not defaults.mmap:
         argv += _no_mmap(flags, "-mmp", "0")
     if (params.type_k, params.type_v) != ("f16", "f16"):
@@ -306,6 +307,9 @@ class ServerParams:
     rpc: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # RPC workers, HOST:PORT
     tensor_split: tuple[float, ...] = attrs.field(default=(), converter=tuple)
     extra: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    batch: int | None = None  # -b; None: llama.cpp's default
+    ubatch: int | None = None  # -ub; None: the backend's default, else llama.cpp's
+    flash_attn: bool | None = None  # None: the backend's default
 
 
 def server_argv(cmd: ToolCommand, flags: Flags, params: ServerParams,
@@ -317,10 +321,10 @@ def server_argv(cmd: ToolCommand, flags: Flags, params: ServerParams,
             str(params.parallel)]
     if flags.has("-ngl"):
         argv += ["-ngl", str(defaults.n_gpu_layers)]
-    fa = flags.first("-fa", "--flash-attn")
+    fa, flash = flags.first("-fa", "--flash-attn"), defaults.flash_attn if params.flash_attn is None else params.flash_attn
     if fa and "on|off" in flags.help(fa):
-        argv += [fa, "on" if defaults.flash_attn else "off"]
-    elif fa and defaults.flash_attn:  # older builds: a bare switch
+        argv += [fa, "on" if flash else "off"]
+    elif fa and flash:  # older builds: a bare switch
         argv += [fa]
     if not defaults.mmap:
         argv += _no_mmap(flags, "--no-mmap")
@@ -336,6 +340,10 @@ def server_argv(cmd: ToolCommand, flags: Flags, params: ServerParams,
         argv += [_require(flags, "llama-server", "--api-key-file"), params.api_key_file]
     if params.threads:
         argv += ["-t", str(params.threads)]
+    if params.batch:
+        argv += ["-b", str(params.batch)]
+    if params.ubatch or defaults.ubatch:
+        argv += ["-ub", str(params.ubatch or defaults.ubatch)]
     argv += rpc_args(flags, "llama-server", params.rpc, params.tensor_split)
     if flags.has("--metrics"):  # its Prometheus /metrics: what `halo bench serve` scrapes
         argv += ["--metrics"]

@@ -52,6 +52,11 @@ class ServerSpec:
     preset: str | None = None
     rpc: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # RPC workers, HOST:PORT
     tensor_split: tuple[float, ...] = attrs.field(default=(), converter=tuple)
+    batch: int | None = None  # -b / -ub / -fa; None: the profile's, else the backend's or llama.cpp's
+    ubatch: int | None = None
+    flash_attn: bool | None = None
+    # the workload whose `halo optimize` profile fills the settings left None ("": no profile)
+    profile: str = ""
 
 
 @attrs.frozen
@@ -137,6 +142,8 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
     [backend] = host.available_backends([spec.backend], backend_options)
     status(f"resolving model {spec.model}")
     model = fetch_model(spec.model, host=host)
+    if spec.profile:
+        spec = with_profile(spec, model, backend, host, status)
     if model.synthetic:
         status(f"{model.name} is synthetic (random weights): its replies are noise"
                + ("; n-gram speculation's acceptance on it means nothing" if spec.ngram else ""))
@@ -148,14 +155,15 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
         workers = check_workers(spec.rpc, [(cmd, "llama-server")])
     defaults = backend.defaults()
     extra = list(spec.extra)
-    if defaults.ubatch and not {"-ub", "--ubatch-size"} & set(extra):
-        extra = ["-ub", str(defaults.ubatch), *extra]
+    if {"-ub", "--ubatch-size"} & set(extra):  # (given after --: that one, not the backend's)
+        defaults = attrs.evolve(defaults, ubatch=None)
     params = ServerParams(backend.map_path(model.path), host=spec.host, port=spec.port,
                           ctx=spec.ctx, parallel=spec.parallel, cache_type_k=spec.cache_type,
                           cache_type_v=spec.cache_type, ngram=spec.ngram, no_think=spec.no_think,
                           api_key_file=backend.map_path(write_key_file(spec.port, spec.api_key))
                           if spec.api_key else None, threads=spec.threads, rpc=spec.rpc,
-                          tensor_split=spec.tensor_split, extra=tuple(extra))
+                          tensor_split=spec.tensor_split, extra=tuple(extra), batch=spec.batch,
+                          ubatch=spec.ubatch, flash_attn=spec.flash_attn)
     argv = server_argv(cmd, flags, params, defaults)
     log_path = pid_dir() / f"server-{spec.port}.log"
     proc = spawn(argv, cmd.env, log_path, detach)
@@ -172,6 +180,37 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
         server.stop()
         raise
     return server
+
+
+def with_profile(spec: ServerSpec, model, backend, host: PluginHost, status) -> ServerSpec:
+    """`spec` with the settings of the profile `halo optimize` measured for this model, backend
+    and workload on this machine, where it holds and `spec` (or what follows --) leaves them
+    unset; what was used, or why not, goes to `status`."""
+    from ..machine.hostfacts import read_facts
+    from .profile import build_identity, machine_identity, match_profile, model_digest
+
+    status("looking for a profile")
+    profile, why = match_profile(model_digest(model), backend.name, spec.profile,
+                                 machine_identity(read_facts(Path("/"), host=host)),
+                                 build_identity(backend.provenance()))
+    if profile is None:
+        if why:
+            status(why)
+        return spec
+    given = set(spec.extra)
+    fields = {}
+    for name, flags in (("batch", {"-b", "--batch-size"}), ("ubatch", {"-ub", "--ubatch-size"}),
+                        ("flash_attn", {"-fa", "--flash-attn"}), ("threads", {"-t", "--threads"})):
+        value = getattr(profile.settings, name)
+        if value is not None and getattr(spec, name) is None and not flags & given:
+            fields[name] = value
+    gains = ", ".join(f"{n} {v['change_pct']:+.1f}%" for n, v in profile.measured.items()
+                      if v.get("change_pct") is not None)
+    status(f"settings from profile {profile.key}: {profile.settings.describe()} (measured {profile.created}"
+           + (f": {gains} against the defaults" if gains else "") + ")"
+           + ("" if len(fields) == len([f for f in ("batch", "ubatch", "flash_attn", "threads")
+                                        if getattr(profile.settings, f) is not None]) else "; the command line's win"))
+    return attrs.evolve(spec, **fields)
 
 
 def _wait_ready(server: Server, spec: ServerSpec, status) -> None:

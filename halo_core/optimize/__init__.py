@@ -1,0 +1,1 @@
+"""`halo optimize`: the fastest llama.cpp settings for a model on this machine (run.py)."""

@@ -1,0 +1,377 @@
+"""`halo optimize MODEL`: the fastest lossless llama.cpp settings for this model, backend and
+workload on this machine, found by measurement and kept as a profile (llama/profile.py) that
+`halo serve` then starts llama-server with.
+
+The search (Optuna's TPE sampler, seeded) is over what llama-bench and the backend accept:
+`-ub`, `-b` (only sizes the workload's prompts can use), `-fa`, and `-t` where the model runs
+on the CPU. Every trial is a real llama-bench run (an ordinary run under runs/bench, so `halo
+bench show` reads it): the workload's depth-0 pp/tg test first, then its long-context depths
+unless the depth-0 figure is below PRUNE_BELOW of the best trial's (a dominated setting is not
+measured further: Optuna's PRUNED). The first trial is the defaults. After the budget the
+winner, the runner-up and the defaults are measured again, CONFIRM_REPS repetitions each,
+interleaved, and a setting is recommended only when one of the objective's tests is faster than
+the defaults by the one rule `halo bench compare` uses (stats.judge_speed) and none is slower;
+else the defaults stand and the report says what the winner would have bought.
+
+A run directory, $HALO_HOME/runs/optimize/<tag>-<UTC time>/:
+  run.json      spec, status, the trial in progress (its bench runs, so a killed trial resumes
+                them), the confirmation's bench runs, the result and the profile written
+  trials.jsonl  one line per finished trial: its settings, state (complete, pruned, failed),
+                objective value, its tests' t/s, its bench runs, the error of a failed one
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import attrs
+
+from .. import runs
+from ..bench.compare import speed_change
+from ..bench.run import load_bench_run, run_bench
+from ..config import defaults
+from ..errors import HaloError
+from ..llama.profile import Profile, Settings, build_identity, machine_identity, save_profile
+from ..machine.hostfacts import read_facts
+from ..models.header import read_header
+from ..models.resolve import fetch_model
+from ..plugins import PluginHost, get_host
+from ..records import BenchResult, BenchSpec, Run, RunStatus
+from ..runs import RunState, now, read_jsonl
+from ..store import append_line, from_dict, to_dict
+
+KIND = "optimize"
+# workload -> (pp, tg, long-context depths)
+WORKLOADS = {"chat": (512, 128, ()), "long": (512, 128, (16384,)), "agentic": (4096, 256, (8192,))}
+OBJECTIVES = ("tg", "pp", "balanced")
+UBATCH = (64, 128, 256, 512, 1024, 2048)
+BATCH = (256, 512, 1024, 2048, 4096)
+PRUNE_BELOW = 0.90  # a trial's depth-0 objective under this share of the best so far: pruned
+CONFIRM_REPS = 5
+MAX_FAILED_IN_A_ROW = 3
+GPU_ACCELS = ("cuda", "vulkan", "rocm", "hip", "metal", "sycl")
+
+
+@attrs.frozen
+class OptimizeSpec:
+    """What `halo optimize` searches: `model` on `backend` at a workload (its pp, tg and depths,
+    or those given: the profile is still the workload's), for an objective (tg, pp or balanced: the geometric mean of both), within
+    `budget` trials (and `minutes`, when given) of `reps` llama-bench repetitions each."""
+
+    model: str
+    backend: str = attrs.field(factory=lambda: defaults().backend)
+    workload: str = "chat"
+    pp: int | None = None
+    tg: int | None = None
+    depths: tuple[int, ...] | None = attrs.field(default=None, converter=lambda v: None if v is None else tuple(v))
+    objective: str = "tg"
+    budget: int = 12
+    minutes: float | None = None
+    reps: int = 3
+    seed: int = 0
+    tag: str = "optimize"
+    backend_options: dict[str, str] = attrs.field(factory=dict)
+
+    def shape(self) -> tuple[int, int, tuple[int, ...]]:
+        """(pp, tg, depths) of the workload, what was given overriding the named one's."""
+        pp, tg, depths = WORKLOADS.get(self.workload, WORKLOADS["chat"])
+        return (self.pp or pp, self.tg or tg, self.depths if self.depths is not None else depths)
+
+
+@attrs.frozen
+class Trial:
+    number: int
+    settings: Settings = attrs.field(converter=lambda v: from_dict(Settings, v) if isinstance(v, dict) else v)
+    state: str  # complete | pruned | failed
+    value: float | None = None
+    tests: dict = attrs.field(factory=dict)  # test -> t/s (avg)
+    runs: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    error: str = ""
+    depth0: float | None = None  # the objective of its depth-0 test alone (what pruning compares)
+
+
+@attrs.define
+class OptimizeRun(Run):
+    trials: list[Trial] = attrs.field(factory=list)
+    result: dict | None = None
+    profile: str = ""
+
+
+def check_spec(spec: OptimizeSpec) -> None:
+    if spec.workload not in WORKLOADS:
+        raise HaloError(f"unknown workload '{spec.workload}' (known: {', '.join(WORKLOADS)})")
+    if spec.objective not in OBJECTIVES:
+        raise HaloError(f"unknown objective '{spec.objective}' (known: {', '.join(OBJECTIVES)})")
+    if spec.budget < 1:
+        raise HaloError("the budget must be at least 1 trial (the defaults)")
+    if spec.minutes is not None and spec.minutes <= 0:
+        raise HaloError("--minutes must be > 0")
+    pp, tg, depths = spec.shape()
+    if pp < 1 or tg < 2 or any(d < 0 for d in depths):
+        raise HaloError("pp must be >= 1, tg >= 2 and depths >= 0")
+
+
+def objective_value(results: list[BenchResult], objective: str) -> float | None:
+    """The geometric mean of the objective's tests' t/s (tg: token generation at every depth;
+    pp: prompt processing; balanced: both)."""
+    keep = [r.avg_ts for r in results if r.avg_ts > 0 and (
+        objective == "balanced" or (objective == "tg") == bool(r.n_gen and not r.n_prompt))]
+    return round(math.exp(sum(map(math.log, keep)) / len(keep)), 3) if keep else None
+
+
+def search_space(pp: int, depths: tuple[int, ...], accel: str) -> dict[str, tuple]:
+    """The choices per setting: batch and ubatch sizes the workload's prompts can fill (a size
+    above the longest prompt changes nothing), -fa both ways, threads on a CPU build."""
+    longest = max([pp, *([2048] if depths else [])])
+    batch = tuple(b for b in BATCH if b <= max(longest, BATCH[0])) or (BATCH[0],)
+    space = {"batch": batch, "ubatch": tuple(u for u in UBATCH if u <= max(batch)), "flash_attn": (True, False)}
+    if not any(a in accel for a in GPU_ACCELS):
+        cores = os.cpu_count() or 1
+        space["threads"] = tuple(sorted({max(1, cores // 2), cores}))
+    return space
+
+
+def _normal(settings: Settings) -> Settings:
+    """One setting per distinct llama.cpp behaviour: a ubatch above the batch is the batch."""
+    if settings.batch and settings.ubatch and settings.ubatch > settings.batch:
+        return attrs.evolve(settings, ubatch=settings.batch)
+    return settings
+
+
+class _Search:
+    """One sitting of an optimize run: its state, the bench runs of each trial, the study."""
+
+    def __init__(self, run: OptimizeRun, state: RunState, host: PluginHost, status, model, accel: str):
+        self.run, self.state, self.host, self.status, self.model = run, state, host, status, model
+        self.spec: OptimizeSpec = run.spec
+        self.pp, self.tg, self.depths = self.spec.shape()
+        self.space = search_space(self.pp, self.depths, accel)
+
+    def bench(self, settings: Settings, key: str, reps: int, standard: bool, depths: tuple) -> list[BenchResult]:
+        """One bench run of `settings`, tagged by the trial (`key`), so that a killed trial's run
+        is continued (run_bench's resume_tag) and a finished one is read back."""
+        spec = BenchSpec(models=(self.spec.model,), backends=(self.spec.backend,), pp=self.pp, tg=self.tg,
+                         reps=reps, ctx_reps=reps, depths=depths, standard=standard, batch=settings.batch,
+                         ubatch=settings.ubatch, threads=settings.threads, flash_attn=settings.flash_attn,
+                         tag=f"{self.run.path.name}-{key}")
+        self.status(f"{key}: {settings.describe()}" + (f" at depths {','.join(map(str, depths))}" if depths else ""))
+        bench = run_bench(spec, resume_tag=True, host=self.host, backend_options=self.spec.backend_options)
+        self.state.data.setdefault("bench_runs", {})[key] = str(bench.path)
+        self.state.save()
+        if not bench.results:
+            raise HaloError(bench.failures[0].error if bench.failures else "llama-bench reported nothing")
+        return bench.results
+
+    def trial(self, number: int, settings: Settings, best: float | None) -> Trial:
+        """Measure one setting: depth 0, then its depths unless its depth-0 figure is below
+        PRUNE_BELOW of `best` (the best trial's at depth 0)."""
+        key, first = f"t{number}", None
+        mine = lambda: tuple(v for k, v in self.state.data.get("bench_runs", {}).items() if k in (key, f"{key}d"))  # noqa: E731
+        try:
+            results = self.bench(settings, key, self.spec.reps, True, ())
+            first = objective_value(results, self.spec.objective)
+            state = "complete"
+            if self.depths:
+                if best is not None and first is not None and first < PRUNE_BELOW * best:
+                    state = "pruned"
+                else:
+                    results = results + self.bench(settings, f"{key}d", self.spec.reps, False, self.depths)
+        except HaloError as exc:
+            return Trial(number, settings, "failed", error=str(exc), runs=mine(), depth0=first)
+        value = objective_value(results, self.spec.objective) if state == "complete" else None
+        return Trial(number, settings, state, value, {r.test: r.avg_ts for r in results}, mine(), depth0=first)
+
+
+def _settings(params: dict) -> Settings:
+    return _normal(Settings(**{k: params.get(k) for k in ("batch", "ubatch", "flash_attn", "threads")}))
+
+
+def _params(settings: Settings, space: dict) -> dict:
+    return {k: getattr(settings, k) for k in space}
+
+
+def _search_loop(search: _Search, on_trial) -> None:
+    """Trials until the budget (or the minutes) is spent: the defaults first, then TPE's picks;
+    a setting already measured is told its value again, not measured twice."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run, state, spec = search.run, search.state, search.spec
+    dists = {k: CategoricalDistribution(v) for k, v in search.space.items()}
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+        seed=spec.seed, n_startup_trials=max(2, min(5, spec.budget // 3))))
+    states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
+    for t in run.trials[1:]:  # (the defaults are no point of the space: llama.cpp's own choice)
+        study.add_trial(create_trial(params=_params(t.settings, dists), distributions=dists,
+                                     value=t.value if t.state == "complete" else None, state=states[t.state]))
+    measured = {t.settings: t for t in run.trials}
+    started, asks, failed_in_a_row = time.monotonic(), 0, 0
+    while len(run.trials) < spec.budget and asks < 4 * spec.budget:
+        if spec.minutes and run.trials and time.monotonic() - started > 60 * spec.minutes:
+            search.status(f"{spec.minutes:g} minutes spent: the search stops at {len(run.trials)} trials")
+            break
+        number, current, asked = len(run.trials), state.data.get("current"), None
+        if number == 0:
+            settings = Settings()
+        else:
+            if current and current["number"] == number:  # a trial cut short: the same setting again
+                study.enqueue_trial(_params(from_dict(Settings, current["settings"]), dists))
+            asked, asks = study.ask(dists), asks + 1
+            settings = _settings(asked.params)
+            if settings in measured:
+                seen = measured[settings]
+                study.tell(asked, seen.value if seen.state == "complete" else None,
+                           state=states[seen.state] if seen.state != "complete" else None)
+                continue
+        state.data["current"] = {"number": number, "settings": to_dict(settings)}
+        state.save()
+        best = max((t.depth0 for t in run.trials if t.depth0), default=None)
+        trial = search.trial(number, settings, best)
+        append_line(run.path / "trials.jsonl", json.dumps(to_dict(trial)))
+        run.trials.append(trial)
+        measured[settings] = trial
+        state.data.pop("current", None)
+        state.save()
+        if asked is not None:
+            if trial.state == "complete" and trial.value is not None:
+                study.tell(asked, trial.value)
+            else:
+                study.tell(asked, None, state=states["failed" if trial.state == "failed" else "pruned"])
+        if on_trial:
+            on_trial(trial)
+        if trial.state == "failed":
+            if number == 0:
+                raise HaloError(f"the defaults did not run: {trial.error}")
+            failed_in_a_row += 1
+            if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+                raise HaloError(f"{failed_in_a_row} trials in a row failed, the last: {trial.error}")
+        else:
+            failed_in_a_row = 0
+
+
+def _objective_tests(results: list[BenchResult], objective: str) -> dict[str, BenchResult]:
+    return {r.test: r for r in results if objective == "balanced"
+            or (objective == "tg") == bool(r.n_gen and not r.n_prompt)}
+
+
+def _confirm(search: _Search) -> dict:
+    """The winner and the runner-up against the defaults, CONFIRM_REPS repetitions each,
+    interleaved; the first candidate faster beyond noise on some objective test and slower on
+    none is recommended, else the defaults."""
+    run, spec = search.run, search.spec
+    ranked = sorted((t for t in run.trials[1:] if t.state == "complete" and t.value),
+                    key=lambda t: t.value, reverse=True)[:2]
+    defaults_trial = run.trials[0]
+    if not ranked:
+        return {"recommended": Settings(), "trial": 0, "why": "no other setting completed", "tests": {},
+                "candidates": []}
+    measured: dict[int, list[BenchResult]] = {}
+    for t in [defaults_trial, *ranked]:
+        key = f"confirm-t{t.number}"
+        results = search.bench(t.settings, key, CONFIRM_REPS, True, ())
+        if search.depths:
+            results = results + search.bench(t.settings, f"{key}d", CONFIRM_REPS, False, search.depths)
+        measured[t.number] = results
+    base = _objective_tests(measured[0], spec.objective)
+    candidates = []
+    for t in ranked:
+        tests = {}
+        for name, after in _objective_tests(measured[t.number], spec.objective).items():
+            if name in base:
+                change, p, verdict = speed_change(base[name], after)
+                tests[name] = {"defaults": round(base[name].avg_ts, 2), "setting": round(after.avg_ts, 2),
+                               "change_pct": change, "p_value": p, "verdict": verdict}
+        verdicts = [v["verdict"] for v in tests.values()]
+        candidates.append({"trial": t.number, "settings": to_dict(t.settings), "tests": tests,
+                           "faster": "faster" in verdicts and "slower" not in verdicts})
+    chosen = next((c for c in candidates if c["faster"]), None)
+    if chosen is None:
+        top = candidates[0]
+        gains = ", ".join(f"{n} {v['change_pct']:+.1f}% ({v['verdict']})" for n, v in top["tests"].items()
+                          if v["change_pct"] is not None)
+        return {"recommended": Settings(), "trial": 0, "tests": top["tests"], "candidates": candidates,
+                "why": f"no setting was faster than the defaults beyond noise (the best, trial {top['trial']} "
+                       f"{from_dict(Settings, top['settings']).describe()}: {gains})"}
+    gains = ", ".join(f"{n} {v['change_pct']:+.1f}%" for n, v in chosen["tests"].items() if v["change_pct"] is not None)
+    return {"recommended": from_dict(Settings, chosen["settings"]), "trial": chosen["trial"], "tests": chosen["tests"],
+            "candidates": candidates, "why": f"trial {chosen['trial']} is faster than the defaults beyond noise: {gains}"}
+
+
+def _finish(run: OptimizeRun, state: RunState, status: RunStatus, error: str) -> None:
+    run.status, run.error = status, error
+    state.finish(status, error)
+
+
+def resolve_optimize_run(ref: str | Path) -> Path:
+    return runs.resolve_run(KIND, ref)
+
+
+def load_optimize_run(path: Path) -> OptimizeRun:
+    state = RunState.load(Path(path), KIND)
+    spec = from_dict(OptimizeSpec, state.data["spec"])
+    trials = [from_dict(Trial, row) for row in read_jsonl(Path(path) / "trials.jsonl")]
+    return OptimizeRun(path=Path(path), spec=spec, status=state.data["status"], error=state.data.get("error", ""),
+                       trials=trials, result=state.data.get("result"), profile=state.data.get("profile", ""))
+
+
+def run_optimize(spec: OptimizeSpec | None = None, *, resume: str | Path | None = None,
+                 host: PluginHost | None = None, on_status: Callable[[str], None] | None = None,
+                 on_trial: Callable[[Trial], None] | None = None) -> OptimizeRun:
+    """Run (or resume) the search of `spec`, confirm its winner and write the profile; the run.
+
+    Bad input (an unknown workload or objective, a budget of 0, a workload deeper than the
+    model's context, a model or backend that is not there) raises a HaloError before a run
+    exists; a trial that fails is recorded and the search goes on."""
+    status = on_status or (lambda _msg: None)
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise HaloError("halo optimize searches with Optuna: pip install 'halo-llm[optimize]'") from None
+    if resume is not None:
+        resume = resolve_optimize_run(resume)
+        spec = load_optimize_run(resume).spec
+    if spec is None:
+        raise HaloError("nothing to run: give an OptimizeSpec or a run to resume")
+    check_spec(spec)
+    host = host or get_host()
+    [backend] = host.available_backends([spec.backend], spec.backend_options)
+    model = fetch_model(spec.model, host=host)
+    pp, tg, depths = spec.shape()
+    n_ctx = read_header(model.path).arch_key("context_length")
+    need = max(depths, default=0) + max(pp, 2048 if depths else 0) + tg
+    if isinstance(n_ctx, int) and need > n_ctx:
+        raise HaloError(f"the workload needs {need} tokens of context (depth {max(depths, default=0)} + "
+                        f"prompt + {tg}) and {model.name} has {n_ctx}: give smaller --depths")
+    state = runs.open_run(KIND, spec, resume=resume)
+    run = load_optimize_run(state.path) if state.resumed else OptimizeRun(path=state.path, spec=spec)
+    if run.trials:
+        status(f"resuming {run.path.name}: {len(run.trials)} trial(s) done")
+    provenance = backend.provenance()
+    search = _Search(run, state, host, status, model, str(provenance.get("accel", "")))
+    state.data["space"] = {k: list(v) for k, v in search.space.items()}
+    state.save()
+    try:
+        _search_loop(search, on_trial)
+        status("confirming the winner against the defaults")
+        result = _confirm(search)
+        from ..llama.profile import model_digest
+
+        profile = Profile(model=model.name, model_sha256=model_digest(model), backend=spec.backend,
+                          build=build_identity(provenance), machine=machine_identity(read_facts(Path("/"), host=host)),
+                          workload=spec.workload, objective=spec.objective, settings=result["recommended"],
+                          defaults=Settings(), measured=result["tests"], run=str(run.path), created=now())
+        run.profile = str(save_profile(profile))
+        run.result = to_dict({**result, "recommended": result["recommended"]})
+        state.data.update(result=run.result, profile=run.profile)
+        _finish(run, state, RunStatus.COMPLETE, "")
+    except BaseException as exc:
+        runs.record_exit(exc, lambda status_, error: _finish(run, state, status_, error))
+        raise
+    return run
