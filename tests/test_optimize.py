@@ -1,0 +1,174 @@
+"""`halo optimize` on the smoke model with the real llama-bench: a search that finishes and
+writes the profile `halo serve` then starts llama-server with, one killed and resumed, and the
+bad input of the issue (#22): a budget of 0, a workload deeper than the context, a model that
+does not load, a backend that disappears mid-search."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_until
+from halo_core.llama.process import free_port
+from halo_core.llama.profile import list_profiles, load_profile, profile_dir
+from halo_core.optimize.run import OptimizeSpec, load_optimize_run, run_optimize
+from halo_core.runs import list_runs
+
+pytestmark = pytest.mark.slow
+
+SHAPE = dict(pp=32, tg=8, reps=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_profiles_left():
+    """The profiles these tests write would change every later `halo serve smoke`."""
+    yield
+    shutil.rmtree(profile_dir(), ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def optimized(smoke_model):
+    trials = []
+    run = run_optimize(OptimizeSpec(model="smoke", budget=3, tag="opt", **SHAPE), on_trial=trials.append)
+    return run, trials
+
+
+def test_a_search_confirms_its_winner_and_writes_the_profile(optimized):
+    run, trials = optimized
+    assert run.status == "complete", run.error
+    assert [t.number for t in trials] == [0, 1, 2] and trials[0].settings.describe() == "llama.cpp's defaults"
+    assert all(t.state == "complete" and t.value > 0 and set(t.tests) == {"pp32", "tg8"} for t in trials)
+    for t in trials:  # every trial is an ordinary bench run of its settings
+        [path] = t.runs
+        state = json.loads(Path(path, "run.json").read_text())
+        assert state["kind"] == "bench" and state["status"] == "complete"
+        argv = state["commands"][0]["argv"]
+        for flag, value in zip(t.settings.flags()[::2], t.settings.flags()[1::2]):
+            assert argv[argv.index(flag) + 1] == value
+    assert len({t.settings for t in trials}) == 3  # no setting measured twice
+    result = run.result
+    assert set(result["tests"]) == {"tg8"}  # the objective's tests, confirmed with 5 reps a side
+    for verdict in result["tests"].values():
+        assert verdict["verdict"] in ("faster", "slower", "within noise") and verdict["p_value"] is not None
+    chosen = result["recommended"]
+    if result["trial"]:  # recommended only when faster beyond noise and slower nowhere
+        picked = next(c for c in result["candidates"] if c["trial"] == result["trial"])
+        assert picked["faster"] and chosen == picked["settings"]
+    else:
+        assert result["why"].startswith(("no setting was faster", "no other setting"))
+        assert all(v is None for v in chosen.values())
+    profile = load_profile(Path(run.profile))
+    assert profile.workload == "chat" and profile.backend == "native" and len(profile.model_sha256) == 64
+    assert profile.run == str(run.path) and profile.measured == result["tests"]
+    assert [p for p, _ in list_profiles()] == [Path(run.profile)]
+    again = load_optimize_run(run.path)
+    assert again.trials == trials and again.result == run.result
+
+
+def test_halo_serve_uses_the_profile_and_the_command_line_wins(halo, optimized):
+    run, _trials = optimized
+    profile = load_profile(Path(run.profile))
+    flags = profile.settings.flags()
+
+    def serve(*args):
+        port = str(free_port())
+        done = halo("serve", "smoke", "--port", port, "--detach", *args)
+        halo("serve", "stop", "--port", port)
+        assert done.returncode == 0, done.stderr
+        command = next(line for line in done.stdout.splitlines() if line.startswith("command: "))
+        return command.split()[1:], done.stderr
+
+    argv, said = serve()
+    assert f"settings from profile {profile.key}: {profile.settings.describe()} (measured " in said
+    for flag, value in zip(flags[::2], flags[1::2]):
+        assert argv[argv.index(flag) + 1] == value
+    argv, said = serve("--no-profile", "--", "-t", "2")
+    assert "settings from profile" not in said and argv[-2:] == ["-t", "2"]
+    if profile.settings.threads:  # given after --: that one, not the profile's
+        argv, said = serve("--", "-t", "2")
+        assert argv.count("-t") == 1 and "the command line's win" in said
+    # measured on another machine: not used, and said why
+    data = json.loads(Path(run.profile).read_text())
+    Path(run.profile).write_text(json.dumps({**data, "machine": {**data["machine"], "cpu": "another CPU"}}))
+    try:
+        argv, said = serve()
+        assert f"profile {profile.key}.json not used: measured on another machine (cpu: 'another CPU', here " in said
+        assert "settings from profile" not in said
+    finally:
+        Path(run.profile).write_text(json.dumps(data))
+
+
+def test_a_killed_search_resumes(smoke_model, tmp_path):
+    """SIGKILL while trial 1 runs; --resume finishes it (its bench run continued, not started
+    again) and the rest, trial numbers unbroken."""
+    argv = [sys.executable, "-m", "halo_core", "optimize", "smoke", "--budget", "3", "--tag", "opt-killed",
+            "--pp", "32", "--tg", "8", "--reps", "4", "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def in_trial_1():
+            found = [p for p in list_runs("optimize") if p.name.startswith("opt-killed-")]
+            if not found:
+                return False
+            state = json.loads((found[-1] / "run.json").read_text())
+            started = [p for p in list_runs("bench") if p.name.startswith(f"{found[-1].name}-t1-")
+                       and (p / "raw.jsonl").exists()]  # (trial 1's llama-bench has reported)
+            return (state.get("current") or {}).get("number") == 1 and bool(started)
+        wait_until(in_trial_1, 300, "the search did not reach trial 1")
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    [path] = [p for p in list_runs("optimize") if p.name.startswith("opt-killed-")]
+    assert json.loads((path / "run.json").read_text())["status"] == "running"  # killed: no one wrote an end
+    [cut_bench] = [str(p) for p in list_runs("bench") if p.name.startswith(f"{path.name}-t1-")]
+    resumed = run_optimize(resume=path)
+    assert resumed.status == "complete", resumed.error
+    assert [t.number for t in resumed.trials] == [0, 1, 2]
+    assert resumed.trials[1].runs == (cut_bench,)  # trial 1's bench run was continued
+    assert json.loads(Path(cut_bench, "run.json").read_text())["resumed_at"]
+    assert Path(resumed.profile).exists()
+
+
+def test_bad_input_is_one_line(halo, tmp_path, smoke_model):
+    done = halo("optimize", "smoke", "--budget", "0")
+    assert done.returncode == 2 and "Invalid value for '--budget'" in done.stderr
+    done = halo("optimize", "smoke", "--depths", "100000")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "Error: the workload needs 102176 tokens of context (depth 100000 + prompt + 128) and ")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(Path(smoke_model.path).read_bytes()[: 4 << 20])  # a header, and no weights
+    done = halo("optimize", str(broken), "--budget", "2", "--pp", "32", "--tg", "8", "--reps", "1")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("Error: the defaults did not run: llama-bench ")
+    [path] = [p for p in list_runs("optimize") if json.loads((p / "run.json").read_text())["spec"]["model"]
+              == str(broken)]
+    state = json.loads((path / "run.json").read_text())
+    assert state["status"] == "failed" and (path / "trials.jsonl").read_text().count("\n") == 1
+
+
+def test_a_backend_that_disappears_mid_search_fails_trials_not_the_run(smoke_model, llama_bin_dir, tmp_path):
+    """The llama.cpp directory gone after the defaults' trial: each later trial is recorded as
+    failed with the reason, and after three in a row the run ends failed, its trials kept."""
+    copy = tmp_path / "llama"
+    shutil.copytree(llama_bin_dir.parent, copy, symlinks=True)
+
+    def vanish(trial):
+        if trial.number == 0:
+            shutil.rmtree(copy)
+
+    with pytest.raises(Exception) as caught:
+        run_optimize(OptimizeSpec(model="smoke", budget=6, tag="opt-vanish",
+                                  backend_options={"llama_cpp_dir": str(copy / "bin")}, **SHAPE),
+                     on_trial=vanish)
+    assert str(caught.value).startswith("3 trials in a row failed, the last: ")
+    [path] = [p for p in list_runs("optimize") if p.name.startswith("opt-vanish-")]
+    run = load_optimize_run(path)
+    assert run.status == "failed" and [t.state for t in run.trials] == ["complete", "failed", "failed", "failed"]
+    assert all(t.error for t in run.trials[1:])
