@@ -17,6 +17,7 @@ import pytest
 
 from conftest import wait_until
 from halo_core.llama.process import free_port
+from halo_core.llama.process import read_pid_files
 from halo_core.llama.profile import list_profiles, load_profile, profile_dir
 from halo_core.optimize.run import OptimizeSpec, load_optimize_run, run_optimize
 from halo_core.runs import list_runs
@@ -133,6 +134,7 @@ def test_a_killed_search_resumes(smoke_model, tmp_path):
     assert resumed.trials[1].runs == (cut_bench,)  # trial 1's bench run was continued
     assert json.loads(Path(cut_bench, "run.json").read_text())["resumed_at"]
     assert Path(resumed.profile).exists()
+    assert read_pid_files() == []  # the killed process's pid file went with the resumed bench
 
 
 def test_bad_input_is_one_line(halo, tmp_path, smoke_model):

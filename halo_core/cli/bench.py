@@ -620,8 +620,8 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
         workload=workload or "", turns=turns or agentic.TURNS, tool_tokens=tools or agentic.TOOL_TOKENS,
         slots=slot_counts)
     if starts:
-        fields = {k: v for k, v in server.items() if k not in ("preset", "backend_opts", "no_profile")}
-        fields["profile"] = "" if server["no_profile"] else (workload or "chat")
+        fields = {k: v for k, v in server.items() if k not in ("preset", "backend_opts")}
+        fields["profile"] = workload or "chat"
         if not server["preset"]:  # a plain MODEL: slots and context to fit the matrix
             parallel, needed = matrix_server(spec)
             fields.update(parallel=fields["parallel"] or parallel, ctx=fields["ctx"] or needed)

@@ -69,7 +69,10 @@ def server_options(f=None, *, ctx_default: str = str(DEFAULT_CTX), parallel_defa
 
 def server_spec(model: str | None, preset: str | None, **options) -> ServerSpec:
     """The ServerSpec of MODEL or --preset NAME from server_options' values and any other
-    ServerSpec fields (None: the preset's or the default)."""
+    ServerSpec fields (None: the preset's or the default). `no_profile` (the --no-profile flag)
+    turns the profile off; otherwise `profile` names the workload whose profile applies."""
+    if "no_profile" in options:
+        options["profile"] = "" if options.pop("no_profile") else (options.get("profile") or "chat")
     options.update(rpc=parse_endpoints(options.get("rpc") or ()),
                    tensor_split=parse_tensor_split(options.get("tensor_split")))
     if preset:
@@ -105,7 +108,7 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
     spec = server_spec(model, preset, backend=backend, host=host, port=port, ctx=ctx, parallel=parallel,
                        cache_type=cache_type, ngram=ngram, no_think=no_think, api_key=api_key,
                        insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra),
-                       rpc=rpc, tensor_split=tensor_split, profile="" if no_profile else "chat")
+                       rpc=rpc, tensor_split=tensor_split, no_profile=no_profile)
     status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     try:
         server = start_server(spec, detach=detach, on_status=status,

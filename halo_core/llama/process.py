@@ -235,7 +235,11 @@ def servers(kind: ProcessKind | str = ProcessKind.SERVER) -> list[tuple[ServerIn
 
 
 def record_bench(run_path: Path, backends: list) -> Path:
-    """A pid file for this halo process while it runs llama-bench (`halo flush` stops it)."""
+    """A pid file for this halo process while it runs llama-bench (`halo flush` stops it).
+    Those of bench processes that are gone (killed before they could remove theirs) go."""
+    for old in read_pid_files():
+        if old.kind == ProcessKind.BENCH and not is_running(old):
+            forget(old)
     pid = os.getpid()
     info = ProcessInfo(kind=ProcessKind.BENCH, pid=pid, start_ticks=start_ticks(pid) or 0,
                        argv=sys.argv, backend=",".join(b.name for b in backends),
