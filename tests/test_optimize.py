@@ -137,9 +137,56 @@ def test_a_killed_search_resumes(smoke_model, tmp_path):
     assert read_pid_files() == []  # the killed process's pid file went with the resumed bench
 
 
+def test_a_lossy_kv_type_is_gated_by_the_paired_eval(halo, smoke_model):
+    """--allow-lossy searches K/V cache types; the best quantized one is run against the same
+    settings with an f16 cache through a sweep (ifeval on the same samples, the paired test),
+    and is recommended only when it is faster and its answers are not worse."""
+    done = halo("optimize", "smoke", "--allow-lossy", "--eval", "ifeval", "--limit", "6", "--max-tokens", "16",
+                "--budget", "4", "--seed", "1", "--tag", "opt-lossy", "--pp", "32", "--tg", "8", "--reps", "2",
+                "--json", timeout=900)
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["status"] == "complete", run["error"]
+    kinds = [t["settings"]["cache_type"] for t in run["trials"]]
+    assert kinds[0] is None and set(kinds[1:]) & {"q8_0", "q4_0"}, kinds  # the search reached a quantized cache
+    result = run["result"]
+    lossy = [c for c in result["candidates"] if c["lossy"]]
+    assert lossy and all(c["settings"]["flash_attn"] is not False for c in lossy)  # (llama.cpp needs -fa with it)
+    gate = result["gate"]
+    assert gate == lossy[0]["gate"] and set(gate["suites"]) == {"ifeval"}
+    verdict = gate["suites"]["ifeval"]
+    assert verdict["n"] == 6 and verdict["verdict"] in ("worse", "better", "no difference")
+    assert verdict["low"] <= verdict["delta"] <= verdict["high"] and verdict["p_value"] is not None
+    assert gate["passed"] == (verdict["verdict"] != "worse")
+    # the gate is an ordinary sweep: f16 then the lossy type, same flags otherwise
+    sweep = json.loads(Path(gate["sweep"], "run.json").read_text())
+    assert sweep["status"] == "complete"
+    argvs = [s["server_argv"] for s in sweep["settings"]]
+    kv = lossy[0]["settings"]["cache_type"]
+    assert [a[a.index("-ctk") + 1] for a in argvs] == ["f16", kv]
+    assert [a[a.index("-ctv") + 1] for a in argvs] == ["f16", kv]
+    chosen = result["recommended"]
+    if chosen["cache_type"] not in (None, "f16"):  # kept: faster beyond noise and not worse
+        assert lossy[0]["faster"] and gate["passed"] and "its answers: no regression against f16" in result["why"]
+    elif lossy[0]["faster"]:  # faster, but its answers held it back
+        assert not gate["passed"] and "would have bought" in result["why"]
+    profile = load_profile(Path(run["profile"]))  # served with the cache type it was measured with
+    assert profile.settings.cache_type == (chosen["cache_type"] or "f16")
+    shown = halo("optimize", "show", run["path"])
+    assert shown.returncode == 0 and "answers: the lossy setting against f16" in shown.stdout
+    assert "ifeval" in shown.stdout
+
+
 def test_bad_input_is_one_line(halo, tmp_path, smoke_model):
     done = halo("optimize", "smoke", "--budget", "0")
     assert done.returncode == 2 and "Invalid value for '--budget'" in done.stderr
+    done = halo("optimize", "smoke", "--allow-lossy")
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        "Error: --allow-lossy needs --eval SUITE: a setting that changes answers is kept only when the "
+        "suite's paired test finds no regression")
+    done = halo("optimize", "smoke", "--allow-lossy", "--eval", "nosuch")
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(
+        "Error: unknown suite or preset 'nosuch'")
     done = halo("optimize", "smoke", "--depths", "100000")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith(

@@ -39,27 +39,39 @@ def optimize():
               help="Stop starting trials after this many minutes.")
 @click.option("--reps", "-r", type=click.IntRange(min=1), default=3, show_default=True,
               help="llama-bench repetitions per trial (the confirmation runs 5).")
+@click.option("--allow-lossy", is_flag=True,
+              help="Search K/V cache types too (f16, q8_0, q4_0); one is kept only when --eval finds no regression.")
+@click.option("--eval", "eval_suite", default=None, metavar="SUITE",
+              help="The suite (or preset) whose paired test gates a lossy setting (needed with --allow-lossy).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Samples of --eval's suite, on each side.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Reply length of --eval's requests.")
 @click.option("--seed", type=int, default=0, show_default=True, help="The sampler's seed.")
 @click.option("--tag", default="optimize", show_default=True, help="Run name prefix.")
 @click.option("--resume", "resume", default=None, metavar="RUN", help="Continue this optimize run.")
 @backend_flags
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
-def optimize_run(model, backend, workload, pp, tg, depths, objective, budget, minutes, reps, seed, tag, resume,
-                 backend_opts, as_json):
-    """Search -ub, -b, -fa (and -t on a CPU build) with llama-bench trials at the workload
-    (Optuna's TPE; the defaults first; dominated settings pruned), confirm the winner against the
-    defaults by `halo bench compare`'s rule, and write the profile `halo serve` uses."""
+def optimize_run(model, backend, workload, pp, tg, depths, objective, budget, minutes, reps, allow_lossy,
+                 eval_suite, limit, max_tokens, seed, tag, resume, backend_opts, as_json):
+    """Search -ub, -b, -fa (and -t on a CPU build; K/V cache types with --allow-lossy) with
+    llama-bench trials at the workload (Optuna's TPE; the defaults first; dominated settings
+    pruned), confirm the winner against the defaults by `halo bench compare`'s rule (a lossy
+    one also by --eval's paired test), and write the profile `halo serve` uses."""
     from ..optimize.run import OptimizeSpec, run_optimize
     from .bench import _parse_numbers
 
     if not model and not resume:
         raise click.UsageError("give a MODEL (or --resume RUN)")
+    if allow_lossy and not eval_suite:
+        raise click.UsageError("--allow-lossy needs --eval SUITE: a setting that changes answers is kept only "
+                               "when the suite's paired test finds no regression")
     spec = None
     if not resume:
         fields = dict(model=model, workload=workload,
                       pp=pp, tg=tg, depths=_parse_numbers(depths, "--depths") if depths is not None else None,
                       objective=objective, budget=budget, minutes=minutes, reps=reps, seed=seed, tag=tag,
-                      backend_options=backend_options(backend_opts))
+                      backend_options=backend_options(backend_opts), allow_lossy=allow_lossy,
+                      eval=eval_suite or "", limit=limit, max_tokens=max_tokens)
         if backend:
             fields["backend"] = backend
         spec = OptimizeSpec(**fields)
@@ -96,6 +108,16 @@ def show_run(run) -> None:
             rows.add_row(name, _fmt(v["defaults"]), _fmt(v["setting"]), _fmt(v["change_pct"], "+.1f") + "%",
                          _fmt(v["p_value"], ".3f"), v["verdict"])
         print_table(rows)
+        gate = result.get("gate")
+        if gate:
+            rows = Table("suite", "samples", "Δ score", "95% interval", "test", "p", "verdict",
+                         title=f"answers: the lossy setting against f16 ({'passed' if gate['passed'] else 'not kept'})")
+            for name, v in gate["suites"].items():
+                rows.add_row(name, str(v["n"]), _fmt(v["delta"], "+.3f"),
+                             f"[{_fmt(v['low'], '+.3f')}, {_fmt(v['high'], '+.3f')}]", v["test"],
+                             _fmt(v["p_value"], ".3g"), v["verdict"])
+            print_table(rows)
+            click.echo(f"gate: {gate['why']} (sweep {gate['sweep']})" if not gate["suites"] else f"gate sweep: {gate['sweep']}")
         chosen = from_dict(Settings, result["recommended"])
         click.echo(f"recommended: {chosen.describe()} — {result['why']}")
     if run.profile:

@@ -34,6 +34,7 @@ class Settings:
     ubatch: int | None = None
     flash_attn: bool | None = None
     threads: int | None = None
+    cache_type: str | None = None  # K and V (-ctk/-ctv); None: f16, llama.cpp's own
 
     def flags(self) -> list[str]:
         """The llama-server flags these settings are, for people."""
@@ -46,6 +47,8 @@ class Settings:
             out += ["-fa", "on" if self.flash_attn else "off"]
         if self.threads:
             out += ["-t", str(self.threads)]
+        if self.cache_type:
+            out += ["-ctk", self.cache_type, "-ctv", self.cache_type]
         return out
 
     def describe(self) -> str:

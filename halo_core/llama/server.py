@@ -41,7 +41,7 @@ class ServerSpec:
     port: int = 8080
     ctx: int = DEFAULT_CTX
     parallel: int = 1
-    cache_type: str = DEFAULT_CACHE_TYPE
+    cache_type: str | None = None  # K and V; None: the profile's, else DEFAULT_CACHE_TYPE
     ngram: bool = False
     no_think: bool = False
     api_key: str | None = secret()  # given to llama-server in a 0600 key file, never recorded
@@ -135,7 +135,7 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
     status = on_status or (lambda _msg: None)
     check_bind(spec.host, spec.api_key, spec.insecure)
     check_passthrough(spec.extra)
-    if spec.cache_type not in KV_TYPES:
+    if spec.cache_type is not None and spec.cache_type not in KV_TYPES:
         raise HaloError(f"unknown KV cache type '{spec.cache_type}' (known: {', '.join(KV_TYPES)})")
     check_port_free(spec.port)
     host = host or get_host()
@@ -144,6 +144,7 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
     model = fetch_model(spec.model, host=host)
     if spec.profile:
         spec = with_profile(spec, model, backend, host, status)
+    kv = spec.cache_type or DEFAULT_CACHE_TYPE
     if model.synthetic:
         status(f"{model.name} is synthetic (random weights): its replies are noise"
                + ("; n-gram speculation's acceptance on it means nothing" if spec.ngram else ""))
@@ -158,8 +159,8 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
     if {"-ub", "--ubatch-size"} & set(extra):  # (given after --: that one, not the backend's)
         defaults = attrs.evolve(defaults, ubatch=None)
     params = ServerParams(backend.map_path(model.path), host=spec.host, port=spec.port,
-                          ctx=spec.ctx, parallel=spec.parallel, cache_type_k=spec.cache_type,
-                          cache_type_v=spec.cache_type, ngram=spec.ngram, no_think=spec.no_think,
+                          ctx=spec.ctx, parallel=spec.parallel, cache_type_k=kv,
+                          cache_type_v=kv, ngram=spec.ngram, no_think=spec.no_think,
                           api_key_file=backend.map_path(write_key_file(spec.port, spec.api_key))
                           if spec.api_key else None, threads=spec.threads, rpc=spec.rpc,
                           tensor_split=spec.tensor_split, extra=tuple(extra), batch=spec.batch,
@@ -200,7 +201,8 @@ def with_profile(spec: ServerSpec, model, backend, host: PluginHost, status) -> 
     given = set(spec.extra)
     fields = {}
     for name, flags in (("batch", {"-b", "--batch-size"}), ("ubatch", {"-ub", "--ubatch-size"}),
-                        ("flash_attn", {"-fa", "--flash-attn"}), ("threads", {"-t", "--threads"})):
+                        ("flash_attn", {"-fa", "--flash-attn"}), ("threads", {"-t", "--threads"}),
+                        ("cache_type", {"-ctk", "--cache-type-k", "-ctv", "--cache-type-v"})):
         value = getattr(profile.settings, name)
         if value is not None and getattr(spec, name) is None and not flags & given:
             fields[name] = value
@@ -208,7 +210,7 @@ def with_profile(spec: ServerSpec, model, backend, host: PluginHost, status) -> 
                       if v.get("change_pct") is not None)
     status(f"settings from profile {profile.key}: {profile.settings.describe()} (measured {profile.created}"
            + (f": {gains} against the defaults" if gains else "") + ")"
-           + ("" if len(fields) == len([f for f in ("batch", "ubatch", "flash_attn", "threads")
+           + ("" if len(fields) == len([f for f in attrs.fields_dict(type(profile.settings))
                                         if getattr(profile.settings, f) is not None]) else "; the command line's win"))
     return attrs.evolve(spec, **fields)
 

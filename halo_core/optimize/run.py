@@ -55,6 +55,9 @@ PRUNE_BELOW = 0.90  # a trial's depth-0 objective under this share of the best s
 CONFIRM_REPS = 5
 MAX_FAILED_IN_A_ROW = 3
 GPU_ACCELS = ("cuda", "vulkan", "rocm", "hip", "metal", "sycl")
+LOSSLESS_KV = ("f32", "f16", "bf16")
+KV_CHOICES = ("f16", "q8_0", "q4_0")
+EVAL_CTX = 8192  # the gate's servers' context (or the model's, when smaller)  # with allow_lossy: the K/V cache types searched
 
 
 @attrs.frozen
@@ -76,6 +79,10 @@ class OptimizeSpec:
     seed: int = 0
     tag: str = "optimize"
     backend_options: dict[str, str] = attrs.field(factory=dict)
+    allow_lossy: bool = False  # search KV cache types too (LOSSY_KV), kept only if `eval` finds no regression
+    eval: str = ""  # the suite (or preset) whose paired test gates a lossy setting
+    limit: int = 20  # its samples
+    max_tokens: int | None = None  # its reply length (None: the suite's)
 
     def shape(self) -> tuple[int, int, tuple[int, ...]]:
         """(pp, tg, depths) of the workload, what was given overriding the named one's."""
@@ -114,6 +121,16 @@ def check_spec(spec: OptimizeSpec) -> None:
     pp, tg, depths = spec.shape()
     if pp < 1 or tg < 2 or any(d < 0 for d in depths):
         raise HaloError("pp must be >= 1, tg >= 2 and depths >= 0")
+    if spec.allow_lossy and not spec.eval:
+        raise HaloError("--allow-lossy needs --eval SUITE: a setting that changes answers is kept only "
+                        "when the suite's paired test finds no regression")
+    if spec.limit < 1:
+        raise HaloError("--limit must be at least 1 sample")
+
+
+def is_lossy(settings) -> bool:
+    """Whether the setting changes the model's answers (a quantized K/V cache)."""
+    return settings.cache_type not in (None, *LOSSLESS_KV)
 
 
 def objective_value(results: list[BenchResult], objective: str) -> float | None:
@@ -124,22 +141,31 @@ def objective_value(results: list[BenchResult], objective: str) -> float | None:
     return round(math.exp(sum(map(math.log, keep)) / len(keep)), 3) if keep else None
 
 
-def search_space(pp: int, depths: tuple[int, ...], accel: str) -> dict[str, tuple]:
+def search_space(pp: int, depths: tuple[int, ...], accel: str, lossy: bool = False) -> dict[str, tuple]:
     """The choices per setting: batch and ubatch sizes the workload's prompts can fill (a size
-    above the longest prompt changes nothing), -fa both ways, threads on a CPU build."""
+    above the longest prompt changes nothing), -fa both ways, threads on a CPU build, and with
+    `lossy` the K/V cache types."""
     longest = max([pp, *([2048] if depths else [])])
     batch = tuple(b for b in BATCH if b <= max(longest, BATCH[0])) or (BATCH[0],)
     space = {"batch": batch, "ubatch": tuple(u for u in UBATCH if u <= max(batch)), "flash_attn": (True, False)}
     if not any(a in accel for a in GPU_ACCELS):
         cores = os.cpu_count() or 1
         space["threads"] = tuple(sorted({max(1, cores // 2), cores}))
+    if lossy:
+        space["cache_type"] = KV_CHOICES
     return space
 
 
 def _normal(settings: Settings) -> Settings:
-    """One setting per distinct llama.cpp behaviour: a ubatch above the batch is the batch."""
+    """One setting per distinct llama.cpp behaviour: a ubatch above the batch is the batch, an
+    f16 cache llama.cpp's default, and a quantized V cache runs with flash attention (llama.cpp
+    refuses it without)."""
     if settings.batch and settings.ubatch and settings.ubatch > settings.batch:
-        return attrs.evolve(settings, ubatch=settings.batch)
+        settings = attrs.evolve(settings, ubatch=settings.batch)
+    if settings.cache_type == "f16":
+        settings = attrs.evolve(settings, cache_type=None)
+    if is_lossy(settings) and settings.flash_attn is False:
+        settings = attrs.evolve(settings, flash_attn=True)
     return settings
 
 
@@ -150,7 +176,7 @@ class _Search:
         self.run, self.state, self.host, self.status, self.model = run, state, host, status, model
         self.spec: OptimizeSpec = run.spec
         self.pp, self.tg, self.depths = self.spec.shape()
-        self.space = search_space(self.pp, self.depths, accel)
+        self.space = search_space(self.pp, self.depths, accel, self.spec.allow_lossy)
 
     def bench(self, settings: Settings, key: str, reps: int, standard: bool, depths: tuple) -> list[BenchResult]:
         """One bench run of `settings`, tagged by the trial (`key`), so that a killed trial's run
@@ -158,7 +184,7 @@ class _Search:
         spec = BenchSpec(models=(self.spec.model,), backends=(self.spec.backend,), pp=self.pp, tg=self.tg,
                          reps=reps, ctx_reps=reps, depths=depths, standard=standard, batch=settings.batch,
                          ubatch=settings.ubatch, threads=settings.threads, flash_attn=settings.flash_attn,
-                         tag=f"{self.run.path.name}-{key}")
+                         kv_types=((settings.cache_type or "f16",) * 2,), tag=f"{self.run.path.name}-{key}")
         self.status(f"{key}: {settings.describe()}" + (f" at depths {','.join(map(str, depths))}" if depths else ""))
         bench = run_bench(spec, resume_tag=True, host=self.host, backend_options=self.spec.backend_options)
         self.state.data.setdefault("bench_runs", {})[key] = str(bench.path)
@@ -188,11 +214,13 @@ class _Search:
 
 
 def _settings(params: dict) -> Settings:
-    return _normal(Settings(**{k: params.get(k) for k in ("batch", "ubatch", "flash_attn", "threads")}))
+    return _normal(Settings(**{k: params.get(k) for k in attrs.fields_dict(Settings)}))
 
 
 def _params(settings: Settings, space: dict) -> dict:
-    return {k: getattr(settings, k) for k in space}
+    """The point of the search space a (normal) setting is: its unset cache type is f16."""
+    return {k: ("f16" if k == "cache_type" and settings.cache_type is None else getattr(settings, k))
+            for k in space}
 
 
 def _search_loop(search: _Search, on_trial) -> None:
@@ -262,12 +290,20 @@ def _objective_tests(results: list[BenchResult], objective: str) -> dict[str, Be
 
 
 def _confirm(search: _Search) -> dict:
-    """The winner and the runner-up against the defaults, CONFIRM_REPS repetitions each,
-    interleaved; the first candidate faster beyond noise on some objective test and slower on
-    none is recommended, else the defaults."""
+    """The winner and the runner-up (and, in a lossy search, the best lossless and the best
+    lossy trial) against the defaults, CONFIRM_REPS repetitions each; the first candidate faster
+    beyond noise on some objective test and slower on none is recommended, a lossy one only
+    when its answers pass the gate (_gate), else the defaults."""
     run, spec = search.run, search.spec
-    ranked = sorted((t for t in run.trials[1:] if t.state == "complete" and t.value),
-                    key=lambda t: t.value, reverse=True)[:2]
+    done = sorted((t for t in run.trials[1:] if t.state == "complete" and t.value),
+                  key=lambda t: t.value, reverse=True)
+    ranked = done[:2]
+    if spec.allow_lossy:
+        for pick in (next((t for t in done if not is_lossy(t.settings)), None),
+                     next((t for t in done if is_lossy(t.settings)), None)):
+            if pick is not None and pick not in ranked:
+                ranked.append(pick)
+        ranked.sort(key=lambda t: t.value, reverse=True)
     defaults_trial = run.trials[0]
     if not ranked:
         return {"recommended": Settings(), "trial": 0, "why": "no other setting completed", "tests": {},
@@ -290,18 +326,76 @@ def _confirm(search: _Search) -> dict:
                                "change_pct": change, "p_value": p, "verdict": verdict}
         verdicts = [v["verdict"] for v in tests.values()]
         candidates.append({"trial": t.number, "settings": to_dict(t.settings), "tests": tests,
-                           "faster": "faster" in verdicts and "slower" not in verdicts})
-    chosen = next((c for c in candidates if c["faster"]), None)
+                           "faster": "faster" in verdicts and "slower" not in verdicts,
+                           "lossy": is_lossy(t.settings)})
+    gate = None
+    lossy = next((c for c in candidates if c["lossy"]), None)
+    if lossy is not None:  # the best lossy candidate's answers, beside the same setting's at f16
+        gate = _gate(search, from_dict(Settings, lossy["settings"]))
+        lossy["gate"] = gate
+    chosen = next((c for c in candidates if c["faster"] and (not c["lossy"] or c["gate"]["passed"])), None)
+    held = ""
+    if lossy is not None and lossy["faster"] and not gate["passed"]:
+        held = (f"; trial {lossy['trial']} {from_dict(Settings, lossy['settings']).describe()} would have bought "
+                + _gains(lossy["tests"]) + f" but is not kept: {gate['why']}")
     if chosen is None:
         top = candidates[0]
         gains = ", ".join(f"{n} {v['change_pct']:+.1f}% ({v['verdict']})" for n, v in top["tests"].items()
                           if v["change_pct"] is not None)
         return {"recommended": Settings(), "trial": 0, "tests": top["tests"], "candidates": candidates,
-                "why": f"no setting was faster than the defaults beyond noise (the best, trial {top['trial']} "
-                       f"{from_dict(Settings, top['settings']).describe()}: {gains})"}
-    gains = ", ".join(f"{n} {v['change_pct']:+.1f}%" for n, v in chosen["tests"].items() if v["change_pct"] is not None)
+                "gate": gate, "why": f"no setting was faster than the defaults beyond noise (the best, trial "
+                                     f"{top['trial']} {from_dict(Settings, top['settings']).describe()}: {gains})"
+                                     + held}
     return {"recommended": from_dict(Settings, chosen["settings"]), "trial": chosen["trial"], "tests": chosen["tests"],
-            "candidates": candidates, "why": f"trial {chosen['trial']} is faster than the defaults beyond noise: {gains}"}
+            "candidates": candidates, "gate": gate,
+            "why": f"trial {chosen['trial']} is faster than the defaults beyond noise: {_gains(chosen['tests'])}"
+                   + (f"; its answers: {gate['why']}" if chosen["lossy"] else held)}
+
+
+def _gains(tests: dict) -> str:
+    return ", ".join(f"{n} {v['change_pct']:+.1f}%" for n, v in tests.items() if v["change_pct"] is not None)
+
+
+def _gate(search: _Search, settings: Settings) -> dict:
+    """The lossy `settings` against the same settings with an f16 cache, through a sweep (its
+    servers, the eval suite on the same samples, the paired test): passed when every suite's
+    verdict is other than "worse". A sweep cut short is resumed (it is tagged by the run)."""
+    from ..llama.server import ServerSpec
+    from ..sweep.run import SweepSpec, load_sweep_run, run_sweep
+
+    run, spec, state = search.run, search.spec, search.state
+    kv = settings.cache_type
+    sweep_spec = SweepSpec(
+        ServerSpec(model=spec.model, backend=spec.backend, ctx=search.eval_ctx, batch=settings.batch,
+                   ubatch=settings.ubatch, flash_attn=settings.flash_attn, threads=settings.threads),
+        vary=(("kv", ("f16", kv)),), suite=spec.eval, limit=spec.limit, max_tokens=spec.max_tokens,
+        pp=search.pp, tg=search.tg, reps=spec.reps, tag=f"{run.path.name}-gate",
+        backend_options=spec.backend_options)
+    search.status(f"gate: {spec.eval} on {spec.limit} samples, -ctk/-ctv {kv} against f16")
+    earlier = state.data.get("gate_run")
+    try:
+        if earlier and Path(earlier, "run.json").is_file():
+            sweep = load_sweep_run(Path(earlier))
+            if sweep.status != RunStatus.COMPLETE:
+                sweep = run_sweep(resume=earlier, host=search.host, on_status=search.status)
+        else:
+            sweep = run_sweep(sweep_spec, host=search.host, on_status=search.status)
+    except HaloError as exc:
+        return {"sweep": earlier or "", "passed": False, "suites": {}, "why": f"the gate's sweep failed: {exc}"}
+    state.data["gate_run"] = str(sweep.path)
+    state.save()
+    lossy = sweep.results[1] if len(sweep.results) > 1 else None
+    suites = {c.suite: {"n": c.paired.n, "delta": c.paired.delta, "low": c.paired.low, "high": c.paired.high,
+                        "test": c.paired.test, "p_value": c.paired.p_value, "verdict": c.paired.verdict}
+              for c in (lossy.quality if lossy else ())}
+    if not suites:
+        errors = "; ".join(r.error for r in sweep.results if r.error) or "no suite was scored on both sides"
+        return {"sweep": str(sweep.path), "passed": False, "suites": {}, "why": f"no paired verdict: {errors}"}
+    worse = [n for n, v in suites.items() if v["verdict"] == "worse"]
+    said = ", ".join(f"{n} Δ {v['delta']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}] p {v['p_value']:.3g} "
+                     f"({v['verdict']}, n {v['n']})" for n, v in suites.items())
+    return {"sweep": str(sweep.path), "passed": not worse, "suites": suites,
+            "why": (f"{', '.join(worse)} worse than f16: " if worse else "no regression against f16: ") + said}
 
 
 def _finish(run: OptimizeRun, state: RunState, status: RunStatus, error: str) -> None:
@@ -341,6 +435,10 @@ def run_optimize(spec: OptimizeSpec | None = None, *, resume: str | Path | None 
         raise HaloError("nothing to run: give an OptimizeSpec or a run to resume")
     check_spec(spec)
     host = host or get_host()
+    if spec.eval:
+        from ..evals.run import resolve_suites
+
+        resolve_suites(spec.eval, host)
     [backend] = host.available_backends([spec.backend], spec.backend_options)
     model = fetch_model(spec.model, host=host)
     pp, tg, depths = spec.shape()
@@ -355,6 +453,7 @@ def run_optimize(spec: OptimizeSpec | None = None, *, resume: str | Path | None 
         status(f"resuming {run.path.name}: {len(run.trials)} trial(s) done")
     provenance = backend.provenance()
     search = _Search(run, state, host, status, model, str(provenance.get("accel", "")))
+    search.eval_ctx = min(n_ctx, EVAL_CTX) if isinstance(n_ctx, int) else EVAL_CTX
     state.data["space"] = {k: list(v) for k, v in search.space.items()}
     state.save()
     try:
@@ -365,7 +464,10 @@ def run_optimize(spec: OptimizeSpec | None = None, *, resume: str | Path | None 
 
         profile = Profile(model=model.name, model_sha256=model_digest(model), backend=spec.backend,
                           build=build_identity(provenance), machine=machine_identity(read_facts(Path("/"), host=host)),
-                          workload=spec.workload, objective=spec.objective, settings=result["recommended"],
+                          workload=spec.workload, objective=spec.objective,
+                          # (the cache type it was measured with: halo serve's own is for memory, not speed)
+                          settings=attrs.evolve(result["recommended"],
+                                                cache_type=result["recommended"].cache_type or "f16"),
                           defaults=Settings(), measured=result["tests"], run=str(run.path), created=now())
         run.profile = str(save_profile(profile))
         run.result = to_dict({**result, "recommended": result["recommended"]})

@@ -35,7 +35,7 @@ from ..bench.compare import speed_change
 from ..errors import HaloError
 from ..evals.compare import Comparison, compare_evals
 from ..evals.run import EvalSpec, load_eval_run, load_samples, resolve_suites, run_eval
-from ..llama.flags import KV_TYPES
+from ..llama.flags import DEFAULT_CACHE_TYPE, KV_TYPES
 from ..models.resolve import fetch_model
 from ..plugins import PluginHost, get_host
 from ..records import BenchResult, BenchSpec, Run, RunStatus, StrEnum, states
@@ -169,7 +169,7 @@ class SweepSpec:
                 name=" ".join(f"{a}={v}" for a, v in chosen.items()) or "base",
                 model=model_ref(self.server.model, chosen.get("model")),
                 backend=chosen.get("backend", self.server.backend),
-                cache_type=chosen.get("kv", self.server.cache_type),
+                cache_type=chosen.get("kv", self.server.cache_type or DEFAULT_CACHE_TYPE),
                 ngram=ON_OFF[chosen["ngram"]] if "ngram" in chosen else self.server.ngram,
                 no_think=ON_OFF[chosen["no-think"]] if "no-think" in chosen else self.server.no_think))
         return out
@@ -459,6 +459,7 @@ def _bench(state: _State, index: int, model_path: Path, host, say) -> None:
     kv = run.setting.cache_type
     bench_spec = BenchSpec(models=(str(model_path),), backends=(run.setting.backend,), pp=spec.pp,
                            tg=spec.tg, reps=spec.reps, threads=spec.server.threads, kv_types=((kv, kv),),
+                           batch=spec.server.batch, ubatch=spec.server.ubatch, flash_attn=spec.server.flash_attn,
                            rpc=spec.server.rpc, tensor_split=spec.server.tensor_split,
                            tag=f"{state.path.name}-{index + 1}")
     try:
