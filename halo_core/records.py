@@ -412,6 +412,7 @@ class BenchSpec:
     rpc: tuple[str, ...] = attrs.field(default=(), converter=as_tuple)  # RPC workers, HOST:PORT
     tensor_split: tuple[float, ...] = attrs.field(default=(), converter=as_tuple)  # llama.cpp -ts
     flash_attn: bool | None = None  # -fa on/off; None: the backend's default
+    n_gpu_layers: int | None = None  # -ngl; None: the backend's default (all layers)
 
     @models.validator
     def _check_models(self, _attr, value):

@@ -345,7 +345,8 @@ def _run_group(recorder: _Recorder, group: Group, sampler: MetricsSampler, bandw
     flags = probe_flags(cmd, "llama-bench")
     params = BenchParams(backend.map_path(model.path), group.pp, group.tg, group.reps,
                          run.spec.threads, group.depths, group.type_k, group.type_v,
-                         group.batch, group.ubatch, run.spec.rpc, run.spec.tensor_split, run.spec.flash_attn)
+                         group.batch, group.ubatch, run.spec.rpc, run.spec.tensor_split, run.spec.flash_attn,
+                         run.spec.n_gpu_layers)
     argv = bench_argv(cmd, flags, params, backend.defaults())
     pending = [c for c in group.cells() if c not in recorder.done]
     down = down_workers(run.spec.rpc) if run.spec.rpc else []

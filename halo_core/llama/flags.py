@@ -148,6 +148,7 @@ class BenchParams:
     rpc: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # RPC workers, HOST:PORT
     tensor_split: tuple[float, ...] = attrs.field(default=(), converter=tuple)
     flash_attn: bool | None = None  # None: the backend's default
+    n_gpu_layers: int | None = None  # -ngl; None: the backend's default (all layers)
 
 
 def rpc_args(flags: Flags, tool: str, rpc: tuple[str, ...], tensor_split: tuple[float, ...]) -> list[str]:
@@ -177,7 +178,7 @@ def bench_argv(cmd: ToolCommand, flags: Flags, params: BenchParams,
     if params.depths and any(params.depths):
         argv += [_require(flags, "llama-bench", "-d", "--n-depth"), ",".join(map(str, params.depths))]
     if flags.has("-ngl"):
-        argv += ["-ngl", str(defaults.n_gpu_layers)]
+        argv += ["-ngl", str(defaults.n_gpu_layers if params.n_gpu_layers is None else params.n_gpu_layers)]
     fa = flags.first("-fa", "--flash-attn")
     if fa:
         argv += [fa, _on_off(flags, fa, defaults.flash_attn if params.flash_attn is None else params.flash_attn)]

@@ -169,6 +169,14 @@ def _normal(settings: Settings) -> Settings:
     return settings
 
 
+def trial_spec(model: str, backend: str, settings: Settings, *, pp: int, tg: int, reps: int,
+               depths: tuple[int, ...] = (), standard: bool = True, tag: str) -> BenchSpec:
+    """The llama-bench run that measures `settings` (a trial, a confirmation, a benchmark's pick)."""
+    return BenchSpec(models=(model,), backends=(backend,), pp=pp, tg=tg, reps=reps, ctx_reps=reps, depths=depths,
+                     standard=standard, batch=settings.batch, ubatch=settings.ubatch, threads=settings.threads,
+                     flash_attn=settings.flash_attn, kv_types=((settings.cache_type or "f16",) * 2,), tag=tag)
+
+
 class _Search:
     """One sitting of an optimize run: its state, the bench runs of each trial, the study."""
 
@@ -181,10 +189,8 @@ class _Search:
     def bench(self, settings: Settings, key: str, reps: int, standard: bool, depths: tuple) -> list[BenchResult]:
         """One bench run of `settings`, tagged by the trial (`key`), so that a killed trial's run
         is continued (run_bench's resume_tag) and a finished one is read back."""
-        spec = BenchSpec(models=(self.spec.model,), backends=(self.spec.backend,), pp=self.pp, tg=self.tg,
-                         reps=reps, ctx_reps=reps, depths=depths, standard=standard, batch=settings.batch,
-                         ubatch=settings.ubatch, threads=settings.threads, flash_attn=settings.flash_attn,
-                         kv_types=((settings.cache_type or "f16",) * 2,), tag=f"{self.run.path.name}-{key}")
+        spec = trial_spec(self.spec.model, self.spec.backend, settings, pp=self.pp, tg=self.tg, reps=reps,
+                          depths=depths, standard=standard, tag=f"{self.run.path.name}-{key}")
         self.status(f"{key}: {settings.describe()}" + (f" at depths {','.join(map(str, depths))}" if depths else ""))
         bench = run_bench(spec, resume_tag=True, host=self.host, backend_options=self.spec.backend_options)
         self.state.data.setdefault("bench_runs", {})[key] = str(bench.path)
