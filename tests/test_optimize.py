@@ -6,6 +6,7 @@ does not load, a backend that disappears mid-search."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -104,6 +105,37 @@ def test_halo_serve_uses_the_profile_and_the_command_line_wins(halo, optimized):
         assert "settings from profile" not in said
     finally:
         Path(run.profile).write_text(json.dumps(data))
+
+
+def test_the_report_renders_in_chromium(halo, optimized, tmp_path):
+    from test_report import chromium
+
+    run, trials = optimized
+    profile = load_profile(Path(run.profile))
+    command = run.server_command.split()
+    assert Path(command[0]).name == "llama-server" and command[command.index("-m") + 1].endswith(".gguf")
+    flags = profile.settings.flags()
+    for flag, value in zip(flags[::2], flags[1::2]):  # what `halo serve smoke` runs, the profile in it
+        assert command[command.index(flag) + 1] == value
+    out = tmp_path / "report"
+    done = halo("optimize", "report", str(run.path), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    page = out / "index.html"
+    assert done.stdout.strip() == str(page)
+    assert sorted(p.name for p in out.glob("*.png")) == ["pareto.png", "trajectory.png"]
+    html = page.read_text()
+    assert "<script" not in html and not re.search(r"""(src|href)=["']?(https?:|//|file:)""", html)
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr
+    figures = dom.stdout.split('<figure class="chart"')[1:]
+    assert len(figures) == 2 and all("<svg" in f for f in figures)
+    trial_rows = dom.stdout.split("<table id=\"trials\">")[1].split("</table>")[0]
+    assert trial_rows.count("<tr>") == 1 + len(trials)
+    journey = dom.stdout.split("<table id=\"journey\">")[1].split("</table>")[0]
+    assert journey.count("<tr>") == 1 + len(run.result["tests"]) and "tg8" in journey
+    assert run.server_command.replace("&", "&amp;") in dom.stdout
+    shown = halo("optimize", "show", str(run.path))
+    assert f"command: {run.server_command}" in shown.stdout
 
 
 def test_a_killed_search_resumes(smoke_model, tmp_path):

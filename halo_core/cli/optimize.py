@@ -1,5 +1,6 @@
 """`halo optimize MODEL`: search llama.cpp's settings for this model here, keep the best as a
-profile; `halo optimize show [RUN]`, `halo optimize list` (the profiles)."""
+profile; `halo optimize show [RUN]`, `halo optimize report [RUN]` (a page), `halo optimize list`
+(the profiles)."""
 
 from __future__ import annotations
 
@@ -122,9 +123,24 @@ def show_run(run) -> None:
         click.echo(f"recommended: {chosen.describe()} — {result['why']}")
     if run.profile:
         click.echo(f"profile: {run.profile} (halo serve {shlex.quote(run.spec.model)} uses it)")
+    if run.server_command:
+        click.echo(f"command: {run.server_command}")
     if run.error:
         click.echo(f"error: {run.error}")
     click.echo(f"path: {run.path}")
+
+
+def _run_path(run_ref) -> Path:
+    """RUN (a path, run name or tag), or the latest optimize run."""
+    from ..optimize.run import KIND, resolve_optimize_run
+    from ..runs import list_runs
+
+    if run_ref is not None:
+        return resolve_optimize_run(run_ref)
+    found = list_runs(KIND)
+    if not found:
+        raise HaloError("no optimize runs yet: run `halo optimize MODEL`")
+    return found[-1]
 
 
 @optimize.command("show")
@@ -132,21 +148,26 @@ def show_run(run) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def optimize_show(run_ref, as_json):
     """An optimize run (default: the latest): trials, confirmation, profile."""
-    from ..optimize.run import KIND, load_optimize_run, resolve_optimize_run
-    from ..runs import list_runs
+    from ..optimize.run import load_optimize_run
 
-    if run_ref is None:
-        found = list_runs(KIND)
-        if not found:
-            raise HaloError("no optimize runs yet: run `halo optimize MODEL`")
-        path = found[-1]
-    else:
-        path = resolve_optimize_run(run_ref)
-    run = load_optimize_run(path)
+    run = load_optimize_run(_run_path(run_ref))
     if as_json:
         emit_json(run)
         return
     show_run(run)
+
+
+@optimize.command("report")
+@click.argument("run_ref", required=False, metavar="[RUN]")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Folder for index.html and its PNGs (default: the run's report/).")
+def optimize_report(run_ref, output):
+    """An optimize run as a page: trajectory, Pareto front of pp vs tg, the journey from the
+    defaults, the answers gate, every trial and the llama-server command; prints its path."""
+    from ..optimize.report import write_report
+    from ..optimize.run import load_optimize_run
+
+    click.echo(str(write_report(load_optimize_run(_run_path(run_ref)), output)))
 
 
 @optimize.command("list")

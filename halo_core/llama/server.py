@@ -124,20 +124,24 @@ def preset_spec(name: str, **overrides) -> ServerSpec:
     return ServerSpec(**fields)
 
 
-def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = None,
-          backend_options: Mapping[str, str] | None = None, on_status=None) -> Server:
-    """Start llama-server for `spec`, wait until /health answers 200, and return it.
+@attrs.frozen
+class ServerPlan:
+    """What start_server runs for a spec: the spec with its profile's settings, the backend, the
+    model, the llama-server command and its full argv, the RPC workers checked."""
 
-    `backend_options` configure the backend (`Backend.configure`). Raises UnsafeBind for a
-    non-loopback host without a key, ToolFailed (with the log tail) when the server dies or
-    does not become ready within spec.ready_timeout.
-    """
+    spec: ServerSpec
+    backend: object
+    model: object
+    cmd: object
+    argv: list
+    workers: tuple
+
+
+def plan_server(spec: ServerSpec, *, host: PluginHost | None = None,
+                backend_options: Mapping[str, str] | None = None, on_status=None) -> ServerPlan:
+    """The llama-server `spec` stands for on this machine (its backend, model, profile and the
+    flags this build takes), without starting it: `halo serve` runs plan.argv."""
     status = on_status or (lambda _msg: None)
-    check_bind(spec.host, spec.api_key, spec.insecure)
-    check_passthrough(spec.extra)
-    if spec.cache_type is not None and spec.cache_type not in KV_TYPES:
-        raise HaloError(f"unknown KV cache type '{spec.cache_type}' (known: {', '.join(KV_TYPES)})")
-    check_port_free(spec.port)
     host = host or get_host()
     [backend] = host.available_backends([spec.backend], backend_options)
     status(f"resolving model {spec.model}")
@@ -165,7 +169,26 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
                           if spec.api_key else None, threads=spec.threads, rpc=spec.rpc,
                           tensor_split=spec.tensor_split, extra=tuple(extra), batch=spec.batch,
                           ubatch=spec.ubatch, flash_attn=spec.flash_attn)
-    argv = server_argv(cmd, flags, params, defaults)
+    return ServerPlan(spec, backend, model, cmd, server_argv(cmd, flags, params, defaults), workers)
+
+
+def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = None,
+          backend_options: Mapping[str, str] | None = None, on_status=None) -> Server:
+    """Start llama-server for `spec`, wait until /health answers 200, and return it.
+
+    `backend_options` configure the backend (`Backend.configure`). Raises UnsafeBind for a
+    non-loopback host without a key, ToolFailed (with the log tail) when the server dies or
+    does not become ready within spec.ready_timeout.
+    """
+    status = on_status or (lambda _msg: None)
+    check_bind(spec.host, spec.api_key, spec.insecure)
+    check_passthrough(spec.extra)
+    if spec.cache_type is not None and spec.cache_type not in KV_TYPES:
+        raise HaloError(f"unknown KV cache type '{spec.cache_type}' (known: {', '.join(KV_TYPES)})")
+    check_port_free(spec.port)
+    plan = plan_server(spec, host=host, backend_options=backend_options, on_status=status)
+    spec, backend, model, cmd, argv, workers = (plan.spec, plan.backend, plan.model, plan.cmd, plan.argv,
+                                                plan.workers)
     log_path = pid_dir() / f"server-{spec.port}.log"
     proc = spawn(argv, cmd.env, log_path, detach)
     info = ServerInfo(

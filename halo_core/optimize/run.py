@@ -107,6 +107,7 @@ class OptimizeRun(Run):
     trials: list[Trial] = attrs.field(factory=list)
     result: dict | None = None
     profile: str = ""
+    server_command: str = ""  # what `halo serve MODEL` runs with the profile (llama-server's argv)
 
 
 def check_spec(spec: OptimizeSpec) -> None:
@@ -404,6 +405,17 @@ def _gate(search: _Search, settings: Settings) -> dict:
             "why": (f"{', '.join(worse)} worse than f16: " if worse else "no regression against f16: ") + said}
 
 
+def _server_command(spec: OptimizeSpec, host: PluginHost) -> str:
+    """The llama-server command `halo serve MODEL` now runs here, the new profile's flags in it."""
+    import shlex
+
+    from ..llama.server import ServerSpec, plan_server
+
+    plan = plan_server(ServerSpec(model=spec.model, backend=spec.backend, profile=spec.workload), host=host,
+                       backend_options=spec.backend_options)
+    return shlex.join(plan.argv)
+
+
 def _finish(run: OptimizeRun, state: RunState, status: RunStatus, error: str) -> None:
     run.status, run.error = status, error
     state.finish(status, error)
@@ -418,7 +430,8 @@ def load_optimize_run(path: Path) -> OptimizeRun:
     spec = from_dict(OptimizeSpec, state.data["spec"])
     trials = [from_dict(Trial, row) for row in read_jsonl(Path(path) / "trials.jsonl")]
     return OptimizeRun(path=Path(path), spec=spec, status=state.data["status"], error=state.data.get("error", ""),
-                       trials=trials, result=state.data.get("result"), profile=state.data.get("profile", ""))
+                       trials=trials, result=state.data.get("result"), profile=state.data.get("profile", ""),
+                       server_command=state.data.get("server_command", ""))
 
 
 def run_optimize(spec: OptimizeSpec | None = None, *, resume: str | Path | None = None,
@@ -477,7 +490,8 @@ def run_optimize(spec: OptimizeSpec | None = None, *, resume: str | Path | None 
                           defaults=Settings(), measured=result["tests"], run=str(run.path), created=now())
         run.profile = str(save_profile(profile))
         run.result = to_dict({**result, "recommended": result["recommended"]})
-        state.data.update(result=run.result, profile=run.profile)
+        run.server_command = _server_command(spec, host)
+        state.data.update(result=run.result, profile=run.profile, server_command=run.server_command)
         _finish(run, state, RunStatus.COMPLETE, "")
     except BaseException as exc:
         runs.record_exit(exc, lambda status_, error: _finish(run, state, status_, error))
