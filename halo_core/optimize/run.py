@@ -393,7 +393,8 @@ def _gate(search: _Search, settings: Settings) -> dict:
     state.save()
     lossy = sweep.results[1] if len(sweep.results) > 1 else None
     suites = {c.suite: {"n": c.paired.n, "delta": c.paired.delta, "low": c.paired.low, "high": c.paired.high,
-                        "test": c.paired.test, "p_value": c.paired.p_value, "verdict": c.paired.verdict}
+                        "test": c.paired.test, "p_value": c.paired.p_value, "verdict": c.paired.verdict,
+                        "needed": c.paired.needed}
               for c in (lossy.quality if lossy else ())}
     if not suites:
         errors = "; ".join(r.error for r in sweep.results if r.error) or "no suite was scored on both sides"
