@@ -8,7 +8,8 @@ For one model and backend, per workload:
   3. llama-optimus (PyPI) at the same number of trials: its own search (its stage 1, Optuna TPE
      over -b, -ub, -t and -ngl in its ranges, its llama-bench command); its pick is its best trial;
   4. the defaults, the grid's best, halo's pick and llama-optimus's measured again, --confirm-reps
-     repetitions each, in --rounds rounds whose order alternates (drift hits all alike).
+     repetitions each, in --rounds rounds whose order alternates (drift hits all alike); picks
+     that are the same setting are measured once and share their figures.
 It prints the objective (geometric mean t/s of the objective's tests) of each pick as re-measured
 and the ratios; targets: halo ÷ grid best >= 0.98, halo ÷ llama-optimus >= 1, and halo's pick never
 slower than the defaults beyond noise (it falls back to them).
@@ -182,14 +183,18 @@ def one_workload(args, workload: str) -> dict:
     else:
         say(f"llama-optimus: {optimus['error']}")
 
-    rounds: dict[str, list] = {name: [] for name in picks}
-    order = list(picks)
+    # picks that are the same setting are measured once and share the figures, so one setting
+    # never shows two numbers (on a noisy CPU two measurements of it can differ by 10%+)
+    key = lambda name: (picks[name][0].describe(), picks[name][1])  # noqa: E731
+    distinct = list(dict.fromkeys(key(name) for name in picks))
+    first = {k: next(name for name in picks if key(name) == k) for k in distinct}
+    rounds: dict[tuple, list] = {k: [] for k in distinct}
     for r in range(args.rounds):
-        for name in (order if r % 2 == 0 else order[::-1]):
-            settings, ngl = picks[name]
-            rounds[name].append(measure(args, settings, args.confirm_reps, f"final-{workload}-{r}-{name.replace(' ', '-')}",
-                                        depths, ngl))
-    final = {name: pooled(rs) for name, rs in rounds.items()}
+        for k in (distinct if r % 2 == 0 else distinct[::-1]):
+            settings, ngl = picks[first[k]]
+            rounds[k].append(measure(args, settings, args.confirm_reps,
+                                     f"final-{workload}-{r}-{first[k].replace(' ', '-')}", depths, ngl))
+    final = {name: pooled(rounds[key(name)]) for name in picks}
     value = {name: objective_value(res, args.objective) for name, res in final.items()}
     base = {r.test: r for r in final["defaults"]}
     verdicts = {}
@@ -204,7 +209,9 @@ def one_workload(args, workload: str) -> dict:
         "llama_optimus": optimus,
         "grid_values": [{"settings": s.describe(), "value": v} for s, v in zip(points, values)],
         "picks": {name: {"settings": s.describe() + (f" -ngl {ngl}" if ngl is not None else ""),
-                         "value": value[name], "vs_defaults": verdicts[name]} for name, (s, ngl) in picks.items()},
+                         "value": value[name], "vs_defaults": verdicts[name],
+                         "same_as": first[key(name)] if first[key(name)] != name else None}
+                  for name, (s, ngl) in picks.items()},
         "ratios": {"halo/grid": ratio("halo optimize", "grid best"),
                    "halo/llama-optimus": ratio("halo optimize", "llama-optimus"),
                    "halo/defaults": ratio("halo optimize", "defaults"),

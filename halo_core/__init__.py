@@ -102,6 +102,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "OptimizeSpec": ("optimize.run", "OptimizeSpec"),
     "run_optimize": ("optimize.run", "run_optimize"),
     "load_optimize_run": ("optimize.run", "load_optimize_run"),
+    "write_optimize_report": ("optimize.report", "write_optimize_report"),
     "list_profiles": ("llama.profile", "list_profiles"),
     # eval
     "EvalSpec": ("evals.run", "EvalSpec"),

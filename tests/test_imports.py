@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "evals": {KERNEL, "machine", "models", "llama"},
     "sweep": {KERNEL, "machine", "models", "llama", "bench", "evals"},
     "tune": {KERNEL, "machine", "models", "llama", "bench", "evals"},
-    "optimize": {KERNEL, "machine", "models", "llama", "bench", "evals"},
+    "optimize": {KERNEL, "machine", "models", "llama", "bench", "evals", "sweep"},
     "cli": {KERNEL, "machine", "models", "llama", "bench", "servebench", "evals", "sweep", "tune", "optimize"},
 }
 

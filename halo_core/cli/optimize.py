@@ -164,10 +164,10 @@ def optimize_show(run_ref, as_json):
 def optimize_report(run_ref, output):
     """An optimize run as a page: trajectory, Pareto front of pp vs tg, the journey from the
     defaults, the answers gate, every trial and the llama-server command; prints its path."""
-    from ..optimize.report import write_report
+    from ..optimize.report import write_optimize_report
     from ..optimize.run import load_optimize_run
 
-    click.echo(str(write_report(load_optimize_run(_run_path(run_ref)), output)))
+    click.echo(str(write_optimize_report(load_optimize_run(_run_path(run_ref)), output)))
 
 
 @optimize.command("list")

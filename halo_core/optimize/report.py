@@ -84,7 +84,7 @@ def _front(run):
     return fig
 
 
-def write_report(run, out_dir: Path | None = None) -> Path:
+def write_optimize_report(run, out_dir: Path | None = None) -> Path:
     """index.html and its PNGs under `out_dir` (default: the run's report/); returns the page."""
     out_dir = out_dir or run.path / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
