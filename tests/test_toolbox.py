@@ -61,9 +61,19 @@ def test_user_conf_adds_a_family(home, toolbox, monkeypatch):
 
 
 def test_map_path():
-    assert halo_toolbox.host_path("/home/me/models/x.gguf") == "/home/me/models/x.gguf"
-    assert halo_toolbox.host_path("/var/models/x.gguf") == "/run/host/var/models/x.gguf"
+    # toolbox mounts the user's own home where it is, and the host's / under /run/host
+    assert halo_toolbox.host_path("/home/me/models/x.gguf", home="/home/me") == "/home/me/models/x.gguf"
+    assert halo_toolbox.host_path("/home/you/x.gguf", home="/home/me") == "/run/host/home/you/x.gguf"
+    assert halo_toolbox.host_path("/home/me2/x.gguf", home="/home/me") == "/run/host/home/me2/x.gguf"
+    assert halo_toolbox.host_path("/root/m/x.gguf", home="/root/") == "/root/m/x.gguf"
+    assert halo_toolbox.host_path("/var/models/x.gguf", home="/root") == "/run/host/var/models/x.gguf"
     assert halo_toolbox.host_path("/tmp/x.gguf") == "/run/host/tmp/x.gguf"
+    assert halo_toolbox.host_path("/run/host/tmp/x.gguf") == "/run/host/tmp/x.gguf"
+
+
+def watchdog_argv(env: list[str], binary: str) -> list[str]:
+    """What halo asks `toolbox run` to run: the family's env, the watchdog, the tool."""
+    return ["env", *env, "bash", halo_toolbox.host_path(halo_toolbox.WATCHDOG), binary]
 
 
 def test_backends_through_the_shim(halo, toolbox):
@@ -84,7 +94,10 @@ def test_backends_through_the_shim(halo, toolbox):
                   "llama-vulkan-amdvlk --image docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-amdvlk`",
         "hint": "create it with `toolbox create llama-vulkan-amdvlk "
                 "--image docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-amdvlk`",
-        "options": {}, "default": False}
+        "options": {}, "llama_cpp": "", "default": False}
+    # each available one with the build it runs (the shim runs the native build)
+    assert rows["vulkan-radv"]["llama_cpp"] == rows["native"]["llama_cpp"]
+    assert rows["native"]["llama_cpp"].startswith("0.6.0-dev (build ")
 
 
 def test_toolbox_not_installed(halo, tmp_path):
@@ -120,14 +133,11 @@ def test_real_bench_in_each_family(halo, toolbox, smoke_model, backend, containe
     bench_calls = [c for c in _calls(toolbox) if "--help" not in c["argv"]]
     assert len(bench_calls) == 1
     call = bench_calls[0]
-    assert call["container"] == container
+    assert (call["container"], call["cwd"]) == (container, "/")
     bin_dir = "/usr/sbin" if backend.startswith("vulkan") else "/usr/local/bin"
-    assert call["argv"][:len(env) + 2] == ["env", *env, f"{bin_dir}/llama-bench"]
+    assert call["argv"][:len(env) + 4] == watchdog_argv(env, f"{bin_dir}/llama-bench")
     model_arg = call["argv"][call["argv"].index("-m") + 1]
-    expected = str(smoke_model.path)
-    if not expected.startswith("/home/"):
-        expected = "/run/host" + expected
-    assert model_arg == expected
+    assert model_arg == halo_toolbox.host_path(smoke_model.path)
     system = json.loads((Path(run["path"]) / "system.json").read_text())
     assert system["backends"][backend]["container"] == container
 
