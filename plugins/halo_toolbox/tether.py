@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -54,8 +55,10 @@ def why_not_started(container: str) -> str:
         return ""
     if done.returncode == 0:
         return ""
-    reason = _last_line(done.stderr)
-    return f"container {container} does not start: {reason.removeprefix('Error: ')}"
+    # "Error: unable to start container "<64 hex>": runc: ..." -> "runc: ..."
+    reason = re.sub(r'^(Error: )?(unable to start container "[0-9a-f]+": )?', "",
+                    _last_line(done.stderr))
+    return f"container {container} does not start: {reason}"
 
 
 def main(argv: list[str]) -> int:
