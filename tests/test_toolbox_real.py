@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -203,3 +204,95 @@ def test_image_without_the_tools_one_line(halo, home, real_toolbox, home_model):
                                str(home_model)))
     assert line == ("Error: llama-bench --help printed no options (exit 1): halo: "
                     "/opt/none/llama-bench not found in this container")
+
+
+def _toolbox_run(*argv: str, cwd: str = "/", env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["toolbox", "run", "-c", RADV, "--", *argv], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def _last(text: str) -> str:
+    return text.strip().splitlines()[-1] if text.strip() else ""
+
+
+@pytest.mark.parametrize("kind", ["shim", "real"])
+def test_the_shim_behaves_as_the_real_tool(kind, request, tmp_path):
+    """What tests/toolbox_shim.py does is what toolbox 0.0.99.3 was seen to do: asked the same,
+    both answer the same."""
+    request.getfixturevalue("toolbox" if kind == "shim" else "real_toolbox")
+    home = os.path.expanduser("~")
+    done = _toolbox_run("sh", "-c", "exit 3")
+    assert done.returncode == 3
+    # toolbox's own codes: 127 means "not found" only when the command it ran is missing
+    assert _toolbox_run("sh", "-c", "exit 127").returncode == 0
+    done = _toolbox_run("/no/such/tool")
+    assert (done.returncode, _last(done.stderr)) == (
+        127, f"Error: command /no/such/tool not found in container {RADV}")
+    done = _toolbox_run("sh", "-c", "exit 126")
+    assert (done.returncode, _last(done.stderr)) == (
+        126, f"Error: failed to invoke command sh in container {RADV}")
+    done = _toolbox_run("sh", "-c", "exit 125")
+    assert (done.returncode, _last(done.stderr)) == (
+        125, f"Error: failed to invoke 'podman exec' in container {RADV}")
+    done = subprocess.run(["toolbox", "run", "-c", "nosuch", "--", "true"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.startswith("Error: container nosuch not found")
+    # only the variables toolbox forwards
+    done = _toolbox_run("sh", "-c", 'echo "${HALO_PROBE-unset} $LANG $HOME"',
+                        env={"HALO_PROBE": "1", "LANG": "C.UTF-8"})
+    assert done.stdout.split() == ["unset", "C.UTF-8", home]
+    # the host's working directory where the container has it, else $HOME
+    assert _toolbox_run("pwd").stdout.strip() == "/"
+    assert _toolbox_run("pwd", cwd=str(tmp_path)).stdout.strip() == str(tmp_path)  # /tmp is shared
+    elsewhere = tempfile.mkdtemp(dir="/var/tmp", prefix="halo-probe-")  # /var/tmp is the image's
+    try:
+        done = _toolbox_run("pwd", cwd=elsewhere)
+    finally:
+        os.rmdir(elsewhere)
+    assert done.stdout.strip() == home
+    assert f"Error: directory {elsewhere} not found in container {RADV}\nUsing {home} instead." \
+        in done.stderr
+    # no signal reaches the command, whatever toolbox run and podman exec get; the end of
+    # its stdin does, when its stdin ends or when podman exec dies
+    probes = [("sleep", f"1000.{os.getpid()}{n}") for n in range(2)] + [
+        ("sh", "-c", "cat >/dev/null", f"halo-probe-{os.getpid()}-{n}") for n in range(2)]
+    started = []
+
+    def alive(probe) -> bool:
+        want = [a.encode() for a in probe]
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and (
+                        entry / "cmdline").read_bytes().split(b"\0")[:len(want)] == want:
+                    return int(entry.name)
+            except OSError:
+                continue
+        return False
+
+    try:
+        for probe in probes:
+            started.append(subprocess.Popen(["toolbox", "run", "-c", RADV, "--", *probe],
+                                            stdin=subprocess.PIPE, cwd="/", start_new_session=True))
+        for probe in probes:
+            wait_until(lambda: alive(probe), 30, f"{probe[0]} never started")
+        sleep_term, sleep_kill, cat_pid, cat_group = started
+        os.killpg(sleep_term.pid, signal.SIGTERM)
+        os.killpg(sleep_kill.pid, signal.SIGKILL)
+        os.kill(cat_pid.pid, signal.SIGTERM)  # toolbox run alone: its podman exec lives on
+        os.killpg(cat_group.pid, signal.SIGKILL)  # and with it
+        assert [p.wait(timeout=30) for p in started] == [-signal.SIGTERM, -signal.SIGKILL,
+                                                           -signal.SIGTERM, -signal.SIGKILL]
+        wait_until(lambda: not alive(probes[3]), 15, "cat outlived its podman exec")
+        time.sleep(0.5)
+        assert alive(probes[0]) and alive(probes[1]) and alive(probes[2])
+        cat_pid.stdin.close()
+        wait_until(lambda: not alive(probes[2]), 15, "cat outlived the end of its stdin")
+    finally:
+        for probe in probes:
+            pid = alive(probe)
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+        for proc in started:
+            proc.kill()
+            proc.wait()

@@ -13,9 +13,11 @@ As the real `toolbox run` does:
 - the command gets only the variables toolbox forwards (PRESERVED, as set on the host), HOME
   and PATH: not the caller's environment;
 - it runs in the caller's working directory when the container has it (here: `/`, the user's
-  home, what toolbox mounts), else toolbox's two error lines and $HOME;
-- it runs in a session of its own: a signal that kills `toolbox run` does not reach it, it
-  keeps running (only the end of its stdin, which it shares, does);
+  home and what toolbox mounts: /tmp, /mnt, /media, /run/host ...), else toolbox's two error
+  lines and $HOME;
+- no signal reaches the command, whatever `toolbox run` and its `podman exec` get (TERM, KILL,
+  to the process or its group): the command runs in a session of its own. Only the end of its
+  stdin does, which `podman exec` holds: when that dies, or its stdin ends, the command's ends;
 - exit codes 125-127 are toolbox's: 125 and 126 print its error, 127 prints "command not
   found" when the command does not exist and becomes exit 0 when it does.
 """
@@ -29,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 DEFAULT = "llama-vulkan-radv,llama-rocm-7.2.1,llama-rocm-7.14,fedora-toolbox-43"
@@ -41,8 +44,9 @@ PRESERVED = ("COLORTERM", "DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS",
              "VTE_VERSION", "WAYLAND_DISPLAY", "XAUTHORITY", "XDG_CURRENT_DESKTOP", "XDG_DATA_DIRS",
              "XDG_MENU_PREFIX", "XDG_RUNTIME_DIR", "XDG_SEAT", "XDG_SESSION_DESKTOP",
              "XDG_SESSION_ID", "XDG_SESSION_TYPE", "XDG_VTNR")
-# what a toolbox container mounts from the host where it is (besides the user's home)
-MOUNTED = ("/run/host", "/media", "/mnt", "/run/media", "/dev")
+# what a toolbox container mounts from the host where it is (besides the user's home; read
+# from a real one's /proc/self/mountinfo)
+MOUNTED = ("/run/host", "/tmp", "/media", "/mnt", "/run/media", "/dev")
 
 
 def _containers() -> list[str]:
@@ -119,14 +123,11 @@ def cmd_run(args: list[str]) -> int:
         print(f"Error: directory {cwd} not found in container {name}\nUsing {home} instead.",
               file=sys.stderr)
         cwd = home
-    # toolbox dies of the signals it gets and leaves the command running
+    # toolbox dies of the signals it gets; `podman exec` (its child, in its process group)
+    # holds the command's stdin, and nothing else: the command runs in a session of its own
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
-    try:
-        code = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True).wait()
-    except OSError as exc:
-        print(f"bash: line 1: {rest[0]}: {exc.strerror}", file=sys.stderr)
-        code = 127 if isinstance(exc, FileNotFoundError) else 126
+    code = subprocess.Popen([sys.executable, __file__, "__exec", cwd, json.dumps(env), *argv]).wait()
     if code < 0:
         code = 128 - code
     if code == 127:
@@ -140,6 +141,35 @@ def cmd_run(args: list[str]) -> int:
     return code
 
 
+def cmd_exec(args: list[str]) -> int:
+    """The shim's `podman exec`: start the command in a session of its own and pass it this
+    process's stdin; when this process dies, the command's stdin ends (and nothing else)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    cwd, env, argv = args[0], json.loads(args[1]), args[2:]
+    try:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.PIPE,
+                                start_new_session=True)
+    except OSError as exc:
+        print(f"bash: line 1: {argv[0]}: {exc.strerror}", file=sys.stderr)
+        return 127 if isinstance(exc, FileNotFoundError) else 126
+
+    def feed():
+        try:
+            while chunk := os.read(0, 65536):
+                proc.stdin.write(chunk)
+                proc.stdin.flush()
+        except OSError:
+            pass
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    code = proc.wait()
+    return 128 - code if code < 0 else code
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         print("Error: missing command", file=sys.stderr)
@@ -148,6 +178,8 @@ def main(argv: list[str]) -> int:
         return cmd_list(argv[1:])
     if argv[0] == "run":
         return cmd_run(argv[1:])
+    if argv[0] == "__exec":
+        return cmd_exec(argv[1:])
     print(f"Error: unknown command '{argv[0]}' in the test shim", file=sys.stderr)
     return 125
 

@@ -173,8 +173,9 @@ def list_containers() -> list[Container]:
 
 def host_path(path: Path | str, home: str | None = None) -> str:
     """How a host file appears inside a toolbox: toolbox mounts the user's own home (`home`,
-    default $HOME) where it is, and the whole host under /run/host; nothing else of the host
-    (not /home, /tmp nor another user's home) is there."""
+    default $HOME) where it is and the whole host under /run/host (and a few folders where they
+    are: /tmp, /mnt, /media; they are under /run/host too). /home is not there, nor another
+    user's home."""
     text = str(path)
     home = (home if home is not None else os.path.expanduser("~")).rstrip("/")
     if text == "/run/host" or text.startswith("/run/host/"):
