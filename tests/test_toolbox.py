@@ -4,11 +4,14 @@ real `toolbox list` parsing, real llama-bench and llama-server from the native b
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
 import halo_toolbox
+from conftest import wait_until
 
 # what real toolbox (tabwriter, two spaces) prints, images first
 TOOLBOX_LIST = """\
@@ -164,3 +167,37 @@ def test_bench_setup(halo, toolbox, smoke_model, monkeypatch):
     assert done.stdout.splitlines()[-1] == (
         "setup incomplete: required backend(s) missing: rocm-7.2.4, vulkan-radv")
     assert "toolbox create llama-vulkan-radv --image" in done.stdout
+
+
+def _servers_on(port: int) -> list[int]:
+    """Pids of the llama-servers (run by the shim on this host) listening on `port`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if entry.name.isdigit() and argv[0].endswith("/llama-server") and str(port) in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_stopping_halo_stops_the_tool_toolbox_run_leaves(halo, home, toolbox, smoke_model):
+    """`toolbox run` passes no signal on (the shim neither): halo's tether lets go of the
+    tool's stdin and the watchdog stops it, on `halo serve stop` and when the tether is killed."""
+    from halo_core.llama.process import free_port, read_pid_files
+
+    for how in ("serve stop", "SIGKILL"):
+        port = free_port()
+        done = halo("serve", str(smoke_model.path), "--backend", "vulkan-radv", "--port", str(port),
+                    "-c", "2048", "--detach")
+        assert done.returncode == 0, done.stderr
+        assert len(_servers_on(port)) == 1
+        [info] = read_pid_files()
+        if how == "serve stop":
+            assert halo("serve", "stop", "--port", str(port)).returncode == 0
+        else:
+            os.kill(info.pid, signal.SIGKILL)
+            Path(info.pid_file).unlink()
+        wait_until(lambda: not _servers_on(port), 15, f"llama-server still runs after {how}")
