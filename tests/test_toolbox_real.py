@@ -138,10 +138,10 @@ def test_flush_stops_the_server_inside_and_releases_the_container(halo, home, re
                          f"container {RADV}: stopped"]
     assert real_toolbox.running(RADV, "llama-server") == []
     assert real_toolbox.state(RADV) == "exited"
-    # a sane state: the next tool starts the container again
-    done = halo("bench", "run", "--backend", "vulkan-radv", "--model", str(home_model), "--pp", "8",
-                "--tg", "2", "--reps", "1", "--json")
-    assert done.returncode == 0, done.stderr
+    # a sane state: a stopped container is started again by the next tool
+    done = halo("backends", "--json")
+    rows = {r["name"]: r for r in json.loads(done.stdout)}
+    assert rows["vulkan-radv"]["llama_cpp"] == rows["native"]["llama_cpp"]
     assert real_toolbox.state(RADV) == "running"
 
 
@@ -184,15 +184,6 @@ def test_broken_container_one_line(halo, real_toolbox, home_model):
     # halo serve says what it does first: resolving the model, looking for a profile
     line = one_line_error(halo("serve", str(home_model), "--backend", "vulkan-broken"), progress=2)
     assert "container llama-vulkan-broken does not start: " in line
-
-
-def test_stopped_container_is_started(halo, real_toolbox):
-    real_toolbox.podman("stop", "-t", "0", ROCM)
-    assert real_toolbox.state(ROCM) == "exited"
-    done = halo("backends", "--json")
-    rows = {r["name"]: r for r in json.loads(done.stdout)}
-    assert rows["rocm-7.2.4"]["llama_cpp"].startswith("0.6.0-dev (build ")
-    assert real_toolbox.state(ROCM) == "running"
 
 
 def test_image_without_the_tools_one_line(halo, home, real_toolbox, home_model):
