@@ -30,7 +30,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -208,10 +207,25 @@ def _remove_session_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _what(tool: str, args: tuple[str, ...]) -> str:
+    """"podman import", "toolbox create llama-x": the command, its words before the options."""
+    words = [tool]
+    for arg in args:
+        if arg.startswith("-"):
+            break
+        words.append(arg)
+    return " ".join(words[:3])
+
+
 class RealToolbox:
     """A podman storage of this session's own with the image and the containers in it."""
 
-    def __init__(self, bin_dir: Path):
+    def __init__(self):
+        self.session: Path | None = None
+        self.image = ""
+        self.env: dict[str, str] = {}
+
+    def setup(self, bin_dir: Path) -> None:
         for tool in ("podman", "toolbox", "runc"):
             if shutil.which(tool) is None:
                 raise Unusable(f"{tool} not installed (scripts/ensure-test-tools installs podman, "
@@ -220,7 +234,12 @@ class RealToolbox:
         self.image = f"localhost/halo-toolbox-test:{key}"
         root = sessions_dir()
         for stale in root.glob("*") if root.is_dir() else ():
-            if stale.name.isdigit() and not _alive(int(stale.name)):
+            if stale.name.isdigit() and not _alive(int(stale.name)):  # a killed session's
+                if (stale / "storage.conf").is_file():
+                    subprocess.run(["podman", "rm", "-a", "-f", "-t", "0"], capture_output=True,
+                                   env={**os.environ,
+                                        "CONTAINERS_CONF": str(stale / "containers.conf"),
+                                        "CONTAINERS_STORAGE_CONF": str(stale / "storage.conf")})
                 _remove_session_dir(stale)
         self.session = root / str(os.getpid())
         _remove_session_dir(self.session)
@@ -237,7 +256,6 @@ class RealToolbox:
             self.env["DBUS_SYSTEM_BUS_ADDRESS"] = f"unix:path={bus}"
         self.models = self.session / "models"
         self.models.mkdir()
-        start = time.monotonic()
         self.podman("import", "--change", "LABEL com.github.containers.toolbox=true",
                     "--change", "LABEL com.github.debarshiray.toolbox=true",
                     "--change", "CMD /bin/bash", str(tarball), self.image)
@@ -245,18 +263,15 @@ class RealToolbox:
             self.create(name)
         # what every test needs: a command runs inside
         self.toolbox("run", "-c", CONTAINERS[0], "--", "/usr/sbin/llama-server", "--version")
-        self.setup_seconds = time.monotonic() - start
 
     def environ(self) -> dict:
         return {**os.environ, **self.env}
 
     def podman(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return run(["podman", *args], env=self.environ(), timeout=timeout,
-                   what=f"podman {' '.join(args[:2])}")
+        return run(["podman", *args], env=self.environ(), timeout=timeout, what=_what("podman", args))
 
     def toolbox(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return run(["toolbox", *args], env=self.environ(), timeout=timeout,
-                   what=f"toolbox {' '.join(args[:3])}")
+        return run(["toolbox", *args], env=self.environ(), timeout=timeout, what=_what("toolbox", args))
 
     def create(self, name: str) -> None:
         self.toolbox("create", "--image", self.image, name)
@@ -293,21 +308,32 @@ class RealToolbox:
         return [argv for argv in self.processes(name).values() if argv[0].endswith("/" + tool)]
 
     def close(self) -> None:
+        if self.session is None or not self.session.exists():
+            return
+        if "CONTAINERS_STORAGE_CONF" not in self.env:  # never the machine's own storage
+            _remove_session_dir(self.session)
+            return
         env = self.environ()
         names = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], env=env,
                                capture_output=True, text=True).stdout.split()
         if names:
             subprocess.run(["podman", "rm", "-f", "-t", "0", *names], env=env, capture_output=True)
-        subprocess.run(["podman", "rmi", "-f", self.image], env=env, capture_output=True)
+        if self.image:
+            subprocess.run(["podman", "rmi", "-f", self.image], env=env, capture_output=True)
         _remove_session_dir(self.session)
 
 
 @pytest.fixture(scope="session")
 def real_toolbox_session(llama_bin_dir):
+    box = RealToolbox()
     try:
-        box = RealToolbox(llama_bin_dir)
+        box.setup(llama_bin_dir)
     except Unusable as exc:
+        box.close()
         pytest.skip(f"real toolbox unusable here: {exc}")
+    except BaseException:
+        box.close()
+        raise
     try:
         yield box
     finally:
