@@ -181,6 +181,14 @@ def test_broken_container_one_line(halo, real_toolbox, home_model):
     assert line.startswith("Error: llama-bench --help printed no options (exit 125): halo: "
                            "container llama-vulkan-broken does not start: ")
     assert "/no/such/entrypoint" in line and "unable to start container \"" not in line
+    # one removed after halo listed it: what the tether says after toolbox's three lines
+    done = subprocess.run([sys.executable, str(halo_toolbox.TETHER), "llama-vulkan-gone", "toolbox",
+                           "run", "-c", "llama-vulkan-gone", "--", "true"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 125
+    assert done.stderr.strip().splitlines()[-1] == (
+        "halo: container llama-vulkan-gone is gone (inspecting object: no such container "
+        "llama-vulkan-gone): create it again with `toolbox create llama-vulkan-gone --image IMAGE`")
     # halo serve says what it does first: resolving the model, looking for a profile
     line = one_line_error(halo("serve", str(home_model), "--backend", "vulkan-broken"), progress=2)
     assert "container llama-vulkan-broken does not start: " in line

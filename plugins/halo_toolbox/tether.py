@@ -44,8 +44,10 @@ def why_not_started(container: str) -> str:
     try:
         done = subprocess.run([podman, "container", "inspect", container], capture_output=True,
                               text=True, timeout=60, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            return f"container {container} not found: {_last_line(done.stderr)}"
+        if done.returncode != 0:  # removed since halo listed it
+            why = _last_line(done.stderr).removeprefix("Error: ")
+            return (f"container {container} is gone ({why}): create it again with "
+                    f"`toolbox create {container} --image IMAGE`")
         state = (json.loads(done.stdout) or [{}])[0].get("State", {})
         if state.get("Status") == "running":
             return ""
