@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+import halo_toolbox
+
 from sysroot import strix_halo, write
 from conftest import ctrl_c_works, wait_until, write_tool
 from halo_core import Availability, Backend, PluginHost, ToolCommand, hookimpl
@@ -227,9 +229,9 @@ def test_user_preset_on_a_toolbox_backend(halo, home, toolbox, smoke_model, clea
     [call] = [c for c in map(json.loads, toolbox.read_text().splitlines()) if "--help" not in c["argv"]]
     assert call["container"] == "llama-rocm-7.2.1"
     argv = call["argv"]
-    assert argv[:3] == ["env", "ROCBLAS_USE_HIPBLASLT=1", "/usr/local/bin/llama-server"]
-    model = str(smoke_model.path)
-    assert argv[argv.index("-m") + 1] == (model if model.startswith("/home/") else "/run/host" + model)
+    assert argv[:5] == ["env", "ROCBLAS_USE_HIPBLASLT=1", "bash",
+                        halo_toolbox.host_path(halo_toolbox.WATCHDOG), "/usr/local/bin/llama-server"]
+    assert argv[argv.index("-m") + 1] == halo_toolbox.host_path(smoke_model.path)
     assert argv[argv.index("-np") + 1] == "2" and argv[argv.index("-ub") + 1] == "2048"
     [info] = read_pid_files()
     assert info.backend == "rocm-7.2.1"
@@ -262,7 +264,9 @@ def test_flush(halo, home, toolbox, smoke_model, tmp_path, cleanup):
         "GPU memory in use (card1): VRAM 98 MiB, GTT 21 MiB",
     ]
     assert start_ticks(server.pid) is None
-    assert podman_log.read_text() == "stop llama-vulkan-radv\n"
+    # (the run's provenance asked it about the container and its image too)
+    assert [ln for ln in podman_log.read_text().splitlines() if not ln.startswith(
+        ("container inspect", "image inspect"))] == ["stop llama-vulkan-radv"]
     assert (root / "proc/sys/vm/drop_caches").read_text() == "3\n"
     assert list((home / "run").glob("*.json")) == []
     done = halo("flush", "--root", str(root), "--json")

@@ -4,11 +4,14 @@ real `toolbox list` parsing, real llama-bench and llama-server from the native b
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
 import halo_toolbox
+from conftest import wait_until
 
 # what real toolbox (tabwriter, two spaces) prints, images first
 TOOLBOX_LIST = """\
@@ -61,9 +64,19 @@ def test_user_conf_adds_a_family(home, toolbox, monkeypatch):
 
 
 def test_map_path():
-    assert halo_toolbox.host_path("/home/me/models/x.gguf") == "/home/me/models/x.gguf"
-    assert halo_toolbox.host_path("/var/models/x.gguf") == "/run/host/var/models/x.gguf"
+    # toolbox mounts the user's own home where it is, and the host's / under /run/host
+    assert halo_toolbox.host_path("/home/me/models/x.gguf", home="/home/me") == "/home/me/models/x.gguf"
+    assert halo_toolbox.host_path("/home/you/x.gguf", home="/home/me") == "/run/host/home/you/x.gguf"
+    assert halo_toolbox.host_path("/home/me2/x.gguf", home="/home/me") == "/run/host/home/me2/x.gguf"
+    assert halo_toolbox.host_path("/root/m/x.gguf", home="/root/") == "/root/m/x.gguf"
+    assert halo_toolbox.host_path("/var/models/x.gguf", home="/root") == "/run/host/var/models/x.gguf"
     assert halo_toolbox.host_path("/tmp/x.gguf") == "/run/host/tmp/x.gguf"
+    assert halo_toolbox.host_path("/run/host/tmp/x.gguf") == "/run/host/tmp/x.gguf"
+
+
+def watchdog_argv(env: list[str], binary: str) -> list[str]:
+    """What halo asks `toolbox run` to run: the family's env, the watchdog, the tool."""
+    return ["env", *env, "bash", halo_toolbox.host_path(halo_toolbox.WATCHDOG), binary]
 
 
 def test_backends_through_the_shim(halo, toolbox):
@@ -84,7 +97,10 @@ def test_backends_through_the_shim(halo, toolbox):
                   "llama-vulkan-amdvlk --image docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-amdvlk`",
         "hint": "create it with `toolbox create llama-vulkan-amdvlk "
                 "--image docker.io/kyuz0/amd-strix-halo-toolboxes:vulkan-amdvlk`",
-        "options": {}, "default": False}
+        "options": {}, "llama_cpp": "", "default": False}
+    # each available one with the build it runs (the shim runs the native build)
+    assert rows["vulkan-radv"]["llama_cpp"] == rows["native"]["llama_cpp"]
+    assert rows["native"]["llama_cpp"].startswith("0.6.0-dev (build ")
 
 
 def test_toolbox_not_installed(halo, tmp_path):
@@ -120,14 +136,11 @@ def test_real_bench_in_each_family(halo, toolbox, smoke_model, backend, containe
     bench_calls = [c for c in _calls(toolbox) if "--help" not in c["argv"]]
     assert len(bench_calls) == 1
     call = bench_calls[0]
-    assert call["container"] == container
+    assert (call["container"], call["cwd"]) == (container, "/")
     bin_dir = "/usr/sbin" if backend.startswith("vulkan") else "/usr/local/bin"
-    assert call["argv"][:len(env) + 2] == ["env", *env, f"{bin_dir}/llama-bench"]
+    assert call["argv"][:len(env) + 4] == watchdog_argv(env, f"{bin_dir}/llama-bench")
     model_arg = call["argv"][call["argv"].index("-m") + 1]
-    expected = str(smoke_model.path)
-    if not expected.startswith("/home/"):
-        expected = "/run/host" + expected
-    assert model_arg == expected
+    assert model_arg == halo_toolbox.host_path(smoke_model.path)
     system = json.loads((Path(run["path"]) / "system.json").read_text())
     assert system["backends"][backend]["container"] == container
 
@@ -154,3 +167,37 @@ def test_bench_setup(halo, toolbox, smoke_model, monkeypatch):
     assert done.stdout.splitlines()[-1] == (
         "setup incomplete: required backend(s) missing: rocm-7.2.4, vulkan-radv")
     assert "toolbox create llama-vulkan-radv --image" in done.stdout
+
+
+def _servers_on(port: int) -> list[int]:
+    """Pids of the llama-servers (run by the shim on this host) listening on `port`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if entry.name.isdigit() and argv[0].endswith("/llama-server") and str(port) in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_stopping_halo_stops_the_tool_toolbox_run_leaves(halo, home, toolbox, smoke_model):
+    """`toolbox run` passes no signal on (the shim neither): halo's tether lets go of the
+    tool's stdin and the watchdog stops it, on `halo serve stop` and when the tether is killed."""
+    from halo_core.llama.process import free_port, read_pid_files
+
+    for how in ("serve stop", "SIGKILL"):
+        port = free_port()
+        done = halo("serve", str(smoke_model.path), "--backend", "vulkan-radv", "--port", str(port),
+                    "-c", "2048", "--detach")
+        assert done.returncode == 0, done.stderr
+        assert len(_servers_on(port)) == 1
+        [info] = read_pid_files()
+        if how == "serve stop":
+            assert halo("serve", "stop", "--port", str(port)).returncode == 0
+        else:
+            os.kill(info.pid, signal.SIGKILL)
+            Path(info.pid_file).unlink()
+        wait_until(lambda: not _servers_on(port), 15, f"llama-server still runs after {how}")

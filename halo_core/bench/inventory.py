@@ -44,7 +44,10 @@ def llama_cpp_version(backend) -> str:
     except HaloError as exc:
         return f"unknown ({exc})"
     match = _VERSION.search(done.stdout + "\n" + done.stderr)
-    return match.group(1).strip() if match else f"unknown (exit {done.returncode})"
+    if match:
+        return match.group(1).strip()
+    last = (done.stderr or done.stdout).strip().splitlines()[-1:]
+    return f"unknown (exit {done.returncode}{': ' + last[0].strip() if last else ''})"
 
 
 def bench_setup(host: PluginHost | None = None) -> SetupReport:

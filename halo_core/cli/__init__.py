@@ -150,9 +150,12 @@ def _defaults_line(chosen, *keys: str) -> str:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def backends(as_json):
-    """List backends, whether each can run here (and why not), and the default one."""
+    """List backends, whether each can run here (and why not), the llama.cpp build each runs
+    (`llama-server --version` in it; a stopped toolbox container is started for it), and the
+    default one."""
     from rich.table import Table
 
+    from ..bench.inventory import llama_cpp_version
     from ..config import defaults
     from ..plugins import get_host
 
@@ -162,13 +165,15 @@ def backends(as_json):
         rows.append({"name": name, "description": backend.description,
                      "available": availability.available, "reason": availability.reason,
                      "hint": availability.hint, "options": dict(backend.option_help),
+                     "llama_cpp": llama_cpp_version(backend) if availability.available else "",
                      "default": name == chosen.backend})
     if as_json:
         emit_json(rows)
         return
-    table = Table("backend", "available", "description / why not", "options (--backend-opt)")
+    table = Table("backend", "available", "llama.cpp", "description / why not",
+                  "options (--backend-opt)")
     for row in rows:
-        table.add_row(row["name"], "yes" if row["available"] else "no",
+        table.add_row(row["name"], "yes" if row["available"] else "no", row["llama_cpp"] or "-",
                       row["description"] if row["available"] else row["reason"],
                       ", ".join(row["options"]))
     print_table(table)

@@ -7,15 +7,19 @@ environment set inside the container and the ubatch. `register_backends` runs
 family (backend name = container name without `llama-`), plus the containers the conf names,
 for each family the user has no container of, so a missing one can say how to create it.
 
-A tool runs as `toolbox run -c CONTAINER -- env K=V ... BIN_DIR/TOOL`; host paths outside /home
-are seen under /run/host inside the container.
+A tool runs as `python tether.py CONTAINER toolbox run -c CONTAINER -- env K=V ... bash
+watchdog.sh BIN_DIR/TOOL` (tether.py says why: `toolbox run` passes no signal on to the tool);
+the user's own home is shared as it is, every other host path is seen under /run/host.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
+import os
 import re
 import shutil
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -167,12 +171,48 @@ def list_containers() -> list[Container]:
     return parse_list(done.stdout)
 
 
-def host_path(path: Path | str) -> str:
-    """How a host file appears inside a toolbox: /home is shared, the rest is under /run/host."""
+def host_path(path: Path | str, home: str | None = None) -> str:
+    """How a host file appears inside a toolbox: toolbox mounts the user's own home (`home`,
+    default $HOME) where it is and the whole host under /run/host (and a few folders where they
+    are: /tmp, /mnt, /media; they are under /run/host too). /home is not there, nor another
+    user's home."""
     text = str(path)
-    if text == "/home" or text.startswith("/home/") or text.startswith("/run/host/"):
+    home = (home if home is not None else os.path.expanduser("~")).rstrip("/")
+    if text == "/run/host" or text.startswith("/run/host/"):
+        return text
+    if home and (text == home or text.startswith(home + "/")):
         return text
     return "/run/host" + text if text.startswith("/") else text
+
+
+TETHER = Path(__file__).with_name("tether.py")
+WATCHDOG = Path(__file__).with_name("watchdog.sh")
+
+
+def _podman_json(*args: str) -> dict:
+    """The first record `podman ... inspect` prints; {} when podman is missing or fails."""
+    podman = shutil.which("podman")
+    if podman is None:
+        return {}
+    try:
+        done = run_capture([podman, *args], timeout=60)
+        records = json.loads(done.stdout) if done.returncode == 0 else []
+    except (ToolFailed, ValueError):
+        return {}
+    return records[0] if isinstance(records, list) and records and isinstance(records[0], dict) else {}
+
+
+def image_facts(container: str) -> dict[str, str]:
+    """The image a container was created from, as podman knows it: id, name and digest."""
+    record = _podman_json("container", "inspect", container)
+    image_id = record.get("Image", "")
+    if not image_id:
+        return {}
+    facts = {"image_id": image_id, "image_name": record.get("ImageName", "")}
+    image = _podman_json("image", "inspect", image_id)
+    if image.get("Digest"):
+        facts["image_digest"] = image["Digest"]
+    return facts
 
 
 class ToolboxBackend(Backend):
@@ -208,7 +248,10 @@ class ToolboxBackend(Backend):
         binary = f"{self.family.bin_dir}/{tool}"
         env = [f"{k}={v}" for k, v in self.family.env]
         found = self.found
-        return ToolCommand(["toolbox", "run", "-c", self.container, "--", "env", *env, binary],
+        # the tether holds the tool's stdin; the watchdog inside stops the tool when it closes
+        return ToolCommand([sys.executable, str(TETHER), self.container,
+                            "toolbox", "run", "-c", self.container, "--",
+                            "env", *env, "bash", host_path(WATCHDOG), binary],
                            cache_key=f"toolbox:{self.container}:{found.id}:{found.image}:{binary}")
 
     def map_path(self, path: Path) -> str:
@@ -224,6 +267,7 @@ class ToolboxBackend(Backend):
         if self.found is not None:
             facts.update(container_id=self.found.id, image=self.found.image,
                          created=self.found.created)
+            facts.update(image_facts(self.container))
         return facts
 
     def release(self) -> str:
