@@ -10,6 +10,7 @@ import sys
 import types
 
 import click
+import pytest
 from click.testing import CliRunner
 
 import halo_core
@@ -175,3 +176,30 @@ def test_public_calls_are_named_as_the_functions_behind_them():
     differ = sorted(f"{public} -> {module}.{attr}" for public, (module, attr) in _LAZY.items()
                     if public != attr)
     assert not differ, differ
+
+
+def test_a_sigterm_that_lands_where_python_can_only_print_it_still_stops_the_block():
+    """(seen in CI) a SIGTERM handled inside an at-fork hook or a __del__ raises where Python only
+    prints the exception; the block must still end as if interrupted, not run on."""
+    import os
+    import signal
+    import time
+
+    from halo_core.cli.common import sigterm_as_interrupt
+
+    class SignalledInDel:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs here, inside __del__: its exception is only printed
+                pass
+
+    ran_on = False
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_as_interrupt():
+            obj = SignalledInDel()
+            del obj
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+            ran_on = True
+    assert not ran_on

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
+import sys
+import threading
 
 import click
 
@@ -115,12 +118,24 @@ def split_list(values: tuple[str, ...]) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """SIGTERM (`halo flush`, `kill`) ends the block like Ctrl-C, so cleanup runs."""
+    """SIGTERM (`halo flush`, `kill`) ends the block like Ctrl-C, so cleanup runs.
+
+    A signal handled inside code whose exceptions Python can only print (an at-fork hook while a
+    subprocess starts, a __del__) would be lost: the interrupt goes to sys.unraisablehook, which
+    sends the SIGTERM again a moment later, to be handled where it can stop the block."""
     def on_term(_sig, _frame):
         raise KeyboardInterrupt
 
+    def on_unraisable(info):
+        if isinstance(info.exc_value, KeyboardInterrupt):  # sent again once out of here
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            return
+        previous_hook(info)
+
     previous = signal.signal(signal.SIGTERM, on_term)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, on_unraisable
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
