@@ -64,6 +64,7 @@ _WHERE: dict[str, str] = {
     "LocalModel": "records",
     "ToolCommand": "records",
     "run_capture": "runner",
+    "last_line": "runner",
     "halo_home": "store",
     "human_size": "store",
     "sha256_file": "store",

@@ -96,6 +96,12 @@ class Process:
         self._log.close()
 
 
+def last_line(done: subprocess.CompletedProcess, default: str = "no output") -> str:
+    """The last line a finished command printed, stderr first: what its failure is said with."""
+    lines = (done.stderr.strip() or done.stdout.strip()).splitlines()
+    return lines[-1].strip() if lines else default
+
+
 def run_capture(argv: list[str], *, env: Mapping[str, str] | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess:
     """Run a short command to completion and capture its output (help text, versions)."""

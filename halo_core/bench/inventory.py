@@ -11,7 +11,7 @@ from ..errors import HaloError
 from ..models.resolve import list_models
 from ..plugins import PluginHost, get_host
 from ..records import ModelListing
-from ..runner import run_capture
+from ..runner import last_line, run_capture
 
 _VERSION = re.compile(r"^version:\s*(.+)$", re.MULTILINE)
 
@@ -46,8 +46,8 @@ def llama_cpp_version(backend) -> str:
     match = _VERSION.search(done.stdout + "\n" + done.stderr)
     if match:
         return match.group(1).strip()
-    last = (done.stderr or done.stdout).strip().splitlines()[-1:]
-    return f"unknown (exit {done.returncode}{': ' + last[0].strip() if last else ''})"
+    last = last_line(done, "")
+    return f"unknown (exit {done.returncode}{': ' + last if last else ''})"
 
 
 def bench_setup(host: PluginHost | None = None) -> SetupReport:

@@ -126,16 +126,24 @@ def sigterm_as_interrupt():
     def on_term(_sig, _frame):
         raise KeyboardInterrupt
 
+    inside = threading.Event()
+
+    def resend():  # not once the block is over: the default SIGTERM would kill the process
+        if inside.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
     def on_unraisable(info):
         if isinstance(info.exc_value, KeyboardInterrupt):  # sent again once out of here
-            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            threading.Timer(0.05, resend).start()
             return
         previous_hook(info)
 
     previous = signal.signal(signal.SIGTERM, on_term)
     previous_hook, sys.unraisablehook = sys.unraisablehook, on_unraisable
+    inside.set()
     try:
         yield
     finally:
+        inside.clear()
         signal.signal(signal.SIGTERM, previous)
         sys.unraisablehook = previous_hook

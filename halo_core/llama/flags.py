@@ -13,7 +13,7 @@ import attrs
 
 from ..errors import ToolFailed, Unavailable
 from ..records import BackendDefaults, BenchResult, ToolCommand
-from ..runner import run_capture
+from ..runner import last_line, run_capture
 from ..store import halo_home, write_atomic
 
 KV_TYPES: dict[str, tuple[int, int]] = {
@@ -94,8 +94,7 @@ def probe_flags(cmd: ToolCommand, tool: str) -> Flags:
     done = run_capture([*cmd.argv, "--help"], env=cmd.env, timeout=120)
     flags = Flags.parse(done.stdout + "\n" + done.stderr)
     if not flags.table:
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ToolFailed(f"{tool} --help printed no options (exit {done.returncode}): {detail[0]}",
+        raise ToolFailed(f"{tool} --help printed no options (exit {done.returncode}): {last_line(done)}",
                          returncode=done.returncode)
     if key:
         with _lock:

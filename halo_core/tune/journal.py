@@ -33,7 +33,7 @@ from typing import Iterator
 from ..errors import HaloError, ToolFailed, TuneError
 from ..machine.hostfacts import host_path, selected, sysctl_path
 from ..records import Change, ChangeKind, JournalInfo, JournalStatus, TunePlan, Verdict
-from ..runner import run_capture
+from ..runner import last_line, run_capture
 from ..runs import new_dir, now, stamp
 from ..store import append_line, from_dict, halo_home, sha256_file, to_dict, write_atomic, write_json
 
@@ -415,6 +415,5 @@ class Journal:
 def _run(argv) -> None:
     done = run_capture(list(argv), timeout=COMMAND_TIMEOUT)
     if done.returncode != 0:
-        last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or [""]
-        raise ToolFailed(f"{' '.join(argv)} exited with code {done.returncode}: {last[0]}".rstrip(": "),
+        raise ToolFailed(f"{' '.join(argv)} exited with code {done.returncode}: {last_line(done, '')}".rstrip(": "),
                          returncode=done.returncode)

@@ -27,7 +27,7 @@ import attrs
 
 from halo_core.plugin_api import (
     Availability, Backend, BackendDefaults, HaloError, ToolCommand, Unavailable, halo_home,
-    ToolFailed, hookimpl, is_live, run_capture,
+    ToolFailed, hookimpl, is_live, last_line, run_capture,
 )
 
 INSTALL_TOOLBOX = "sudo dnf install toolbox"
@@ -166,8 +166,7 @@ def list_containers() -> list[Container]:
         raise Unavailable(f"toolbox not installed: {INSTALL_TOOLBOX}")
     done = run_capture([toolbox, "list", "--containers"], timeout=60)
     if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise Unavailable(f"`toolbox list` failed (exit {done.returncode}): {last[0]}")
+        raise Unavailable(f"`toolbox list` failed (exit {done.returncode}): {last_line(done)}")
     return parse_list(done.stdout)
 
 
@@ -279,8 +278,7 @@ class ToolboxBackend(Backend):
             return f"container {self.container}: not stopped (podman not found)"
         done = run_capture([podman, "stop", self.container], timeout=120)
         if done.returncode != 0:
-            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            return f"container {self.container}: podman stop failed: {last[0]}"
+            return f"container {self.container}: podman stop failed: {last_line(done)}"
         return f"container {self.container}: stopped"
 
 
