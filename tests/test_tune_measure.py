@@ -141,7 +141,9 @@ def test_cli_measure(halo, fedora_root, smoke_model, llama_bin_dir):
                 "--pp", "32", "--tg", "8", "--reps", "2", "--threads", "1")
     assert done.returncode == 0, done.stderr
     line = next(l for l in done.stdout.splitlines() if l.startswith("measured tuned: "))
+    # noise decides which: the three verdicts compare() gives
     assert line.startswith(("measured tuned: kept: within noise or better: pp32 ",
+                            "measured tuned: kept: under --min-effect 5%: ",
                             "measured tuned: rolled back: worse beyond noise: "))
 
 
