@@ -18,6 +18,12 @@ from .errors import UnknownState
 from .store import secret
 
 
+class Note(str):
+    """A status message that is a finding (which profile a server starts with, where a result
+    was stored), not progress: a CLI that shows progress in a spinner keeps a Note on screen.
+    Callbacks that take plain str take it as one."""
+
+
 class StrEnum(str, Enum):
     """A state written as a string; str() and f-strings give the bare value (as enum.StrEnum,
     which Python 3.10 lacks)."""

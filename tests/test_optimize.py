@@ -107,6 +107,49 @@ def test_halo_serve_uses_the_profile_and_the_command_line_wins(halo, optimized):
         Path(run.profile).write_text(json.dumps(data))
 
 
+def test_bench_serve_slots_store_np_in_the_profile_and_serve_uses_it(halo, optimized):
+    """(#22 item 6) `halo bench serve MODEL --slots` on the profile's settings stores the -np it
+    chose in that profile; `halo serve MODEL` then starts with it, and -np given wins."""
+    run, _trials = optimized
+    before = Path(run.profile).read_text()
+    try:
+        done = halo("bench", "serve", "smoke", "--slots", "1,2", "--slo", "ttft_p95=120s", "--capacity",
+                    "concurrency", "--concurrency", "2", "--pp", "64", "--tg", "8", "--reps", "1", "--tag", "np")
+        assert done.returncode == 0, done.stderr
+        best = int(re.search(r"^best -np: (\d+) — ", done.stdout, re.M).group(1))
+        profile = load_profile(Path(run.profile))
+        assert f"-np {best} stored in profile {profile.key}: halo serve smoke uses it" in done.stderr
+        served = Path(done.stdout.splitlines()[-1].removeprefix("saved: "))
+        assert profile.slots.parallel == best and profile.slots.run == str(served)
+        assert profile.slots.ctx == (256 * best) and profile.slots.why.startswith(f"-np {best}: ")
+        after = json.loads(Path(run.profile).read_text())
+        unchanged = lambda data: {k: v for k, v in data.items() if k != "slots"}  # noqa: E731
+        assert unchanged(after) == unchanged(json.loads(before))  # only -np added
+        listed = halo("optimize", "list")
+        assert f"-np {best} (bench serve --slots)" in listed.stdout, listed.stdout
+
+        def serve(*args):
+            port = str(free_port())
+            started = halo("serve", "smoke", "--port", port, "--detach", *args)
+            halo("serve", "stop", "--port", port)
+            assert started.returncode == 0, started.stderr
+            command = next(line for line in started.stdout.splitlines() if line.startswith("command: "))
+            argv = command.split()[1:]
+            return argv[argv.index("-np") + 1], started.stderr
+
+        np_, said = serve()
+        assert np_ == str(best) and f"; -np {best} from bench serve --slots (-np {best}: " in said
+        np_, said = serve("-np", "3")
+        assert np_ == "3" and "the command line's win" in said
+        # --no-profile: the search runs on halo's settings and stores nothing
+        done = halo("bench", "serve", "smoke", "--no-profile", "--slots", "1", "--slo", "ttft_p95=120s",
+                    "--capacity", "concurrency", "--concurrency", "1", "--pp", "64", "--tg", "8", "--reps", "1")
+        assert done.returncode == 0 and "stored in profile" not in done.stderr, done.stderr
+        assert load_profile(Path(run.profile)).slots == profile.slots
+    finally:
+        Path(run.profile).write_text(before)
+
+
 def test_the_report_renders_in_chromium(halo, optimized, tmp_path):
     from test_report import chromium
 

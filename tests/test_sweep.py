@@ -394,7 +394,8 @@ def test_an_older_sweeps_flat_spec_loads():
     path = old_flat_sweep(Path("/models/old.gguf"), "flat")
     sweep = load_sweep_run(path)
     assert isinstance(sweep, Run) and sweep.status is RunStatus.INTERRUPTED
-    assert sweep.spec == SweepSpec(ServerSpec(model="/models/old.gguf", backend="native", ctx=2048, cache_type="q4_0"),
+    assert sweep.spec == SweepSpec(ServerSpec(model="/models/old.gguf", backend="native", ctx=2048, parallel=1,
+                                              cache_type="q4_0"),
                                    vary=parse_vary(["kv=f16,q8_0"]), suite="ifeval", limit=1, max_tokens=16,
                                    seed=7, pp=16, tg=4, reps=2, tag="flat")
     assert [(r.setting.name, r.status) for r in sweep.results] == [("kv=f16", SettingStatus.RUNNING),

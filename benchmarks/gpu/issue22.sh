@@ -5,6 +5,8 @@
 #              optimize's space, halo optimize at 25% of it, llama-optimus at the same budget
 #   STEP=serve `halo bench serve` at depth 0 and 16K with the profile halo optimize writes, and with
 #              --no-profile (the profile from a quick optimize run of its own when none is there)
+#   STEP=slots `halo bench serve --slots` on that profile stores the best -np in it; `halo serve`
+#              then starts with it
 # Sized for one 600 s call with the build (~280 s; skipped when a warm machine has it).
 set -x
 export PYTHONUNBUFFERED=1 HALO_HOME=/tmp/halo-home-22
@@ -29,6 +31,15 @@ fi
 if [ -z "$(ls $HALO_HOME/profiles 2>/dev/null)" ]; then
   timeout 150 python3 -m halo_core optimize "$m" --budget 4 --reps 2 --tag serve-profile > $OUT/optimize.txt 2>&1
   echo "optimize rc=$?"; tail -25 $OUT/optimize.txt
+fi
+if [ "$STEP" = slots ]; then
+  timeout 300 python3 -m halo_core bench serve "$m" --slots ${SLOTS:-1,4,16,64} --slo ttft_p95=1s,tg_min=30 \
+    --capacity concurrency --concurrency 64 --pp 512 --tg 64 --reps 2 --tag slots > $OUT/slots.txt 2> $OUT/slots.err
+  echo "slots rc=$?"; grep -v "^\s*$" $OUT/slots.txt | tail -15; grep -i "stored\|profile" $OUT/slots.err
+  python3 -m halo_core optimize list
+  python3 -m halo_core serve "$m" --port 8099 --detach > $OUT/serve.txt 2>&1; cat $OUT/serve.txt
+  python3 -m halo_core serve stop --port 8099
+  exit 0
 fi
 for p in profile no-profile; do
   flag=""; [ $p = no-profile ] && flag=--no-profile

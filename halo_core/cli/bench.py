@@ -21,7 +21,7 @@ from ..runs import resolve_kind, resolve_run
 from ..bench.inventory import bench_setup
 from .common import (
     PassThrough, backend_flags, backend_options, emit_json, err_console, passthrough, print_table,
-    sigterm_as_interrupt, split_list,
+    sigterm_as_interrupt, spinner_status, split_list,
 )
 from .serve import server_options, server_spec
 
@@ -193,7 +193,7 @@ def _execute(ctx: click.Context, *, models_, category, max_size, backends_, pp, 
         run = run_bench(None if resume_path else spec, resume=resume_path,
                         resume_tag=explicit_tag or ctx.info_name == "baseline",
                         backend_options=options, root=root,
-                        on_status=lambda msg: spinner.update(msg), on_result=show_result,
+                        on_status=spinner_status(spinner), on_result=show_result,
                         on_failure=show_failure)
     if as_json:
         emit_json({"path": run.path, "status": run.status, "error": run.error, "spec": run.spec,
@@ -647,7 +647,7 @@ def bench_serve(model, endpoint, model_id, api_key, depths, pp, tg, concurrency,
 
     with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
         run = run_serve_bench(None if resume_path else spec, resume=resume_path, resume_tag=explicit_tag,
-                              api_key=api_key, root=root, on_status=lambda msg: spinner.update(msg),
+                              api_key=api_key, root=root, on_status=spinner_status(spinner),
                               on_cell=show_cell)
     if as_json:
         emit_json(_serve_json(run))

@@ -147,3 +147,19 @@ def sigterm_as_interrupt():
         inside.clear()
         signal.signal(signal.SIGTERM, previous)
         sys.unraisablehook = previous_hook
+
+
+def spinner_status(spinner):
+    """The on_status callback of a command showing progress in `spinner` (rich's status): each
+    message replaces the last, a Note (a finding) is printed above it and stays."""
+    from rich.markup import escape
+
+    from ..records import Note
+
+    def status(msg: str) -> None:
+        if isinstance(msg, Note):
+            console = globals().get("err_console") or __getattr__("err_console")
+            console.print(f"[dim]{escape(msg)}[/dim]", soft_wrap=True, highlight=False)
+        spinner.update(msg)
+
+    return status

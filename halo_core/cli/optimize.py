@@ -11,7 +11,8 @@ import click
 from rich.table import Table
 
 from ..errors import HaloError
-from .common import backend_flags, backend_options, emit_json, err_console, print_table, sigterm_as_interrupt
+from .common import (backend_flags, backend_options, emit_json, err_console, print_table, sigterm_as_interrupt,
+                     spinner_status)
 from .serve import DefaultRunGroup
 
 
@@ -83,7 +84,7 @@ def optimize_run(model, backend, workload, pp, tg, depths, objective, budget, mi
                           + (f" · {trial.error}" if trial.error else ""), highlight=False, soft_wrap=True)
 
     with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
-        run = run_optimize(spec, resume=resume, on_status=lambda msg: spinner.update(msg), on_trial=said)
+        run = run_optimize(spec, resume=resume, on_status=spinner_status(spinner), on_trial=said)
     if as_json:
         emit_json(run)
         return
@@ -190,6 +191,7 @@ def optimize_list(as_json):
             continue
         gains = ", ".join(f"{n} {v['change_pct']:+.1f}%" for n, v in prof.measured.items()
                           if v.get("change_pct") is not None)
-        table.add_row(prof.model, prof.backend, prof.workload, prof.settings.describe(), gains, prof.created,
+        settings = prof.settings.describe() + (f" -np {prof.slots.parallel} (bench serve --slots)" if prof.slots else "")
+        table.add_row(prof.model, prof.backend, prof.workload, settings, gains, prof.created,
                       Path(path).name)
     print_table(table)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.markup import escape
 
 from ..errors import ToolFailed
 from ..runner import describe_exit, tail_of
@@ -109,7 +110,7 @@ def run(model, preset, backend, host, port, ctx, parallel, cache_type, ngram, no
                        cache_type=cache_type, ngram=ngram, no_think=no_think, api_key=api_key,
                        insecure=insecure, threads=threads, ready_timeout=timeout, extra=tuple(extra),
                        rpc=rpc, tensor_split=tensor_split, no_profile=no_profile)
-    status = (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    status = (lambda msg: err_console.print(f"[dim]{escape(msg)}[/dim]", soft_wrap=True, highlight=False))
     try:
         server = start_server(spec, detach=detach, on_status=status,
                               backend_options=backend_options(backend_opts))

@@ -56,6 +56,22 @@ class Settings:
 
 
 @attrs.frozen
+class Slots:
+    """The -np a capacity search chose (`halo bench serve MODEL --slots …` on the profile's
+    settings): the slot count whose capacity met the SLOs at the most load."""
+
+    parallel: int
+    ctx: int  # the -c it was measured with (parallel × the context one request needed)
+    why: str  # the choice, as bench serve said it
+    run: str  # the serve-bench run
+    measured: str
+
+
+def _slots(value):
+    return from_dict(Slots, value) if isinstance(value, dict) else value
+
+
+@attrs.frozen
 class Profile:
     """One measured profile (see the module's docstring)."""
 
@@ -71,6 +87,7 @@ class Profile:
     measured: dict  # {"objective": {"best": t/s, "defaults": t/s, "change_pct": %, "verdict": ...}, ...}
     run: str  # the optimize run directory
     created: str
+    slots: Slots | None = attrs.field(default=None, converter=_slots)  # -np, by `halo bench serve --slots`
 
     @property
     def key(self) -> str:
@@ -100,7 +117,7 @@ def build_identity(provenance: dict) -> dict:
 
 
 def save_profile(profile: Profile) -> Path:
-    path = profile_dir() / f"{profile.key}.json"
+    path = profile_path(profile.model_sha256, profile.backend, profile.workload)
     write_json(path, profile)
     return path
 
@@ -133,11 +150,15 @@ def mismatch(profile: Profile, machine: dict, build: dict) -> str:
     return ""
 
 
+def profile_path(sha256: str, backend: str, workload: str) -> Path:
+    return profile_dir() / f"{profile_key(sha256, backend, workload)}.json"
+
+
 def match_profile(sha256: str, backend: str, workload: str, machine: dict,
                   build: dict) -> tuple[Profile | None, str]:
     """(the profile for this model, backend and workload when it holds here, why not when it
     does not): (None, "") when there is none."""
-    path = profile_dir() / f"{profile_key(sha256, backend, workload)}.json"
+    path = profile_path(sha256, backend, workload)
     if not path.exists():
         return None, ""
     profile = load_profile(path)

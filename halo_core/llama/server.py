@@ -19,7 +19,7 @@ from ..config import defaults
 from ..errors import HaloError, ToolFailed
 from ..models.resolve import fetch_model
 from ..plugins import PluginHost, get_host
-from ..records import ServerInfo
+from ..records import Note, ServerInfo
 from ..runner import tail_of
 from ..runs import now
 from ..store import halo_home, secret
@@ -40,7 +40,7 @@ class ServerSpec:
     host: str = "127.0.0.1"
     port: int = 8080
     ctx: int = DEFAULT_CTX
-    parallel: int = 1
+    parallel: int | None = None  # -np; None: the profile's (bench serve --slots measured it), else 1
     cache_type: str | None = None  # K and V; None: the profile's, else DEFAULT_CACHE_TYPE
     ngram: bool = False
     no_think: bool = False
@@ -150,8 +150,8 @@ def plan_server(spec: ServerSpec, *, host: PluginHost | None = None,
         spec = with_profile(spec, model, backend, host, status)
     kv = spec.cache_type or DEFAULT_CACHE_TYPE
     if model.synthetic:
-        status(f"{model.name} is synthetic (random weights): its replies are noise"
-               + ("; n-gram speculation's acceptance on it means nothing" if spec.ngram else ""))
+        status(Note(f"{model.name} is synthetic (random weights): its replies are noise"
+                    + ("; n-gram speculation's acceptance on it means nothing" if spec.ngram else "")))
     cmd = backend.command("llama-server")
     flags = probe_flags(cmd, "llama-server")
     workers = ()
@@ -163,7 +163,7 @@ def plan_server(spec: ServerSpec, *, host: PluginHost | None = None,
     if {"-ub", "--ubatch-size"} & set(extra):  # (given after --: that one, not the backend's)
         defaults = attrs.evolve(defaults, ubatch=None)
     params = ServerParams(backend.map_path(model.path), host=spec.host, port=spec.port,
-                          ctx=spec.ctx, parallel=spec.parallel, cache_type_k=kv,
+                          ctx=spec.ctx, parallel=spec.parallel or 1, cache_type_k=kv,
                           cache_type_v=kv, ngram=spec.ngram, no_think=spec.no_think,
                           api_key_file=backend.map_path(write_key_file(spec.port, spec.api_key))
                           if spec.api_key else None, threads=spec.threads, rpc=spec.rpc,
@@ -206,20 +206,27 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
     return server
 
 
-def with_profile(spec: ServerSpec, model, backend, host: PluginHost, status) -> ServerSpec:
-    """`spec` with the settings of the profile `halo optimize` measured for this model, backend
-    and workload on this machine, where it holds and `spec` (or what follows --) leaves them
-    unset; what was used, or why not, goes to `status`."""
+def _profile_for(spec: ServerSpec, model, backend, host: PluginHost):
+    """(the profile of `spec`'s workload for this model and backend when it holds on this
+    machine, why a profile found does not hold)."""
     from ..machine.hostfacts import read_facts
     from .profile import build_identity, machine_identity, match_profile, model_digest
 
+    return match_profile(model_digest(model), backend.name, spec.profile,
+                         machine_identity(read_facts(Path("/"), host=host)),
+                         build_identity(backend.provenance()))
+
+
+def with_profile(spec: ServerSpec, model, backend, host: PluginHost, status) -> ServerSpec:
+    """`spec` with the settings of the profile `halo optimize` measured for this model, backend
+    and workload on this machine (and the -np `halo bench serve --slots` chose on them), where
+    it holds and `spec` (or what follows --) leaves them unset; what was used, or why not, goes
+    to `status`."""
     status("looking for a profile")
-    profile, why = match_profile(model_digest(model), backend.name, spec.profile,
-                                 machine_identity(read_facts(Path("/"), host=host)),
-                                 build_identity(backend.provenance()))
+    profile, why = _profile_for(spec, model, backend, host)
     if profile is None:
         if why:
-            status(why)
+            status(Note(why))
         return spec
     given = set(spec.extra)
     fields = {}
@@ -229,13 +236,47 @@ def with_profile(spec: ServerSpec, model, backend, host: PluginHost, status) -> 
         value = getattr(profile.settings, name)
         if value is not None and getattr(spec, name) is None and not flags & given:
             fields[name] = value
+    wanted = len([f for f in attrs.fields_dict(type(profile.settings)) if getattr(profile.settings, f) is not None])
     gains = ", ".join(f"{n} {v['change_pct']:+.1f}%" for n, v in profile.measured.items()
                       if v.get("change_pct") is not None)
-    status(f"settings from profile {profile.key}: {profile.settings.describe()} (measured {profile.created}"
-           + (f": {gains} against the defaults" if gains else "") + ")"
-           + ("" if len(fields) == len([f for f in attrs.fields_dict(type(profile.settings))
-                                        if getattr(profile.settings, f) is not None]) else "; the command line's win"))
+    said = (f"settings from profile {profile.key}: {profile.settings.describe()} (measured {profile.created}"
+            + (f": {gains} against the defaults" if gains else "") + ")")
+    slots = profile.slots
+    if slots is not None:
+        wanted += 1
+        if spec.parallel is None and not {"-np", "--parallel"} & given:
+            fields["parallel"] = slots.parallel
+            per_slot = spec.ctx // slots.parallel
+            measured = slots.ctx // slots.parallel
+            said += (f"; -np {slots.parallel} from bench serve --slots ({slots.why}; measured {slots.measured})"
+                     + (f" — each slot gets {per_slot} tokens of -c {spec.ctx}, fewer than the {measured} it was "
+                        "measured with" if per_slot < measured else ""))
+    status(Note(said + ("" if len(fields) == wanted else "; the command line's win")))
     return attrs.evolve(spec, **fields)
+
+
+def record_slots(spec: ServerSpec, choice, run_path: Path, host: PluginHost | None = None,
+                 backend_options: Mapping[str, str] | None = None, status=None) -> Path | None:
+    """Store the -np a `bench serve --slots` search chose (`choice`, a SlotChoice with a best
+    count) in the profile of `spec`'s model, backend and workload, where one holds here, so
+    that `halo serve MODEL` uses it; returns the profile's path (None, and `status` says why,
+    where there is no such profile)."""
+    from .profile import Slots, save_profile
+
+    status = status or (lambda _msg: None)
+    host = host or get_host()
+    [backend] = host.available_backends([spec.backend], backend_options)
+    model = fetch_model(spec.model, host=host)
+    profile, why = _profile_for(spec, model, backend, host)
+    if profile is None:
+        status(Note(f"best -np {choice.best} not stored: "
+                    + (why or f"no profile for {model.name} on {backend.name} here (halo optimize writes one)")))
+        return None
+    best = next(r for r in choice.results if r.slots == choice.best)
+    path = save_profile(attrs.evolve(profile, slots=Slots(parallel=best.slots, ctx=best.ctx, why=choice.why,
+                                                          run=str(run_path), measured=now())))
+    status(Note(f"-np {best.slots} stored in profile {profile.key}: halo serve {spec.model} uses it"))
+    return path
 
 
 def _wait_ready(server: Server, spec: ServerSpec, status) -> None:

@@ -47,10 +47,10 @@ from ..errors import HaloError
 from ..machine.hostfacts import system_state
 from ..machine.metrics import MetricsSampler
 from ..plugins import PluginHost, get_host
-from ..records import Run, RunStatus, as_tuple
+from ..records import Note, Run, RunStatus, as_tuple
 from ..runs import RunState, now, read_jsonl
 from ..llama.process import pid_dir
-from ..llama.server import ServerSpec, start_server
+from ..llama.server import ServerSpec, record_slots, start_server
 from ..llama.process import free_port
 from ..store import append_line, from_dict, to_dict, write_json
 from . import agentic, scrape
@@ -1218,6 +1218,18 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
                                                f"{errors[0].first_error}")
     else:
         _finish(run, state, RunStatus.COMPLETE, "")
+    choice = run.slot_choice
+    if choice is not None and choice.best and spec.server is not None and spec.server.profile:
+        # the -np found on the profile's settings goes into that profile, for halo serve
+        try:
+            stored = record_slots(spec.server, choice, run.path, host=host, backend_options=spec.backend_options,
+                                  status=status)
+        except HaloError as exc:  # (the run is complete: only the profile is not updated)
+            stored = None
+            status(Note(f"best -np {choice.best} not stored in a profile: {exc}"))
+        if stored is not None:
+            state.data["profile"] = str(stored)
+            state.save()
     return run
 
 

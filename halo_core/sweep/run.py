@@ -447,7 +447,7 @@ def _evaluate(state: _State, index: int, target: int, url: str, host, say, progr
         run.eval_run = str(new_run_dir("eval", f"{state.path.name}-{index + 1}"))
         state.save()
     eval_spec = EvalSpec(suites=state.data["suites"], selection=spec.suite, limit=target,
-                         concurrency=spec.server.parallel, timeout=spec.timeout, max_tokens=spec.max_tokens)
+                         concurrency=spec.server.parallel or 1, timeout=spec.timeout, max_tokens=spec.max_tokens)
     run_eval(eval_spec, endpoint=url, path=Path(run.eval_run), host=host, on_status=say,
              on_progress=progress)
 
