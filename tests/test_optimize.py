@@ -42,6 +42,16 @@ def optimized(smoke_model):
     return run, trials
 
 
+def serve_smoke(halo, *args) -> tuple[list[str], str]:
+    """`halo serve smoke ARGS --detach`, stopped again: (its llama-server argv, what it said)."""
+    port = str(free_port())
+    done = halo("serve", "smoke", "--port", port, "--detach", *args)
+    halo("serve", "stop", "--port", port)
+    assert done.returncode == 0, done.stderr
+    command = next(line for line in done.stdout.splitlines() if line.startswith("command: "))
+    return command.split()[1:], done.stderr
+
+
 def test_a_search_confirms_its_winner_and_writes_the_profile(optimized):
     run, trials = optimized
     assert run.status == "complete", run.error
@@ -79,28 +89,20 @@ def test_halo_serve_uses_the_profile_and_the_command_line_wins(halo, optimized):
     profile = load_profile(Path(run.profile))
     flags = profile.settings.flags()
 
-    def serve(*args):
-        port = str(free_port())
-        done = halo("serve", "smoke", "--port", port, "--detach", *args)
-        halo("serve", "stop", "--port", port)
-        assert done.returncode == 0, done.stderr
-        command = next(line for line in done.stdout.splitlines() if line.startswith("command: "))
-        return command.split()[1:], done.stderr
-
-    argv, said = serve()
+    argv, said = serve_smoke(halo)
     assert f"settings from profile {profile.key}: {profile.settings.describe()} (measured " in said
     for flag, value in zip(flags[::2], flags[1::2]):
         assert argv[argv.index(flag) + 1] == value
-    argv, said = serve("--no-profile", "--", "-t", "2")
+    argv, said = serve_smoke(halo, "--no-profile", "--", "-t", "2")
     assert "settings from profile" not in said and argv[-2:] == ["-t", "2"]
     if profile.settings.threads:  # given after --: that one, not the profile's
-        argv, said = serve("--", "-t", "2")
+        argv, said = serve_smoke(halo, "--", "-t", "2")
         assert argv.count("-t") == 1 and "the command line's win" in said
     # measured on another machine: not used, and said why
     data = json.loads(Path(run.profile).read_text())
     Path(run.profile).write_text(json.dumps({**data, "machine": {**data["machine"], "cpu": "another CPU"}}))
     try:
-        argv, said = serve()
+        argv, said = serve_smoke(halo)
         assert f"profile {profile.key}.json not used: measured on another machine (cpu: 'another CPU', here " in said
         assert "settings from profile" not in said
     finally:
@@ -128,19 +130,10 @@ def test_bench_serve_slots_store_np_in_the_profile_and_serve_uses_it(halo, optim
         listed = halo("optimize", "list")
         assert f"-np {best} (bench serve --slots)" in listed.stdout, listed.stdout
 
-        def serve(*args):
-            port = str(free_port())
-            started = halo("serve", "smoke", "--port", port, "--detach", *args)
-            halo("serve", "stop", "--port", port)
-            assert started.returncode == 0, started.stderr
-            command = next(line for line in started.stdout.splitlines() if line.startswith("command: "))
-            argv = command.split()[1:]
-            return argv[argv.index("-np") + 1], started.stderr
-
-        np_, said = serve()
-        assert np_ == str(best) and f"; -np {best} from bench serve --slots (-np {best}: " in said
-        np_, said = serve("-np", "3")
-        assert np_ == "3" and "the command line's win" in said
+        argv, said = serve_smoke(halo)
+        assert argv[argv.index("-np") + 1] == str(best) and f"; -np {best} from bench serve --slots (-np {best}: " in said
+        argv, said = serve_smoke(halo, "-np", "3")
+        assert argv[argv.index("-np") + 1] == "3" and "the command line's win" in said
         # --no-profile: the search runs on halo's settings and stores nothing
         done = halo("bench", "serve", "smoke", "--no-profile", "--slots", "1", "--slo", "ttft_p95=120s",
                     "--capacity", "concurrency", "--concurrency", "1", "--pp", "64", "--tg", "8", "--reps", "1")
