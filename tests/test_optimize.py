@@ -91,6 +91,9 @@ def test_halo_serve_uses_the_profile_and_the_command_line_wins(halo, optimized):
 
     argv, said = serve_smoke(halo)
     assert f"settings from profile {profile.key}: {profile.settings.describe()} (measured " in said
+    # what the confirmation measured, read right: a kept setting's gain, or what the defaults beat
+    stood = "the defaults stood; the best other setting: tg8 " if not run.result["trial"] else None
+    assert (stood in said) if stood else re.search(r": tg8 [+-][0-9.]+% against the defaults\)", said), said
     for flag, value in zip(flags[::2], flags[1::2]):
         assert argv[argv.index(flag) + 1] == value
     argv, said = serve_smoke(halo, "--no-profile", "--", "-t", "2")
@@ -107,6 +110,20 @@ def test_halo_serve_uses_the_profile_and_the_command_line_wins(halo, optimized):
         assert "settings from profile" not in said
     finally:
         Path(run.profile).write_text(json.dumps(data))
+
+
+def test_a_profile_says_whether_its_settings_or_the_defaults_won(optimized):
+    import attrs
+
+    from halo_core.llama.profile import Settings
+
+    profile = load_profile(Path(optimized[0].profile))
+    measured = {"tg8": {"defaults": 10.0, "setting": 12.0, "change_pct": 20.0, "verdict": "faster"}}
+    kept = attrs.evolve(profile, settings=Settings(batch=256, cache_type="f16"), measured=measured)
+    assert kept.summary() == "tg8 +20.0% against the defaults"
+    stood = attrs.evolve(kept, settings=Settings(cache_type="f16"))
+    assert stood.summary() == "the defaults stood; the best other setting: tg8 +20.0% (faster)"
+    assert attrs.evolve(kept, measured={}).summary() == ""
 
 
 def test_bench_serve_slots_store_np_in_the_profile_and_serve_uses_it(halo, optimized):

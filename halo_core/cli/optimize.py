@@ -189,9 +189,7 @@ def optimize_list(as_json):
         if prof is None:
             table.add_row("?", "?", "?", "unreadable", "", "", Path(path).name)
             continue
-        gains = ", ".join(f"{n} {v['change_pct']:+.1f}%" for n, v in prof.measured.items()
-                          if v.get("change_pct") is not None)
         settings = prof.settings.describe() + (f" -np {prof.slots.parallel} (bench serve --slots)" if prof.slots else "")
-        table.add_row(prof.model, prof.backend, prof.workload, settings, gains, prof.created,
+        table.add_row(prof.model, prof.backend, prof.workload, settings, prof.summary(), prof.created,
                       Path(path).name)
     print_table(table)

@@ -93,6 +93,18 @@ class Profile:
     def key(self) -> str:
         return profile_key(self.model_sha256, self.backend, self.workload)
 
+    def summary(self) -> str:
+        """What its confirmation measured, for people: the settings' change against the
+        defaults, or, where the defaults stood, what the best other setting measured."""
+        tests = [(n, v) for n, v in self.measured.items() if v.get("change_pct") is not None]
+        if not tests:
+            return ""
+        own = None if self.settings.cache_type == "f16" else self.settings.cache_type  # (f16: llama.cpp's own)
+        if attrs.evolve(self.settings, cache_type=own) == self.defaults:
+            return "the defaults stood; the best other setting: " + ", ".join(
+                f"{n} {v['change_pct']:+.1f}%" + (f" ({v['verdict']})" if v.get("verdict") else "") for n, v in tests)
+        return ", ".join(f"{n} {v['change_pct']:+.1f}%" for n, v in tests) + " against the defaults"
+
 
 def profile_key(sha256: str, backend: str, workload: str) -> str:
     return safe_name(f"{sha256[:16]}-{backend}-{workload}")

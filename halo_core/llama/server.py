@@ -237,10 +237,9 @@ def with_profile(spec: ServerSpec, model, backend, host: PluginHost, status) -> 
         if value is not None and getattr(spec, name) is None and not flags & given:
             fields[name] = value
     wanted = len([f for f in attrs.fields_dict(type(profile.settings)) if getattr(profile.settings, f) is not None])
-    gains = ", ".join(f"{n} {v['change_pct']:+.1f}%" for n, v in profile.measured.items()
-                      if v.get("change_pct") is not None)
+    summary = profile.summary()
     said = (f"settings from profile {profile.key}: {profile.settings.describe()} (measured {profile.created}"
-            + (f": {gains} against the defaults" if gains else "") + ")")
+            + (f": {summary}" if summary else "") + ")")
     slots = profile.slots
     if slots is not None:
         wanted += 1
