@@ -40,6 +40,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "LocalModel": ("records", "LocalModel"),
     "MeasureSpec": ("records", "MeasureSpec"),
     "ModelListing": ("records", "ModelListing"),
+    "Note": ("records", "Note"),
     "PluginInfo": ("records", "PluginInfo"),
     "ToolCommand": ("records", "ToolCommand"),
     "Skipped": ("records", "Skipped"),

@@ -151,13 +151,17 @@ def sigterm_as_interrupt():
 
 def spinner_status(spinner):
     """The on_status callback of a command showing progress in `spinner` (rich's status): each
-    message replaces the last, a Note (a finding) is printed above it and stays."""
+    message replaces the last, a Note (a finding) is printed above it and stays, once (a
+    --slots search starts a server per slot count, each with the same profile)."""
     from rich.markup import escape
 
     from ..records import Note
 
+    printed: set[str] = set()
+
     def status(msg: str) -> None:
-        if isinstance(msg, Note):
+        if isinstance(msg, Note) and msg not in printed:
+            printed.add(msg)
             console = globals().get("err_console") or __getattr__("err_console")
             console.print(f"[dim]{escape(msg)}[/dim]", soft_wrap=True, highlight=False)
         spinner.update(msg)
