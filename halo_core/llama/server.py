@@ -274,7 +274,8 @@ def record_slots(spec: ServerSpec, choice, run_path: Path, host: PluginHost | No
     best = next(r for r in choice.results if r.slots == choice.best)
     path = save_profile(attrs.evolve(profile, slots=Slots(parallel=best.slots, ctx=best.ctx, why=choice.why,
                                                           run=str(run_path), measured=now())))
-    status(Note(f"-np {best.slots} stored in profile {profile.key}: halo serve {spec.model} uses it"))
+    status(Note(f"-np {best.slots} stored in profile {profile.key}"
+                + (f": halo serve {spec.model} uses it" if spec.profile == "chat" else "")))
     return path
 
 
