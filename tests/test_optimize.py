@@ -222,6 +222,26 @@ def test_a_killed_search_resumes(smoke_model, tmp_path):
     assert read_pid_files() == []  # the killed process's pid file went with the resumed bench
 
 
+def test_the_gate_measures_the_lossy_candidate_that_could_be_chosen():
+    """(seen in a fresh-clone run) the best lossy trial slower beyond noise on re-measurement, the
+    second lossy one faster: the gate is the second's, and the first, ungated, is not eligible
+    (it raised KeyError 'gate')."""
+    from halo_core.optimize.run import eligible, gate_target
+
+    first = {"trial": 1, "lossy": True, "faster": False}
+    second = {"trial": 3, "lossy": True, "faster": True}
+    lossless = {"trial": 2, "lossy": False, "faster": True}
+    candidates = [first, second, lossless]
+    assert gate_target(candidates) is second
+    assert not eligible(second) and not eligible(first) and eligible(lossless)
+    second["gate"] = {"passed": True}
+    assert [c["trial"] for c in candidates if eligible(c)] == [3, 2]
+    second["gate"] = {"passed": False}
+    assert [c["trial"] for c in candidates if eligible(c)] == [2]
+    assert gate_target([first, lossless]) is first  # none faster: the best, to say what it would buy
+    assert gate_target([lossless]) is None
+
+
 def test_a_lossy_kv_type_is_gated_by_the_paired_eval(halo, smoke_model):
     """--allow-lossy searches K/V cache types; the best quantized one is run against the same
     settings with an f16 cache through a sweep (ifeval on the same samples, the paired test),

@@ -300,7 +300,7 @@ def _confirm(search: _Search) -> dict:
     """The winner and the runner-up (and, in a lossy search, the best lossless and the best
     lossy trial) against the defaults, CONFIRM_REPS repetitions each; the first candidate faster
     beyond noise on some objective test and slower on none is recommended, a lossy one only
-    when its answers pass the gate (_gate), else the defaults."""
+    when its answers pass the gate (_gate; run for gate_target's candidate), else the defaults."""
     run, spec = search.run, search.spec
     done = sorted((t for t in run.trials[1:] if t.state == "complete" and t.value),
                   key=lambda t: t.value, reverse=True)
@@ -336,11 +336,11 @@ def _confirm(search: _Search) -> dict:
                            "faster": "faster" in verdicts and "slower" not in verdicts,
                            "lossy": is_lossy(t.settings)})
     gate = None
-    lossy = next((c for c in candidates if c["lossy"]), None)
-    if lossy is not None:  # the best lossy candidate's answers, beside the same setting's at f16
+    lossy = gate_target(candidates)
+    if lossy is not None:  # its answers, beside the same setting's at f16
         gate = _gate(search, from_dict(Settings, lossy["settings"]))
         lossy["gate"] = gate
-    chosen = next((c for c in candidates if c["faster"] and (not c["lossy"] or c["gate"]["passed"])), None)
+    chosen = next((c for c in candidates if eligible(c)), None)
     held = ""
     if lossy is not None and lossy["faster"] and not gate["passed"]:
         held = (f"; trial {lossy['trial']} {from_dict(Settings, lossy['settings']).describe()} would have bought "
@@ -357,6 +357,20 @@ def _confirm(search: _Search) -> dict:
             "candidates": candidates, "gate": gate,
             "why": f"trial {chosen['trial']} is faster than the defaults beyond noise: {_gains(chosen['tests'])}"
                    + (f"; its answers: {gate['why']}" if chosen["lossy"] else held)}
+
+
+def gate_target(candidates: list[dict]) -> dict | None:
+    """The lossy candidate whose answers the gate measures (one sweep per run): the best one
+    faster beyond noise, else the best one (to say what it would have bought)."""
+    lossy = [c for c in candidates if c["lossy"]]
+    return next((c for c in lossy if c["faster"]), lossy[0] if lossy else None)
+
+
+def eligible(candidate: dict) -> bool:
+    """Whether a confirmed candidate may be recommended: faster beyond noise, and, when lossy,
+    gated with answers that passed (an ungated lossy candidate is not)."""
+    gate = candidate.get("gate")
+    return candidate["faster"] and (not candidate["lossy"] or bool(gate and gate["passed"]))
 
 
 def _gains(tests: dict) -> str:
