@@ -693,6 +693,7 @@ class ServerInfo(ProcessInfo):
     kind: ProcessKind = attrs.field(default=ProcessKind.SERVER,
                                     converter=states(ProcessKind, "process kind"))
     rpc: tuple[RpcWorker, ...] = attrs.field(default=(), converter=as_rpc_workers)  # a server's workers
+    profile: str = ""  # the `halo optimize` profile whose settings it started with ("": none)
 
     def __str__(self) -> str:
         return f"{self.kind} pid {self.pid} (port {self.port})"

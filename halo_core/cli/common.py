@@ -162,8 +162,7 @@ def spinner_status(spinner):
     def status(msg: str) -> None:
         if isinstance(msg, Note) and msg not in printed:
             printed.add(msg)
-            console = globals().get("err_console") or __getattr__("err_console")
-            console.print(f"[dim]{escape(msg)}[/dim]", soft_wrap=True, highlight=False)
+            spinner.console.print(f"[dim]{escape(msg)}[/dim]", soft_wrap=True, highlight=False)
         spinner.update(msg)
 
     return status

@@ -24,6 +24,7 @@ from ..runner import tail_of
 from ..runs import now
 from ..store import halo_home, secret
 from .flags import DEFAULT_CACHE_TYPE, DEFAULT_CTX, KV_TYPES, ServerParams, probe_flags, server_argv
+from .profile import profile_path
 from .rpc import check_workers
 from .process import (
     Server, check_bind, check_passthrough, check_port_free, connect_host, pid_dir, spawn, start_ticks,
@@ -127,7 +128,8 @@ def preset_spec(name: str, **overrides) -> ServerSpec:
 @attrs.frozen
 class ServerPlan:
     """What start_server runs for a spec: the spec with its profile's settings, the backend, the
-    model, the llama-server command and its full argv, the RPC workers checked."""
+    model, the llama-server command and its full argv, the RPC workers checked, the profile's
+    file ("" when none applied)."""
 
     spec: ServerSpec
     backend: object
@@ -135,6 +137,7 @@ class ServerPlan:
     cmd: object
     argv: list
     workers: tuple
+    profile: str = ""
 
 
 def plan_server(spec: ServerSpec, *, host: PluginHost | None = None,
@@ -146,8 +149,9 @@ def plan_server(spec: ServerSpec, *, host: PluginHost | None = None,
     [backend] = host.available_backends([spec.backend], backend_options)
     status(f"resolving model {spec.model}")
     model = fetch_model(spec.model, host=host)
+    profile = None
     if spec.profile:
-        spec = with_profile(spec, model, backend, host, status)
+        spec, profile = with_profile(spec, model, backend, host, status)
     kv = spec.cache_type or DEFAULT_CACHE_TYPE
     if model.synthetic:
         status(Note(f"{model.name} is synthetic (random weights): its replies are noise"
@@ -169,7 +173,8 @@ def plan_server(spec: ServerSpec, *, host: PluginHost | None = None,
                           if spec.api_key else None, threads=spec.threads, rpc=spec.rpc,
                           tensor_split=spec.tensor_split, extra=tuple(extra), batch=spec.batch,
                           ubatch=spec.ubatch, flash_attn=spec.flash_attn)
-    return ServerPlan(spec, backend, model, cmd, server_argv(cmd, flags, params, defaults), workers)
+    return ServerPlan(spec, backend, model, cmd, server_argv(cmd, flags, params, defaults), workers,
+                      str(profile_path(profile.model_sha256, profile.backend, profile.workload)) if profile else "")
 
 
 def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | None = None,
@@ -195,7 +200,7 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
         pid=proc.pid, start_ticks=start_ticks(proc.pid) or 0, argv=argv, host=spec.host,
         port=spec.port, url=url(spec.host, spec.port), model=str(model.path),
         backend=backend.name, log=str(log_path), started=now(),
-        pid_file=str(pid_dir() / f"server-{spec.port}.json"), detached=detach, rpc=workers)
+        pid_file=str(pid_dir() / f"server-{spec.port}.json"), detached=detach, rpc=workers, profile=plan.profile)
     write_pid_file(info)
     server = Server(info, proc)
     try:
@@ -206,28 +211,22 @@ def start_server(spec: ServerSpec, *, detach: bool = False, host: PluginHost | N
     return server
 
 
-def _profile_for(spec: ServerSpec, model, backend, host: PluginHost):
-    """(the profile of `spec`'s workload for this model and backend when it holds on this
-    machine, why a profile found does not hold)."""
+def with_profile(spec: ServerSpec, model, backend, host: PluginHost, status):
+    """(`spec` with the settings of the profile `halo optimize` measured for this model, backend
+    and workload on this machine (and the -np `halo bench serve --slots` chose on them), where
+    it holds and `spec` (or what follows --) leaves them unset; that profile, or None); what was
+    used, or why not, goes to `status`."""
     from ..machine.hostfacts import read_facts
     from .profile import build_identity, machine_identity, match_profile, model_digest
 
-    return match_profile(model_digest(model), backend.name, spec.profile,
-                         machine_identity(read_facts(Path("/"), host=host)),
-                         build_identity(backend.provenance()))
-
-
-def with_profile(spec: ServerSpec, model, backend, host: PluginHost, status) -> ServerSpec:
-    """`spec` with the settings of the profile `halo optimize` measured for this model, backend
-    and workload on this machine (and the -np `halo bench serve --slots` chose on them), where
-    it holds and `spec` (or what follows --) leaves them unset; what was used, or why not, goes
-    to `status`."""
     status("looking for a profile")
-    profile, why = _profile_for(spec, model, backend, host)
+    profile, why = match_profile(model_digest(model), backend.name, spec.profile,
+                                 machine_identity(read_facts(Path("/"), host=host)),
+                                 build_identity(backend.provenance()))
     if profile is None:
         if why:
             status(Note(why))
-        return spec
+        return spec, None
     given = set(spec.extra)
     fields = {}
     for name, flags in (("batch", {"-b", "--batch-size"}), ("ubatch", {"-ub", "--ubatch-size"}),
@@ -251,32 +250,23 @@ def with_profile(spec: ServerSpec, model, backend, host: PluginHost, status) -> 
                      + (f" — each slot gets {per_slot} tokens of -c {spec.ctx}, fewer than the {measured} it was "
                         "measured with" if per_slot < measured else ""))
     status(Note(said + ("" if len(fields) == wanted else "; the command line's win")))
-    return attrs.evolve(spec, **fields)
+    return attrs.evolve(spec, **fields), profile
 
 
-def record_slots(spec: ServerSpec, choice, run_path: Path, host: PluginHost | None = None,
-                 backend_options: Mapping[str, str] | None = None, status=None) -> Path | None:
+def record_slots(path: Path, choice, run_path: Path, served_as: str, status=None) -> Path:
     """Store the -np a `bench serve --slots` search chose (`choice`, a SlotChoice with a best
-    count) in the profile of `spec`'s model, backend and workload, where one holds here, so
-    that `halo serve MODEL` uses it; returns the profile's path (None, and `status` says why,
-    where there is no such profile)."""
-    from .profile import Slots, save_profile
+    count) in the profile file its servers started with (ServerInfo.profile), so that `halo
+    serve` uses it (`served_as`: the model as the user named it); returns the path."""
+    from .profile import Slots, load_profile, save_profile
 
     status = status or (lambda _msg: None)
-    host = host or get_host()
-    [backend] = host.available_backends([spec.backend], backend_options)
-    model = fetch_model(spec.model, host=host)
-    profile, why = _profile_for(spec, model, backend, host)
-    if profile is None:
-        status(Note(f"best -np {choice.best} not stored: "
-                    + (why or f"no profile for {model.name} on {backend.name} here (halo optimize writes one)")))
-        return None
+    profile = load_profile(path)
     best = next(r for r in choice.results if r.slots == choice.best)
-    path = save_profile(attrs.evolve(profile, slots=Slots(parallel=best.slots, ctx=best.ctx, why=choice.why,
-                                                          run=str(run_path), measured=now())))
+    saved = save_profile(attrs.evolve(profile, slots=Slots(parallel=best.slots, ctx=best.ctx, why=choice.why,
+                                                           run=str(run_path), measured=now())))
     status(Note(f"-np {best.slots} stored in profile {profile.key}"
-                + (f": halo serve {spec.model} uses it" if spec.profile == "chat" else "")))
-    return path
+                + (f": halo serve {served_as} uses it" if profile.workload == "chat" else "")))
+    return saved
 
 
 def _wait_ready(server: Server, spec: ServerSpec, status) -> None:

@@ -36,7 +36,7 @@ from ..bench.compare import speed_change
 from ..bench.run import load_bench_run, run_bench
 from ..config import defaults
 from ..errors import HaloError
-from ..llama.profile import Profile, Settings, build_identity, machine_identity, save_profile
+from ..llama.profile import Profile, Settings, build_identity, describe_changes, machine_identity, save_profile
 from ..machine.hostfacts import read_facts
 from ..models.header import read_header
 from ..models.resolve import fetch_model
@@ -344,18 +344,17 @@ def _confirm(search: _Search) -> dict:
     held = ""
     if lossy is not None and lossy["faster"] and not gate["passed"]:
         held = (f"; trial {lossy['trial']} {from_dict(Settings, lossy['settings']).describe()} would have bought "
-                + _gains(lossy["tests"]) + f" but is not kept: {gate['why']}")
+                + describe_changes(lossy["tests"]) + f" but is not kept: {gate['why']}")
     if chosen is None:
         top = candidates[0]
-        gains = ", ".join(f"{n} {v['change_pct']:+.1f}% ({v['verdict']})" for n, v in top["tests"].items()
-                          if v["change_pct"] is not None)
+        gains = describe_changes(top["tests"], verdicts=True)
         return {"recommended": Settings(), "trial": 0, "tests": top["tests"], "candidates": candidates,
                 "gate": gate, "why": f"no setting was faster than the defaults beyond noise (the best, trial "
                                      f"{top['trial']} {from_dict(Settings, top['settings']).describe()}: {gains})"
                                      + held}
     return {"recommended": from_dict(Settings, chosen["settings"]), "trial": chosen["trial"], "tests": chosen["tests"],
             "candidates": candidates, "gate": gate,
-            "why": f"trial {chosen['trial']} is faster than the defaults beyond noise: {_gains(chosen['tests'])}"
+            "why": f"trial {chosen['trial']} is faster than the defaults beyond noise: {describe_changes(chosen['tests'])}"
                    + (f"; its answers: {gate['why']}" if chosen["lossy"] else held)}
 
 
@@ -372,9 +371,6 @@ def eligible(candidate: dict) -> bool:
     gate = candidate.get("gate")
     return candidate["faster"] and (not candidate["lossy"] or bool(gate and gate["passed"]))
 
-
-def _gains(tests: dict) -> str:
-    return ", ".join(f"{n} {v['change_pct']:+.1f}%" for n, v in tests.items() if v["change_pct"] is not None)
 
 
 def _gate(search: _Search, settings: Settings) -> dict:

@@ -1154,6 +1154,7 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
     run: ServeRun | None = None
     state: RunState | None = None
     tried: list[SlotResult] = []
+    profile = ""  # the profile file the servers started with (a --slots search stores its -np there)
     try:
         for slots in spec.slots or (0,):
             server, log_offset, server_spec = None, 0, _server_for(spec, slots)
@@ -1173,7 +1174,7 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
                         if state is not None:
                             _note_slots(run, state, tried)
                         continue
-                    base = server.info.url
+                    base, profile = server.info.url, server.info.profile or profile
                 else:
                     base = spec.endpoint.rstrip("/").removesuffix("/v1") if spec.endpoint else require(api_key=api_key)[0].base_url
                 base, model, props, models = asyncio.run(_probe(base, spec, api_key))
@@ -1221,15 +1222,15 @@ def run_serve_bench(spec: ServeBenchSpec | None = None, *, resume: str | Path | 
     choice = run.slot_choice
     if choice is not None and choice.best and spec.server is not None and spec.server.profile:
         # the -np found on the profile's settings goes into that profile, for halo serve
+        if not profile:
+            status(Note(f"best -np {choice.best} not stored: no profile for {spec.server.model} held here "
+                        "(halo optimize writes one)"))
+            return run
         try:
-            stored = record_slots(spec.server, choice, run.path, host=host, backend_options=spec.backend_options,
-                                  status=status)
-        except HaloError as exc:  # (the run is complete: only the profile is not updated)
-            stored = None
-            status(Note(f"best -np {choice.best} not stored in a profile: {exc}"))
-        if stored is not None:
-            state.data["profile"] = str(stored)
+            state.data["profile"] = str(record_slots(Path(profile), choice, run.path, spec.server.model, status))
             state.save()
+        except HaloError as exc:  # (the run is complete: only the profile is not updated)
+            status(Note(f"best -np {choice.best} not stored in a profile: {exc}"))
     return run
 
 
