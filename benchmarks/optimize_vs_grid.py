@@ -16,7 +16,7 @@ slower than the defaults beyond noise (it falls back to them).
 
     .venv/bin/python benchmarks/optimize_vs_grid.py [--model smoke] [--backend native]
         [--workloads chat,long] [--pp 512 --tg 128 --depths 16384] [--objective tg] [--reps 3]
-        [--share 0.25] [--confirm-reps 5] [--rounds 2] [--out results.json]
+        [--share 0.25] [--confirm-reps 5] [--rounds 2] [--out results.json] [--grid-from results.json]
 
 Needs optuna (halo-llm[optimize]); llama-optimus is run when installed (pip install llama-optimus,
 native backend only: it runs llama-bench itself), else its column says why not.
@@ -75,6 +75,21 @@ def measure(args, settings, reps: int, tag: str, depths, ngl: int | None = None)
             raise RuntimeError(run.failures[0].error if run.failures else "llama-bench reported nothing")
         results += run.results
     return results
+
+
+def earlier_grid(path: str, workload: str, points: list) -> tuple[list, float | None]:
+    """The objective of every point from an earlier run's --out file (its `grid_values` for
+    `workload`; None where the point failed), and that grid's wall time; a point of this space the
+    file lacks is an error (another space, build or objective measured it)."""
+    rows = json.loads(Path(path).read_text())
+    row = next((r for r in rows if r.get("workload") == workload), None)
+    if row is None:
+        sys.exit(f"error: {path} holds no grid for workload {workload}")
+    known = {g["settings"]: g["value"] for g in row["grid_values"]}
+    missing = [s.describe() for s in points if s.describe() not in known]
+    if missing:
+        sys.exit(f"error: {path} lacks {len(missing)} points of this space ({', '.join(missing[:3])}, ...)")
+    return [known[s.describe()] for s in points], row.get("grid_wall_s")
 
 
 def run_llama_optimus(args, budget: int, model_path: str, n_layers: int) -> dict:
@@ -151,16 +166,20 @@ def one_workload(args, workload: str) -> dict:
     say(f"space {space}: {len(points)} points; halo and llama-optimus get {budget} trials")
 
     started = time.monotonic()
-    values = []
-    for i, s in enumerate(points):
-        try:
-            v = objective_value(measure(args, s, args.reps, f"grid-{workload}-{i}", depths), args.objective)
-        except RuntimeError as exc:
-            v = None
-            say(f"grid {i} {s.describe()}: failed: {exc}")
-        values.append(v)
-        say(f"grid {i + 1}/{len(points)} {s.describe()}: {v}")
-    grid_wall = time.monotonic() - started
+    if args.grid_from:
+        values, grid_wall = earlier_grid(args.grid_from, workload, points)
+        say(f"grid pass from {args.grid_from}: {sum(1 for v in values if v)} of {len(points)} points measured")
+    else:
+        values = []
+        for i, s in enumerate(points):
+            try:
+                v = objective_value(measure(args, s, args.reps, f"grid-{workload}-{i}", depths), args.objective)
+            except RuntimeError as exc:
+                v = None
+                say(f"grid {i} {s.describe()}: failed: {exc}")
+            values.append(v)
+            say(f"grid {i + 1}/{len(points)} {s.describe()}: {v}")
+        grid_wall = round(time.monotonic() - started, 1)
     best_i = max((i for i, v in enumerate(values) if v), key=lambda i: values[i])
 
     started = time.monotonic()
@@ -204,7 +223,7 @@ def one_workload(args, workload: str) -> dict:
     return {
         "workload": workload, "pp": args.pp_, "tg": args.tg_, "depths": list(depths), "objective": args.objective,
         "space": {k: list(v) for k, v in space.items()}, "grid_points": len(points), "budget": budget,
-        "grid_wall_s": round(grid_wall, 1), "halo_wall_s": round(halo_wall, 1),
+        "grid_wall_s": grid_wall, "grid_from": args.grid_from, "halo_wall_s": round(halo_wall, 1),
         "halo_trials": len(run.trials), "halo_run": str(run.path), "halo_why": run.result["why"],
         "llama_optimus": optimus,
         "grid_values": [{"settings": s.describe(), "value": v} for s, v in zip(points, values)],
@@ -235,6 +254,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-optimus", action="store_true")
+    ap.add_argument("--grid-from", default=None, metavar="FILE",
+                    help="the grid pass of an earlier run (its --out file): not measured again; its best "
+                         "is re-measured beside the other picks")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     _setup_home()
@@ -246,7 +268,8 @@ def main() -> None:
             print(f"{row['workload']:10} {row['grid_points']:>6} {row['budget']:>6} {name:14} {pick['settings'][:44]:44} "
                   f"{v if v is None else f'{v:9.2f}':>9} {', '.join(f'{k} {x}' for k, x in pick['vs_defaults'].items())}")
         print(f"{row['workload']:10} ratios: " + ", ".join(f"{k} {v}" for k, v in row["ratios"].items())
-              + f"; wall: grid {row['grid_wall_s']} s, halo {row['halo_wall_s']} s"
+              + f"; wall: grid {row['grid_wall_s']} s{' (earlier run)' if row['grid_from'] else ''}, "
+                f"halo {row['halo_wall_s']} s"
               + (f", llama-optimus {row['llama_optimus']['wall_s']} s" if "wall_s" in row["llama_optimus"] else
                  f"; llama-optimus: {row['llama_optimus'].get('error')}"))
     if args.out:

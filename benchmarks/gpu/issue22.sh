@@ -3,6 +3,7 @@
 # its dependencies, llama-optimus and pandas): on a synthetic 8B llama shape (Q4_0),
 #   STEP=grid  benchmarks/optimize_vs_grid.py for WORKLOADS (default chat): the grid of halo
 #              optimize's space, halo optimize at 25% of it, llama-optimus at the same budget
+#              (GRID_FROM=FILE: the grid pass of an earlier --out file, not measured again)
 #   STEP=serve `halo bench serve` at depth 0 and 16K with the profile halo optimize writes, and with
 #              --no-profile (the profile from a quick optimize run of its own when none is there)
 #   STEP=slots `halo bench serve --slots` on that profile stores the best -np in it; `halo serve`
@@ -21,7 +22,7 @@ m=$(python3 -m halo_core models synth --arch llama --shape 8b --quant Q4_0 --jso
 if [ "${STEP:-grid}" = grid ]; then
   s=$(date +%s)
   timeout ${GRID_TIMEOUT:-300} python3 $repo/benchmarks/optimize_vs_grid.py --model "$m" --backend native \
-    --workloads ${WORKLOADS:-chat} --reps ${REPS:-2} --confirm-reps 3 --rounds 2 --out $OUT/optimize_vs_grid.json \
+    --workloads ${WORKLOADS:-chat} --reps ${REPS:-2} --confirm-reps 3 --rounds 2 --out $OUT/optimize_vs_grid.json ${GRID_FROM:+--grid-from $repo/$GRID_FROM} \
     > $OUT/optimize_vs_grid.txt 2> $OUT/optimize_vs_grid.err
   echo "grid rc=$? took $(( $(date +%s) - s ))s"
   cat $OUT/optimize_vs_grid.txt; tail -25 $OUT/optimize_vs_grid.err
