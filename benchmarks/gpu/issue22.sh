@@ -21,7 +21,7 @@ cd /tmp
 m=$(python3 -m halo_core models synth --arch llama --shape 8b --quant Q4_0 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')
 if [ "${STEP:-grid}" = grid ]; then
   s=$(date +%s)
-  timeout ${GRID_TIMEOUT:-300} python3 $repo/benchmarks/optimize_vs_grid.py --model "$m" --backend native \
+  timeout ${GRID_TIMEOUT:-$(( 590 - SECONDS ))} python3 $repo/benchmarks/optimize_vs_grid.py --model "$m" --backend native \
     --workloads ${WORKLOADS:-chat} --reps ${REPS:-2} --confirm-reps 3 --rounds 2 --out $OUT/optimize_vs_grid.json ${GRID_FROM:+--grid-from $repo/$GRID_FROM} \
     > $OUT/optimize_vs_grid.txt 2> $OUT/optimize_vs_grid.err
   echo "grid rc=$? took $(( $(date +%s) - s ))s"
