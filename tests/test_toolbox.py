@@ -103,6 +103,26 @@ def test_backends_through_the_shim(halo, toolbox):
     assert rows["native"]["llama_cpp"].startswith("0.6.0-dev (build ")
 
 
+def test_backends_asks_each_build_its_version_once(halo, home, toolbox):
+    """`llama-server --version` runs in each container once; later calls read it back (kept by
+    the binary's cache key, as its flags are), so `halo backends` starts no container again."""
+    def versions():
+        return [c["container"] for c in map(json.loads, toolbox.read_text().splitlines())
+                if c["argv"][-1:] == ["--version"]]
+
+    first = halo("backends", "--json")
+    assert first.returncode == 0, first.stderr
+    asked = versions()
+    assert sorted(asked) == ["llama-rocm-7.14", "llama-rocm-7.2.1", "llama-vulkan-radv"]
+    again = halo("backends", "--json")
+    assert again.returncode == 0, again.stderr
+    assert versions() == asked  # no container was asked again
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    cache = json.loads((home / "cache" / "llama-flags.json").read_text())
+    radv = [v for k, v in cache.items() if k.startswith("version|toolbox:llama-vulkan-radv:")]
+    assert radv == [{r["name"]: r for r in json.loads(first.stdout)}["vulkan-radv"]["llama_cpp"]]
+
+
 def test_toolbox_not_installed(halo, tmp_path):
     bare = tmp_path / "bin"
     bare.mkdir()

@@ -8,6 +8,7 @@ import re
 import attrs
 
 from ..errors import HaloError
+from ..llama.flags import remembered
 from ..models.resolve import list_models
 from ..plugins import PluginHost, get_host
 from ..records import ModelListing
@@ -37,17 +38,26 @@ class SetupReport:
 
 
 def llama_cpp_version(backend) -> str:
-    """What `llama-server --version` says on `backend`: "b11434 (abc123)" style, or why not."""
+    """What `llama-server --version` says on `backend`: "b11434 (abc123)" style, or why not;
+    asked once per binary (its cache_key: a toolbox's container is not started again for it)."""
     try:
         cmd = backend.command("llama-server")
-        done = run_capture([*cmd.argv, "--version"], env=cmd.env, timeout=120)
     except HaloError as exc:
         return f"unknown ({exc})"
-    match = _VERSION.search(done.stdout + "\n" + done.stderr)
-    if match:
-        return match.group(1).strip()
-    last = last_line(done, "")
-    return f"unknown (exit {done.returncode}{': ' + last if last else ''})"
+
+    def ask() -> str:
+        try:
+            done = run_capture([*cmd.argv, "--version"], env=cmd.env, timeout=120)
+        except HaloError as exc:
+            return f"unknown ({exc})"
+        match = _VERSION.search(done.stdout + "\n" + done.stderr)
+        if match:
+            return match.group(1).strip()
+        last = last_line(done, "")
+        return f"unknown (exit {done.returncode}{': ' + last if last else ''})"
+
+    key = f"version|{cmd.cache_key}" if cmd.cache_key else None
+    return remembered(key, ask, keep=lambda version: not version.startswith("unknown ("))
 
 
 def bench_setup(host: PluginHost | None = None) -> SetupReport:

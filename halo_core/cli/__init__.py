@@ -151,8 +151,8 @@ def _defaults_line(chosen, *keys: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def backends(as_json):
     """List backends, whether each can run here (and why not), the llama.cpp build each runs
-    (`llama-server --version` in it; a stopped toolbox container is started for it), and the
-    default one."""
+    (`llama-server --version` in it, once per binary: a stopped toolbox container is started for
+    it the first time), and the default one."""
     from rich.table import Table
 
     from ..bench.inventory import llama_cpp_version

@@ -7,7 +7,7 @@ import json
 import math
 import re
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 
@@ -67,7 +67,7 @@ class Flags:
         return self.table.get(flag, "")
 
 
-_memory_cache: dict[str, Flags] = {}
+_memory_cache: dict[str, Any] = {}
 _lock = threading.Lock()
 
 
@@ -75,37 +75,47 @@ def _cache_file():
     return halo_home() / "cache" / "llama-flags.json"
 
 
-def probe_flags(cmd: ToolCommand, tool: str) -> Flags:
-    """Run `tool --help` once per binary (keyed by cmd.cache_key, kept on disk) and parse it."""
-    key = cmd.cache_key
-    with _lock:
-        if key and key in _memory_cache:
-            return _memory_cache[key]
-        disk: dict[str, Any] = {}
-        if key:
-            try:
-                disk = json.loads(_cache_file().read_text())
-            except (OSError, ValueError):
-                disk = {}
-            if isinstance(disk.get(key), dict):
-                flags = Flags(disk[key])
-                _memory_cache[key] = flags
-                return flags
-    done = run_capture([*cmd.argv, "--help"], env=cmd.env, timeout=120)
-    flags = Flags.parse(done.stdout + "\n" + done.stderr)
-    if not flags.table:
-        raise ToolFailed(f"{tool} --help printed no options (exit {done.returncode}): {last_line(done)}",
-                         returncode=done.returncode)
+def remembered(key: str | None, compute: Callable[[], Any], keep: Callable[[Any], bool] = lambda _v: True) -> Any:
+    """`compute()`'s value (JSON), kept by `key` in memory and on disk: a fact of one llama.cpp
+    binary that changes only with it (its flags, its version; the key is ToolCommand.cache_key,
+    which names the exact binary). A value `keep` refuses is returned but not kept; no key:
+    computed every time."""
     if key:
         with _lock:
-            _memory_cache[key] = flags
+            if key in _memory_cache:
+                return _memory_cache[key]
             try:
                 disk = json.loads(_cache_file().read_text())
             except (OSError, ValueError):
                 disk = {}
-            disk[key] = flags.table
+            if key in disk:
+                _memory_cache[key] = disk[key]
+                return disk[key]
+    value = compute()
+    if key and keep(value):
+        with _lock:
+            _memory_cache[key] = value
+            try:
+                disk = json.loads(_cache_file().read_text())
+            except (OSError, ValueError):
+                disk = {}
+            disk[key] = value
             write_atomic(_cache_file(), json.dumps(disk, indent=1, sort_keys=True))
-    return flags
+    return value
+
+
+def probe_flags(cmd: ToolCommand, tool: str) -> Flags:
+    """Run `tool --help` once per binary (keyed by cmd.cache_key, kept on disk) and parse it."""
+
+    def probe() -> dict[str, str]:
+        done = run_capture([*cmd.argv, "--help"], env=cmd.env, timeout=120)
+        flags = Flags.parse(done.stdout + "\n" + done.stderr)
+        if not flags.table:
+            raise ToolFailed(f"{tool} --help printed no options (exit {done.returncode}): {last_line(done)}",
+                             returncode=done.returncode)
+        return flags.table
+
+    return Flags(remembered(cmd.cache_key, probe))
 
 
 def _on_off(flags: Flags, flag: str, value: bool) -> str:
