@@ -31,7 +31,6 @@ import itertools
 import json
 import math
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -128,26 +127,12 @@ def run_llama_optimus(args, budget: int, model_path: str, n_layers: int) -> dict
             "trials": len(study.trials), "failed": sum(1 for t in study.trials if not t.value)}
 
 
-def pooled(results_per_round: list[list]) -> list:
-    """Each test's samples over the rounds, as one result (mean of the samples)."""
-    by_test: dict[str, list] = {}
-    for results in results_per_round:
-        for r in results:
-            by_test.setdefault(r.test, []).append(r)
-    out = []
-    for rs in by_test.values():
-        samples = [s for r in rs for s in r.samples_ts]
-        out.append(attrs.evolve(rs[0], samples_ts=samples, avg_ts=statistics.fmean(samples),
-                                stddev_ts=statistics.stdev(samples) if len(samples) > 1 else 0.0))
-    return out
-
-
 def one_workload(args, workload: str) -> dict:
     from halo_core.bench.compare import speed_change
     from halo_core.llama.profile import Settings
     from halo_core.models.header import read_header
     from halo_core.models.resolve import fetch_model
-    from halo_core.optimize.run import OptimizeSpec, WORKLOADS, objective_value, run_optimize, search_space
+    from halo_core.optimize.run import OptimizeSpec, WORKLOADS, objective_value, pooled, run_optimize, search_space
     from halo_core.plugins import get_host
     from halo_core.store import from_dict
 

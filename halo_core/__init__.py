@@ -103,6 +103,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "OptimizeSpec": ("optimize.run", "OptimizeSpec"),
     "run_optimize": ("optimize.run", "run_optimize"),
     "load_optimize_run": ("optimize.run", "load_optimize_run"),
+    "compare_backends": ("optimize.run", "compare_backends"),
     "write_optimize_report": ("optimize.report", "write_optimize_report"),
     "list_profiles": ("llama.profile", "list_profiles"),
     # eval

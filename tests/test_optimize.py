@@ -20,6 +20,7 @@ from conftest import wait_until
 from halo_core.llama.process import free_port
 from halo_core.llama.process import read_pid_files
 from halo_core.llama.profile import list_profiles, load_profile, profile_dir
+from halo_core.bench.run import load_bench_run
 from halo_core.optimize.run import OptimizeSpec, load_optimize_run, run_optimize
 from halo_core.runs import list_runs
 
@@ -220,6 +221,53 @@ def test_a_killed_search_resumes(smoke_model, tmp_path):
     assert json.loads(Path(cut_bench, "run.json").read_text())["resumed_at"]
     assert Path(resumed.profile).exists()
     assert read_pid_files() == []  # the killed process's pid file went with the resumed bench
+
+
+def test_several_backends_are_searched_then_compared_interleaved(halo, toolbox, smoke_model):
+    """--backend native --backend vulkan-radv (the toolbox shim runs this machine's llama.cpp in
+    its 'container'): one run and one profile per backend, then each one's recommended setting
+    measured again in alternating rounds and ranked; `halo optimize compare` reads those
+    measurements back instead of measuring again."""
+    done = halo("optimize", "smoke", "--backend", "native", "--backend", "vulkan-radv", "--pp", "32", "--tg", "8",
+                "--budget", "2", "--reps", "2", "--tag", "two", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["failed"] == []
+    runs = {r["spec"]["backend"]: r for r in out["runs"]}
+    assert list(runs) == ["native", "vulkan-radv"]
+    for backend, r in runs.items():
+        assert r["status"] == "complete" and Path(r["path"]).name.startswith(f"two-{backend}-")
+        assert load_profile(Path(r["profile"])).backend == backend
+    comparison = out["comparison"]
+    top, other = comparison["backends"]
+    assert {top["backend"], other["backend"]} == set(runs) and top["against_fastest"] == {}
+    assert top["value"] >= other["value"]
+    [(test, against)] = other["against_fastest"].items()
+    assert test == "tg8"
+    assert against["change_pct"] == pytest.approx(100 * (other["tests"]["tg8"] / top["tests"]["tg8"] - 1), abs=0.02)
+    assert (comparison["fastest"] == top["backend"]) == (against["verdict"] == "slower")
+    assert comparison["fastest"] in (top["backend"], None)
+    # two rounds a backend, the second in the other order, each a bench run of 5 repetitions
+    first = Path(out["runs"][0]["path"]).name
+    rounds = sorted((json.loads((p / "run.json").read_text())["started_at"], p)
+                    for p in list_runs("bench") if p.name.startswith(f"{first}-vs-"))
+    assert [p.name.removeprefix(f"{first}-vs-").rsplit("-", 1)[0] for _, p in rounds] == [
+        "native-r0", "vulkan-radv-r0", "vulkan-radv-r1", "native-r1"]
+    for _, path in rounds:
+        assert [len(r.samples_ts) for r in load_bench_run(path).results] == [5, 5]  # pp32, tg8
+    calls = [c for c in map(json.loads, toolbox.read_text().splitlines()) if "llama-bench" in " ".join(c["argv"])]
+    assert calls and {c["container"] for c in calls} == {"llama-vulkan-radv"}
+    again = halo("optimize", "compare", runs["native"]["path"], runs["vulkan-radv"]["path"], "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == comparison  # read back, not measured again
+    shown = halo("optimize", "compare", runs["native"]["path"], runs["vulkan-radv"]["path"])
+    assert comparison["why"] in " ".join(shown.stdout.split())
+    done = halo("optimize", "compare", runs["native"]["path"], runs["native"]["path"])
+    assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (
+        1, "Error: two runs of one backend (native): compare one run per backend")
+    done = halo("optimize", "smoke", "--backend", "native", "--backend", "nosuch", "--budget", "2")
+    assert done.returncode != 0 and "nosuch" in done.stderr.strip().splitlines()[-1]
+    assert not [p for p in list_runs("optimize") if p.name.startswith("optimize-native-")]  # none started
 
 
 def test_the_gate_measures_the_lossy_candidate_that_could_be_chosen():

@@ -1,12 +1,14 @@
 """`halo optimize MODEL`: search llama.cpp's settings for this model here, keep the best as a
-profile; `halo optimize show [RUN]`, `halo optimize report [RUN]` (a page), `halo optimize list`
-(the profiles)."""
+profile (with several --backend, one per backend, and which is fastest); `halo optimize show
+[RUN]`, `halo optimize compare RUN RUN...` (backends), `halo optimize report [RUN]` (a page),
+`halo optimize list` (the profiles)."""
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
 
+import attrs
 import click
 from rich.table import Table
 
@@ -28,7 +30,9 @@ def optimize():
 
 @optimize.command("run")
 @click.argument("model", required=False)
-@click.option("--backend", default=None, help="Backend to measure on (default: the default backend).")
+@click.option("--backend", "backends", multiple=True,
+              help="Backend to measure on (default: the default backend); repeat it to search each and "
+                   "compare them (one run and one profile per backend).")
 @click.option("--workload", type=click.Choice(["chat", "long", "agentic"]), default="chat", show_default=True,
               help="chat: pp512/tg128; long: and tg at depth 16384; agentic: pp4096/tg256 and depth 8192.")
 @click.option("--pp", type=click.IntRange(min=1), default=None, help="Prompt tokens (instead of the workload's).")
@@ -53,13 +57,13 @@ def optimize():
 @click.option("--resume", "resume", default=None, metavar="RUN", help="Continue this optimize run.")
 @backend_flags
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
-def optimize_run(model, backend, workload, pp, tg, depths, objective, budget, minutes, reps, allow_lossy,
+def optimize_run(model, backends, workload, pp, tg, depths, objective, budget, minutes, reps, allow_lossy,
                  eval_suite, limit, max_tokens, seed, tag, resume, backend_opts, as_json):
     """Search -ub, -b, -fa (and -t on a CPU build; K/V cache types with --allow-lossy) with
     llama-bench trials at the workload (Optuna's TPE; the defaults first; dominated settings
     pruned), confirm the winner against the defaults by `halo bench compare`'s rule (a lossy
     one also by --eval's paired test), and write the profile `halo serve` uses."""
-    from ..optimize.run import OptimizeSpec, run_optimize
+    from ..optimize.run import OptimizeSpec, compare_backends, run_optimize
     from .bench import _parse_numbers
 
     if not model and not resume:
@@ -67,28 +71,88 @@ def optimize_run(model, backend, workload, pp, tg, depths, objective, budget, mi
     if allow_lossy and not eval_suite:
         raise click.UsageError("--allow-lossy needs --eval SUITE: a setting that changes answers is kept only "
                                "when the suite's paired test finds no regression")
-    spec = None
+    if resume and backends:
+        raise click.UsageError("--resume continues a run on its own backend: leave --backend out")
+    if len(set(backends)) < len(backends):
+        raise click.UsageError("each --backend once")
+    specs = [None]
     if not resume:
         fields = dict(model=model, workload=workload,
                       pp=pp, tg=tg, depths=_parse_numbers(depths, "--depths") if depths is not None else None,
                       objective=objective, budget=budget, minutes=minutes, reps=reps, seed=seed, tag=tag,
                       backend_options=backend_options(backend_opts), allow_lossy=allow_lossy,
                       eval=eval_suite or "", limit=limit, max_tokens=max_tokens)
-        if backend:
-            fields["backend"] = backend
-        spec = OptimizeSpec(**fields)
+        specs = [OptimizeSpec(**fields, **({"backend": b} if b else {}))
+                 for b in (backends or (None,))]
+        if len(specs) > 1:  # one run per backend, each its own tag; all of them there before the first starts
+            from ..plugins import get_host
+
+            get_host().available_backends(list(backends), fields["backend_options"])
+            specs = [attrs.evolve(spec, tag=f"{tag}-{spec.backend}") for spec in specs]
 
     def said(trial) -> None:
         value = f"{trial.value:.2f}" if trial.value is not None else "-"
         err_console.print(f"  trial {trial.number}: {trial.settings.describe()} · {trial.state} · {value}"
                           + (f" · {trial.error}" if trial.error else ""), highlight=False, soft_wrap=True)
 
-    with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
-        run = run_optimize(spec, resume=resume, on_status=spinner_status(spinner), on_trial=said)
-    if as_json:
-        emit_json(run)
+    if len(specs) == 1:
+        with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
+            run = run_optimize(specs[0], resume=resume, on_status=spinner_status(spinner), on_trial=said)
+        if as_json:
+            emit_json(run)
+            return
+        show_run(run)
         return
-    show_run(run)
+    done, failed = [], []
+    for spec in specs:
+        err_console.print(f"{spec.backend}:", highlight=False)
+        try:
+            with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
+                done.append(run_optimize(spec, on_status=spinner_status(spinner), on_trial=said))
+        except HaloError as exc:  # its run is kept (resumable); the other backends go on
+            failed.append((spec.backend, str(exc)))
+            err_console.print(f"  {spec.backend} failed: {exc}", highlight=False, soft_wrap=True)
+    comparison = None
+    if len(done) > 1:
+        err_console.print("comparing the backends' settings, interleaved", highlight=False)
+        with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
+            comparison = compare_backends(done, on_status=spinner_status(spinner))
+    if as_json:
+        emit_json({"runs": done, "comparison": comparison,
+                   "failed": [{"backend": b, "error": e} for b, e in failed]})
+    else:
+        for run in done:
+            chosen = run.result["recommended"] if run.result else {}
+            click.echo(f"{run.spec.backend}: {run.path.name} · {_describe(chosen)} · profile {run.profile}")
+        if comparison:
+            show_comparison(comparison, done[0].spec.model)
+    if failed:
+        raise HaloError("; ".join(f"{b} failed: {e}" for b, e in failed))
+
+
+def _describe(settings: dict) -> str:
+    from ..llama.profile import Settings
+    from ..store import from_dict
+
+    return from_dict(Settings, settings).describe()
+
+
+def show_comparison(comparison: dict, model: str) -> None:
+    """Backends ranked by their recommended settings' measurements, each against the fastest."""
+    rows = Table("backend", "settings", f"{comparison['objective']} (geo. mean t/s)", "tests", "against the fastest",
+                 title="backends")
+    for row in comparison["backends"]:
+        against = ", ".join(f"{n} {_fmt(v['change_pct'], '+.1f')}% ({v['verdict']})"
+                            for n, v in row["against_fastest"].items())
+        rows.add_row(row["backend"], _describe(row["recommended"]), _fmt(row["value"]),
+                     ", ".join(f"{n} {v:.1f}" for n, v in row["tests"].items()), against or "fastest")
+    print_table(rows)
+    click.echo(comparison["why"])
+    top = comparison["fastest"]
+    if top:
+        click.echo(f"serve with it: halo serve {shlex.quote(model)} --backend {top} (its profile's settings)")
+    else:
+        click.echo(f"each profile is used with its own --backend (halo serve {shlex.quote(model)} --backend B)")
 
 
 def show_run(run) -> None:
@@ -156,6 +220,24 @@ def optimize_show(run_ref, as_json):
         emit_json(run)
         return
     show_run(run)
+
+
+@optimize.command("compare")
+@click.argument("run_refs", nargs=-1, required=True, metavar="RUN RUN...")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def optimize_compare(run_refs, as_json):
+    """Optimize runs of one model and workload on different backends: each one's recommended
+    settings measured again, interleaved (2 rounds of 5 repetitions; a comparison cut short
+    continues), and which is fastest, each against it by `halo bench compare`'s rule."""
+    from ..optimize.run import compare_backends, load_optimize_run, resolve_optimize_run
+
+    found = [load_optimize_run(resolve_optimize_run(ref)) for ref in run_refs]
+    with sigterm_as_interrupt(), err_console.status("starting", spinner="dots") as spinner:
+        comparison = compare_backends(found, on_status=spinner_status(spinner))
+    if as_json:
+        emit_json(comparison)
+        return
+    show_comparison(comparison, found[0].spec.model)
 
 
 @optimize.command("report")

@@ -18,6 +18,10 @@ A run directory, $HALO_HOME/runs/optimize/<tag>-<UTC time>/:
                 them), the confirmation's bench runs, the result and the profile written
   trials.jsonl  one line per finished trial: its settings, state (complete, pruned, failed),
                 objective value, its tests' t/s, its bench runs, the error of a failed one
+
+compare_backends() ranks finished runs of one model and workload on different backends by their
+recommended settings, measured again side by side (`halo optimize --backend A --backend B`,
+`halo optimize compare`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -53,6 +58,7 @@ UBATCH = (64, 128, 256, 512, 1024, 2048)
 BATCH = (256, 512, 1024, 2048, 4096)
 PRUNE_BELOW = 0.90  # a trial's depth-0 objective under this share of the best so far: pruned
 CONFIRM_REPS = 5
+COMPARE_ROUNDS = 2  # halo optimize compare: interleaved rounds of CONFIRM_REPS a backend
 MAX_FAILED_IN_A_ROW = 3
 GPU_ACCELS = ("cuda", "vulkan", "rocm", "hip", "metal", "sycl")
 LOSSLESS_KV = ("f32", "f16", "bf16")
@@ -414,6 +420,97 @@ def _gate(search: _Search, settings: Settings) -> dict:
                      f"({v['verdict']}, n {v['n']})" for n, v in suites.items())
     return {"sweep": str(sweep.path), "passed": not worse, "suites": suites,
             "why": (f"{', '.join(worse)} worse than f16: " if worse else "no regression against f16: ") + said}
+
+
+def pooled(measured: list[list[BenchResult]]) -> list[BenchResult]:
+    """Each test's samples over several bench runs of one setting, as one result."""
+    by_test: dict[str, list[BenchResult]] = {}
+    for results in measured:
+        for r in results:
+            by_test.setdefault(r.test, []).append(r)
+    out = []
+    for rs in by_test.values():
+        samples = [x for r in rs for x in r.samples_ts]
+        out.append(attrs.evolve(rs[0], samples_ts=tuple(samples),
+                                avg_ts=statistics.fmean(samples) if samples else rs[0].avg_ts,
+                                stddev_ts=statistics.stdev(samples) if len(samples) > 1 else 0.0))
+    return out
+
+
+def compare_backends(found: list[OptimizeRun], *, host: PluginHost | None = None,
+                     on_status: Callable[[str], None] | None = None, rounds: int = COMPARE_ROUNDS) -> dict:
+    """Finished optimize runs of one model and workload on different backends: each backend's
+    recommended setting measured again, CONFIRM_REPS repetitions a round in `rounds` rounds
+    whose order alternates (drift hits all alike; a search's own figures were measured at other
+    times), ranked by the objective, each against the fastest by the rule `halo bench compare`
+    uses. The fastest is named only when every other backend is slower on some objective test
+    and faster on none. The measurements are bench runs tagged by the first run and the backend,
+    so a comparison cut short continues them and one done is read back."""
+    status = on_status or (lambda _msg: None)
+    if len(found) < 2:
+        raise HaloError("comparing backends needs two optimize runs or more")
+    first = found[0]
+    for run in found:
+        if run.status != RunStatus.COMPLETE or not run.result:
+            raise HaloError(f"{run.path.name} is {run.status}: resume it first (halo optimize --resume {run.path.name})")
+        if (run.spec.model, run.spec.shape(), run.spec.objective) != (first.spec.model, first.spec.shape(),
+                                                                       first.spec.objective):
+            raise HaloError(f"{run.path.name} measured {run.spec.model} at another workload or objective than "
+                            f"{first.path.name}: compare runs of one model, workload and objective")
+    backends = [run.spec.backend for run in found]
+    if len(set(backends)) < len(backends):
+        raise HaloError(f"two runs of one backend ({', '.join(sorted({b for b in backends if backends.count(b) > 1}))}): "
+                        "compare one run per backend")
+    host = host or get_host()
+    objective = first.spec.objective
+    pp, tg, depths = first.spec.shape()
+    measured: dict[str, list[list[BenchResult]]] = {b: [] for b in backends}
+    for r in range(rounds):
+        for run in (found if r % 2 == 0 else found[::-1]):
+            settings = from_dict(Settings, run.result["recommended"])
+            results = []
+            for standard, at in ((True, ()), (False, depths)):
+                if not standard and not at:
+                    continue
+                tag = f"{first.path.name}-vs-{run.spec.backend}-r{r}{'' if standard else 'd'}"
+                status(f"round {r + 1}/{rounds}: {run.spec.backend} {settings.describe()}")
+                bench = run_bench(trial_spec(run.spec.model, run.spec.backend, settings, pp=pp, tg=tg,
+                                             reps=CONFIRM_REPS, depths=at, standard=standard, tag=tag),
+                                  resume_tag=True, host=host, backend_options=run.spec.backend_options)
+                if not bench.results:
+                    raise HaloError(f"{run.spec.backend}: " + (bench.failures[0].error if bench.failures
+                                                                else "llama-bench reported nothing"))
+                results += bench.results
+            measured[run.spec.backend].append(results)
+    rows = []
+    for run in found:
+        tests = _objective_tests(pooled(measured[run.spec.backend]), objective)
+        rows.append((run, tests, objective_value(list(tests.values()), objective)))
+    rows.sort(key=lambda row: row[2] or 0.0, reverse=True)
+    best_tests = rows[0][1]
+    out, beaten = [], []
+    for i, (run, tests, value) in enumerate(rows):
+        against = {}
+        if i:
+            for name, r in tests.items():
+                if name in best_tests:
+                    change, p, verdict = speed_change(best_tests[name], r)
+                    against[name] = {"change_pct": change, "p_value": p, "verdict": verdict}
+            verdicts = [v["verdict"] for v in against.values()]
+            beaten.append("slower" in verdicts and "faster" not in verdicts)
+        out.append({"backend": run.spec.backend, "run": str(run.path), "profile": run.profile,
+                    "recommended": run.result["recommended"], "value": value,
+                    "tests": {name: round(r.avg_ts, 2) for name, r in tests.items()}, "against_fastest": against})
+    top = rows[0][0].spec.backend
+    if all(beaten):
+        why = f"{top} is faster beyond noise: " + "; ".join(
+            f"{row['backend']} {describe_changes(row['against_fastest'])}" for row in out[1:])
+    else:
+        close = [row["backend"] for row, ok in zip(out[1:], beaten) if not ok]
+        why = (f"no backend is faster than the others beyond noise ({top} measured highest, "
+               f"{', '.join(close)} not slower beyond noise)")
+    return {"objective": objective, "rounds": rounds, "reps": CONFIRM_REPS,
+            "fastest": top if all(beaten) else None, "backends": out, "why": why}
 
 
 def _server_command(spec: OptimizeSpec, host: PluginHost) -> str:
