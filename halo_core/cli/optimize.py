@@ -121,9 +121,9 @@ def optimize_run(model, backends, workload, pp, tg, depths, objective, budget, m
         emit_json({"runs": done, "comparison": comparison,
                    "failed": [{"backend": b, "error": e} for b, e in failed]})
     else:
-        for run in done:
-            chosen = run.result["recommended"] if run.result else {}
-            click.echo(f"{run.spec.backend}: {run.path.name} · {_describe(chosen)} · profile {run.profile}")
+        for run in done:  # (a run_optimize that returned is complete, its result there)
+            click.echo(f"{run.spec.backend}: {run.path.name} · {_describe(run.result['recommended'])} · "
+                       f"profile {run.profile}")
         if comparison:
             show_comparison(comparison, done[0].spec.model)
     if failed:
@@ -166,9 +166,6 @@ def show_run(run) -> None:
     print_table(table)
     result = run.result or {}
     if result:
-        from ..llama.profile import Settings
-        from ..store import from_dict
-
         rows = Table("test", "defaults t/s", "setting t/s", "change", "p", "verdict", title="confirmation")
         for name, v in (result.get("tests") or {}).items():
             rows.add_row(name, _fmt(v["defaults"]), _fmt(v["setting"]), _fmt(v["change_pct"], "+.1f") + "%",
@@ -184,8 +181,7 @@ def show_run(run) -> None:
                              _fmt(v["p_value"], ".3g"), v["verdict"])
             print_table(rows)
             click.echo(f"gate: {gate['why']} (sweep {gate['sweep']})" if not gate["suites"] else f"gate sweep: {gate['sweep']}")
-        chosen = from_dict(Settings, result["recommended"])
-        click.echo(f"recommended: {chosen.describe()} — {result['why']}")
+        click.echo(f"recommended: {_describe(result['recommended'])} — {result['why']}")
     if run.profile:
         click.echo(f"profile: {run.profile} (halo serve {shlex.quote(run.spec.model)} uses it)")
     if run.server_command:

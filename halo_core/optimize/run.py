@@ -38,7 +38,7 @@ import attrs
 
 from .. import runs
 from ..bench.compare import speed_change
-from ..bench.run import load_bench_run, run_bench
+from ..bench.run import run_bench
 from ..config import defaults
 from ..errors import HaloError
 from ..llama.profile import Profile, Settings, build_identity, describe_changes, machine_identity, save_profile
@@ -184,6 +184,34 @@ def trial_spec(model: str, backend: str, settings: Settings, *, pp: int, tg: int
                      flash_attn=settings.flash_attn, kv_types=((settings.cache_type or "f16",) * 2,), tag=tag)
 
 
+def bench_setting(spec: OptimizeSpec, settings: Settings, *, reps: int, standard: bool, depths: tuple[int, ...],
+                  tag: str, host: PluginHost):
+    """One llama-bench run of `settings` at `spec`'s model, backend and shape, tagged `tag`: the
+    latest run of that tag continued when cut short, read back when finished."""
+    pp, tg, _depths = spec.shape()
+    return run_bench(trial_spec(spec.model, spec.backend, settings, pp=pp, tg=tg, reps=reps, depths=depths,
+                                standard=standard, tag=tag),
+                     resume_tag=True, host=host, backend_options=spec.backend_options)
+
+
+def results_of(bench, what: str = "") -> list[BenchResult]:
+    """A bench run's results; none is an error (its first failure's, `what` before it)."""
+    if not bench.results:
+        raise HaloError(what + (bench.failures[0].error if bench.failures else "llama-bench reported nothing"))
+    return bench.results
+
+
+def judge_tests(base: dict[str, BenchResult], after: dict[str, BenchResult]) -> dict[str, dict]:
+    """Each test of `after` that `base` has, against it by `halo bench compare`'s rule:
+    {test: {change_pct, p_value, verdict}}."""
+    judged = {}
+    for name, r in after.items():
+        if name in base:
+            change, p, verdict = speed_change(base[name], r)
+            judged[name] = {"change_pct": change, "p_value": p, "verdict": verdict}
+    return judged
+
+
 class _Search:
     """One sitting of an optimize run: its state, the bench runs of each trial, the study."""
 
@@ -196,15 +224,12 @@ class _Search:
     def bench(self, settings: Settings, key: str, reps: int, standard: bool, depths: tuple) -> list[BenchResult]:
         """One bench run of `settings`, tagged by the trial (`key`), so that a killed trial's run
         is continued (run_bench's resume_tag) and a finished one is read back."""
-        spec = trial_spec(self.spec.model, self.spec.backend, settings, pp=self.pp, tg=self.tg, reps=reps,
-                          depths=depths, standard=standard, tag=f"{self.run.path.name}-{key}")
         self.status(f"{key}: {settings.describe()}" + (f" at depths {','.join(map(str, depths))}" if depths else ""))
-        bench = run_bench(spec, resume_tag=True, host=self.host, backend_options=self.spec.backend_options)
+        bench = bench_setting(self.spec, settings, reps=reps, standard=standard, depths=depths,
+                              tag=f"{self.run.path.name}-{key}", host=self.host)
         self.state.data.setdefault("bench_runs", {})[key] = str(bench.path)
         self.state.save()
-        if not bench.results:
-            raise HaloError(bench.failures[0].error if bench.failures else "llama-bench reported nothing")
-        return bench.results
+        return results_of(bench)
 
     def trial(self, number: int, settings: Settings, best: float | None) -> Trial:
         """Measure one setting: depth 0, then its depths unless its depth-0 figure is below
@@ -331,12 +356,9 @@ def _confirm(search: _Search) -> dict:
     base = _objective_tests(measured[0], spec.objective)
     candidates = []
     for t in ranked:
-        tests = {}
-        for name, after in _objective_tests(measured[t.number], spec.objective).items():
-            if name in base:
-                change, p, verdict = speed_change(base[name], after)
-                tests[name] = {"defaults": round(base[name].avg_ts, 2), "setting": round(after.avg_ts, 2),
-                               "change_pct": change, "p_value": p, "verdict": verdict}
+        after = _objective_tests(measured[t.number], spec.objective)
+        tests = {name: {"defaults": round(base[name].avg_ts, 2), "setting": round(after[name].avg_ts, 2), **judged}
+                 for name, judged in judge_tests(base, after).items()}
         verdicts = [v["verdict"] for v in tests.values()]
         candidates.append({"trial": t.number, "settings": to_dict(t.settings), "tests": tests,
                            "faster": "faster" in verdicts and "slower" not in verdicts,
@@ -463,24 +485,17 @@ def compare_backends(found: list[OptimizeRun], *, host: PluginHost | None = None
                         "compare one run per backend")
     host = host or get_host()
     objective = first.spec.objective
-    pp, tg, depths = first.spec.shape()
+    depths = first.spec.shape()[2]
     measured: dict[str, list[list[BenchResult]]] = {b: [] for b in backends}
     for r in range(rounds):
         for run in (found if r % 2 == 0 else found[::-1]):
             settings = from_dict(Settings, run.result["recommended"])
+            status(f"round {r + 1}/{rounds}: {run.spec.backend} {settings.describe()}")
             results = []
-            for standard, at in ((True, ()), (False, depths)):
-                if not standard and not at:
-                    continue
+            for standard, at in ((True, ()), (False, depths)) if depths else ((True, ()),):
                 tag = f"{first.path.name}-vs-{run.spec.backend}-r{r}{'' if standard else 'd'}"
-                status(f"round {r + 1}/{rounds}: {run.spec.backend} {settings.describe()}")
-                bench = run_bench(trial_spec(run.spec.model, run.spec.backend, settings, pp=pp, tg=tg,
-                                             reps=CONFIRM_REPS, depths=at, standard=standard, tag=tag),
-                                  resume_tag=True, host=host, backend_options=run.spec.backend_options)
-                if not bench.results:
-                    raise HaloError(f"{run.spec.backend}: " + (bench.failures[0].error if bench.failures
-                                                                else "llama-bench reported nothing"))
-                results += bench.results
+                results += results_of(bench_setting(run.spec, settings, reps=CONFIRM_REPS, standard=standard,
+                                                    depths=at, tag=tag, host=host), f"{run.spec.backend}: ")
             measured[run.spec.backend].append(results)
     rows = []
     for run in found:
@@ -490,12 +505,8 @@ def compare_backends(found: list[OptimizeRun], *, host: PluginHost | None = None
     best_tests = rows[0][1]
     out, beaten = [], []
     for i, (run, tests, value) in enumerate(rows):
-        against = {}
+        against = judge_tests(best_tests, tests) if i else {}
         if i:
-            for name, r in tests.items():
-                if name in best_tests:
-                    change, p, verdict = speed_change(best_tests[name], r)
-                    against[name] = {"change_pct": change, "p_value": p, "verdict": verdict}
             verdicts = [v["verdict"] for v in against.values()]
             beaten.append("slower" in verdicts and "faster" not in verdicts)
         out.append({"backend": run.spec.backend, "run": str(run.path), "profile": run.profile,
